@@ -1,0 +1,298 @@
+"""The six stages as Dagster assets, plus the dataset manifest between the per-video stages and training.
+
+Assets only wire: each calls one `ahriuwu_core` function and reports what it measured. Every asset returns a
+content-derived data version, so staleness follows the data, and a `code_version` to bump when its logic changes.
+"""
+from __future__ import annotations
+
+import json
+import time
+from pathlib import Path
+
+from dagster import (
+    AssetExecutionContext,
+    AutomationCondition,
+    Config,
+    DataVersion,
+    DynamicPartitionsDefinition,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from ahriuwu_core import catalog, manifest as manifest_lib
+from ahriuwu_core.presets import get_preset
+from pipeline.report import image_markdown, metrics_table_markdown
+from pipeline.resources import ComputeResource, ProjectResource, StorageResource
+
+video_partitions = DynamicPartitionsDefinition(name="videos")
+
+# Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
+# downstream stale. Kept here, one place, so the UI and the tests agree.
+CODE_VERSIONS = {
+    "videos": "1",
+    "frames": "1",
+    "dataset_manifest": "1",
+    "tokenizer": "1",
+    "latents": "1",
+    "dynamics": "1",
+    "evaluation": "1",
+}
+
+
+class PresetConfig(Config):
+    """Launchpad config for the training stages. Empty fields mean: the project's preset (AHRIUWU_PRESET)."""
+
+    preset: str = ""
+
+
+class TokenizerConfig(PresetConfig):
+    kind: str = ""  # "cnn" or "transformer"; empty: the preset's
+
+
+def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
+    return config.preset or project.preset
+
+
+@asset(
+    partitions_def=video_partitions,
+    group_name="ingest",
+    code_version=CODE_VERSIONS["videos"],
+    automation_condition=AutomationCondition.on_missing(),
+    description="One source video fetched with yt-dlp (YouTube, HTTP, file://) into videos/<id>/, with its "
+    "raw info json, parsed metadata and, where the source has one, the actions sidecar.",
+)
+def videos(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
+    from ahriuwu_core.sources import fetch_video
+
+    video_id = context.partition_key
+    entry = catalog.catalog_entry(storage.path, video_id)
+    start = time.perf_counter()
+    info = fetch_video(entry, storage.sub("videos"), project.source_config())
+    meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None}
+    return MaterializeResult(
+        metadata={**meta, "url": entry.get("url", ""), "seconds": round(time.perf_counter() - start, 2)},
+        data_version=DataVersion(info["sha256"]),
+    )
+
+
+@asset(
+    partitions_def=video_partitions,
+    deps=[videos],
+    group_name="ingest",
+    code_version=CODE_VERSIONS["frames"],
+    automation_condition=AutomationCondition.eager(),
+    description="The video decoded with PyAV, resampled to exactly 20 fps by timestamp, resized, stored as a "
+    "uint8 zarr array (T, H, W, 3) with the 20 fps actions, a no-action mask and the HUD mask.",
+)
+def frames(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
+    from ahriuwu_core.frames import extract_frames
+
+    video_id = context.partition_key
+    video_dir = storage.sub("videos", video_id)
+    video_path = next((p for p in sorted(video_dir.glob("video.*")) if not p.name.endswith(".part")), None)
+    if video_path is None:
+        raise FileNotFoundError(f"no downloaded video for {video_id!r} in {video_dir}: materialize `videos` first")
+    actions = video_dir / "actions.json"
+    stats = extract_frames(
+        video_path,
+        storage.sub("frames", f"{video_id}.zarr"),
+        get_preset(project.preset).frames,
+        actions_path=actions if actions.exists() else None,
+        video_id=video_id,
+    )
+    return MaterializeResult(
+        metadata={**_scalars(stats), "path": MetadataValue.path(str(storage.sub("frames", f"{video_id}.zarr")))},
+        data_version=DataVersion(stats["content_hash"]),
+    )
+
+
+@asset(
+    deps=[frames],
+    group_name="dataset",
+    code_version=CODE_VERSIONS["dataset_manifest"],
+    description="Every video with extracted frames, its content hash and its split (train / held out). Its data "
+    "version hashes the per-video hashes in sorted order, so training goes stale exactly when a video changes, "
+    "however many videos there are.",
+)
+def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
+    video_ids = context.instance.get_dynamic_partitions(video_partitions.name)
+    manifest = manifest_lib.build_manifest(storage.path, video_ids, get_preset(project.preset).split)
+    path = manifest_lib.write_manifest(storage.path, manifest)
+    for video_id in manifest["missing"]:
+        context.log.warning(f"video {video_id!r} has no frames store yet; left out of the manifest")
+    return MaterializeResult(
+        metadata={
+            "path": MetadataValue.path(str(path)),
+            "num_videos": len(manifest["videos"]),
+            "num_train": len(manifest["train"]),
+            "num_heldout": len(manifest["heldout"]),
+            "num_frames": sum(v["num_frames"] for v in manifest["videos"]),
+            "missing": ", ".join(manifest["missing"]) or "none",
+            "split": MetadataValue.json({"train": manifest["train"], "heldout": manifest["heldout"]}),
+        },
+        data_version=DataVersion(manifest["version"]),
+    )
+
+
+@asset(
+    deps=[dataset_manifest],
+    group_name="training",
+    code_version=CODE_VERSIONS["tokenizer"],
+    pool="gpu",
+    description="A frame tokenizer (CNN or block-causal MAE transformer, tanh bottleneck) trained on the "
+    "training split with MSE + 0.2 LPIPS; reports held-out reconstruction quality.",
+)
+def tokenizer(
+    context: AssetExecutionContext,
+    config: TokenizerConfig,
+    storage: StorageResource,
+    compute: ComputeResource,
+    project: ProjectResource,
+) -> MaterializeResult:
+    from ahriuwu_core.tokenizer import train_tokenizer
+
+    preset = get_preset(_preset_name(config, project))
+    train_cfg = preset.tokenizer_config(config.kind)
+    manifest = manifest_lib.read_manifest(storage.path)
+    stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
+    result = train_tokenizer(
+        stores["train"],
+        stores["heldout"],
+        train_cfg,
+        storage.sub("tokenizer"),
+        device=compute.torch_device(),
+        log=context.log.info,
+    )
+    strip = result.pop("strip_png", None)
+    metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
+    if strip:
+        metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
+    return MaterializeResult(metadata=metadata, data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])))
+
+
+@asset(
+    partitions_def=video_partitions,
+    deps=[frames, tokenizer],
+    group_name="training",
+    code_version=CODE_VERSIONS["latents"],
+    pool="gpu",
+    automation_condition=AutomationCondition.eager(),
+    description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
+    "name the tokenizer checkpoint that made it.",
+)
+def latents(
+    context: AssetExecutionContext, storage: StorageResource, compute: ComputeResource, project: ProjectResource
+) -> MaterializeResult:
+    from ahriuwu_core.tokenizer import encode_video
+
+    video_id = context.partition_key
+    out = storage.sub("latents", f"{video_id}.zarr")
+    stats = encode_video(
+        storage.sub("frames", f"{video_id}.zarr"),
+        storage.sub("tokenizer", "tokenizer.pt"),
+        out,
+        device=compute.torch_device(),
+        preset=project.preset,
+        code_version=CODE_VERSIONS["tokenizer"],
+    )
+    return MaterializeResult(
+        metadata={**_scalars(stats), "path": MetadataValue.path(str(out))},
+        data_version=DataVersion(stats["content_hash"]),
+    )
+
+
+@asset(
+    deps=[latents, dataset_manifest],
+    group_name="training",
+    code_version=CODE_VERSIONS["dynamics"],
+    pool="gpu",
+    description="The world model: a space/time factorized transformer over latent tokens trained with flow "
+    "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
+)
+def dynamics(
+    context: AssetExecutionContext,
+    config: PresetConfig,
+    storage: StorageResource,
+    compute: ComputeResource,
+    project: ProjectResource,
+) -> MaterializeResult:
+    from ahriuwu_core.dynamics import train_dynamics
+
+    preset = get_preset(_preset_name(config, project))
+    manifest = manifest_lib.read_manifest(storage.path)
+    stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
+    result = train_dynamics(
+        stores["train"], preset.dynamics, storage.sub("dynamics"), device=compute.torch_device(), log=context.log.info
+    )
+    return MaterializeResult(
+        metadata={**_scalars(result), "preset": preset.name},
+        data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
+    )
+
+
+@asset(
+    deps=[dynamics, tokenizer, dataset_manifest],
+    group_name="evaluation",
+    code_version=CODE_VERSIONS["evaluation"],
+    pool="gpu",
+    description="Held-out rollouts: C context frames, then H frames predicted autoregressively; PSNR/SSIM/LPIPS "
+    "per horizon against copy-last-frame and the tokenizer's ceiling, action controllability, and pictures.",
+)
+def evaluation(
+    context: AssetExecutionContext,
+    config: PresetConfig,
+    storage: StorageResource,
+    compute: ComputeResource,
+    project: ProjectResource,
+) -> MaterializeResult:
+    from ahriuwu_core.evaluate import evaluate
+
+    preset = get_preset(_preset_name(config, project))
+    manifest = manifest_lib.read_manifest(storage.path)
+    stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
+    run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}"
+    lineage = {
+        "manifest_version": manifest["version"],
+        "videos": manifest["heldout"],
+        "train_videos": manifest["train"],
+        "tokenizer_sha256": manifest_lib.file_sha256(storage.sub("tokenizer", "tokenizer.pt")),
+        "dynamics_sha256": manifest_lib.file_sha256(storage.sub("dynamics", "dynamics.pt")),
+        "code_versions": CODE_VERSIONS,
+        "run_id": context.run_id,
+    }
+    result = evaluate(
+        storage.sub("tokenizer", "tokenizer.pt"),
+        storage.sub("dynamics", "dynamics.pt"),
+        stores["heldout"],
+        preset.evaluation,
+        storage.sub("reports", run_name),
+        lineage=lineage,
+        device=compute.torch_device(),
+        log=context.log.info,
+    )
+    metrics = result["metrics"]
+    metadata = {
+        **result["flat"],
+        "report": MetadataValue.path(str(result["report_path"])),
+        "metrics_table": MetadataValue.md(metrics_table_markdown(metrics)),
+        "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
+        "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
+        "heldout_videos": ", ".join(metrics["videos"]),
+    }
+    return MaterializeResult(metadata=metadata, data_version=DataVersion(manifest_lib.file_sha256(result["metrics_path"])))
+
+
+def _scalars(stats: dict) -> dict:
+    """The numbers and strings of a stats dict, as Dagster metadata (nested values become JSON)."""
+    out = {}
+    for key, value in stats.items():
+        if isinstance(value, bool):
+            out[key] = value
+        elif isinstance(value, (int, float, str)):
+            out[key] = value
+        elif isinstance(value, Path):
+            out[key] = MetadataValue.path(str(value))
+        elif isinstance(value, (list, tuple, dict)) and len(json.dumps(value, default=str)) < 2000:
+            out[key] = MetadataValue.json(value if isinstance(value, dict) else {"values": list(value)})
+    return out

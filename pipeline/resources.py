@@ -1,0 +1,68 @@
+"""Resources: where files land, which device computes, which preset and source the project uses.
+
+Every field reads an environment variable with a default, so `dagster dev`, `make demo` and tests configure the
+same code the same way (see README "Configuration").
+"""
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from dagster import ConfigurableResource
+
+PROJECT_ROOT = Path(__file__).resolve().parents[1]
+
+
+class StorageResource(ConfigurableResource):
+    """The data root: videos, zarr stores, checkpoints and reports live under it."""
+
+    root: str = "assets"
+
+    @property
+    def path(self) -> Path:
+        root = Path(self.root)
+        return root if root.is_absolute() else PROJECT_ROOT / root
+
+    def sub(self, *parts: str) -> Path:
+        return self.path.joinpath(*parts)
+
+
+class ComputeResource(ConfigurableResource):
+    """`auto` picks CUDA when a GPU is visible, else the CPU."""
+
+    device: str = "auto"
+
+    def torch_device(self) -> str:
+        if self.device != "auto":
+            return self.device
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+
+
+class ProjectResource(ConfigurableResource):
+    """The preset (demo, seed, medium) and the video source the sensor lists.
+
+    source: `demo`, `folder:/path`, `filelist:/path/urls.txt`, `urls:URL1,URL2`, `channel:URL` or `playlist:URL`.
+    """
+
+    preset: str = "demo"
+    source: str = "demo"
+    max_height: int = 720
+    cookies_file: str = ""
+    rate_limit: str = ""
+
+
+def resources_from_env() -> dict:
+    env = os.environ.get
+    return {
+        "storage": StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets")),
+        "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto")),
+        "project": ProjectResource(
+            preset=env("AHRIUWU_PRESET", "demo"),
+            source=env("AHRIUWU_SOURCE", "demo"),
+            max_height=int(env("AHRIUWU_MAX_HEIGHT", "720")),
+            cookies_file=env("AHRIUWU_COOKIES", ""),
+            rate_limit=env("AHRIUWU_RATE_LIMIT", ""),
+        ),
+    }
