@@ -1,0 +1,34 @@
+# Two commands do all set-up: `make demo` and `make test`. Each creates .venv if missing, installs the project,
+# provisions the LPIPS backbones offline and the system tools it needs; each is fast when all is there.
+VENV   := .venv
+PY     := $(VENV)/bin/python
+STAMP  := $(VENV)/.installed-stamp
+export DAGSTER_HOME := $(CURDIR)/dagster_home
+export PYTHONUNBUFFERED := 1
+
+.PHONY: setup system-deps demo test ui clean-data
+
+$(STAMP): pyproject.toml
+	@test -x $(PY) || python3 -m venv $(VENV)
+	$(PY) -m pip install -q -e '.[dev]'
+	@touch $@
+
+# Debian packages: ffmpeg (the CLI baseline in bench/ and tests), chromium (the UI test's headless browser).
+system-deps:
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium >/dev/null; }
+
+setup: $(STAMP) system-deps
+	@$(PY) -m ahriuwu_core.lpips_weights
+
+demo: setup
+	$(PY) -m pipeline.demo
+
+test: setup
+	$(PY) -m pytest -q -p no:cacheprovider
+
+ui: setup
+	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+
+clean-data:
+	rm -rf assets/* dagster_home/storage dagster_home/history dagster_home/schedules dagster_home/*.db

@@ -1,0 +1,64 @@
+"""Automation: a sensor that turns new videos at the source into partitions, and Declarative Automation for the
+per-video stages. Training stays on demand (see README "Automating training")."""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+
+from dagster import (
+    AssetSelection,
+    AutomationConditionSensorDefinition,
+    DefaultSensorStatus,
+    RunRequest,
+    SensorEvaluationContext,
+    SensorResult,
+    SkipReason,
+    sensor,
+)
+
+from ahriuwu_core import catalog
+from pipeline.assets import frames, latents, video_partitions, videos
+from pipeline.resources import ProjectResource, StorageResource
+
+_STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "on") == "on" else DefaultSensorStatus.STOPPED
+
+
+@sensor(
+    name="new_videos",
+    minimum_interval_seconds=int(os.environ.get("AHRIUWU_SENSOR_INTERVAL", "600")),
+    default_status=_STATUS,
+    asset_selection=[videos, frames],
+    description="Lists the configured source; adds one `videos` partition per new video and requests its fetch "
+    "and frames. The cursor is the hash of the last listing; run keys make repeated ticks idempotent.",
+)
+def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource, project: ProjectResource):
+    from ahriuwu_core.sources import list_videos
+
+    entries = [entry_dict(e) for e in list_videos(project.source_config(), storage.path)]
+    listing = hashlib.sha256(json.dumps(sorted(e["video_id"] for e in entries)).encode()).hexdigest()
+    known = set(context.instance.get_dynamic_partitions(video_partitions.name))
+    new_ids = [e["video_id"] for e in entries if e["video_id"] not in known]
+    if not new_ids and context.cursor == listing:
+        return SkipReason(f"no new videos among {len(entries)} listed")
+    catalog.register_videos(storage.path, entries)
+    return SensorResult(
+        run_requests=[RunRequest(partition_key=vid, run_key=f"fetch:{vid}") for vid in new_ids],
+        dynamic_partitions_requests=[video_partitions.build_add_request(new_ids)] if new_ids else [],
+        cursor=listing,
+    )
+
+
+def entry_dict(entry) -> dict:
+    from dataclasses import asdict, is_dataclass
+
+    return asdict(entry) if is_dataclass(entry) else dict(entry)
+
+
+# Evaluates the assets' automation conditions (per-video stages: eager) on the daemon.
+automation_sensor = AutomationConditionSensorDefinition(
+    name="per_video_automation",
+    target=AssetSelection.assets(videos, frames, latents),
+    default_status=_STATUS,
+    minimum_interval_seconds=60,
+)
