@@ -1,0 +1,256 @@
+"""The whole graph, materialized in a real (sqlite) Dagster instance on three tiny demo videos.
+
+One module-scoped materialization serves every test here, in file order: files and metadata, the UI in a real
+browser, then the staleness tests (which change the data, so they come last).
+"""
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+import urllib.request
+from pathlib import Path
+
+import numpy as np
+import pytest
+import zarr
+from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
+
+ROOT = Path(__file__).resolve().parents[1]
+ARTIFACTS = ROOT / "test-artifacts"
+
+
+@pytest.fixture(scope="module")
+def graph(tmp_path_factory):
+    """Materialize every asset once with the `tiny` preset; yield (instance, resources, data_root, home)."""
+    home = tmp_path_factory.mktemp("dagster_home")
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    data_root = tmp_path_factory.mktemp("assets")
+    env = {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
+           "AHRIUWU_SOURCE": "demo", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}
+    old = {k: os.environ.get(k) for k in env}
+    os.environ.update(env)
+    from pipeline.demo import run_all
+    from pipeline.resources import resources_from_env
+
+    instance = DagsterInstance.get()
+    resources = resources_from_env()
+    outcome = run_all(instance, resources)
+    yield instance, resources, data_root, home, outcome
+    instance.dispose()
+    for k, v in old.items():
+        if v is None:
+            os.environ.pop(k, None)
+        else:
+            os.environ[k] = v
+
+
+def latest_metadata(instance, key: str, partition: str | None = None) -> dict:
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    assert records, f"{key}[{partition}] was never materialized"
+    return {k: v.value for k, v in records[0].asset_materialization.metadata.items()}
+
+
+def test_every_step_succeeded(graph):
+    *_, outcome = graph
+    assert outcome and all(outcome.values()), outcome
+
+
+def test_files_shapes_and_metadata(graph):
+    instance, resources, data_root, _, _ = graph
+    from ahriuwu_core.presets import get_preset
+
+    preset = get_preset("tiny")
+    ids = instance.get_dynamic_partitions("videos")
+    assert ids == [f"demo_{i:03d}" for i in range(preset.demo.num_videos)]
+    for vid in ids:
+        assert (data_root / "videos" / vid / "info.json").exists()
+        assert (data_root / "videos" / vid / "actions.json").exists()
+        group = zarr.open_group(str(data_root / "frames" / f"{vid}.zarr"), mode="r")
+        T = group["frames"].shape[0]
+        assert group["frames"].shape == (T, preset.frames.height, preset.frames.width, 3)
+        assert group["frames"].dtype == np.uint8
+        assert abs(T - int(preset.demo.duration_s * 20)) <= 1
+        assert bool(np.asarray(group["has_actions"][:]).all())
+        lat = zarr.open_group(str(data_root / "latents" / f"{vid}.zarr"), mode="r")
+        assert lat["latents"].shape[0] == T and lat["latents"].dtype == np.float16
+        assert len(lat.attrs["tokenizer_sha256"]) == 64
+        md = latest_metadata(instance, "frames", vid)
+        assert md["num_frames"] == T
+        assert latest_metadata(instance, "videos", vid)["sha256"]
+    manifest = json.loads((data_root / "manifest.json").read_text())
+    assert sorted(manifest["train"] + manifest["heldout"]) == ids and manifest["heldout"]
+    tok = latest_metadata(instance, "tokenizer")
+    assert tok["params"] > 0 and tok["heldout_psnr"] > 10
+    dyn = latest_metadata(instance, "dynamics")
+    assert dyn["params"] > 0 and np.isfinite(dyn["loss_last"])
+    ev = latest_metadata(instance, "evaluation")
+    assert "data:image/png;base64," in ev["prediction_strip"]
+    assert "psnr_h1_model_k4" in ev and "psnr_h1_persistence" in ev
+    metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
+    assert set(metrics["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling"}
+    assert len(metrics["psnr"]["model_k4"]) == len(metrics["horizons"])
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
+    body = json.dumps({"query": query, "variables": variables or {}}).encode()
+    req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"})
+    with urllib.request.urlopen(req, timeout=60) as resp:
+        out = json.loads(resp.read())
+    assert "errors" not in out, out
+    return out["data"]
+
+
+LAUNCH = """
+mutation($params: ExecutionParams!) { launchRun(executionParams: $params) {
+  __typename ... on LaunchRunSuccess { run { runId } } ... on PythonError { message }
+  ... on InvalidSubsetError { message } ... on RunConfigValidationInvalid { errors { message } } } }
+"""
+STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
+
+
+def test_ui_in_a_real_browser(graph):
+    """dagster dev on 127.0.0.1, driven by Playwright with Debian's chromium."""
+    from playwright.sync_api import sync_playwright
+
+    instance, _, data_root, home, _ = graph
+    ARTIFACTS.mkdir(exist_ok=True)
+    port = _free_port()
+    env = {**os.environ, "DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
+           "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}
+    log = open(ARTIFACTS / "dagster-dev.log", "w")
+    server = subprocess.Popen(
+        [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(port), "-w",
+         str(ROOT / "workspace.yaml")],
+        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+    )
+    try:
+        deadline = time.time() + 120
+        while True:
+            try:
+                urllib.request.urlopen(f"http://127.0.0.1:{port}/server_info", timeout=2)
+                data = _graphql(port, "{ workspaceOrError { ... on Workspace { locationEntries { loadStatus } } } }")
+                if all(e["loadStatus"] == "LOADED" for e in data["workspaceOrError"]["locationEntries"]):
+                    break
+            except OSError:
+                pass
+            assert server.poll() is None, "dagster dev exited; see test-artifacts/dagster-dev.log"
+            assert time.time() < deadline, "dagster dev did not come up in 120 s"
+            time.sleep(1)
+
+        # A partition materialization launched over GraphQL (what the UI's button sends) succeeds.
+        params = {
+            "selector": {"repositoryLocationName": "ahriuwu", "repositoryName": "__repository__",
+                         "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["frames"]}]},
+            "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo_000"}]},
+        }
+        launched = _graphql(port, LAUNCH, {"params": params})["launchRun"]
+        assert launched["__typename"] == "LaunchRunSuccess", launched
+        run_id = launched["run"]["runId"]
+        deadline = time.time() + 180
+        while (status := _graphql(port, STATUS, {"id": run_id})["runOrError"]["status"]) not in (
+            "SUCCESS", "FAILURE", "CANCELED"):
+            assert time.time() < deadline, f"run {run_id} still {status}"
+            time.sleep(2)
+        assert status == "SUCCESS"
+
+        with sync_playwright() as p:
+            browser = p.chromium.launch(
+                executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
+                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+            )
+            page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="networkidle")
+            for name in ["videos", "frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"]:
+                page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
+            page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
+
+            page.goto(f"http://127.0.0.1:{port}/assets/evaluation", wait_until="networkidle")
+            page.get_by_text("psnr_h1_model_k4").first.wait_for(timeout=60_000)
+            image = page.locator('img[src^="data:image/png"]').first
+            image.wait_for(timeout=60_000)
+            assert image.evaluate("img => img.naturalWidth") > 0
+            page.screenshot(path=str(ARTIFACTS / "evaluation-asset.png"), full_page=True)
+            browser.close()
+    finally:
+        os.killpg(server.pid, signal.SIGTERM)
+        try:
+            server.wait(timeout=30)
+        except subprocess.TimeoutExpired:
+            os.killpg(server.pid, signal.SIGKILL)
+        log.close()
+
+
+def _materialize(instance, resources, names, partition=None):
+    from dagster import AssetSelection, materialize
+
+    from pipeline.definitions import ALL_ASSETS
+
+    result = materialize(ALL_ASSETS, selection=AssetSelection.assets(*names), instance=instance,
+                         resources=resources, partition_key=partition)
+    assert result.success
+
+
+def test_nothing_is_stale_after_a_full_run(graph):
+    instance, *_ = graph
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.staleness import stale_partitions
+
+    # The UI test re-ran frames[demo_000] on the same input: same content, same data version, nothing stale.
+    assert stale_partitions(instance, ALL_ASSETS) == []
+
+
+def test_changing_one_video_stales_exactly_its_lineage(graph):
+    instance, resources, data_root, *_ = graph
+    from ahriuwu_core.demo_game import write_demo_videos
+    from ahriuwu_core.presets import get_preset
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.staleness import stale_partitions
+
+    # New bytes for demo_001 at its source: another seed renders another game.
+    other = data_root / "other_seed"
+    cfg = get_preset("tiny").demo
+    from dataclasses import replace
+
+    write_demo_videos(other, replace(cfg, seed=cfg.seed + 99, num_videos=2))
+    for suffix in (".mp4", ".actions.json"):
+        shutil.copy(other / f"demo_001{suffix}", data_root / "demo_source" / f"demo_001{suffix}")
+    _materialize(instance, resources, ["videos"], "demo_001")
+
+    stale = set(stale_partitions(instance, ALL_ASSETS))
+    assert stale == {("frames", "demo_001"), ("latents", "demo_001"), ("dataset_manifest", None),
+                     ("tokenizer", None), ("dynamics", None), ("evaluation", None)}
+
+    # "Materialize unsynced": rerun exactly those, in graph order; then nothing is stale.
+    _materialize(instance, resources, ["frames"], "demo_001")
+    _materialize(instance, resources, ["dataset_manifest", "tokenizer"])
+    for vid in instance.get_dynamic_partitions("videos"):
+        _materialize(instance, resources, ["latents"], vid)  # a new tokenizer re-encodes every video
+    _materialize(instance, resources, ["dynamics", "evaluation"])
+    assert stale_partitions(instance, ALL_ASSETS) == []
+
+
+def test_bumping_a_code_version_stales_it_and_its_downstream(graph):
+    instance, *_ = graph
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.staleness import stale_partitions
+
+    bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="bumped")) if a.key.path == ["tokenizer"]
+              else a for a in ALL_ASSETS]
+    stale = set(stale_partitions(instance, bumped))
+    ids = instance.get_dynamic_partitions("videos")
+    assert stale == {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids}
