@@ -1,0 +1,110 @@
+"""Latent windows for dynamics training, read from the tokenizer's latent stores (zarr v3 groups:
+`latents` float16 (T,N,D), `actions` int16 (T,C), `has_actions` bool (T,)).
+
+Windows of `length` consecutive frames start every `stride` frames. Under data parallelism each rank owns
+the windows `rank::world_size` (DistributedSampler-like). Batches are a pure function of (seed, rank, step),
+so a resumed run draws exactly the batches it would have drawn. Unlabelled videos (no `actions` arrays or
+has_actions all False) mix freely with labelled ones: every batch carries actions + has_actions.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+
+@dataclass
+class LatentVideo:
+    path: Path
+    latents: object          # np.ndarray (in memory) or zarr array, (T,N,D) float16
+    actions: np.ndarray      # (T,C) int16
+    has_actions: np.ndarray  # (T,) bool
+
+    @property
+    def num_frames(self) -> int:
+        return int(self.latents.shape[0])
+
+
+def open_latent_video(path, action_components: int = 2, in_memory: bool = True) -> LatentVideo:
+    path = Path(path)
+    if not path.exists():
+        raise FileNotFoundError(f"latent store not found: {path}")
+    try:
+        group = zarr.open_group(str(path), mode="r")
+    except Exception as e:
+        raise ValueError(f"cannot open latent store {path}: {e}") from e
+    if "latents" not in group:
+        raise ValueError(f"latent store {path} has no 'latents' array")
+    lat = group["latents"]
+    if lat.ndim != 3:
+        raise ValueError(f"latent store {path}: 'latents' must be (T,N,D), got shape {lat.shape}")
+    T = lat.shape[0]
+    if "actions" in group and "has_actions" in group:
+        actions = np.asarray(group["actions"][:], dtype=np.int16)
+        has = np.asarray(group["has_actions"][:], dtype=bool)
+        if actions.shape != (T, action_components) or has.shape != (T,):
+            raise ValueError(f"latent store {path}: actions {actions.shape} / has_actions {has.shape} do not "
+                             f"match {T} frames x {action_components} action components")
+    else:  # no action arrays: an unlabelled video
+        actions = np.zeros((T, action_components), np.int16)
+        has = np.zeros(T, bool)
+    data = np.asarray(lat[:], dtype=np.float16) if in_memory else lat
+    return LatentVideo(path, data, actions, has)
+
+
+class LatentWindows:
+    def __init__(self, stores, action_components: int = 2, stride: int = 4, rank: int = 0, world_size: int = 1,
+                 in_memory: bool = True):
+        if not stores:
+            raise ValueError("LatentWindows: no latent stores given")
+        self.videos = [open_latent_video(p, action_components, in_memory) for p in stores]
+        shapes = {tuple(v.latents.shape[1:]) for v in self.videos}
+        if len(shapes) != 1:
+            detail = ", ".join(f"{v.path}: {tuple(v.latents.shape[1:])}" for v in self.videos)
+            raise ValueError(f"latent stores disagree on (N, D): {detail}")
+        self.num_tokens, self.token_dim = shapes.pop()
+        self.stride, self.rank, self.world_size = max(1, int(stride)), rank, world_size
+        self._windows: dict[int, np.ndarray] = {}
+
+    def windows(self, length: int) -> np.ndarray:
+        """(W, 2) array of (video index, start frame) owned by this rank."""
+        if length not in self._windows:
+            rows = [(i, s) for i, v in enumerate(self.videos)
+                    for s in range(0, v.num_frames - length + 1, self.stride)]
+            if len(rows) < self.world_size:
+                longest = max(v.num_frames for v in self.videos)
+                raise ValueError(f"latent stores {[str(v.path) for v in self.videos]}: only {len(rows)} windows of "
+                                 f"{length} frames (longest video {longest} frames) for {self.world_size} rank(s)")
+            self._windows[length] = np.asarray(rows[self.rank::self.world_size], dtype=np.int64)
+        return self._windows[length]
+
+    def batch(self, batch_size: int, length: int, seed: int, step: int, device="cpu") -> dict:
+        """Batch for optimizer step `step`: latents float32 (B,T,N,D), actions long (B,T,C), has_actions (B,T)."""
+        wins = self.windows(length)
+        rng = np.random.default_rng([seed, self.rank, step])
+        pick = wins[rng.integers(0, len(wins), batch_size)]
+        lat = np.stack([self.videos[i].latents[s:s + length] for i, s in pick])
+        act = np.stack([self.videos[i].actions[s:s + length] for i, s in pick])
+        has = np.stack([self.videos[i].has_actions[s:s + length] for i, s in pick])
+        return {"latents": torch.from_numpy(lat.astype(np.float32)).to(device),
+                "actions": torch.from_numpy(act.astype(np.int64)).to(device),
+                "has_actions": torch.from_numpy(has).to(device)}
+
+
+def write_latent_store(path, latents: np.ndarray, actions: np.ndarray | None = None,
+                       has_actions: np.ndarray | None = None, **attrs) -> Path:
+    """Small helper (tests, benches): write a latent store in the contract layout (not atomic; the real
+    stores come from the tokenizer's encode step)."""
+    path = Path(path)
+    group = zarr.open_group(str(path), mode="w")
+    T = latents.shape[0]
+    group.create_array("latents", data=np.asarray(latents, np.float16), chunks=(min(32, T),) + latents.shape[1:])
+    if actions is not None:
+        group.create_array("actions", data=np.asarray(actions, np.int16))
+        group.create_array("has_actions", data=np.asarray(
+            has_actions if has_actions is not None else np.ones(T, bool), bool))
+    group.attrs.update({"num_frames": T, "tokens": latents.shape[1], "dim": latents.shape[2], **attrs})
+    return path

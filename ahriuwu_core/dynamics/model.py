@@ -1,0 +1,261 @@
+"""World model ("dynamics"): a block-causal transformer that x-predicts clean latent frames.
+
+Each frame is a group of tokens: the tokenizer's latent tokens (optionally packed, (N, D) -> (N/p, p*D)),
+learned registers, one token for the signal level tau and step size d, and one action token. Every layer
+attends within a frame (space); every `time_every`-th layer also attends causally across frames per token
+position (time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
+
+For rollouts the time-attention keys/values of past frames are kept in a `KVCache`, so generating a frame
+costs the same whatever the context length (apart from the tiny attention over cached keys).
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass, field
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+
+@dataclass
+class DynamicsConfig:
+    num_tokens: int = 64          # N latent tokens per frame (from the tokenizer)
+    token_dim: int = 16           # D channels per latent token
+    pack: int = 1                 # p: (N, D) -> (N/p, p*D) tokens fed to the transformer
+    d_model: int = 256
+    n_layers: int = 8
+    n_heads: int = 4
+    n_kv_heads: int = 2           # grouped-query attention: n_heads / n_kv_heads query heads share a K/V head
+    time_every: int = 4           # layer i has time attention iff i % time_every == time_every - 1
+    n_registers: int = 4
+    action_num_classes: tuple = (9, 5)
+    k_max: int = 64               # finest step size 1/k_max (a power of two)
+    max_frames: int = 64          # longest sequence the model is meant for (RoPE handles any length)
+    mlp_ratio: float = 8 / 3      # SwiGLU hidden = mlp_ratio * d_model (rounded up to a multiple of 16)
+    attn_softcap: float = 50.0    # attention logit soft-capping cap*tanh(s/cap); 0 disables (fused SDPA)
+    rope_base: float = 10000.0
+
+    def __post_init__(self):
+        self.action_num_classes = tuple(int(c) for c in self.action_num_classes)
+        if self.num_tokens % self.pack:
+            raise ValueError(f"DynamicsConfig: num_tokens={self.num_tokens} not divisible by pack={self.pack}")
+        if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
+            raise ValueError(f"DynamicsConfig: need d_model % n_heads == 0 and n_heads % n_kv_heads == 0 "
+                             f"(d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads})")
+        if self.k_max < 1 or self.k_max & (self.k_max - 1):
+            raise ValueError(f"DynamicsConfig: k_max={self.k_max} must be a power of two")
+        if (self.d_model // self.n_heads) % 2:
+            raise ValueError("DynamicsConfig: head dim must be even for RoPE")
+
+    @property
+    def tokens_per_frame(self) -> int:
+        return self.num_tokens // self.pack + self.n_registers + 2
+
+    def is_time_layer(self, i: int) -> bool:
+        return i % self.time_every == self.time_every - 1
+
+
+class RMSNorm(nn.Module):
+    def __init__(self, dim: int, eps: float = 1e-6):
+        super().__init__()
+        self.eps = eps
+        self.weight = nn.Parameter(torch.ones(dim))
+
+    def forward(self, x):
+        xf = x.float()
+        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight).to(x.dtype)
+
+
+def apply_rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotate (..., L, hd) by angles pos (L,) * base^(-i/(hd/2)) (half-split layout)."""
+    half = x.shape[-1] // 2
+    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+    ang = pos.float()[:, None] * freqs[None]
+    cos, sin = ang.cos(), ang.sin()
+    x1, x2 = x[..., :half].float(), x[..., half:].float()
+    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).to(x.dtype)
+
+
+def attend(q, k, v, mask, softcap: float):
+    """q (M,h,L,hd), k/v (M,kvh,Lk,hd), mask bool broadcastable to (M,h,L,Lk) (True = may attend)."""
+    rep = q.shape[1] // k.shape[1]
+    if rep > 1:
+        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+    if softcap <= 0:
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
+    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+    scores = softcap * torch.tanh(scores.float() / softcap)
+    if mask is not None:
+        scores = scores.masked_fill(~mask, float("-inf"))
+    return torch.softmax(scores, -1).to(v.dtype) @ v
+
+
+class Attention(nn.Module):
+    """Multi-head attention with grouped-query K/V, QK-norm and logit soft-capping."""
+
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.h, self.kvh, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.d_model // cfg.n_heads
+        self.softcap = cfg.attn_softcap
+        self.q = nn.Linear(cfg.d_model, self.h * self.hd, bias=False)
+        self.kv = nn.Linear(cfg.d_model, 2 * self.kvh * self.hd, bias=False)
+        self.out = nn.Linear(self.h * self.hd, cfg.d_model, bias=False)
+        self.q_norm, self.k_norm = RMSNorm(self.hd), RMSNorm(self.hd)
+
+    def qkv(self, x):  # x (M, L, d) -> q (M,h,L,hd), k, v (M,kvh,L,hd)
+        M, L, _ = x.shape
+        q = self.q_norm(self.q(x).view(M, L, self.h, self.hd)).transpose(1, 2)
+        k, v = self.kv(x).view(M, L, 2, self.kvh, self.hd).unbind(2)
+        return q, self.k_norm(k).transpose(1, 2), v.transpose(1, 2)
+
+    def merge(self, y):  # (M,h,L,hd) -> (M,L,d)
+        M, _, L, _ = y.shape
+        return self.out(y.transpose(1, 2).reshape(M, L, self.h * self.hd))
+
+
+class SwiGLU(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        hidden = 16 * math.ceil(cfg.mlp_ratio * cfg.d_model / 16)
+        self.gate_up = nn.Linear(cfg.d_model, 2 * hidden, bias=False)
+        self.out = nn.Linear(hidden, cfg.d_model, bias=False)
+
+    def forward(self, x):
+        gate, up = self.gate_up(x).chunk(2, -1)
+        return self.out(F.silu(gate) * up)
+
+
+class KVCache:
+    """Time-attention keys/values of committed past frames, per time layer: (B*S, kvh, T_past, hd)."""
+
+    def __init__(self):
+        self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
+        self.length = 0  # number of committed frames
+
+
+class Block(nn.Module):
+    def __init__(self, cfg: DynamicsConfig, index: int):
+        super().__init__()
+        self.cfg, self.index = cfg, index
+        self.has_time = cfg.is_time_layer(index)
+        if self.has_time:
+            self.time_norm, self.time_attn = RMSNorm(cfg.d_model), Attention(cfg)
+        self.space_norm, self.space_attn = RMSNorm(cfg.d_model), Attention(cfg)
+        self.mlp_norm, self.mlp = RMSNorm(cfg.d_model), SwiGLU(cfg)
+
+    def time_attention(self, x, isolated, cache: KVCache | None, update_cache: bool):
+        B, T, S, d = x.shape
+        h = self.time_norm(x).permute(0, 2, 1, 3).reshape(B * S, T, d)
+        q, k, v = self.time_attn.qkv(h)
+        past = cache.length if cache is not None else 0
+        pos = torch.arange(past, past + T, device=x.device)
+        q, k = apply_rope(q, pos, self.cfg.rope_base), apply_rope(k, pos, self.cfg.rope_base)
+        if cache is not None and past:
+            pk, pv = cache.layers[self.index]
+            k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
+        if cache is not None and update_cache:
+            cache.layers[self.index] = (k, v)
+        qi = torch.arange(T, device=x.device)[:, None] + past
+        ki = torch.arange(past + T, device=x.device)[None, :]
+        mask = (ki <= qi)[None, None]  # causal over frames
+        if isolated is not None and isolated.any():  # single-image examples see only their own frame
+            own = (ki == qi)[None, None]
+            mask = torch.where(isolated.view(B, 1, 1, 1, 1), own, mask[None]).expand(B, S, 1, T, past + T)
+            mask = mask.reshape(B * S, 1, T, past + T)
+        y = self.time_attn.merge(attend(q, k, v, mask, self.time_attn.softcap))
+        return x + y.view(B, S, T, d).permute(0, 2, 1, 3)
+
+    def forward(self, x, isolated=None, cache=None, update_cache=False):
+        if self.has_time:
+            x = self.time_attention(x, isolated, cache, update_cache)
+        B, T, S, d = x.shape
+        q, k, v = self.space_attn.qkv(self.space_norm(x).reshape(B * T, S, d))
+        x = x + self.space_attn.merge(attend(q, k, v, None, self.space_attn.softcap)).view(B, T, S, d)
+        return x + self.mlp(self.mlp_norm(x))
+
+
+TAU_OCTAVES = 8
+
+
+def fourier_features(tau: torch.Tensor, n: int = TAU_OCTAVES) -> torch.Tensor:
+    """(...) in [0, 1] -> (..., 2n+1): tau and sin/cos at octave frequencies pi*2^i (resolves 1/k_max grids)."""
+    freqs = math.pi * 2.0 ** torch.arange(n, device=tau.device, dtype=torch.float32)
+    ang = tau.float()[..., None] * freqs
+    return torch.cat([tau.float()[..., None], ang.sin(), ang.cos()], -1)
+
+
+class WorldModel(nn.Module):
+    def __init__(self, cfg: DynamicsConfig):
+        super().__init__()
+        self.cfg = cfg
+        d, n_in = cfg.d_model, cfg.num_tokens // cfg.pack
+        self.latent_in = nn.Linear(cfg.pack * cfg.token_dim, d)
+        self.latent_pos_embed = nn.Parameter(torch.randn(n_in, d))
+        self.register_tokens = nn.Parameter(torch.randn(cfg.n_registers, d))
+        # noise token = base + MLP(fourier(tau)) + table[log2(1/d)]
+        self.noise_token = nn.Parameter(torch.randn(d))
+        self.tau_mlp = nn.Sequential(nn.Linear(2 * TAU_OCTAVES + 1, d), nn.SiLU(), nn.Linear(d, d))
+        self.step_embed = nn.Embedding(int(math.log2(cfg.k_max)) + 1, d)
+        # action token = base + sum_c table_c[a_c] (base alone when the frame has no action label)
+        self.action_token = nn.Parameter(torch.randn(d))
+        self.action_embed = nn.ModuleList(nn.Embedding(c, d) for c in cfg.action_num_classes)
+        self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
+        self.out_norm = RMSNorm(d)
+        self.latent_out = nn.Linear(d, cfg.pack * cfg.token_dim)
+        self._init_weights()
+
+    def _init_weights(self):
+        # Every conditioning path starts alive: embeddings and learned tokens have unit scale (the residual
+        # stream is pre-normed, so scale only sets their relative weight), linears are small but non-zero.
+        for m in self.modules():
+            if isinstance(m, nn.Linear):
+                nn.init.normal_(m.weight, std=m.in_features ** -0.5)
+                if m.bias is not None:
+                    nn.init.zeros_(m.bias)
+            elif isinstance(m, nn.Embedding):
+                nn.init.normal_(m.weight, std=1.0)
+        for blk in self.blocks:  # residual branch outputs scaled down with depth (stable deep stacks)
+            outs = [blk.space_attn.out, blk.mlp.out] + ([blk.time_attn.out] if blk.has_time else [])
+            for lin in outs:
+                nn.init.normal_(lin.weight, std=lin.in_features ** -0.5 / math.sqrt(2 * self.cfg.n_layers))
+        nn.init.normal_(self.latent_out.weight, std=0.1 * self.cfg.d_model ** -0.5)
+
+    def num_params(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+    def embed(self, z, tau, step, actions, has_actions):
+        cfg = self.cfg
+        B, T, N, D = z.shape
+        if N != cfg.num_tokens or D != cfg.token_dim:
+            raise ValueError(f"WorldModel: latents have shape (N={N}, D={D}), model expects "
+                             f"(N={cfg.num_tokens}, D={cfg.token_dim})")
+        lat = self.latent_in(z.reshape(B, T, N // cfg.pack, cfg.pack * D)) + self.latent_pos_embed
+        step_index = torch.log2(1.0 / step.float()).round().long().clamp(0, self.step_embed.num_embeddings - 1)
+        noise = self.noise_token + self.tau_mlp(fourier_features(tau)) + self.step_embed(step_index)
+        act = self.action_token.expand(B, T, -1)
+        if actions is not None and has_actions is not None:
+            if actions.shape[-1] != len(self.action_embed):
+                raise ValueError(f"WorldModel: actions have {actions.shape[-1]} components, "
+                                 f"model expects {len(self.action_embed)}")
+            label = sum(emb(actions[..., c].long().clamp(0, emb.num_embeddings - 1))
+                        for c, emb in enumerate(self.action_embed))
+            act = act + label * has_actions[..., None].to(label.dtype)
+        regs = self.register_tokens.expand(B, T, -1, -1)
+        return torch.cat([lat, regs, noise[:, :, None], act[:, :, None]], 2)
+
+    def forward(self, z, tau, step, actions=None, has_actions=None, cache: KVCache | None = None,
+                update_cache: bool = False, isolated: torch.Tensor | None = None):
+        """z (B,T,N,D) noisy latents at signal level tau (B,T), step size d (B,T); actions (B,T,C) long,
+        has_actions (B,T) bool; isolated (B,) bool marks single-image examples (no time attention across
+        frames). With `cache`, the T frames follow the cache's committed frames; `update_cache` commits them.
+        Returns the x-prediction of the clean latents (B,T,N,D)."""
+        B, T, N, D = z.shape
+        x = self.embed(z, tau, step, actions, has_actions)
+        for blk in self.blocks:
+            x = blk(x, isolated, cache, update_cache)
+        if cache is not None and update_cache:
+            cache.length += T
+        n_in = N // self.cfg.pack
+        out = self.latent_out(self.out_norm(x[:, :, :n_in]))
+        return out.reshape(B, T, N, D).to(z.dtype)

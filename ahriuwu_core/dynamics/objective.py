@@ -1,0 +1,139 @@
+"""Shortcut forcing (paper convention: tau=0 pure noise, tau=1 clean; z_tau = (1-tau)*noise + tau*clean).
+
+- x-prediction: the model outputs the clean latents x_hat; its velocity is b = (x_hat - z_tau) / (1 - tau).
+- diffusion forcing: every frame has its own tau (on the grid of multiples of its step size d).
+- step size d = 1 / U{1, 2, 4, ..., k_max} per example. The finest step d = 1/k_max takes a plain squared
+  error to the clean latent. Larger steps regress onto the bootstrap: two half-steps of size d/2 from the
+  (stop-gradient) model give velocities b1, b2; the loss is (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals
+  |x_hat - x_target|^2 with x_target = z + (1-tau)(b1+b2)/2 -- so no division by (1-tau) ever reaches the
+  student, and the teacher's divisions are bounded because tau <= 1 - d.
+- ramp weight w(tau) = 0.9*tau + 0.1 (noisy frames carry less signal).
+- single images: a fraction of examples attend only within each frame.
+- context corruption: with probability `context_prefix_prob` an example's first frames are context frames at
+  signal level 1 - context_noise and step 1/k_max -- exactly how the sampler feeds past frames.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+
+import torch
+
+
+@dataclass
+class ObjectiveConfig:
+    single_image_fraction: float = 0.3
+    context_noise: float = 0.1       # context frames sit at tau = 1 - context_noise (training and rollout)
+    context_prefix_prob: float = 0.5  # fraction of sequence examples with a context-level prefix
+
+
+def ramp_weight(tau: torch.Tensor) -> torch.Tensor:
+    return 0.9 * tau + 0.1
+
+
+def add_noise(clean: torch.Tensor, noise: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
+    """z_tau = (1 - tau) * noise + tau * clean; tau (B,T) broadcasts over (N, D)."""
+    t = tau[..., None, None]
+    return (1 - t) * noise + t * clean
+
+
+def flow_step(z: torch.Tensor, tau: torch.Tensor, d: torch.Tensor, x_pred: torch.Tensor) -> torch.Tensor:
+    """Euler step along the x-prediction's velocity: z_{tau+d} = z + d * (x_pred - z) / (1 - tau).
+    Written as a convex mix so tau + d = 1 returns x_pred exactly. Requires tau + d <= 1."""
+    t, s = tau[..., None, None], d[..., None, None]
+    a = s / (1 - t)
+    return (1 - a) * z + a * x_pred
+
+
+def bootstrap_target(z, tau, d, x_first, z_mid, x_second) -> torch.Tensor:
+    """x-space target whose velocity from z is the average of the two half-step velocities:
+    b1 = (x_first - z)/(1-tau), b2 = (x_second - z_mid)/(1-tau-d/2), target = z + (1-tau)(b1+b2)/2."""
+    t, s = tau[..., None, None], d[..., None, None]
+    ratio = (1 - t) / (1 - t - s / 2)  # in [1, 2] on the grid (tau <= 1 - d)
+    return z + 0.5 * ((x_first - z) + ratio * (x_second - z_mid))
+
+
+def step_size_choices(k_max: int) -> list[float]:
+    return [2.0 ** -i for i in range(int(math.log2(k_max)) + 1)]
+
+
+def sample_step_sizes(batch: int, k_max: int, generator=None) -> torch.Tensor:
+    """d = 1 / U{1, 2, 4, ..., k_max}, shape (batch,), float32 on CPU."""
+    levels = int(math.log2(k_max)) + 1
+    idx = torch.randint(0, levels, (batch,), generator=generator)
+    return 2.0 ** -idx.float()
+
+
+def sample_signal_levels(step: torch.Tensor, frames: int, generator=None) -> torch.Tensor:
+    """Independent tau per frame on the grid {0, d, 2d, ..., 1-d} of its example's step d. (B,) -> (B,T)."""
+    n = (1.0 / step).round()  # grid points per example
+    u = torch.rand(step.shape[0], frames, generator=generator)
+    return torch.floor(u * n[:, None]).clamp(max=n[:, None] - 1) * step[:, None]
+
+
+def _model_config(model):
+    return model.module.cfg if hasattr(model, "module") else model.cfg
+
+
+def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConfig = None, *, generator=None,
+                          normalizer=None, teacher=None):
+    """One shortcut-forcing loss on a batch of clean latents (B,T,N,D). `teacher` (default: the unwrapped
+    model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
+    `normalizer(name, value)` (e.g. training.RunningRMS) rescales each loss term.
+    Returns (loss, stats) with stats holding floats."""
+    cfg = cfg or ObjectiveConfig()
+    mcfg = _model_config(model)
+    teacher = teacher or (model.module if hasattr(model, "module") else model)
+    dev = clean.device
+    B, T = clean.shape[:2]
+    d_min = 1.0 / mcfg.k_max
+    step_b = sample_step_sizes(B, mcfg.k_max, generator)
+    tau = sample_signal_levels(step_b, T, generator)
+    step = step_b[:, None].expand(B, T).clone()
+    isolated = torch.rand(B, generator=generator) < cfg.single_image_fraction
+    if T > 1:
+        prefix = (torch.rand(B, generator=generator) < cfg.context_prefix_prob) & ~isolated
+        prefix_len = torch.randint(1, T, (B,), generator=generator) * prefix
+        ctx = torch.arange(T)[None] < prefix_len[:, None]
+        tau = torch.where(ctx, torch.tensor(1.0 - cfg.context_noise), tau)
+        step = torch.where(ctx, torch.tensor(d_min), step)
+    tau, step, isolated = tau.to(dev), step.to(dev), isolated.to(dev)
+    gdev = generator.device if generator is not None else dev
+    noise = torch.randn(clean.shape, generator=generator, device=gdev).to(dev)
+    clean = clean.float()
+    z = add_noise(clean, noise, tau)
+
+    flow_frames = step <= d_min * 1.0001  # finest step (incl. context frames): plain x-loss
+    boot_frames = ~flow_frames
+    target = clean
+    if boot_frames.any():
+        rows = boot_frames.any(1)
+        zs, ts, ss, adv = z[rows], tau[rows], step[rows], boot_frames[rows]
+        a_s = actions[rows] if actions is not None else None
+        h_s = has_actions[rows] if has_actions is not None else None
+        iso = isolated[rows]
+        with torch.no_grad():
+            half = torch.where(adv, ss / 2, ss)
+            x1 = teacher(zs, ts, half, a_s, h_s, isolated=iso).float()
+            z_mid = torch.where(adv[..., None, None], flow_step(zs, ts, half, x1), zs)
+            t_mid = torch.where(adv, ts + half, ts)
+            x2 = teacher(z_mid, t_mid, half, a_s, h_s, isolated=iso).float()
+            boot = bootstrap_target(zs, ts, ss, x1, z_mid, x2)
+        target = clean.clone()
+        target[rows] = torch.where(adv[..., None, None], boot, clean[rows])
+
+    x_pred = model(z, tau, step, actions, has_actions, isolated=isolated).float()
+    err = (x_pred - target).pow(2).mean((-1, -2))  # (B,T)
+    weighted = ramp_weight(tau) * err
+    terms = {}
+    if flow_frames.any():
+        terms["flow"] = weighted[flow_frames].mean()
+    if boot_frames.any():
+        terms["bootstrap"] = weighted[boot_frames].mean()
+    finite = all(bool(torch.isfinite(v)) for v in terms.values())
+    # A non-finite term must not poison the normalizer's running RMS: return the raw sum for the caller to skip.
+    loss = sum(normalizer(k, v) if normalizer is not None and finite else v for k, v in terms.items())
+    stats = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
+    stats["loss_raw"] = float(sum(v.detach() for v in terms.values()))
+    stats["bootstrap_fraction"] = float(boot_frames.float().mean())
+    return loss, stats

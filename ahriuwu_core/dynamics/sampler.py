@@ -1,0 +1,105 @@
+"""K-step sampling and autoregressive rollout (paper convention: tau=0 noise, tau=1 clean).
+
+Each frame starts from fresh noise at tau=0 and takes K steps of size d=1/K. Every step moves along the
+velocity of the model's own current prediction, z <- z + d*(x_hat - z)/(1 - tau) -- equivalently re-noising
+x_hat with the noise implied by the current state, never with the frozen initial noise. The last step lands
+exactly on x_hat. The finished frame is re-noised to the context level (tau = 1 - context_noise, the same
+corruption the training objective applies to context frames) and committed to the KV cache.
+"""
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .model import KVCache
+from .objective import add_noise, flow_step
+
+
+def _randn(shape, generator, device):
+    gdev = generator.device if generator is not None else device
+    return torch.randn(shape, generator=generator, device=gdev).to(device)
+
+
+def _check_steps(model, sampling_steps: int):
+    k_max = model.cfg.k_max
+    if sampling_steps < 1 or sampling_steps & (sampling_steps - 1) or sampling_steps > k_max:
+        raise ValueError(f"sampling_steps={sampling_steps} must be a power of two in [1, k_max={k_max}] "
+                         "(only those step sizes are trained)")
+
+
+def denoise(model, predict, shape, sampling_steps: int, generator, device) -> torch.Tensor:
+    """Run the K-step sampler for one frame. `predict(z, tau, d) -> x_hat`, tau/d are (B,1) tensors."""
+    d = 1.0 / sampling_steps
+    z = _randn(shape, generator, device)
+    B = shape[0]
+    x_hat = z
+    for k in range(sampling_steps):
+        tau = torch.full((B, 1), k * d, device=device)
+        step = torch.full((B, 1), d, device=device)
+        x_hat = predict(z, tau, step).float()
+        z = x_hat if k == sampling_steps - 1 else flow_step(z, tau, step, x_hat)
+    return z
+
+
+@torch.no_grad()
+def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: int = 4,
+            context_noise: float = 0.1, generator=None, use_cache: bool = True) -> torch.Tensor:
+    """Generate `horizon` frames after `context` (B,Tc,N,D). actions (B,Tc+H,C) long, has_actions (B,Tc+H)
+    bool (None -> unlabelled). With use_cache=False every step reruns the whole sequence (reference path;
+    same random draws, same result). Returns (B,H,N,D) float32."""
+    _check_steps(model, sampling_steps)
+    B, Tc, N, D = context.shape
+    device = context.device
+    total = Tc + horizon
+    if actions is not None and actions.shape[1] < total:
+        raise ValueError(f"rollout: actions cover {actions.shape[1]} frames, need context+horizon={total}")
+    if has_actions is None and actions is not None:
+        has_actions = torch.ones(actions.shape[:2], dtype=torch.bool, device=device)
+    d_min = 1.0 / model.cfg.k_max
+    tau_ctx = 1.0 - context_noise
+
+    def act(t0, t1):
+        if actions is None:
+            return None, None
+        return actions[:, t0:t1], has_actions[:, t0:t1]
+
+    def ctx_levels(T):
+        return torch.full((B, T), tau_ctx, device=device), torch.full((B, T), d_min, device=device)
+
+    ctx_noisy = add_noise(context.float(), _randn(context.shape, generator, device), ctx_levels(Tc)[0])
+    cache = KVCache() if use_cache else None
+    if use_cache and Tc:
+        model(ctx_noisy, *ctx_levels(Tc), *act(0, Tc), cache=cache, update_cache=True)
+    history = ctx_noisy  # only used by the uncached path
+    frames = []
+    for h in range(horizon):
+        t = Tc + h
+        a_t, h_t = act(t, t + 1)
+        if use_cache:
+            def predict(z, tau, step):
+                return model(z, tau, step, a_t, h_t, cache=cache)
+        else:
+            a_all, h_all = act(0, t + 1)
+
+            def predict(z, tau, step):
+                tau_all = torch.cat([ctx_levels(t)[0], tau], 1)
+                step_all = torch.cat([ctx_levels(t)[1], step], 1)
+                return model(torch.cat([history, z], 1), tau_all, step_all, a_all, h_all)[:, -1:]
+        x = denoise(model, predict, (B, 1, N, D), sampling_steps, generator, device)
+        frames.append(x)
+        noisy = add_noise(x, _randn(x.shape, generator, device), ctx_levels(1)[0])
+        if use_cache:
+            model(noisy, *ctx_levels(1), a_t, h_t, cache=cache, update_cache=True)
+        else:
+            history = torch.cat([history, noisy], 1)
+    return torch.cat(frames, 1) if frames else context.new_zeros(B, 0, N, D)
+
+
+@torch.no_grad()
+def sample_frames(model, z_shape, sampling_steps: int, actions=None, has_actions=None, generator=None,
+                  device="cpu") -> torch.Tensor:
+    """Sample (B,1,N,D) frames with no context (image prior), for quick checks."""
+    _check_steps(model, sampling_steps)
+    return denoise(model, lambda z, tau, step: model(z, tau, step, actions, has_actions), z_shape,
+                   sampling_steps, generator, device)

@@ -1,0 +1,318 @@
+"""Dynamics (world model) training: shortcut forcing on latent windows, resumable, signal-aware, DDP-ready.
+
+    python -m ahriuwu_core.dynamics.train --config CONFIG.json --out DIR
+    torchrun --nproc_per_node N -m ahriuwu_core.dynamics.train --config CONFIG.json --out DIR
+
+CONFIG.json (a path or an inline JSON object): {"preset": "demo", "train_stores": [paths] or "latents_dir": dir,
+"device": "cpu"|"cuda", ...any DynamicsTrainConfig field ("model" and "optim" dicts merge over the preset)}.
+Outputs in DIR: last.pt (resume state, rewritten every ckpt_every steps), dynamics.pt (final model),
+train_log.jsonl, result.json (the returned metrics). Rerunning the same command resumes from last.pt.
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import math
+import os
+import sys
+import tempfile
+import time
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Callable
+
+import torch
+import torch.distributed as dist
+
+from ..training import (OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint,
+                        make_optimizer, make_scheduler, read_checkpoint, save_checkpoint)
+from .data import LatentWindows
+from .model import DynamicsConfig, WorldModel
+from .objective import ObjectiveConfig, shortcut_forcing_loss
+
+KIND = "dynamics"
+
+
+class NonFiniteLossError(RuntimeError):
+    pass
+
+
+@dataclass
+class DynamicsTrainConfig:
+    model: dict = field(default_factory=dict)   # DynamicsConfig overrides (num_tokens/token_dim come from data)
+    steps: int = 1000
+    batch_size: int = 16
+    seq_len: int = 16            # short batches
+    long_seq_len: int = 32       # long batches (batch size scaled down to keep frames per step)
+    long_ratio: float = 0.1      # fraction of steps that use long batches
+    stride: int = 4              # window start stride (frames)
+    single_image_fraction: float = 0.3
+    context_noise: float = 0.1
+    context_prefix_prob: float = 0.5
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    ckpt_every: int = 200
+    log_every: int = 10
+    seed: int = 0
+    max_nonfinite: int = 5       # consecutive non-finite losses before giving up
+    in_memory: bool = True       # load latent stores into RAM (small data); else read windows from zarr
+    time_limit_s: float = 0.0    # > 0: checkpoint and stop once training has run this long
+
+    @classmethod
+    def from_dict(cls, d: dict) -> "DynamicsTrainConfig":
+        d = dict(d)
+        names = {f.name for f in dataclasses.fields(cls)}
+        unknown = set(d) - names
+        if unknown:
+            raise ValueError(f"DynamicsTrainConfig: unknown fields {sorted(unknown)}")
+        optim = d.pop("optim", {})
+        if isinstance(optim, dict):
+            optim = OptimConfig(**optim)
+        return cls(optim=optim, **d)
+
+    def objective(self) -> ObjectiveConfig:
+        return ObjectiveConfig(self.single_image_fraction, self.context_noise, self.context_prefix_prob)
+
+    def batch_shape(self, step: int) -> tuple[int, int]:
+        """(batch size, frames) for optimizer step `step` (1-based): long batches spread evenly at long_ratio."""
+        r = self.long_ratio
+        if r > 0 and math.floor(step * r) > math.floor((step - 1) * r):
+            return max(1, self.batch_size * self.seq_len // self.long_seq_len), self.long_seq_len
+        return self.batch_size, self.seq_len
+
+
+_DEMO_MODEL = dict(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=16,
+                   max_frames=32)
+_SEED_MODEL = dict(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
+                   max_frames=64)
+_MEDIUM_MODEL = dict(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16, k_max=64,
+                     max_frames=96)
+
+DYNAMICS_PRESETS: dict[str, DynamicsTrainConfig] = {
+    # CPU demo: ~64x16 latents from the CNN tokenizer, ~6 videos x 600 frames, ~240 s on 2 cores.
+    "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=300, batch_size=8, seq_len=16, long_seq_len=32,
+                                long_ratio=0.25, stride=2, optim=OptimConfig(lr=1e-3, warmup_steps=30,
+                                weight_decay=0.01), ckpt_every=100, log_every=10, time_limit_s=0.0),
+    "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
+                                long_ratio=0.1, stride=4, optim=OptimConfig(lr=3e-4, warmup_steps=1000),
+                                ckpt_every=1000, log_every=50),
+    "medium": DynamicsTrainConfig(model=_MEDIUM_MODEL, steps=100000, batch_size=64, seq_len=32,
+                                  long_seq_len=96, long_ratio=0.1, stride=4,
+                                  optim=OptimConfig(lr=2e-4, warmup_steps=2000, schedule="wsd"),
+                                  ckpt_every=2000, log_every=100),
+}
+
+
+def load_world_model(path, device="cpu") -> WorldModel:
+    ckpt = read_checkpoint(path)
+    if ckpt.get("kind") not in (KIND, None) or not ckpt.get("config"):
+        raise ValueError(f"{path} is not a dynamics checkpoint (kind={ckpt.get('kind')!r})")
+    model = WorldModel(DynamicsConfig(**ckpt["config"]))
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def _atomic_write_json(path: Path, obj) -> None:
+    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
+    with os.fdopen(fd, "w") as f:
+        json.dump(obj, f, indent=2)
+    os.replace(tmp, path)
+
+
+def _all_agree(flag: bool, device, op=None) -> bool:
+    """Under DDP: True if any rank says True (op MAX) -- keeps skip/stop decisions identical on all ranks."""
+    if not (dist.is_available() and dist.is_initialized()):
+        return flag
+    t = torch.tensor([1.0 if flag else 0.0], device=device)
+    dist.all_reduce(t, op=dist.ReduceOp.MAX)
+    return bool(t.item() > 0)
+
+
+def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device="cpu",
+                   log: Callable[[str], None] = print, report: Callable[[dict], None] | None = None) -> dict:
+    """Train (or resume, from out_dir/last.pt) a world model on latent stores. Writes out_dir/dynamics.pt when
+    all steps are done, plus last.pt, train_log.jsonl and result.json (rank 0 only). Returns the metrics."""
+    out_dir = Path(out_dir)
+    device = torch.device(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
+    is_main = rank == 0
+    if is_main:
+        out_dir.mkdir(parents=True, exist_ok=True)
+    say = log if is_main else (lambda s: None)
+
+    n_comp = len(cfg.model.get("action_num_classes", DynamicsConfig.action_num_classes))
+    data = LatentWindows(train_stores, n_comp, cfg.stride, rank, world, cfg.in_memory)
+    model_cfg = DynamicsConfig(**{**cfg.model, "num_tokens": data.num_tokens, "token_dim": data.token_dim})
+    torch.manual_seed(cfg.seed)  # identical init on every rank
+    model = WorldModel(model_cfg).to(device)
+    params = model.num_params()
+    opt = make_optimizer(model, cfg.optim)
+    sched = make_scheduler(opt, cfg.optim, cfg.steps)
+    normalizer = RunningRMS()
+    last = out_dir / "last.pt"
+    start, extra = 0, {}
+    if last.exists():
+        info = load_checkpoint(last, model=model, optimizer=opt, scheduler=sched, log=say)
+        start, extra = info["step"], info["extra"]
+        if "normalizer" in extra:
+            normalizer.load_state_dict(extra["normalizer"])
+        say(f"resumed dynamics training from {last} at step {start}")
+    resumed_from = start
+    train_model = model
+    if distributed:
+        from torch.nn.parallel import DistributedDataParallel
+        train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
+    say(f"dynamics: {params:,} params, {data.num_tokens}x{data.token_dim} latents, "
+        f"{model_cfg.tokens_per_frame} tokens/frame, {len(data.videos)} videos, world size {world}")
+
+    obj_cfg = cfg.objective()
+    frames_per_step = cfg.batch_size * cfg.seq_len * world
+    progress = Progress(cfg.steps, log=say, jsonl_path=out_dir / "train_log.jsonl" if is_main else None,
+                        every=cfg.log_every, start_step=start, items_per_step=frames_per_step, item_name="frames")
+    losses: list[float] = list(extra.get("recent_losses", []))
+    loss_first = extra.get("loss_first")
+    loss_min = extra.get("loss_min", float("inf"))
+    skipped_total = int(extra.get("nonfinite_skipped", 0))
+    consecutive = 0
+    stopped_by = None
+    frames_done = 0
+    t0 = time.monotonic()
+
+    def checkpoint(step):
+        if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
+            raise NonFiniteLossError(f"refusing to save non-finite weights at step {step} ({last})")
+        if is_main:
+            save_checkpoint(last, model=model, optimizer=opt, scheduler=sched, step=step,
+                            data_position={"step": step}, config=dataclasses.asdict(model_cfg), kind=KIND,
+                            extra={"normalizer": normalizer.state_dict(), "recent_losses": losses[-20:],
+                                   "loss_first": loss_first, "loss_min": loss_min,
+                                   "nonfinite_skipped": skipped_total})
+        if distributed:
+            dist.barrier()
+
+    step = start
+    with StopRequested(log=say) as stop:
+        for step in range(start + 1, cfg.steps + 1):
+            B, T = cfg.batch_shape(step)
+            batch = data.batch(B, T, cfg.seed, step, device)
+            gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + rank) * 1_000_033 + step)
+            model.train()
+            with autocast_context(device):
+                loss, stats = shortcut_forcing_loss(train_model, batch["latents"], batch["actions"],
+                                                    batch["has_actions"], obj_cfg, generator=gen,
+                                                    normalizer=normalizer, teacher=model)
+            opt.zero_grad(set_to_none=True)
+            ok = not _all_agree(not bool(torch.isfinite(loss)), device)
+            if ok:
+                loss.backward()
+                gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+                ok = bool(torch.isfinite(gnorm))  # grads are all-reduced: same verdict on every rank
+            if ok:
+                opt.step()
+                consecutive = 0
+                raw = stats["loss_raw"]
+                losses.append(raw)
+                loss_first = raw if loss_first is None else loss_first
+                loss_min = min(loss_min, raw)
+            else:
+                opt.zero_grad(set_to_none=True)
+                consecutive += 1
+                skipped_total += 1
+                say(f"step {step}: non-finite loss/gradient, update skipped ({consecutive} in a row, "
+                    f"{skipped_total} total)")
+                if consecutive >= cfg.max_nonfinite:
+                    raise NonFiniteLossError(
+                        f"dynamics training: {consecutive} consecutive non-finite losses at step {step} "
+                        f"(max_nonfinite={cfg.max_nonfinite}); last finite checkpoint is {last}")
+            sched.step()
+            frames_done += B * T
+            if is_main and progress.update(step, loss=stats["loss_raw"], lr=sched.get_last_lr()[0],
+                                           **{k: v for k, v in stats.items() if k != "loss_raw"}):
+                if report is not None:
+                    report({"step": step, "loss": stats["loss_raw"]})
+            boundary = step % cfg.ckpt_every == 0 or step == cfg.steps
+            if cfg.time_limit_s and time.monotonic() - t0 > cfg.time_limit_s and not stop.requested:
+                say(f"time limit {cfg.time_limit_s}s reached at step {step}")
+                stop.request("step")
+            want_stop = _all_agree(stop.should_stop(at_boundary=boundary), device)
+            if boundary or want_stop:
+                checkpoint(step)
+            if want_stop and step < cfg.steps:
+                stopped_by = stop.mode or "peer"
+                say(f"stopping at step {step} ({stopped_by}); rerun to resume from {last}")
+                break
+
+    seconds = time.monotonic() - t0
+    completed = step >= cfg.steps and stopped_by is None
+    final = out_dir / "dynamics.pt"
+    if completed and is_main:
+        save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND)
+    tail = losses[-10:]
+    result = {
+        "checkpoint": str(final) if completed else None, "last_checkpoint": str(last), "params": params,
+        "steps": step, "completed": completed, "stopped_by": stopped_by, "resumed_from_step": resumed_from,
+        "train_seconds": seconds, "frames_per_s": frames_done * world / max(seconds, 1e-9),
+        "tokens_per_s": frames_done * world * model_cfg.tokens_per_frame / max(seconds, 1e-9),
+        "loss_first": loss_first, "loss_last": sum(tail) / len(tail) if tail else None,
+        "loss_min": loss_min if math.isfinite(loss_min) else None, "nonfinite_skipped": skipped_total,
+        "world_size": world, "model_config": dataclasses.asdict(model_cfg),
+    }
+    if is_main:
+        _atomic_write_json(out_dir / "result.json", result)
+        if report is not None:
+            report(result)
+    return result
+
+
+def config_from_json(obj: dict) -> tuple[DynamicsTrainConfig, list[Path], str | None]:
+    """Parse the CLI JSON: preset + overrides + train stores (+ optional device)."""
+    obj = dict(obj)
+    preset = obj.pop("preset", None)
+    stores = obj.pop("train_stores", None)
+    latents_dir = obj.pop("latents_dir", None)
+    device = obj.pop("device", None)
+    if stores is None and latents_dir is not None:
+        stores = sorted(Path(latents_dir).glob("*.zarr"))
+    if not stores:
+        raise ValueError("dynamics config: give 'train_stores' (list of latent stores) or 'latents_dir'")
+    if preset and preset not in DYNAMICS_PRESETS:
+        raise ValueError(f"unknown dynamics preset {preset!r}; choose from {sorted(DYNAMICS_PRESETS)}")
+    base = dataclasses.asdict(DYNAMICS_PRESETS[preset]) if preset else {}
+    for key in ("model", "optim"):
+        if key in obj:
+            obj[key] = {**base.get(key, {}), **obj[key]}
+    return DynamicsTrainConfig.from_dict({**base, **obj}), [Path(s) for s in stores], device
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    ap.add_argument("--config", required=True, help="JSON file or inline JSON object")
+    ap.add_argument("--out", required=True, help="output directory (resumes from OUT/last.pt)")
+    args = ap.parse_args(argv)
+    text = args.config if args.config.lstrip().startswith("{") else Path(args.config).read_text()
+    cfg, stores, device = config_from_json(json.loads(text))
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device is None:
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1:
+        backend = "nccl" if device.startswith("cuda") else "gloo"
+        if device.startswith("cuda"):
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        else:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        dist.init_process_group(backend)
+    try:
+        result = train_dynamics(stores, cfg, Path(args.out), device=device)
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+    if int(os.environ.get("RANK", "0")) == 0:
+        print(json.dumps({k: result[k] for k in ("steps", "completed", "stopped_by", "loss_last", "params")}))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
