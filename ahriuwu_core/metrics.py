@@ -133,12 +133,17 @@ def get_lpips_model(net: str = "alex", device: str | torch.device = "cpu") -> to
 def _build_lpips(net: str) -> torch.nn.Module:
     import lpips
 
-    try:
-        from ahriuwu_core import lpips_weights
-    except ImportError as exc:  # the provisioning module is part of the package; its absence is a setup bug
-        raise RuntimeError("ahriuwu_core.lpips_weights is missing: cannot locate LPIPS backbone weights") from exc
-    if hasattr(lpips_weights, "ensure_offline"):
-        lpips_weights.ensure_offline(net)
+    from ahriuwu_core import lpips_weights
+
+    backbone = {"alex": "alexnet", "vgg": "vgg16", "vgg16": "vgg16"}.get(net)
+    if backbone is None:
+        raise ValueError(f"unsupported LPIPS net {net!r}; use 'alex' or 'vgg'")
+    weights_file = lpips_weights.hub_checkpoint_path(backbone)
+    if not weights_file.exists():
+        raise RuntimeError(
+            f"LPIPS backbone {backbone!r} is not provisioned at {weights_file}; "
+            "run `python -m ahriuwu_core.lpips_weights` (never downloaded at evaluation time)"
+        )
     model = lpips.LPIPS(net=net, spatial=True, verbose=False)
     for p in model.parameters():
         p.requires_grad_(False)

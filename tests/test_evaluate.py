@@ -1,0 +1,314 @@
+import dataclasses
+import json
+import math
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+from PIL import Image
+
+from ahriuwu_core import evaluate as E
+from ahriuwu_core import metrics as M
+from ahriuwu_core import report as R
+from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.tokenizer.cnn import CNNTokenizer, CNNTokenizerConfig
+from ahriuwu_core.training import save_checkpoint
+
+SIZE = 32  # smallest frame AlexNet-LPIPS accepts comfortably
+CONTEXT, HORIZON = 3, 4
+
+# ------------------------------------------------------------------------------------------ fixtures
+
+
+def write_frames_store(path: Path, video_id: str, num_frames: int = 12, with_actions: bool = True, seed: int = 0):
+    rng = np.random.default_rng(seed)
+    base = rng.integers(0, 256, (SIZE * 2, SIZE * 2, 3), dtype=np.uint8)
+    frames = np.stack([np.roll(base, (t, 2 * t), axis=(0, 1))[:SIZE, :SIZE] for t in range(num_frames)])
+    actions = np.zeros((num_frames, 2), np.int16)
+    actions[:, 0] = (np.arange(num_frames) % 8) + 1 if with_actions else 0
+    hud = np.zeros((SIZE, SIZE), np.uint8)
+    hud[-6:, -10:] = 1
+    group = zarr.open_group(str(path), mode="w")
+    group.create_array("frames", data=frames, chunks=(8, SIZE, SIZE, 3))
+    group.create_array("actions", data=actions)
+    group.create_array("has_actions", data=np.full(num_frames, with_actions))
+    group.create_array("hud_mask", data=hud)
+    group.attrs.update({"video_id": video_id, "fps": 20, "num_frames": num_frames})
+    return path
+
+
+def tiny_tokenizer():
+    torch.manual_seed(0)
+    return CNNTokenizer(CNNTokenizerConfig(image_size=SIZE, channels=(8, 8, 8), latent_dim=4, groups=4)).eval()
+
+
+def tiny_world_model(tokenizer, k_max=8):
+    torch.manual_seed(0)
+    cfg = DynamicsConfig(num_tokens=tokenizer.num_tokens, token_dim=tokenizer.token_dim, d_model=32, n_layers=2,
+                         n_heads=2, n_kv_heads=1, time_every=2, n_registers=1, k_max=k_max, max_frames=16)
+    return WorldModel(cfg).eval()
+
+
+@pytest.fixture(scope="module")
+def setup(tmp_path_factory):
+    root = tmp_path_factory.mktemp("eval")
+    tok = tiny_tokenizer()
+    wm = tiny_world_model(tok)
+    tok_path = save_checkpoint(root / "tokenizer.pt", model=tok, config=dataclasses.asdict(tok.cfg), kind="cnn")
+    dyn_path = save_checkpoint(root / "dynamics.pt", model=wm, config=dataclasses.asdict(wm.cfg), kind="dynamics",
+                               extra={"train_config": {"context_noise": 0.2}})
+    stores = [write_frames_store(root / "demo_006.zarr", "demo_006", seed=1),
+              write_frames_store(root / "vid_b.zarr", "vid_b", with_actions=False, seed=2)]
+    return {"root": root, "tok": tok, "wm": wm, "tok_path": tok_path, "dyn_path": dyn_path, "stores": stores}
+
+
+def small_cfg(**kw):
+    base = dict(context=CONTEXT, horizon=HORIZON, sampling_steps=(2, 8), clips_per_video=2, strip_horizons=(1, 4))
+    base.update(kw)
+    return E.EvalConfig(**base)
+
+
+# --------------------------------------------------------------------------------------------- split
+
+
+def test_split_is_deterministic_stable_and_disjoint():
+    cfg = E.SplitConfig(heldout_fraction=0.3)
+    ids = [f"vid{i:03d}" for i in range(200)]
+    train, held = E.split_videos(ids, cfg)
+    assert (train, held) == E.split_videos(list(reversed(ids)), cfg)  # order does not matter
+    assert set(train) | set(held) == set(ids) and not set(train) & set(held)
+    assert 30 < len(held) < 90  # roughly the fraction (hash is uniform)
+    # adding videos never moves an existing one
+    train2, held2 = E.split_videos(ids + [f"new{i}" for i in range(50)], cfg)
+    assert set(held) <= set(held2) and set(train) <= set(train2)
+    # a different salt gives a different split
+    assert E.split_videos(ids, E.SplitConfig(heldout_fraction=0.3, salt="other"))[1] != held
+    ok, details = E.check_split_disjoint(train, held)
+    assert ok and details["overlap"] == []
+
+
+def test_split_forced_ids_and_fraction_zero():
+    ids = [f"demo_{i:03d}" for i in range(8)]
+    train, held = E.split_videos(ids, E.SplitConfig(heldout_ids=("demo_006", "demo_007"), heldout_fraction=0.0))
+    assert held == ["demo_006", "demo_007"] and len(train) == 6
+    with pytest.raises(ValueError, match="heldout_fraction"):
+        E.split_videos(ids, E.SplitConfig(heldout_fraction=1.5))
+
+
+def test_check_split_disjoint_flags_overlap_and_empty_heldout():
+    ok, details = E.check_split_disjoint(["a", "b"], ["b", "c"])
+    assert not ok and details["overlap"] == ["b"]
+    ok, details = E.check_split_disjoint(["a"], [])
+    assert not ok
+
+
+# ----------------------------------------------------------------------------------------- pieces
+
+
+def test_clip_starts_even_and_bounded():
+    assert E.clip_starts(100, 20, 3) == [0, 40, 80]
+    assert E.clip_starts(100, 20, 1) == [40]
+    assert E.clip_starts(10, 20, 2) == []
+
+
+def test_read_clips_errors_name_the_store(tmp_path):
+    with pytest.raises(FileNotFoundError, match="nope.zarr"):
+        E.read_clips(tmp_path / "nope.zarr", small_cfg())
+    store = write_frames_store(tmp_path / "short.zarr", "short", num_frames=5)
+    with pytest.raises(ValueError, match="short"):
+        E.read_clips(store, small_cfg())
+
+
+def test_shuffled_actions_permutes_future_only():
+    actions = torch.arange(2 * 6 * 2).reshape(2, 6, 2)
+    out = E.shuffled_actions(actions, context=2, seed=0)
+    assert torch.equal(out[:, :2], actions[:, :2])
+    assert not torch.equal(out, actions)
+    rows = lambda a: sorted(map(tuple, a[:, 2:].reshape(-1, 2).tolist()))
+    assert rows(out) == rows(actions)  # same multiset of future actions
+    assert torch.equal(out, E.shuffled_actions(actions, context=2, seed=0))  # deterministic
+
+
+def test_scroll_agreement_counts_opposite_motion():
+    frames = np.zeros((4, 8, 8, 3), np.uint8)
+    moves = np.array([1, 3, 0, 1])  # E, N, still, E
+    # player moves E -> map content moves W (dx<0); player N -> content moves down (dy>0)
+    scrolls = iter([(-2.0, 0.0), (0.0, -3.0), (5.0, 5.0)])
+    agree, counted = E.scroll_agreement(frames, moves, lambda a, b: next(scrolls))
+    # step 1 (move E, scroll W): agree; step 2 (move N, scroll up): disagree; step 3 (still): not counted
+    assert (agree, counted) == (1, 2)
+
+
+def test_persistence_baseline_matches_direct_computation(setup, tmp_path):
+    cfg = small_cfg(sampling_steps=(2,), also_zero_context_noise=False, lpips_net=None, gif=False,
+                    quick_eval=False, action_agreement=False)
+    result = E.evaluate_models(setup["tok"], setup["wm"], _rollout(), setup["stores"][:1], cfg, tmp_path,
+                               train_context_noise=0.2, log=lambda s: None)
+    clips = E.read_clips(setup["stores"][0], cfg)
+    mask = clips.hud_mask
+    C = CONTEXT
+    expected = []
+    for h in range(HORIZON):
+        vals = [M.psnr(clips.frames[i, C - 1], clips.frames[i, C + h], mask) for i in range(clips.frames.shape[0])]
+        expected.append(np.mean(vals))
+    assert np.allclose(result["metrics"]["psnr"]["persistence"], expected)
+    # hand check of one value: PSNR from the masked MSE
+    a = clips.frames[0, C - 1].astype(np.float64) / 255
+    b = clips.frames[0, C].astype(np.float64) / 255
+    w = (mask == 0)[..., None]
+    mse = ((a - b) ** 2 * w).sum() / (w.sum() * 3)
+    assert M.psnr(clips.frames[0, C - 1], clips.frames[0, C], mask) == pytest.approx(10 * math.log10(1 / mse))
+
+
+def _rollout():
+    from ahriuwu_core.dynamics import rollout
+
+    return rollout
+
+
+def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
+    cfg = small_cfg(sampling_steps=(2, 64))  # 64 > k_max=8 -> clamped to 8
+    out = tmp_path / "run1"
+    result = E.evaluate(setup["tok_path"], setup["dyn_path"], setup["stores"], cfg, out,
+                        lineage={"videos": ["demo_006", "vid_b"], "code_versions": {"evaluation": "x"}},
+                        log=lambda s: None)
+    m = json.loads((out / "metrics.json").read_text())
+    assert m == json.loads(json.dumps(result["metrics"]))
+    H = list(range(1, HORIZON + 1))
+    assert m["horizons"] == H
+    main_keys = ["model_k2", "model_k8", "persistence", "tokenizer_ceiling"]
+    for metric in ("psnr", "ssim", "lpips"):
+        assert list(m[metric])[:4] == main_keys
+        for key in main_keys + ["model_k2_noise0", "model_k8_noise0"]:
+            assert len(m[metric][key]) == HORIZON and all(math.isfinite(v) for v in m[metric][key])
+    assert len(m["action_gap_db"]) == HORIZON and m["action_gap_available"]
+    assert m["videos"] == ["demo_006", "vid_b"]
+    assert m["context_noise"]["train"] == 0.2  # read from the dynamics checkpoint
+    assert m["context_noise"]["variants"]["model_k8_noise0"] == 0.0
+    assert math.isfinite(m["quick_eval_latent_psnr"])
+    assert set(m["latent_mse"]) >= {"model_k2", "model_k8", "persistence"}
+    # the tokenizer ceiling is decode(encode(gt)) on the horizon frames
+    clips = E.read_clips(setup["stores"][0], cfg)
+    with torch.no_grad():
+        gt = torch.from_numpy(clips.frames).permute(0, 1, 4, 2, 3).float() / 255
+        rec = setup["tok"].decode(setup["tok"].encode(gt))[:, CONTEXT:]
+    clips_b = E.read_clips(setup["stores"][1], cfg)
+    with torch.no_grad():
+        gt_b = torch.from_numpy(clips_b.frames).permute(0, 1, 4, 2, 3).float() / 255
+        rec_b = setup["tok"].decode(setup["tok"].encode(gt_b))[:, CONTEXT:]
+    both = np.concatenate([M.psnr(E._to_uint8(rec), clips.frames[:, CONTEXT:], clips.hud_mask),
+                           M.psnr(E._to_uint8(rec_b), clips_b.frames[:, CONTEXT:], clips_b.hud_mask)])
+    assert np.allclose(m["psnr"]["tokenizer_ceiling"], both.mean(axis=0))
+    # files
+    report = (out / "report.md").read_text()
+    for needle in ("PSNR vs horizon", "strip_demo_006.png", "rollout_vid_b.gif", "Lineage", "code_versions",
+                   "| horizon |", "Config"):
+        assert needle in report
+    assert Image.open(out / "psnr_vs_horizon.png").size == (640, 400)
+    assert Image.open(out / "rollout_demo_006.gif").n_frames == CONTEXT + HORIZON
+    assert result["strip_png"][:8] == b"\x89PNG\r\n\x1a\n" and len(result["strip_png"]) < 40_000
+    assert len(result["plot_png"]) < 40_000
+    flat = result["flat"]
+    for key in ("psnr_h1_model_k2", "psnr_h4_persistence", "ssim_h1_tokenizer_ceiling", "lpips_h4_model_k8",
+                "action_gap_db_h1", "quick_eval_latent_psnr", "eval_seconds"):
+        assert key in flat and math.isfinite(flat[key])
+    assert not list(out.glob(".*tmp*"))  # no temp files left behind
+
+
+def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
+    """A world model that ignores actions must show no gap (true vs shuffled rollouts are identical)."""
+
+    def action_blind_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise,
+                             generator):
+        return context[:, -1:].expand(-1, horizon, -1, -1)
+
+    cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False)
+    res = E.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, setup["stores"][:1], cfg, tmp_path,
+                            train_context_noise=0.1, log=lambda s: None)
+    assert res["metrics"]["action_gap_db"] == [0.0] * HORIZON
+    # ...and without action labels there is no gap to report
+    res = E.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, setup["stores"][1:], cfg,
+                            tmp_path / "b", train_context_noise=0.1, log=lambda s: None)
+    assert res["metrics"]["action_gap_db"] == [] and not res["metrics"]["action_gap_available"]
+
+
+def test_cli_end_to_end(setup, tmp_path):
+    out = tmp_path / "cli"
+    cmd = [sys.executable, "-m", "ahriuwu_core.evaluate", "--tokenizer", str(setup["tok_path"]), "--dynamics",
+           str(setup["dyn_path"]), "--frames", *map(str, setup["stores"]), "--out", str(out), "--context",
+           str(CONTEXT), "--horizon", str(HORIZON), "--steps", "2", "4", "--clips-per-video", "1",
+           "--strip-horizons", "1", "3", "--device", "cpu", "--no-zero-noise", "--lineage", '{"run": "cli"}']
+    proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-2000:]
+    assert "check no_nan: pass" in proc.stdout
+    m = json.loads((out / "metrics.json").read_text())
+    assert list(m["psnr"]) == ["model_k2", "model_k4", "persistence", "tokenizer_ceiling"]
+    assert (out / "report.md").exists() and (out / "strip_vid_b.png").exists()
+    assert '"run": "cli"' in (out / "report.md").read_text()
+
+
+def test_cli_bad_store_names_it(setup, tmp_path):
+    proc = subprocess.run([sys.executable, "-m", "ahriuwu_core.evaluate", "--tokenizer", str(setup["tok_path"]),
+                           "--dynamics", str(setup["dyn_path"]), "--frames", str(tmp_path / "missing.zarr"),
+                           "--out", str(tmp_path / "o")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode != 0 and "missing.zarr" in proc.stderr
+
+
+# --------------------------------------------------------------------------------------------- checks
+
+
+def _metrics(model_h1=30.0, persistence_h1=25.0, k4=(30.0, 28.0), k64=(30.5, 28.5)):  # k4[0] = model_h1
+    return {"horizons": [1, 2], "config": {"sampling_steps": [4, 64]},
+            "psnr": {"model_k4": [model_h1, k4[1]], "model_k64": list(k64),
+                     "persistence": [persistence_h1, 20.0], "tokenizer_ceiling": [35.0, 35.0]},
+            "action_gap_db": [1.0, 0.5], "quick_eval_latent_psnr": 20.0}
+
+
+def test_check_beats_persistence():
+    ok, d = E.check_beats_persistence(_metrics())
+    assert ok and d["margin_db"] == pytest.approx(5.0)
+    ok, d = E.check_beats_persistence(_metrics(model_h1=24.0))  # a failing model
+    assert not ok
+    ok, _ = E.check_beats_persistence(_metrics(model_h1=float("nan")))
+    assert not ok
+
+
+def test_check_few_steps_close():
+    ok, d = E.check_few_steps_close(_metrics())
+    assert ok and d["mean_diff_db"] == pytest.approx(0.5)
+    ok, d = E.check_few_steps_close(_metrics(k64=(32.0, 30.0)))
+    assert not ok and d["mean_diff_db"] == pytest.approx(2.0)
+
+
+def test_check_no_nan_flags_nan_and_inf_with_paths():
+    ok, _ = E.check_no_nan(_metrics())
+    assert ok
+    bad = _metrics()
+    bad["psnr"]["model_k64"][1] = float("nan")
+    bad["quick_eval_latent_psnr"] = float("inf")
+    ok, d = E.check_no_nan(bad)
+    assert not ok and set(d["non_finite"]) == {"psnr.model_k64[1]", "quick_eval_latent_psnr"}
+
+
+def test_run_checks_names():
+    names = set(E.run_checks(_metrics()))
+    assert names == {"beats_persistence_h1", "no_nan", "k4_within_1db_of_k64"}
+
+
+# -------------------------------------------------------------------------------------------- pictures
+
+
+def test_plot_and_small_png(tmp_path):
+    img = R.line_plot([1, 2, 3], {"model_k4": [20.0, 18.0, float("nan")], "persistence": [19.0, 17.0, 16.0]},
+                      "t", "horizon", "PSNR (dB)")
+    arr = np.asarray(img)
+    assert arr.shape == (400, 640, 3)
+    assert (np.abs(arr.astype(int) - R.SERIES_COLOURS["model_k4"]).sum(-1) == 0).any()  # the line is drawn
+    data = R.small_png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 2000, 3), np.uint8)),
+                             max_bytes=30_000)
+    assert len(data) <= 30_000
+    assert R.png_data_uri(img).startswith("data:image/png;base64,")
