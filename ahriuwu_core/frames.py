@@ -1,0 +1,463 @@
+"""Decode a video, resample it to exactly 20 fps by presentation timestamp, resize, store as a zarr v3 group.
+
+Timestamp rule: output frame k has time k/fps (seconds after the first frame's pts) and shows the latest source
+frame whose pts <= k/fps. The count is floor(duration * fps), duration = last pts + last frame's duration, both
+relative to the first pts. Times are exact Fractions (pts * time_base), so 29.97 fps sources don't drift.
+Only source frames that are emitted get converted and resized; the others are decoded and dropped.
+
+Resize modes (`FramesConfig.resize_mode`):
+  squash     scale the whole display to (width, height), ignoring aspect ratio. DEFAULT: it keeps the whole
+             screen, including the minimap and HUD at the edges, which crop would cut off.
+  crop       scale to cover (width, height), keep the centre.
+  letterbox  scale to fit inside, pad with zero bars; bars are marked in the HUD mask.
+Rotation metadata (display matrix) is applied, so phone videos come out upright.
+
+HUD: boxes per layout in the layout's reference pixel size, scaled to the source size and mapped through the
+same resize into a (height, width) uint8 mask (1 = HUD). Pixels are never painted over: later stages leave
+masked pixels out of the losses and metrics. An output pixel is HUD if it overlaps a box at all (conservative).
+
+Output (see the design contract): frames uint8 (T, H, W, 3) chunked (chunk_frames, H, W, 3) so the training
+reader fetches a window of consecutive frames with one or two chunk reads; actions int16 (T, C); has_actions
+bool (T,); hud_mask uint8 (H, W); attrs incl. content_hash = sha256 of the frames bytes. Written to
+`<store>.tmp-<pid>` then renamed, so the final path only ever holds a complete store.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import os
+import shutil
+import time
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import zarr
+
+try:
+    from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
+except ImportError:  # demo_game lands separately; these are the contract's values
+    DEMO_HUD_REGIONS = {"minimap": (528, 248, 112, 112), "abilities_health": (192, 312, 256, 48)}
+
+DEFAULT_ACTION_COMPONENTS = ("move", "ability")
+DEFAULT_ACTION_NUM_CLASSES = (9, 5)
+
+
+@dataclass
+class HudLayout:
+    reference_size: tuple[int, int]             # (w, h) the boxes are given in
+    boxes: dict[str, tuple[int, int, int, int]]  # name -> (x, y, w, h)
+
+
+HUD_LAYOUTS = {
+    "none": HudLayout((1920, 1080), {}),
+    "demo": HudLayout((640, 360), dict(DEMO_HUD_REGIONS)),
+    "replay": HudLayout((1920, 1080), {
+        "blue_team_panel": (0, 145, 100, 500),
+        "red_team_panel": (1820, 145, 100, 500),
+        "channel_watermark": (0, 958, 300, 122),
+        "player_hud": (0, 773, 310, 185),
+        "scorecard": (600, 847, 740, 233),
+        "objective_timers": (1340, 980, 270, 100),
+        "minimap": (1650, 810, 270, 270),
+        "top_scoreboard": (385, 0, 1150, 100),
+    }),
+    "live": HudLayout((1920, 1080), {}),  # not mapped yet
+}
+
+_INTERPOLATIONS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "fast_bilinear": "FAST_BILINEAR"}
+
+
+class FramesError(RuntimeError):
+    """A video (or its actions sidecar) could not be turned into a frames store; the message names the file."""
+
+
+@dataclass
+class FramesConfig:
+    fps: int = 20
+    width: int = 64
+    height: int = 64
+    resize_mode: str = "squash"       # "squash" (default, keeps the whole screen) | "crop" | "letterbox"
+    hud_layout: str = "none"          # key of HUD_LAYOUTS
+    chunk_frames: int = 32            # time chunk of the frames array (training reads windows of ~16-64 frames)
+    interpolation: str = "area"       # swscale filter for the downscale
+    min_source_side: int = 32         # smaller sources are rejected: upscaled thumbnails teach the model nothing
+    decode_threads: int = 0           # 0 = FFmpeg's choice
+
+
+@dataclass
+class Geometry:
+    """Display-space source (sw, sh) -> output: resize to (rw, rh), paste at (ox, oy) on a (W, H) canvas."""
+    sw: int
+    sh: int
+    rw: int
+    rh: int
+    ox: int
+    oy: int
+    width: int
+    height: int
+
+
+def resize_geometry(sw: int, sh: int, width: int, height: int, mode: str) -> Geometry:
+    if mode == "squash":
+        return Geometry(sw, sh, width, height, 0, 0, width, height)
+    if mode == "crop":
+        s = max(width / sw, height / sh)
+    elif mode == "letterbox":
+        s = min(width / sw, height / sh)
+    else:
+        raise ValueError(f"unknown resize_mode {mode!r} (squash, crop, letterbox)")
+    rw, rh = max(1, round(sw * s)), max(1, round(sh * s))
+    return Geometry(sw, sh, rw, rh, (width - rw) // 2, (height - rh) // 2, width, height)
+
+
+def hud_mask(geometry: Geometry, layout: str) -> np.ndarray:
+    """(H, W) uint8 mask: 1 where an output pixel overlaps a HUD box or a letterbox bar."""
+    if layout not in HUD_LAYOUTS:
+        raise ValueError(f"unknown hud_layout {layout!r}; known: {sorted(HUD_LAYOUTS)}")
+    g = geometry
+    hud = HUD_LAYOUTS[layout]
+    mask = np.ones((g.height, g.width), np.uint8)
+    # the pasted image area is game (0) except where boxes cover it; everything else is bar (1)
+    x0, y0 = max(g.ox, 0), max(g.oy, 0)
+    mask[y0:min(g.oy + g.rh, g.height), x0:min(g.ox + g.rw, g.width)] = 0
+    ref_w, ref_h = hud.reference_size
+    sx, sy = g.rw / g.sw * g.sw / ref_w, g.rh / g.sh * g.sh / ref_h  # layout px -> output px
+    eps = 1e-6
+    for x, y, w, h in hud.boxes.values():
+        a, b = x * sx + g.ox, (x + w) * sx + g.ox
+        c, d = y * sy + g.oy, (y + h) * sy + g.oy
+        cols = slice(max(0, math.floor(a + eps)), max(0, min(g.width, math.ceil(b - eps))))
+        rows = slice(max(0, math.floor(c + eps)), max(0, min(g.height, math.ceil(d - eps))))
+        mask[rows, cols] = 1
+    return mask
+
+
+def load_actions(path) -> dict:
+    """Read and validate an actions sidecar (contract format); FramesError naming the file otherwise."""
+    path = Path(path)
+    try:
+        doc = json.loads(path.read_text())
+    except (OSError, ValueError) as e:
+        raise FramesError(f"actions sidecar {path}: not readable JSON ({e})") from e
+    try:
+        components = list(doc["components"])
+        num_classes = [int(n) for n in doc["num_classes"]]
+        records = doc["frames"]
+    except (KeyError, TypeError, ValueError) as e:
+        raise FramesError(f"actions sidecar {path}: needs 'components', 'num_classes', 'frames' ({e!r})") from e
+    if len(components) != len(num_classes) or not components or not all(isinstance(c, str) for c in components):
+        raise FramesError(f"actions sidecar {path}: components {components} vs num_classes {num_classes}")
+    if not isinstance(records, list) or not records:
+        raise FramesError(f"actions sidecar {path}: 'frames' must be a non-empty list")
+    times = np.empty(len(records), np.float64)
+    values = np.empty((len(records), len(components)), np.int16)
+    for i, rec in enumerate(records):
+        try:
+            times[i] = float(rec["t"])
+            for j, (name, n) in enumerate(zip(components, num_classes)):
+                v = rec[name]
+                if isinstance(v, bool) or int(v) != v or not 0 <= v < n:
+                    raise ValueError(f"{name}={v!r} not in [0, {n})")
+                values[i, j] = int(v)
+        except (KeyError, TypeError, ValueError) as e:
+            raise FramesError(f"actions sidecar {path}: frame record {i} invalid ({e!r})") from e
+    if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
+        bad = int(np.argmax(np.diff(times) <= 0)) + 1 if len(times) > 1 else 0
+        raise FramesError(f"actions sidecar {path}: times must be finite and strictly increasing (record {bad})")
+    return {"components": components, "num_classes": num_classes, "times": times, "values": values}
+
+
+def align_actions(actions: dict | None, num_frames: int, fps: int) -> tuple[np.ndarray, np.ndarray]:
+    """Per output frame k: the sidecar record with the largest t <= k/fps (nearest earlier), and whether any."""
+    if actions is None:
+        return np.zeros((num_frames, len(DEFAULT_ACTION_COMPONENTS)), np.int16), np.zeros(num_frames, bool)
+    t = np.arange(num_frames, dtype=np.float64) / fps
+    idx = np.searchsorted(actions["times"], t + 1e-9, side="right") - 1  # 1e-9: float noise in written times
+    has = idx >= 0
+    out = np.zeros((num_frames, actions["values"].shape[1]), np.int16)
+    out[has] = actions["values"][idx[has]]
+    return out, has
+
+
+def _remove_stale_temps(out_store: Path) -> None:
+    for stale in out_store.parent.glob(f"{out_store.name}.tmp-*"):
+        pid = stale.name.rsplit("-", 1)[-1]
+        alive = pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
+        if not alive:
+            shutil.rmtree(stale, ignore_errors=True)
+
+
+def _pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+class _ChunkWriter:
+    """Buffers output frames and writes whole time chunks, hashing the bytes as they go (bounded memory).
+
+    It keeps one frame back after each full chunk, so the caller can still drop the final frame (`drop_last`):
+    the exact count is only known at the end of the stream."""
+
+    def __init__(self, array, chunk: int, height: int, width: int):
+        self.array, self.chunk = array, chunk
+        self.buf = np.empty((chunk + 1, height, width, 3), np.uint8)
+        self.n_buf = self.n_written = 0
+        self.sha = hashlib.sha256()
+        self.sum = 0.0
+        self.frozen_pairs = 0
+        self.prev = None
+
+    def add(self, img: np.ndarray, copies: int) -> None:
+        for _ in range(copies):
+            if self.n_buf == self.chunk + 1:
+                self._write(self.chunk)
+            self.buf[self.n_buf] = img
+            self.n_buf += 1
+
+    @property
+    def total(self) -> int:
+        return self.n_written + self.n_buf
+
+    def drop_last(self, n: int) -> None:
+        if n > self.n_buf:
+            raise AssertionError("cannot drop frames already written")
+        self.n_buf -= n
+
+    def _write(self, n: int) -> None:
+        data = self.buf[:n]
+        end = self.n_written + n
+        self.array.resize((end,) + self.array.shape[1:])
+        self.array[self.n_written:end] = data
+        self.sha.update(data.tobytes())
+        self.sum += float(data.mean(dtype=np.float64)) * n
+        seq = data.astype(np.int16)
+        if self.prev is not None:
+            seq = np.concatenate([self.prev[None], seq])
+        self.frozen_pairs += int((np.abs(np.diff(seq, axis=0)).mean(axis=(1, 2, 3)) < 1.0).sum())
+        self.prev = seq[-1]
+        self.buf[: self.n_buf - n] = self.buf[n: self.n_buf]
+        self.n_written, self.n_buf = end, self.n_buf - n
+
+    def flush(self) -> None:
+        if self.n_buf:
+            self._write(self.n_buf)
+
+
+def _open_video(path: Path):
+    if not path.exists():
+        raise FramesError(f"{path}: no such file")
+    if path.stat().st_size == 0:
+        raise FramesError(f"{path}: empty file (0 bytes)")
+    try:
+        container = av.open(str(path))
+    except av.error.FFmpegError as e:
+        raise FramesError(f"{path}: not a readable video ({e})") from e
+    if not container.streams.video:
+        container.close()
+        raise FramesError(f"{path}: has no video stream (audio-only?)")
+    return container
+
+
+def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), actions_path=None,
+                   video_id: str | None = None) -> dict:
+    """Decode `video_path` into the zarr store `out_store` (atomically) and return stats (see module doc)."""
+    video_path, out_store = Path(video_path), Path(out_store)
+    video_id = video_id or video_path.stem
+    if cfg.hud_layout not in HUD_LAYOUTS:
+        raise ValueError(f"unknown hud_layout {cfg.hud_layout!r}; known: {sorted(HUD_LAYOUTS)}")
+    actions = load_actions(actions_path) if actions_path is not None else None
+    out_store.parent.mkdir(parents=True, exist_ok=True)
+    _remove_stale_temps(out_store)
+    tmp = out_store.with_name(f"{out_store.name}.tmp-{os.getpid()}")
+    shutil.rmtree(tmp, ignore_errors=True)
+    start = time.perf_counter()
+    try:
+        with _open_video(video_path) as container:
+            stats = _decode_into(container, video_path, tmp, cfg, actions, video_id)
+    except FramesError:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    except (av.error.FFmpegError, OSError, ValueError) as e:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise FramesError(f"{video_path}: decoding failed ({type(e).__name__}: {e})") from e
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    old = out_store.with_name(f"{out_store.name}.old-{os.getpid()}")
+    if out_store.exists():
+        os.replace(out_store, old)
+    os.replace(tmp, out_store)
+    shutil.rmtree(old, ignore_errors=True)
+    seconds = time.perf_counter() - start
+    stats.update(seconds=round(seconds, 3), frames_per_s=round(stats["source_frames"] / max(seconds, 1e-9), 1),
+                 store=str(out_store))
+    return stats
+
+
+def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, actions, video_id: str) -> dict:
+    stream = container.streams.video[0]
+    stream.thread_type = "AUTO"
+    if cfg.decode_threads:
+        stream.codec_context.thread_count = cfg.decode_threads
+    tb = stream.time_base
+    interpolation = _INTERPOLATIONS[cfg.interpolation]
+    W, H, fps = cfg.width, cfg.height, cfg.fps
+
+    frames_iter = container.decode(stream)
+    first = next(frames_iter, None)
+    if first is None:
+        raise FramesError(f"{video_path}: the video stream has no decodable frames")
+    rotation = int(round((first.rotation or 0) / 90)) % 4  # quarter turns counter-clockwise
+    sw, sh = (first.height, first.width) if rotation % 2 else (first.width, first.height)
+    if min(sw, sh) < cfg.min_source_side:
+        raise FramesError(f"{video_path}: source {sw}x{sh} is too small (smaller side < {cfg.min_source_side} px)")
+    geom = resize_geometry(sw, sh, W, H, cfg.resize_mode)
+    # resize in the stored orientation, then rotate the small result
+    stored_rw, stored_rh = (geom.rh, geom.rw) if rotation % 2 else (geom.rw, geom.rh)
+
+    def convert(frame) -> np.ndarray:
+        small = frame.reformat(stored_rw, stored_rh, format="rgb24", interpolation=interpolation).to_ndarray()
+        if rotation:
+            small = np.rot90(small, rotation)
+        if (geom.rw, geom.rh, geom.ox, geom.oy) == (W, H, 0, 0):
+            return small
+        canvas = np.zeros((H, W, 3), np.uint8)
+        x0, y0 = max(geom.ox, 0), max(geom.oy, 0)
+        canvas[y0:y0 + min(H, geom.rh), x0:x0 + min(W, geom.rw)] = small[
+            y0 - geom.oy: y0 - geom.oy + min(H, geom.rh), x0 - geom.ox: x0 - geom.ox + min(W, geom.rw)]
+        return canvas
+
+    tmp.mkdir(parents=True)
+    group = zarr.open_group(str(tmp), mode="w")
+    frames_arr = group.create_array("frames", shape=(0, H, W, 3), chunks=(cfg.chunk_frames, H, W, 3),
+                                    dtype="uint8")
+    writer = _ChunkWriter(frames_arr, cfg.chunk_frames, H, W)
+
+    t0 = first.pts
+    if t0 is None:
+        raise FramesError(f"{video_path}: frames carry no timestamps")
+    pending, pending_t = first, Fraction(0)
+    prev_t = None
+    next_k = 0
+    n_source = 1
+
+    def emit_until(limit: Fraction) -> None:
+        # emit `pending` for every output time k/fps < limit
+        nonlocal next_k
+        copies = max(0, math.ceil(limit * fps) - next_k)
+        if copies:
+            writer.add(convert(pending), copies)
+            next_k += copies
+
+    for frame in frames_iter:
+        n_source += 1
+        if frame.pts is None:
+            raise FramesError(f"{video_path}: frame {n_source - 1} has no timestamp")
+        t = (frame.pts - t0) * tb
+        if t < pending_t:
+            continue  # out-of-order timestamp: keep the timeline monotonic
+        emit_until(t)
+        prev_t, pending, pending_t = pending_t, frame, t
+    if pending.duration:
+        last_duration = pending.duration * tb
+    elif prev_t is not None:
+        last_duration = pending_t - prev_t
+    else:
+        last_duration = 1 / Fraction(stream.average_rate or stream.guessed_rate or 30)
+    duration = pending_t + last_duration
+    num_frames = math.floor(duration * fps)
+    emit_until(Fraction(num_frames, fps))
+    # the last source frame's interval may end mid output frame: that partial frame is not emitted
+    writer.drop_last(max(0, writer.total - num_frames))
+    writer.flush()
+    if writer.n_written != num_frames:
+        raise FramesError(f"{video_path}: wrote {writer.n_written} frames, expected {num_frames}")
+    if num_frames == 0:
+        raise FramesError(f"{video_path}: shorter than one output frame ({float(duration):.3f} s)")
+
+    actions_arr, has_actions = align_actions(actions, num_frames, fps)
+    group.create_array("actions", data=actions_arr, chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
+    group.create_array("has_actions", data=has_actions, chunks=(max(1, min(4096, num_frames)),))
+    mask = hud_mask(geom, cfg.hud_layout)
+    group.create_array("hud_mask", data=mask, chunks=(H, W))
+
+    if stream.duration is not None:
+        container_duration = float(stream.duration * tb)
+    elif container.duration is not None:
+        container_duration = container.duration / 1e6
+    else:
+        container_duration = float(duration)
+    source_fps = float(stream.average_rate) if stream.average_rate else n_source / float(duration)
+    stats = {
+        "video_id": video_id,
+        "num_frames": num_frames,
+        "duration_s": float(duration),
+        "container_duration_s": container_duration,
+        "fps": fps,
+        "source_fps": round(source_fps, 4),
+        "source_frames": n_source,
+        "source_size": [sw, sh],
+        "size": [W, H],
+        "rotation": rotation * 90,
+        "resize_mode": cfg.resize_mode,
+        "hud_layout": cfg.hud_layout,
+        "content_hash": writer.sha.hexdigest(),
+        "mask_coverage": round(float(mask.mean()), 4),
+        "mean_intensity": round(writer.sum / max(num_frames, 1) / 255.0, 4),
+        "frozen_fraction": round(writer.frozen_pairs / max(num_frames - 1, 1), 4),
+        "action_components": list(actions["components"]) if actions else list(DEFAULT_ACTION_COMPONENTS),
+        "action_num_classes": list(actions["num_classes"]) if actions else list(DEFAULT_ACTION_NUM_CLASSES),
+        "has_actions_fraction": round(float(has_actions.mean()), 4),
+    }
+    group.attrs.update({k: stats[k] for k in (
+        "video_id", "fps", "source_fps", "source_size", "size", "resize_mode", "num_frames", "duration_s",
+        "hud_layout", "action_components", "action_num_classes", "content_hash", "rotation", "mask_coverage")})
+    return stats
+
+
+def open_frames(store) -> zarr.Group:
+    """Open a frames store read-only (group with frames / actions / has_actions / hud_mask)."""
+    store = Path(store)
+    if not (store / "zarr.json").exists():
+        raise FramesError(f"{store}: not a frames store")
+    return zarr.open_group(str(store), mode="r")
+
+
+def check_frame_count(stats: dict) -> tuple[bool, dict]:
+    """Frame count equals floor(container-reported duration x fps) within 1 (catches early decode stops)."""
+    expected = math.floor(stats["container_duration_s"] * stats["fps"])
+    details = {"num_frames": stats["num_frames"], "expected": expected,
+               "container_duration_s": stats["container_duration_s"]}
+    return abs(stats["num_frames"] - expected) <= 1, details
+
+
+def check_not_black_or_frozen(store, *, black_below: float = 4.0, frozen_diff: float = 1.0,
+                              max_frozen_fraction: float = 0.95) -> tuple[bool, dict]:
+    """Reads the store chunk by chunk: fails when the mean pixel value < black_below (of 255), or when more than
+    max_frozen_fraction of consecutive frame pairs differ by < frozen_diff (mean abs, of 255)."""
+    arr = open_frames(store)["frames"]
+    total, frozen, pairs, prev = 0.0, 0, 0, None
+    step = arr.chunks[0]
+    for start in range(0, arr.shape[0], step):
+        block = np.asarray(arr[start:start + step]).astype(np.int16)
+        total += float(block.mean()) * len(block)
+        seq = block if prev is None else np.concatenate([prev[None], block])
+        diffs = np.abs(np.diff(seq, axis=0)).mean(axis=(1, 2, 3))
+        frozen += int((diffs < frozen_diff).sum())
+        pairs += len(diffs)
+        prev = block[-1]
+    n = arr.shape[0]
+    mean = total / max(n, 1)
+    frozen_fraction = frozen / max(pairs, 1)
+    details = {"mean_intensity": round(mean, 3), "frozen_fraction": round(frozen_fraction, 4), "num_frames": n}
+    passed = n > 0 and mean >= black_below and (pairs == 0 or frozen_fraction <= max_frozen_fraction)
+    return passed, details
