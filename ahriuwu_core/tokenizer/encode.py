@@ -1,0 +1,95 @@
+"""Encode a frames store into a latents store (float16, (T, N, D)), streaming `batch_frames` frames at a time
+so memory is bounded whatever the video length. Each frame is encoded on its own (T=1 context), the same
+way every training window's first frame is seen. Written to a temp store beside the target, then renamed."""
+from __future__ import annotations
+
+import hashlib
+import shutil
+import time
+import uuid
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+
+from ..training import autocast_context
+from .train import code_version as tokenizer_code_version, load_tokenizer, open_frames_store
+
+
+def file_sha256(path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _replace_dir(tmp: Path, final: Path) -> None:
+    """Move a finished store into place; an existing store at `final` is swapped out, then deleted."""
+    old = None
+    if final.exists():
+        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
+        final.rename(old)
+    tmp.rename(final)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)
+
+
+@torch.no_grad()
+def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64, device="cpu", preset: str = "",
+                 code_version: str = "", tokenizer=None) -> dict:
+    frames_store, tokenizer_path, out_store = Path(frames_store), Path(tokenizer_path), Path(out_store)
+    t0 = time.monotonic()
+    src = open_frames_store(frames_store)
+    frames = src["frames"]
+    if len(frames.shape) != 4 or frames.shape[-1] != 3:
+        raise ValueError(f"{frames_store}: frames must be (T,H,W,3), got {frames.shape}")
+    model = tokenizer if tokenizer is not None else load_tokenizer(tokenizer_path, device)
+    model.eval()
+    size = model.cfg.image_size
+    T = frames.shape[0]
+    if tuple(frames.shape[1:3]) != (size, size):
+        raise ValueError(f"{frames_store}: frames are {frames.shape[1]}x{frames.shape[2]}, "
+                         f"tokenizer {tokenizer_path} expects {size}x{size}")
+    N, D = model.num_tokens, model.token_dim
+    out_store.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out_store.with_name(f".{out_store.name}.tmp-{uuid.uuid4().hex[:8]}")
+    dev = torch.device(device)
+    try:
+        g = zarr.open_group(str(tmp), mode="w")
+        chunk_t = max(1, min(T, 64))
+        lat = g.create_array("latents", shape=(T, N, D), dtype="float16", chunks=(chunk_t, N, D))
+        n_comp = src["actions"].shape[1] if "actions" in src else 0
+        acts = g.create_array("actions", shape=(T, n_comp), dtype="int16", chunks=(max(1, min(T, 4096)), max(1, n_comp)))
+        has = g.create_array("has_actions", shape=(T,), dtype="bool", chunks=(max(1, min(T, 4096)),))
+        if "actions" in src:
+            acts[:] = np.asarray(src["actions"][:], dtype=np.int16)
+        if "has_actions" in src:
+            has[:] = np.asarray(src["has_actions"][:], dtype=bool)
+        h = hashlib.sha256()
+        for i in range(0, T, batch_frames):
+            x = torch.from_numpy(np.asarray(frames[i : i + batch_frames])).to(dev)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)[:, None]  # (b, 1, 3, H, W)
+            with autocast_context(dev):
+                z = model.encode(x)
+            z16 = z[:, 0].float().cpu().numpy().astype(np.float16)
+            lat[i : i + len(z16)] = z16
+            h.update(z16.tobytes())
+        content_hash = h.hexdigest()
+        g.attrs.update({
+            "video_id": src.attrs.get("video_id", frames_store.stem),
+            "tokenizer_sha256": file_sha256(tokenizer_path) if tokenizer_path.is_file() else "",
+            "tokenizer_code_version": code_version or tokenizer_code_version(),
+            "tokenizer_preset": preset,
+            "tokenizer_kind": getattr(model, "kind", ""),
+            "num_frames": int(T), "tokens": int(N), "dim": int(D),
+            "content_hash": content_hash,
+            "frames_content_hash": src.attrs.get("content_hash", ""),
+        })
+        _replace_dir(tmp, out_store)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    return {"num_frames": int(T), "tokens": int(N), "dim": int(D), "content_hash": content_hash,
+            "seconds": time.monotonic() - t0}

@@ -1,0 +1,366 @@
+"""Tokenizer training: presets, build/load, frame-window sampling from zarr frames stores, the training loop
+(AdamW + warmup/cosine, grad clipping, bf16 autocast on CUDA, exact resume from out_dir/last.pt, graceful
+stop on SIGTERM/SIGUSR1), held-out evaluation and the collapse guard.
+
+CLI: python -m ahriuwu_core.tokenizer.train --preset demo --frames A.zarr B.zarr --heldout C.zarr --out DIR
+"""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import hashlib
+import json
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+import numpy as np
+import torch
+import zarr
+from torch import nn
+
+from ..training import (
+    OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint, make_optimizer,
+    make_scheduler, read_checkpoint, save_checkpoint,
+)
+from .cnn import CNNTokenizer, CNNTokenizerConfig
+from .losses import ReconstructionLoss, build_lpips
+from .quality import collapse_check, heldout_metrics
+from .transformer import TransformerTokenizer, TransformerTokenizerConfig
+
+MODEL_CLASSES = {"cnn": (CNNTokenizer, CNNTokenizerConfig),
+                 "transformer": (TransformerTokenizer, TransformerTokenizerConfig)}
+
+
+@dataclass
+class TokenizerTrainConfig:
+    kind: str = "cnn"                   # "cnn" | "transformer"
+    model: dict = field(default_factory=dict)   # overrides of the kind's model config
+    steps: int = 1000
+    batch_size: int = 16
+    frames_per_sample: int = 1          # consecutive frames per sample (T)
+    lpips_weight: float = 0.2
+    lpips_net: str = "alex"
+    lpips_frames: int = 0               # LPIPS on a random subset of this many frames per batch (0 = all)
+    lpips_pretrained: bool = True       # False: random LPIPS backbone (tests only)
+    lpips_start_step: int = 0           # LPIPS term enabled from this step on (MSE-only warm start)
+    mask_max: float = 0.9               # MAE: per-frame drop rate ~ U(0, current max) (transformer only)
+    mask_warmup_steps: int = 0          # the max ramps linearly 0 -> mask_max over these steps
+    mask_start_step: int = 0            # ... starting at this step (before it: no masking)
+    optim: OptimConfig = field(default_factory=OptimConfig)
+    rms_decay: float = 0.99
+    log_every: int = 10
+    ckpt_every: int = 200
+    seed: int = 0
+    eval_frames: int = 64               # held-out frames (evenly spaced over the held-out stores)
+    max_train_seconds: float = 0.0      # >0: stop (and finish normally) once training took this long
+
+    def __post_init__(self):
+        if isinstance(self.optim, dict):
+            self.optim = OptimConfig(**self.optim)
+        if self.kind not in MODEL_CLASSES:
+            raise ValueError(f"unknown tokenizer kind {self.kind!r} (expected one of {sorted(MODEL_CLASSES)})")
+
+
+TOKENIZER_PRESETS: dict[str, TokenizerTrainConfig] = {
+    # CPU minutes on 64x64 demo frames: 64x64x3 -> 16x16 grid x 8 channels.
+    "demo": TokenizerTrainConfig(
+        kind="cnn", model=dict(image_size=64, channels=(32, 64), blocks_per_stage=1, latent_dim=8),
+        steps=600, batch_size=16, lpips_frames=4, lpips_start_step=0,
+        optim=OptimConfig(lr=2e-3, warmup_steps=30, weight_decay=0.0, min_lr_ratio=0.02),
+        log_every=25, ckpt_every=200, eval_frames=64),
+    "demo_transformer": TokenizerTrainConfig(
+        kind="transformer",
+        model=dict(image_size=64, patch_size=8, num_latents=64, latent_dim=16, d_model=128, n_layers=3,
+                   dec_layers=3, n_heads=4, softcap=50.0),
+        steps=600, batch_size=16, lpips_frames=4, mask_max=0.9, mask_start_step=300, mask_warmup_steps=200,
+        optim=OptimConfig(lr=1e-3, warmup_steps=40, weight_decay=0.01, min_lr_ratio=0.05),
+        log_every=25, ckpt_every=200, eval_frames=64),
+    # The original project's CNN: 256x256 -> 16x16 grid x 256 channels.
+    "seed": TokenizerTrainConfig(
+        kind="cnn", model=dict(image_size=256, channels=(64, 128, 256, 256), blocks_per_stage=2, latent_dim=256),
+        steps=100_000, batch_size=32, lpips_frames=8,
+        optim=OptimConfig(lr=3e-4, warmup_steps=1000), log_every=100, ckpt_every=2000, eval_frames=256),
+    # The paper's: 256x256, 16x16 patches, 512 latents x 16 -> reshaped to 256 x 32 for the dynamics model.
+    "seed_transformer": TokenizerTrainConfig(
+        kind="transformer",
+        model=dict(image_size=256, patch_size=16, num_latents=512, latent_dim=16, d_model=768, n_layers=12,
+                   dec_layers=12, n_heads=12, softcap=50.0, out_tokens=256),
+        steps=100_000, batch_size=32, frames_per_sample=2, lpips_frames=8, mask_max=0.9,
+        mask_start_step=2000, mask_warmup_steps=10_000,
+        optim=OptimConfig(lr=3e-4, warmup_steps=2000), log_every=100, ckpt_every=2000, eval_frames=256),
+}
+
+
+def code_version() -> str:
+    """sha256 (first 16 hex) of the tokenizer package sources: changes whenever the model code changes."""
+    h = hashlib.sha256()
+    for p in sorted(Path(__file__).parent.glob("*.py")):
+        h.update(p.name.encode())
+        h.update(p.read_bytes())
+    return h.hexdigest()[:16]
+
+
+def build_tokenizer(kind: str, model_cfg=None) -> nn.Module:
+    if kind not in MODEL_CLASSES:
+        raise ValueError(f"unknown tokenizer kind {kind!r} (expected one of {sorted(MODEL_CLASSES)})")
+    cls, cfg_cls = MODEL_CLASSES[kind]
+    if model_cfg is None:
+        model_cfg = cfg_cls()
+    elif isinstance(model_cfg, dict):
+        known = {f.name for f in dataclasses.fields(cfg_cls)}
+        unknown = set(model_cfg) - known
+        if unknown:
+            raise ValueError(f"unknown {kind} tokenizer config fields {sorted(unknown)}")
+        model_cfg = cfg_cls(**model_cfg)
+    return cls(model_cfg)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def load_tokenizer(path, device="cpu") -> nn.Module:
+    ckpt = read_checkpoint(path)
+    if ckpt.get("kind") not in MODEL_CLASSES or ckpt.get("config") is None:
+        raise ValueError(f"{path} is not a tokenizer checkpoint (kind={ckpt.get('kind')!r})")
+    model = build_tokenizer(ckpt["kind"], ckpt["config"])
+    model.load_state_dict(ckpt["model"])
+    return model.to(device).eval()
+
+
+def get_preset(name: str) -> TokenizerTrainConfig:
+    if name not in TOKENIZER_PRESETS:
+        raise ValueError(f"unknown tokenizer preset {name!r} (expected one of {sorted(TOKENIZER_PRESETS)})")
+    return dataclasses.replace(TOKENIZER_PRESETS[name])
+
+
+# ---------------------------------------------------------------------------- data
+
+def open_frames_store(path) -> zarr.Group:
+    path = Path(path)
+    try:
+        g = zarr.open_group(str(path), mode="r")
+        g["frames"]
+    except Exception as e:
+        raise ValueError(f"not a frames store (zarr group with 'frames'): {path}: {e}") from e
+    return g
+
+
+def _game_mask(g: zarr.Group, path, H: int, W: int) -> np.ndarray:
+    if "hud_mask" not in g:
+        return np.ones((H, W), np.float32)
+    m = np.asarray(g["hud_mask"][:])
+    if m.shape != (H, W):
+        raise ValueError(f"{path}: hud_mask shape {m.shape} != frame size {(H, W)}")
+    return (m == 0).astype(np.float32)
+
+
+class FrameWindowSampler:
+    """Random windows of T consecutive frames from frames stores, chosen uniformly over all windows.
+    Stores smaller than `memory_limit_bytes` in total are loaded into RAM once; otherwise windows are read
+    from zarr. Its position is the numpy generator state (`state()` / `set_state()`), so resume is exact."""
+
+    def __init__(self, stores, T: int, image_size: int, seed: int = 0, memory_limit_bytes: float = 2e9):
+        if not stores:
+            raise ValueError("no training frames stores given")
+        self.T = T
+        self.paths = [Path(p) for p in stores]
+        self.groups = [open_frames_store(p) for p in self.paths]
+        self.games, self.lengths = [], []
+        for p, g in zip(self.paths, self.groups):
+            shape = g["frames"].shape
+            if len(shape) != 4 or shape[1:] != (image_size, image_size, 3):
+                raise ValueError(f"{p}: frames shape {shape} does not match the tokenizer's "
+                                 f"(T, {image_size}, {image_size}, 3)")
+            if shape[0] < T:
+                raise ValueError(f"{p}: only {shape[0]} frames, fewer than frames_per_sample={T}")
+            self.lengths.append(shape[0] - T + 1)
+            self.games.append(_game_mask(g, p, image_size, image_size))
+        total = sum(g["frames"].nbytes for g in self.groups)
+        self.arrays = [np.asarray(g["frames"][:]) for g in self.groups] if total <= memory_limit_bytes \
+            else [g["frames"] for g in self.groups]
+        self.weights = np.array(self.lengths, np.float64) / sum(self.lengths)
+        self.rng = np.random.default_rng(seed)
+
+    def state(self):
+        return self.rng.bit_generator.state
+
+    def set_state(self, state):
+        self.rng.bit_generator.state = state
+
+    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """-> frames float (B,T,3,H,W) in [0,1], game weights (B,1,1,H,W)."""
+        vids = self.rng.choice(len(self.arrays), size=batch_size, p=self.weights)
+        starts = [int(self.rng.integers(0, self.lengths[v])) for v in vids]
+        x = np.stack([np.asarray(self.arrays[v][s : s + self.T]) for v, s in zip(vids, starts)])
+        game = np.stack([self.games[v] for v in vids])
+        frames = torch.from_numpy(x).permute(0, 1, 4, 2, 3).float() / 255.0
+        return frames, torch.from_numpy(game)[:, None, None]
+
+
+def heldout_frames(stores, n: int, image_size: int) -> list[tuple[Path, np.ndarray, np.ndarray | None]]:
+    """n frames evenly spaced over the held-out stores -> [(path, frames (k,H,W,3) uint8, hud_mask)]."""
+    if not stores or n <= 0:
+        return []
+    groups = [(Path(p), open_frames_store(p)) for p in stores]
+    per = max(1, math.ceil(n / len(groups)))
+    out = []
+    for p, g in groups:
+        arr = g["frames"]
+        if tuple(arr.shape[1:]) != (image_size, image_size, 3):
+            raise ValueError(f"{p}: held-out frames shape {arr.shape} does not match image_size {image_size}")
+        idx = np.unique(np.linspace(0, arr.shape[0] - 1, per).round().astype(int))
+        frames = np.stack([np.asarray(arr[int(i)]) for i in idx])
+        hud = np.asarray(g["hud_mask"][:]) if "hud_mask" in g else None
+        out.append((p, frames, hud))
+    return out
+
+
+# ---------------------------------------------------------------------------- training
+
+def evaluate_tokenizer(model: nn.Module, held, cfg: TokenizerTrainConfig, lpips: bool = True) -> dict:
+    if not held:
+        return {}
+    psnr, ssim, lp, strips = [], [], [], None
+    for p, frames, hud in held:
+        m = heldout_metrics(model, frames, hud, lpips_net=cfg.lpips_net, lpips=lpips)
+        psnr.append(m["psnr"]); ssim.append(m["ssim"])
+        if "lpips" in m:
+            lp.append(m["lpips"])
+    all_frames = np.concatenate([f for _, f, _ in held])
+    passed, details = collapse_check(model, all_frames[:: max(1, len(all_frames) // 32)])
+    out = {"heldout_psnr": float(np.mean(np.concatenate(psnr))),
+           "heldout_ssim": float(np.mean(np.concatenate(ssim))),
+           "heldout_lpips": float(np.mean(np.concatenate(lp))) if lp else None,
+           "heldout_frames": int(len(all_frames)),
+           "collapse_passed": passed, "collapse_recon_ratio": details["recon_ratio"],
+           "collapse_latent_ratio": details["latent_ratio"]}
+    return out
+
+
+def _mask_ratio(cfg: TokenizerTrainConfig, step: int) -> float:
+    if cfg.mask_max <= 0 or step < cfg.mask_start_step:
+        return 0.0
+    if cfg.mask_warmup_steps <= 0:
+        return cfg.mask_max
+    return cfg.mask_max * min(1.0, (step - cfg.mask_start_step) / cfg.mask_warmup_steps)
+
+
+def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out_dir, device="cpu",
+                    log=print, lpips_model: nn.Module | None = None, evaluate: bool = True) -> dict:
+    """Train (or resume from out_dir/last.pt), write out_dir/tokenizer.pt atomically and evaluate on the held-out
+    stores. A SIGTERM/SIGUSR1 stop leaves last.pt and returns {"completed": False, ...} without tokenizer.pt."""
+    out_dir = Path(out_dir)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    device = torch.device(device)
+    torch.manual_seed(cfg.seed)
+    np.random.seed(cfg.seed)
+    model = build_tokenizer(cfg.kind, cfg.model).to(device)
+    n_params = count_params(model)
+    opt = make_optimizer(model, cfg.optim)
+    sched = make_scheduler(opt, cfg.optim, cfg.steps)
+    rms = RunningRMS(cfg.rms_decay)
+    image_size = model.cfg.image_size
+    sampler = FrameWindowSampler(train_stores, cfg.frames_per_sample, image_size, seed=cfg.seed)
+    if cfg.lpips_weight > 0 and lpips_model is None:
+        lpips_model = build_lpips(cfg.lpips_net, cfg.lpips_pretrained, device)
+    loss_fn = ReconstructionLoss(cfg.lpips_weight, lpips_model, cfg.lpips_frames, rms)
+    mse_only = ReconstructionLoss(0.0, None, 0, rms)
+    last = out_dir / "last.pt"
+    start, prior_seconds = 0, 0.0
+    ckpt_meta = dict(config=asdict(model.cfg), kind=cfg.kind)
+    if last.exists():
+        info = load_checkpoint(last, model=model, optimizer=opt, scheduler=sched, log=log)
+        start = info["step"]
+        rms.load_state_dict(info["extra"]["rms"])
+        sampler.set_state(info["data_position"])
+        prior_seconds = float(info["extra"].get("train_seconds", 0.0))
+        log(f"resumed tokenizer training from {last} at step {start}")
+    log(f"tokenizer {cfg.kind}: {n_params:,} parameters, {model.num_tokens} tokens x {model.token_dim}, "
+        f"{cfg.steps} steps of {cfg.batch_size}x{cfg.frames_per_sample} frames on {device}")
+    frames_per_step = cfg.batch_size * cfg.frames_per_sample
+    progress = Progress(cfg.steps, log=log, jsonl_path=out_dir / "train_log.jsonl", every=cfg.log_every,
+                        start_step=start, items_per_step=frames_per_step, prefix="tokenizer ")
+    t0 = time.monotonic()
+    step = start
+    stopped = False
+    model.train()
+
+    def save(step_):
+        save_checkpoint(last, model=model, optimizer=opt, scheduler=sched, step=step_,
+                        data_position=sampler.state(),
+                        extra={"rms": rms.state_dict(), "train_seconds": prior_seconds + time.monotonic() - t0},
+                        **ckpt_meta)
+
+    with StopRequested(log=log) as stop:
+        for step in range(start + 1, cfg.steps + 1):
+            x, game = sampler.sample(cfg.batch_size)
+            x, game = x.to(device, non_blocking=True), game.to(device)
+            with autocast_context(device):
+                recon, _ = model(x, mask_ratio_max=_mask_ratio(cfg, step))
+            fn = loss_fn if step >= cfg.lpips_start_step else mse_only
+            loss, stats = fn(recon.float(), x, game)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
+            opt.step()
+            sched.step()
+            progress.update(step, **stats, psnr=-10 * math.log10(max(stats["mse"], 1e-10)),
+                            grad_norm=float(gnorm), lr=sched.get_last_lr()[0], mask=_mask_ratio(cfg, step))
+            over_time = cfg.max_train_seconds > 0 and prior_seconds + time.monotonic() - t0 > cfg.max_train_seconds
+            boundary = step % cfg.ckpt_every == 0 or step == cfg.steps
+            if boundary or stop.should_stop(boundary) or over_time:
+                save(step)
+            if over_time:
+                log(f"tokenizer: max_train_seconds={cfg.max_train_seconds} reached at step {step}; finishing")
+                break
+            if stop.should_stop(boundary):
+                stopped = True
+                break
+    train_seconds = prior_seconds + time.monotonic() - t0
+    result = {"steps": step, "params": n_params, "train_seconds": train_seconds, "completed": not stopped,
+              "train_frames_per_s": (step - start) * frames_per_step / max(1e-9, time.monotonic() - t0),
+              "kind": cfg.kind, "tokens": model.num_tokens, "dim": model.token_dim, "checkpoint": None}
+    if stopped:
+        result["checkpoint"] = str(last)
+        return result
+    final = out_dir / "tokenizer.pt"
+    model.eval()
+    save_checkpoint(final, model=model, step=step, extra={"train_config": _jsonable(asdict(cfg)),
+                                                          "code_version": code_version(),
+                                                          "train_seconds": train_seconds}, **ckpt_meta)
+    result["checkpoint"] = str(final)
+    if evaluate and heldout_stores:
+        t_eval = time.monotonic()
+        held = heldout_frames(heldout_stores, cfg.eval_frames, image_size)
+        result.update(evaluate_tokenizer(model, held, cfg, lpips=cfg.lpips_pretrained))
+        result["eval_seconds"] = time.monotonic() - t_eval
+        log("tokenizer held-out: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                                              for k, v in result.items() if k.startswith(("heldout", "collapse"))))
+    return result
+
+
+def _jsonable(x):
+    return json.loads(json.dumps(x, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description="Train a tokenizer on frames stores.")
+    ap.add_argument("--preset", default="demo", choices=sorted(TOKENIZER_PRESETS))
+    ap.add_argument("--frames", nargs="+", required=True, help="training frames stores (.zarr)")
+    ap.add_argument("--heldout", nargs="*", default=[], help="held-out frames stores (.zarr)")
+    ap.add_argument("--out", required=True)
+    ap.add_argument("--steps", type=int, default=None)
+    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    args = ap.parse_args(argv)
+    cfg = get_preset(args.preset)
+    if args.steps:
+        cfg.steps = args.steps
+    res = train_tokenizer(args.frames, args.heldout, cfg, Path(args.out), device=args.device)
+    print(json.dumps(res, indent=1, default=str))
+
+
+if __name__ == "__main__":
+    main()
