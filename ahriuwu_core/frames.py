@@ -37,10 +37,7 @@ import av
 import numpy as np
 import zarr
 
-try:
-    from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
-except ImportError:  # demo_game lands separately; these are the contract's values
-    DEMO_HUD_REGIONS = {"minimap": (528, 248, 112, 112), "abilities_health": (192, 312, 256, 48)}
+from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
 
 DEFAULT_ACTION_COMPONENTS = ("move", "ability")
 DEFAULT_ACTION_NUM_CLASSES = (9, 5)

@@ -1,0 +1,391 @@
+"""Video sources: YouTube channels / playlists / URL lists through yt-dlp's Python API, local folders, file
+lists and the built-in demo game. Every kind downloads through yt-dlp (local files as file:// URLs), so the demo
+takes exactly the path a real video takes.
+
+Download layout (design contract): `<videos>/<video_id>/video.<ext>`, `info.json` (yt-dlp's info dict,
+sanitized), `meta.json` (parsed facts), `actions.json` (copied from a `<stem>.actions.json` sidecar beside a
+local source). A video is downloaded into a temp folder beside its final one and renamed when complete, so the
+final folder only exists once everything is in it. yt-dlp's download archive (`<videos>/download_archive.txt`)
+records finished videos, so reruns (and plain yt-dlp runs over the same channel) skip them.
+"""
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import re
+import shutil
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+
+VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
+# permanent failures: retrying won't help (the first group is yt-dlp's wording for YouTube, then HTTP codes)
+_PERMANENT = re.compile(r"unavailable|private video|removed|copyright|not available|members[- ]only|"
+                        r"sign in to confirm your age|unsupported url|HTTP Error (400|401|403|404|410)|"
+                        r"no such file|is not a valid url|no video formats", re.I)
+
+
+class VideoFetchError(RuntimeError):
+    """A listing or download failed; the message names the URL / video id and carries yt-dlp's reason."""
+
+
+@dataclass
+class SourceConfig:
+    kind: str = "demo"                  # "urls" | "channel" | "playlist" | "folder" | "filelist" | "demo"
+    urls: list[str] = field(default_factory=list)   # urls / channel / playlist URLs
+    path: str = ""                      # folder, or the file list (one path or URL per line, '#' comments)
+    max_height: int = 720               # video-only format capped at this height
+    max_videos: int | None = None       # per channel / playlist listing (newest first on YouTube)
+    rate_limit: str | None = None       # download speed cap, yt-dlp syntax: "2M" = 2 MiB/s
+    sleep_between_s: float = 0.0        # pause between downloads (polite to YouTube)
+    cookies_file: str | None = None     # Netscape cookies.txt, for age-gated / members videos
+    retries: int = 5                    # yt-dlp's per-request retries, and our retries of transient failures
+    backoff_s: float = 2.0              # exponential backoff base between our retries
+    archive: bool = True                # yt-dlp download archive: reruns skip finished videos
+    demo: object | None = None          # DemoConfig for kind="demo" (None: DemoConfig())
+
+
+@dataclass
+class SourceEntry:
+    video_id: str
+    url: str
+    title: str = ""
+    kind: str = ""
+    duration: float | None = None
+    description: str = ""
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# metadata from titles and descriptions
+
+_TIERS = [  # longest first so "grandmaster" is not read as "master"
+    ("grandmaster", r"grand\s*master|\bgm\b"), ("challenger", r"challenger"), ("master", r"master"),
+    ("diamond", r"diamond"), ("emerald", r"emerald"), ("platinum", r"platinum|plat"), ("gold", r"gold"),
+    ("silver", r"silver"), ("bronze", r"bronze"), ("iron", r"iron"),
+]
+_ROLES = {"top": "top", "jungle": "jungle", "jgl": "jungle", "jg": "jungle", "mid": "mid", "middle": "mid",
+          "adc": "bot", "bot": "bot", "bottom": "bot", "sup": "support", "supp": "support", "support": "support",
+          "utility": "support"}
+_GAME_TAG = re.compile(r"\b([A-Z]{2,4}\d?)-(\d{6,})-(" + "|".join(_ROLES) + r")-(RED|BLUE)\b", re.I)
+_PATCH = re.compile(r"\bpatch\s*v?(\d{1,2}\.(?:S\d\.)?\d{1,2})\b|\b((?:1[0-9]|2[0-9])\.(?:S\d\.)?\d{1,2})\b(?!\.\d)",
+                    re.I)
+_SIDE = re.compile(r"\b(blue|red)\s*side\b", re.I)
+
+
+def parse_replay_metadata(title: str | None, description: str | None) -> dict:
+    """Facts the replay channels put in titles/descriptions: elo tier, patch, side, role, region, game id.
+
+    The domisumReplay-Garen channel ends descriptions with a game tag like `EUW-7646979958-TOP-RED`
+    (region, game id, role, side); titles often name the tier ("Challenger", "plat") and a patch ("14.23").
+    Missing facts are None."""
+    title, description = title or "", description or ""
+    text = f"{title}\n{description}"
+    out = {"elo": None, "patch": None, "side": None, "role": None, "region": None, "game_id": None}
+    tags = _GAME_TAG.findall(description) or _GAME_TAG.findall(title)
+    if tags:
+        region, game_id, role, side = tags[-1]  # the channel puts the tag last
+        out.update(region=region.upper(), game_id=game_id, role=_ROLES[role.lower()], side=side.lower())
+    for text_part in (title, description):  # the title wins; the description is the fallback
+        out["elo"] = next((tier for tier, pattern in _TIERS if re.search(rf"\b(?:{pattern})\b", text_part, re.I)),
+                          None)
+        if out["elo"]:
+            break
+    m = _PATCH.search(title) or _PATCH.search(description)
+    if m:
+        out["patch"] = m.group(1) or m.group(2)
+    if out["side"] is None:
+        m = _SIDE.search(text)
+        if m:
+            out["side"] = m.group(1).lower()
+    return out
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# yt-dlp plumbing
+
+class _Log:
+    """Routes yt-dlp's messages to our `log` callable; keeps the last error text for our exceptions."""
+
+    def __init__(self, log):
+        self.log, self.last_error = log, ""
+
+    def debug(self, msg):
+        if not msg.startswith("[debug] "):
+            pass  # progress and extractor chatter: too noisy for Dagster logs
+
+    def info(self, msg):
+        pass
+
+    def warning(self, msg):
+        self.log(f"yt-dlp warning: {msg}")
+
+    def error(self, msg):
+        self.last_error = msg
+
+
+def _ydl_params(cfg: SourceConfig, log, **extra) -> dict:
+    from yt_dlp.utils import parse_bytes
+
+    h = int(cfg.max_height)
+    params = {
+        # video only (no audio needed), H.264 first because it decodes fastest; '?' admits unknown heights
+        # (direct files through the generic extractor have no height until probed)
+        "format": f"bestvideo[height<=?{h}][vcodec^=avc1]/bestvideo[height<=?{h}]/best[height<=?{h}]",
+        "enable_file_urls": True,
+        "quiet": True, "no_warnings": False, "noprogress": True,
+        "logger": _Log(log),
+        "retries": cfg.retries, "fragment_retries": cfg.retries, "extractor_retries": min(cfg.retries, 3),
+        "socket_timeout": 30,
+        "noplaylist": True,
+    }
+    if cfg.rate_limit:
+        rate = parse_bytes(str(cfg.rate_limit))
+        if rate is None:
+            raise ValueError(f"rate_limit {cfg.rate_limit!r} is not a byte rate like '2M'")
+        params["ratelimit"] = rate
+    if cfg.cookies_file:
+        if not Path(cfg.cookies_file).exists():
+            raise VideoFetchError(f"cookies file {cfg.cookies_file} does not exist")
+        params["cookiefile"] = str(cfg.cookies_file)
+    params.update(extra)
+    return params
+
+
+def _clean_error(e: Exception) -> str:
+    return re.sub(r"^ERROR:\s*", "", str(e)).strip()
+
+
+def _with_retries(what: str, fn, cfg: SourceConfig, log):
+    """Run fn(); retry transient yt-dlp failures with exponential backoff; raise VideoFetchError naming `what`."""
+    from yt_dlp.utils import DownloadError, ExtractorError
+
+    attempt = 0
+    while True:
+        try:
+            return fn()
+        except (DownloadError, ExtractorError, OSError) as e:
+            msg = _clean_error(e)
+            if _PERMANENT.search(msg) or attempt >= cfg.retries:
+                tries = f" after {attempt + 1} attempts" if attempt else ""
+                raise VideoFetchError(f"{what}: {msg}{tries}") from e
+            delay = cfg.backoff_s * (2 ** attempt)
+            log(f"{what}: {msg}; retry {attempt + 1}/{cfg.retries} in {delay:.1f}s")
+            time.sleep(delay)
+            attempt += 1
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# listing
+
+def _file_url(path: Path) -> str:
+    return Path(path).resolve().as_uri()
+
+
+def _local_entries(paths, kind: str) -> list[SourceEntry]:
+    # yt-dlp's generic extractor names a file:// URL by the file stem; we use the same id
+    return [SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind) for p in paths]
+
+
+def _folder_videos(folder: Path) -> list[Path]:
+    if not folder.is_dir():
+        raise VideoFetchError(f"source folder {folder} does not exist")
+    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
+                  and not p.name.startswith("."))
+
+
+def _filelist_items(path: Path) -> list[str]:
+    if not path.is_file():
+        raise VideoFetchError(f"file list {path} does not exist")
+    items = []
+    for line in path.read_text().splitlines():
+        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("http") else line.strip()
+        if line:
+            items.append(line)
+    return items
+
+
+def list_videos(cfg: SourceConfig, data_root, log=print) -> list[SourceEntry]:
+    """Every video the source offers, without downloading. Channels/playlists use flat extraction."""
+    data_root = Path(data_root)
+    if cfg.kind == "demo":
+        from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
+
+        demo_dir = data_root / "demo_source"
+        paths = write_demo_videos(demo_dir, cfg.demo if cfg.demo is not None else DemoConfig())
+        return _local_entries(sorted(Path(p) for p in paths), "demo")
+    if cfg.kind == "folder":
+        return _local_entries(_folder_videos(Path(cfg.path)), "folder")
+    if cfg.kind == "filelist":
+        base = Path(cfg.path).parent
+        entries = []
+        for item in _filelist_items(Path(cfg.path)):
+            if re.match(r"^[a-z][a-z0-9+.-]*://", item, re.I):
+                entries.extend(_list_urls([item], cfg, log, kind="filelist"))
+            else:
+                p = Path(item) if Path(item).is_absolute() else base / item
+                if not p.is_file():
+                    raise VideoFetchError(f"file list {cfg.path}: {p} does not exist")
+                entries.extend(_local_entries([p], "filelist"))
+        return entries
+    if cfg.kind in ("urls", "channel", "playlist"):
+        if not cfg.urls:
+            raise ValueError(f"source kind {cfg.kind!r} needs `urls`")
+        return _list_urls(cfg.urls, cfg, log, kind=cfg.kind)
+    raise ValueError(f"unknown source kind {cfg.kind!r}")
+
+
+def _list_urls(urls, cfg: SourceConfig, log, kind: str) -> list[SourceEntry]:
+    import yt_dlp
+
+    extra = {"extract_flat": "in_playlist", "noplaylist": False}
+    if cfg.max_videos:
+        extra["playlistend"] = int(cfg.max_videos)
+    entries, seen = [], set()
+    with yt_dlp.YoutubeDL(_ydl_params(cfg, log, **extra)) as ydl:
+        for url in urls:
+            info = _with_retries(url, lambda: ydl.extract_info(url, download=False, process=False), cfg, log)
+            if info.get("_type") in ("playlist", "multi_video"):
+                items = list(info.get("entries") or [])
+            else:
+                items = [info]
+            for item in items:
+                if not item or not item.get("id"):
+                    continue
+                if item.get("_type") == "playlist" or item.get("ie_key") == "YoutubeTab":
+                    # a channel page lists its tabs (Videos, Shorts, Live): list each one level down
+                    entries.extend(_list_urls([item.get("url") or item["webpage_url"]], cfg, log, kind))
+                    continue
+                video_url = item.get("webpage_url") or item.get("url") or url
+                if item.get("ie_key") == "Youtube" and not video_url.startswith("http"):
+                    video_url = f"https://www.youtube.com/watch?v={item['id']}"
+                if item["id"] in seen:
+                    continue
+                seen.add(item["id"])
+                entries.append(SourceEntry(video_id=item["id"], url=video_url, title=item.get("title") or "",
+                                           kind=kind, duration=item.get("duration"),
+                                           description=item.get("description") or ""))
+    return entries
+
+
+# ---------------------------------------------------------------------------------------------------------------
+# download
+
+def _entry_fields(entry) -> tuple[str, str, str]:
+    if isinstance(entry, dict):
+        return entry["video_id"], entry["url"], entry.get("kind", "")
+    return entry.video_id, entry.url, entry.kind
+
+
+def _archive_has(archive: Path, video_id: str) -> bool:
+    if not archive.exists():
+        return False
+    return any(line.split()[-1:] == [video_id] for line in archive.read_text().splitlines())
+
+
+def _sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for block in iter(lambda: f.read(1 << 20), b""):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _probe(path: Path) -> dict:
+    """Size, fps and duration from the file itself (the generic extractor knows none of them)."""
+    import av
+
+    try:
+        with av.open(str(path)) as c:
+            if not c.streams.video:
+                return {}
+            s = c.streams.video[0]
+            duration = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / 1e6 or None
+            return {"width": s.codec_context.width, "height": s.codec_context.height,
+                    "fps": float(s.average_rate) if s.average_rate else None, "duration": duration}
+    except Exception:  # frames.py reports unreadable videos with its own clear error
+        return {}
+
+
+def _local_sidecar(url: str) -> Path | None:
+    if not url.startswith("file://"):
+        return None
+    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    sidecar = path.with_name(path.stem + ".actions.json")
+    return sidecar if sidecar.is_file() else None
+
+
+def fetch_video(entry, out_dir, cfg: SourceConfig, log=print) -> dict:
+    """Download one entry (SourceEntry or its dict) into `<out_dir>/<video_id>/` and return its metadata
+    (meta.json's fields plus `sha256` of the video file and `skipped` when it was already there)."""
+    import yt_dlp
+
+    video_id, url, kind = _entry_fields(entry)
+    out_dir = Path(out_dir)
+    final = out_dir / video_id
+    archive = out_dir / "download_archive.txt"
+    if (final / "meta.json").exists():  # complete: the folder only appears by an atomic rename
+        meta = json.loads((final / "meta.json").read_text())
+        return {**meta, "skipped": True}
+    out_dir.mkdir(parents=True, exist_ok=True)
+    tmp = out_dir / f".tmp-{video_id}-{os.getpid()}"
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        def download(use_archive: bool):
+            extra = {"outtmpl": str(tmp / "video.%(ext)s")}
+            if use_archive:
+                extra["download_archive"] = str(archive)
+            with yt_dlp.YoutubeDL(_ydl_params(cfg, log, **extra)) as ydl:
+                info = ydl.extract_info(url, download=True)
+                return ydl.sanitize_info(info)
+
+        what = f"video {video_id} ({url})"
+        info = _with_retries(what, lambda: download(cfg.archive), cfg, log)
+        files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
+        if not files and cfg.archive:
+            # the archive lists it but its folder is gone (deleted on purpose): download again
+            info = _with_retries(what, lambda: download(False), cfg, log)
+            files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
+        if not files or info is None:
+            raise VideoFetchError(f"{what}: yt-dlp finished without writing a video file")
+        video = files[0]
+        if info.get("id") and info["id"] != video_id:
+            log(f"{what}: yt-dlp calls it {info['id']!r}; keeping the catalog id {video_id!r}")
+        probed = _probe(video)
+        parsed = parse_replay_metadata(info.get("title"), info.get("description"))
+        meta = {
+            "video_id": video_id, "url": url, "kind": kind, "title": info.get("title") or video_id,
+            "uploader": info.get("uploader") or info.get("channel"), "upload_date": info.get("upload_date"),
+            "duration": info.get("duration") or probed.get("duration"),
+            "fps": info.get("fps") or probed.get("fps"),
+            "width": info.get("width") or probed.get("width"), "height": info.get("height") or probed.get("height"),
+            "ext": video.suffix.lstrip("."), "format_id": info.get("format_id"), "vcodec": info.get("vcodec"),
+            **parsed,
+            "sha256": _sha256(video), "bytes": video.stat().st_size, "has_actions": False,
+        }
+        (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
+        sidecar = _local_sidecar(url)
+        if sidecar is not None:
+            shutil.copyfile(sidecar, tmp / "actions.json")
+            meta["has_actions"] = True
+        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+        if final.exists():
+            shutil.rmtree(final)
+        os.replace(tmp, final)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+    if cfg.archive and not _archive_has(archive, video_id):
+        # yt-dlp records the extractor's id; record the catalog id too (the same for every source we list)
+        with open(archive, "a") as f:
+            f.write(f"{(info.get('extractor_key') or 'generic').lower()} {video_id}\n")
+    if cfg.sleep_between_s:
+        time.sleep(cfg.sleep_between_s)
+    return {**meta, "skipped": False}
+
+
+def entry_dict(entry) -> dict:
+    return asdict(entry) if not isinstance(entry, dict) else dict(entry)

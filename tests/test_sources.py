@@ -1,0 +1,197 @@
+"""sources.py through the real yt-dlp code paths, offline: file:// URLs and a local HTTP server on 127.0.0.1."""
+import functools
+import hashlib
+import http.server
+import json
+import socket
+import threading
+from pathlib import Path
+
+import av
+import pytest
+
+from ahriuwu_core import media, sources
+from ahriuwu_core.sources import SourceConfig, SourceEntry, VideoFetchError
+
+
+class _CountingHandler(http.server.SimpleHTTPRequestHandler):
+    def log_message(self, *args):  # keep test output quiet
+        pass
+
+    def do_GET(self):
+        self.server.requests.append(self.path)
+        super().do_GET()
+
+
+@pytest.fixture
+def http_server(tmp_path):
+    root = tmp_path / "www"
+    root.mkdir()
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), functools.partial(_CountingHandler, directory=str(root)))
+    server.requests = []
+    thread = threading.Thread(target=server.serve_forever, daemon=True)
+    thread.start()
+    yield root, f"http://127.0.0.1:{server.server_port}", server
+    server.shutdown()
+    server.server_close()
+
+
+def closed_port() -> int:
+    s = socket.socket()
+    s.bind(("127.0.0.1", 0))
+    port = s.getsockname()[1]
+    s.close()  # nothing listens there now: connection refused
+    return port
+
+
+def quiet(*_):
+    pass
+
+
+def make_source_folder(folder: Path, n=2, with_actions=True):
+    folder.mkdir(parents=True, exist_ok=True)
+    clips = []
+    for i in range(n):
+        clip = media.make_clip(folder / f"clip_{i}.mp4", seconds=0.5, fps=20, width=64, height=48)
+        if with_actions and i == 0:
+            media.write_actions_sidecar(folder / f"clip_{i}.actions.json", clip.times)
+        clips.append(clip)
+    return clips
+
+
+def test_folder_listing_and_file_url_download(tmp_path):
+    make_source_folder(tmp_path / "src")
+    (tmp_path / "src" / "notes.txt").write_text("not a video")
+    cfg = SourceConfig(kind="folder", path=str(tmp_path / "src"))
+    entries = sources.list_videos(cfg, tmp_path / "data", log=quiet)
+    assert [e.video_id for e in entries] == ["clip_0", "clip_1"]
+    assert entries[0].url.startswith("file://")
+    out = tmp_path / "data" / "videos"
+    meta = sources.fetch_video(entries[0], out, cfg, log=quiet)
+    folder = out / "clip_0"
+    video = folder / "video.mp4"
+    assert meta["video_id"] == "clip_0" and not meta["skipped"]
+    assert meta["sha256"] == hashlib.sha256(video.read_bytes()).hexdigest()
+    assert video.read_bytes() == (tmp_path / "src" / "clip_0.mp4").read_bytes()
+    assert (meta["width"], meta["height"], meta["fps"]) == (64, 48, 20.0)
+    info = json.loads((folder / "info.json").read_text())
+    assert info["id"] == "clip_0" and info["extractor_key"] == "Generic"  # yt-dlp's id is the file stem
+    assert json.loads((folder / "meta.json").read_text())["sha256"] == meta["sha256"]
+    assert json.loads((folder / "actions.json").read_text())["components"] == ["move", "ability"]
+    with av.open(str(video)) as c:
+        assert len(c.streams.video) == 1 and not c.streams.audio  # video only
+    # the second clip has no sidecar
+    meta1 = sources.fetch_video(sources.entry_dict(entries[1]), out, cfg, log=quiet)  # dict entries work too
+    assert not meta1["has_actions"] and not (out / "clip_1" / "actions.json").exists()
+    assert not list(out.glob(".tmp-*"))
+    assert "clip_0" in (out / "download_archive.txt").read_text()
+
+
+def test_http_download_and_archive_skips_rerun(tmp_path, http_server):
+    root, base, server = http_server
+    media.make_clip(root / "match_a.mp4", seconds=0.5, fps=25, width=64, height=48)
+    cfg = SourceConfig(kind="urls", urls=[f"{base}/match_a.mp4"], retries=0)
+    entries = sources.list_videos(cfg, tmp_path, log=quiet)
+    assert [(e.video_id, e.url) for e in entries] == [("match_a", f"{base}/match_a.mp4")]
+    out = tmp_path / "videos"
+    meta = sources.fetch_video(entries[0], out, cfg, log=quiet)
+    assert (out / "match_a" / "video.mp4").read_bytes() == (root / "match_a.mp4").read_bytes()
+    assert meta["fps"] == 25.0 and not meta["has_actions"]
+    requests_before = len(server.requests)
+    again = sources.fetch_video(entries[0], out, cfg, log=quiet)
+    assert again["skipped"] and again["sha256"] == meta["sha256"]
+    assert len(server.requests) == requests_before  # nothing fetched on the rerun
+    # a deleted folder is fetched again even though the archive lists the id
+    import shutil
+    shutil.rmtree(out / "match_a")
+    assert not sources.fetch_video(entries[0], out, cfg, log=quiet)["skipped"]
+    assert (out / "match_a" / "video.mp4").exists()
+
+
+def test_unreachable_url_names_the_url(tmp_path):
+    url = f"http://127.0.0.1:{closed_port()}/gone.mp4"
+    cfg = SourceConfig(kind="urls", urls=[url], retries=1, backoff_s=0.01)
+    entry = SourceEntry(video_id="gone", url=url)
+    with pytest.raises(VideoFetchError) as err:
+        sources.fetch_video(entry, tmp_path / "videos", cfg, log=quiet)
+    msg = str(err.value)
+    assert url in msg and "gone" in msg and "refused" in msg.lower() and "2 attempts" in msg
+    assert not (tmp_path / "videos" / "gone").exists() and not list((tmp_path / "videos").glob(".tmp-*"))
+    with pytest.raises(VideoFetchError, match="127.0.0.1"):
+        sources.list_videos(cfg, tmp_path, log=quiet)
+
+
+def test_unavailable_video_is_a_clear_permanent_error(tmp_path, http_server):
+    root, base, server = http_server
+    (root / "page.html").write_text("<html><body>This video is unavailable</body></html>")
+    cfg = SourceConfig(kind="urls", retries=3, backoff_s=5.0)  # a retry would take >= 5 s: must not retry
+    with pytest.raises(VideoFetchError, match=r"missing.*404") as err:
+        sources.fetch_video(SourceEntry("missing", f"{base}/missing.mp4"), tmp_path / "v", cfg, log=quiet)
+    assert f"{base}/missing.mp4" in str(err.value)
+    assert server.requests.count("/missing.mp4") == 1
+    with pytest.raises(VideoFetchError, match=r"(?i)page.*unsupported url"):
+        sources.fetch_video(SourceEntry("page", f"{base}/page.html"), tmp_path / "v", cfg, log=quiet)
+    assert not (tmp_path / "v" / "missing").exists() and not (tmp_path / "v" / "page").exists()
+
+
+def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
+    root, base, _ = http_server
+    make_source_folder(tmp_path / "src", n=2, with_actions=False)
+    media.make_clip(root / "remote.mp4", seconds=0.5, fps=20, width=64, height=48)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"# my videos\nsrc/clip_1.mp4\n{tmp_path / 'src' / 'clip_0.mp4'}  # absolute\n\n{base}/remote.mp4\n")
+    cfg = SourceConfig(kind="filelist", path=str(listing))
+    entries = sources.list_videos(cfg, tmp_path, log=quiet)
+    assert [e.video_id for e in entries] == ["clip_1", "clip_0", "remote"]
+    assert entries[2].url == f"{base}/remote.mp4" and entries[0].url.startswith("file://")
+    listing.write_text("src/nope.mp4\n")
+    with pytest.raises(VideoFetchError, match="nope.mp4"):
+        sources.list_videos(cfg, tmp_path, log=quiet)
+    with pytest.raises(VideoFetchError, match="does not exist"):
+        sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "nowhere")), tmp_path, log=quiet)
+
+
+def test_demo_source_goes_through_yt_dlp(tmp_path):
+    from ahriuwu_core.demo_game import DemoConfig
+
+    cfg = SourceConfig(kind="demo", demo=DemoConfig(num_videos=2, duration_s=1.0, width=160, height=90))
+    entries = sources.list_videos(cfg, tmp_path, log=quiet)
+    assert [e.video_id for e in entries] == ["demo_000", "demo_001"]
+    assert (tmp_path / "demo_source" / "demo_000.mp4").exists()
+    meta = sources.fetch_video(entries[1], tmp_path / "videos", cfg, log=quiet)
+    info = json.loads((tmp_path / "videos" / "demo_001" / "info.json").read_text())
+    assert info["extractor_key"] == "Generic" and info["webpage_url"].startswith("file://")
+    assert meta["has_actions"] and (tmp_path / "videos" / "demo_001" / "actions.json").exists()
+    assert (meta["width"], meta["height"]) == (160, 90)
+
+
+def test_config_errors(tmp_path):
+    with pytest.raises(ValueError, match="rate_limit"):
+        sources._ydl_params(SourceConfig(rate_limit="fast"), quiet)
+    assert sources._ydl_params(SourceConfig(rate_limit="2M"), quiet)["ratelimit"] == 2 * 1024 * 1024
+    with pytest.raises(VideoFetchError, match="cookies"):
+        sources._ydl_params(SourceConfig(cookies_file=str(tmp_path / "c.txt")), quiet)
+    (tmp_path / "c.txt").write_text("# Netscape HTTP Cookie File\n")
+    assert sources._ydl_params(SourceConfig(cookies_file=str(tmp_path / "c.txt")), quiet)["cookiefile"]
+    assert "height<=?480" in sources._ydl_params(SourceConfig(max_height=480), quiet)["format"]
+    with pytest.raises(ValueError, match="kind"):
+        sources.list_videos(SourceConfig(kind="torrent"), tmp_path)
+
+
+@pytest.mark.parametrize("title, description, expected", [
+    ("Garen vs Darius - Grandmaster 14.23", "Full replay.\nEUW-7646979958-TOP-RED",
+     dict(elo="grandmaster", patch="14.23", side="red", role="top", region="EUW", game_id="7646979958")),
+    ("Challenger Garen Top Patch 15.1 | blue side", "",
+     dict(elo="challenger", patch="15.1", side="blue", role=None, region=None, game_id=None)),
+    ("plat garen 1.5x speed replay", "Mastery 7 champion", dict(elo="platinum", patch=None, side=None)),
+    ("Master Garen 25.S1.3", "watch more\nKR-123456789-JUNGLE-BLUE", dict(elo="master", patch="25.S1.3",
+                                                                         role="jungle", region="KR", side="blue")),
+    ("Garen gameplay", "Emerald IV lobby, EUN1-3312345678-SUPPORT-RED",
+     dict(elo="emerald", region="EUN1", role="support", side="red", game_id="3312345678")),
+    (None, None, dict(elo=None, patch=None, side=None, role=None, region=None, game_id=None)),
+])
+def test_parse_replay_metadata(title, description, expected):
+    parsed = sources.parse_replay_metadata(title, description)
+    assert set(parsed) == {"elo", "patch", "side", "role", "region", "game_id"}
+    for key, value in expected.items():
+        assert parsed[key] == value, (key, parsed)
