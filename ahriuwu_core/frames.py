@@ -34,6 +34,7 @@ from fractions import Fraction
 from pathlib import Path
 
 import av
+import av.video.reformatter
 import numpy as np
 import zarr
 
@@ -321,8 +322,11 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     # resize in the stored orientation, then rotate the small result
     stored_rw, stored_rh = (geom.rh, geom.rw) if rotation % 2 else (geom.rw, geom.rh)
 
+    reformatter = av.video.reformatter.VideoReformatter()  # one SwsContext for the whole video (~2x faster)
+
     def convert(frame) -> np.ndarray:
-        small = frame.reformat(stored_rw, stored_rh, format="rgb24", interpolation=interpolation).to_ndarray()
+        small = reformatter.reformat(frame, stored_rw, stored_rh, format="rgb24",
+                                     interpolation=interpolation).to_ndarray()
         if rotation:
             small = np.rot90(small, rotation)
         if (geom.rw, geom.rh, geom.ox, geom.oy) == (W, H, 0, 0):

@@ -37,7 +37,7 @@ def draw_frame(index: int, width: int, height: int, pattern: str = "moving") -> 
         return np.zeros((height, width, 3), np.uint8)
     if pattern == "frozen":
         index = 0
-    elif pattern != "moving":
+    elif pattern not in ("moving", "textured"):
         raise ValueError(f"unknown clip pattern {pattern!r}")
     img = np.empty((height, width, 3), np.uint8)
     top = height // 2
@@ -54,7 +54,20 @@ def draw_frame(index: int, width: int, height: int, pattern: str = "moving") -> 
     x0 = (index * max(1, width // 50)) % max(1, width - side)
     y0 = top + (height - top - side) // 2
     img[y0:y0 + side, x0:x0 + side] = (250, 30, 30)
+    if pattern == "textured":  # scrolling noise: costs the codec about what a panning game camera does
+        img[top:] = np.roll(_noise(height - top, width), index * 4, axis=1) // 2 + img[top:] // 2
     return img
+
+
+_NOISE_CACHE: dict = {}
+
+
+def _noise(h: int, w: int) -> np.ndarray:
+    if (h, w) not in _NOISE_CACHE:
+        rng = np.random.default_rng(0)
+        small = rng.integers(0, 256, size=(h // 4 + 1, w // 4 + 1, 3), dtype=np.uint8)
+        _NOISE_CACHE[(h, w)] = np.repeat(np.repeat(small, 4, 0), 4, 1)[:h, :w]
+    return _NOISE_CACHE[(h, w)]
 
 
 def read_frame_index(rgb: np.ndarray) -> int:

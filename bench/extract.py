@@ -1,0 +1,130 @@
+"""Frame extraction benchmark: our PyAV extractor vs an ffmpeg CLI pipe, and peak memory vs clip length.
+
+    .venv/bin/python bench/extract.py --quick     # < 60 s on 2 cores
+    .venv/bin/python bench/extract.py             # 60 s 720p clip; 1 min vs 10 min 720p clips (slow to generate)
+
+Speed: one 720p 30 fps clip (8 s with --quick, else 60 s) (`media.make_clip`, pattern "textured": a scrolling noise texture so the codec works
+about as hard as on a panning game camera), extracted to 20 fps 64x64 by
+  ours:   ahriuwu_core.frames.extract_frames (decode, pick frames by timestamp, resize, zarr write, hash)
+  ffmpeg: ffmpeg -i clip -vf fps=20,scale=64:64 -f rawvideo -pix_fmt rgb24 -   (read through a pipe)
+alternately, `repeats` times each; the best time of each counts (the machine is shared). Both decode every
+source frame, so the ratio of source frames/s is ffmpeg_time / ours_time.
+
+Memory: peak RSS (ru_maxrss, whole process incl. imports) of extracting a short and a 10x longer clip, each in a
+fresh subprocess. --quick uses 6 s vs 60 s at 320x180 (same 10x length ratio, lower resolution, to stay
+under a minute); the full run uses 1 min vs 10 min at 720p.
+
+The last line is `extract_fps_ratio_vs_ffmpeg=<ours/ffmpeg>` (goal >= 1.0); the one before it is
+`extract_peak_rss_ratio_10min_vs_1min=<x>` (goal <= 1.2).
+"""
+from __future__ import annotations
+
+import argparse
+import shutil
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from ahriuwu_core import frames, media  # noqa: E402
+
+OUT = ROOT / "bench" / "out"
+
+_RSS_SCRIPT = """
+import resource, sys
+from ahriuwu_core import frames
+st = frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig())
+print(st["num_frames"], resource.getrusage(resource.RUSAGE_SELF).ru_maxrss)
+"""
+
+
+def ffmpeg_binary() -> str:
+    path = shutil.which("ffmpeg")
+    if path:
+        return path
+    try:
+        import imageio_ffmpeg
+
+        return imageio_ffmpeg.get_ffmpeg_exe()
+    except ImportError:
+        sys.exit("ffmpeg CLI not found: apt-get install -y ffmpeg (the Makefile's system-deps does it)")
+
+
+def clip(name: str, seconds: float, width: int, height: int) -> Path:
+    """Generate once, reuse on later runs (bench/out is git-ignored)."""
+    path = OUT / f"{name}_{int(seconds)}s_{width}x{height}.mp4"
+    if not path.exists():
+        t = time.perf_counter()
+        media.make_clip(path, seconds=seconds, fps=30, width=width, height=height, pattern="textured")
+        print(f"generated {path.name} in {time.perf_counter() - t:.1f}s", flush=True)
+    return path
+
+
+def time_ours(path: Path, cfg: frames.FramesConfig) -> tuple[float, int]:
+    t = time.perf_counter()
+    stats = frames.extract_frames(path, OUT / "bench_frames.zarr", cfg)
+    return time.perf_counter() - t, stats["num_frames"]
+
+
+def time_ffmpeg(ffmpeg: str, path: Path, cfg: frames.FramesConfig) -> tuple[float, int]:
+    cmd = [ffmpeg, "-v", "error", "-i", str(path), "-vf", f"fps={cfg.fps},scale={cfg.width}:{cfg.height}",
+           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    t = time.perf_counter()
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
+    n_bytes = 0
+    for block in iter(lambda: proc.stdout.read(1 << 20), b""):
+        n_bytes += len(block)
+    if proc.wait() != 0:
+        raise RuntimeError(f"ffmpeg failed on {path}")
+    return time.perf_counter() - t, n_bytes // (cfg.width * cfg.height * 3)
+
+
+def peak_rss_mb(path: Path) -> tuple[float, int]:
+    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(path), str(OUT / "rss_frames.zarr")],
+                         capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    return int(out[1]) / 1024, int(out[0])
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    ap.add_argument("--quick", action="store_true", help="small clips, under a minute on 2 cores")
+    ap.add_argument("--repeats", type=int, default=None)
+    args = ap.parse_args()
+    OUT.mkdir(parents=True, exist_ok=True)
+    ffmpeg = ffmpeg_binary()
+    cfg = frames.FramesConfig()
+    repeats = args.repeats or (3 if args.quick else 5)
+
+    speed_clip = clip("speed", 8 if args.quick else 60, 1280, 720)
+    if args.quick:
+        short, long = clip("mem", 6, 320, 180), clip("mem", 60, 320, 180)
+    else:
+        short, long = clip("mem", 60, 1280, 720), clip("mem", 600, 1280, 720)
+
+    ours, theirs = [], []
+    for _ in range(repeats):
+        t, n_ours = time_ours(speed_clip, cfg)
+        ours.append(t)
+        t, n_ffmpeg = time_ffmpeg(ffmpeg, speed_clip, cfg)
+        theirs.append(t)
+    source_frames = int(round(float(speed_clip.stem.split("_")[1].rstrip("s")) * 30))
+    print(f"speed clip: {speed_clip.name}, {source_frames} source frames -> {n_ours} frames (ffmpeg: {n_ffmpeg})")
+    print(f"ours:   best {min(ours):.3f}s of {[round(x, 3) for x in ours]}  = {source_frames / min(ours):.0f} src fps")
+    print(f"ffmpeg: best {min(theirs):.3f}s of {[round(x, 3) for x in theirs]}  = "
+          f"{source_frames / min(theirs):.0f} src fps")
+
+    rss_short, n_short = peak_rss_mb(short)
+    rss_long, n_long = peak_rss_mb(long)
+    print(f"peak RSS: {short.name} ({n_short} frames) {rss_short:.0f} MB; {long.name} ({n_long} frames) "
+          f"{rss_long:.0f} MB" + (" [quick: 6 s vs 60 s at 320x180 stand in for 1 vs 10 min]" if args.quick else ""))
+    shutil.rmtree(OUT / "bench_frames.zarr", ignore_errors=True)
+    shutil.rmtree(OUT / "rss_frames.zarr", ignore_errors=True)
+    print(f"extract_peak_rss_ratio_10min_vs_1min={rss_long / rss_short:.3f}")
+    print(f"extract_fps_ratio_vs_ffmpeg={min(theirs) / min(ours):.3f}")
+
+
+if __name__ == "__main__":
+    main()
