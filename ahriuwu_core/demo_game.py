@@ -143,11 +143,13 @@ class DemoGame:
         self.tower_lane = [lane_names.index(t.lane) for t in self.world.towers]
         self.next_wave_t = 0.0
         self.sim_t = 0.0
-        self.sim_step = 0
-        # Warm up the lanes so minion waves are already spread out and fighting at frame 0.
+        self.next_tower_t = 0.0
+        # Warm up the lanes (coarse 0.1 s steps, it is off-screen) so waves are spread out and fighting at frame 0.
         warm = self.rng.uniform(20.0, 45.0)
+        self.dt = 0.1
         while self.sim_t < warm:
             self._advance_world(record_effects=False)
+        self.dt = 1.0 / self.fps
         self.effects.clear()
         lane = self.lanes[self.rng.choice(3, p=[0.25, 0.5, 0.25])]
         s = self.rng.uniform(0.3, 0.7) * lane.length
@@ -322,7 +324,6 @@ class DemoGame:
     def _advance_world(self, record_effects: bool) -> None:
         dt = self.dt
         self.sim_t += dt
-        self.sim_step += 1
         if self.sim_t >= self.next_wave_t:
             self._spawn_waves()
             self.next_wave_t += 12.0
@@ -354,7 +355,8 @@ class DemoGame:
                         self.effects.append(_Effect("spark", 0, 3, float(x), float(y), color=(255, 240, 150)))
         self._refresh_minion_xy()
         # Towers shoot the nearest enemy minion in range.
-        if self.sim_step % max(1, round(0.9 * self.fps)) == 0:
+        if self.sim_t >= self.next_tower_t:
+            self.next_tower_t += 0.9
             for t, li in zip(towers, self.tower_lane):
                 t_team = 1 if t.team == "blue" else -1
                 idx = np.flatnonzero(self.m_alive & (self.m_lane == li) & (self.m_team == -t_team))
@@ -630,6 +632,7 @@ class ScriptedPolicy:
         self.rng = rng
         self.move = 0
         self.hold = 0
+        self.standoff = 180.0  # preferred distance to the nearest enemy minion, re-drawn now and then
 
     def act(self, game: DemoGame) -> tuple[int, int]:
         self.hold -= 1
@@ -643,7 +646,7 @@ class ScriptedPolicy:
         r = rng.random()
         if game.hp < 35 and r < 0.8:
             move, hold = move_from_vector(BLUE_BASE[0] - px, BLUE_BASE[1] - py), int(rng.integers(10, 30))
-        elif r < 0.15:
+        elif r < 0.1:
             return 0, int(rng.integers(6, 30))
         elif r < 0.75:
             move, hold = self._towards_minions(game)
@@ -664,12 +667,18 @@ class ScriptedPolicy:
             j = int(np.argmin(d))
             if d[j] < 900:
                 ex, ey = enemies[j]
-                standoff = rng.uniform(120, 230)
+                if rng.random() < 0.2:
+                    self.standoff = rng.uniform(120, 260)
+                standoff = self.standoff
                 tx, ty = ex + (px - ex) / max(d[j], 1e-6) * standoff, ey + (py - ey) / max(d[j], 1e-6) * standoff
                 dist = math.hypot(tx - px, ty - py)
-                if dist < 2 * step:
-                    return 0, int(rng.integers(6, 20))
-                return move_from_vector(tx - px, ty - py), int(_clamp(dist / step, 4, int(rng.integers(10, 35))))
+                if dist < 45:  # close enough: hold position for a while, or strafe sideways (kiting)
+                    if rng.random() < 0.5:
+                        return 0, int(rng.integers(6, 18))
+                    side = move_from_vector(-(ey - py), ex - px) if rng.random() < 0.5 else \
+                        move_from_vector(ey - py, -(ex - px))
+                    return side, int(rng.integers(8, 20))
+                return move_from_vector(tx - px, ty - py), int(_clamp(dist / step, 6, int(rng.integers(10, 35))))
         # No enemy nearby: walk along the nearest lane towards the enemy side.
         lane = min(game.lanes, key=lambda ln: np.min(np.hypot(ln.table[::16, 0] - px, ln.table[::16, 1] - py)))
         near = int(np.argmin(np.hypot(lane.table[:, 0] - px, lane.table[:, 1] - py)))

@@ -1,0 +1,210 @@
+"""Tests for the built-in demo game: determinism, the actions sidecar matching the rendered/encoded video, scroll
+estimation, HUD cooldowns, atomic + idempotent writing. Clips are short (<= 3 s) to keep the file fast."""
+import json
+import math
+from fractions import Fraction
+
+import av
+import numpy as np
+import pytest
+from PIL import Image
+
+from ahriuwu_core.demo_game import (
+    DEMO_HUD_REGIONS, MOVE_VECTORS, DemoConfig, DemoGame, ability_icon_rects, estimate_scroll,
+    find_minimap_marker, hud_regions, main, minimap_marker_position, move_from_vector, play_demo,
+    write_demo_videos,
+)
+from ahriuwu_core.demo_map import WORLD_SIZE
+
+CLIP = DemoConfig(num_videos=1, duration_s=3.0, seed=1)
+
+
+def decode(path):
+    with av.open(str(path)) as container:
+        stream = container.streams.video[0]
+        rate = stream.average_rate
+        frames = [f for f in container.decode(video=0)]
+        return rate, [f.to_ndarray(format="rgb24") for f in frames], [f.time for f in frames]
+
+
+@pytest.fixture(scope="module")
+def clip(tmp_path_factory):
+    out = tmp_path_factory.mktemp("demo")
+    [mp4] = write_demo_videos(out, CLIP, log=lambda s: None)
+    sidecar = json.loads(mp4.with_name("demo_000.actions.json").read_text())
+    rate, frames, times = decode(mp4)
+    return {"dir": out, "mp4": mp4, "sidecar": sidecar, "rate": rate, "frames": frames, "times": times}
+
+
+def test_move_convention_counter_clockwise_from_east_with_y_down():
+    # Hand-written table: N is up on screen (negative y), diagonals are unit length.
+    h = 1 / math.sqrt(2)
+    expected = [(0, 0), (1, 0), (h, -h), (0, -1), (-h, -h), (-1, 0), (-h, h), (0, 1), (h, h)]
+    np.testing.assert_allclose(MOVE_VECTORS, expected, atol=1e-12)
+    assert [move_from_vector(*v) for v in [(5, 0), (3, -3), (0, -2), (-1, -1), (-4, 0), (-2, 2), (0, 7), (1, 1)]] == \
+        list(range(1, 9))
+    assert move_from_vector(0, 0) == 0
+    assert move_from_vector(10, -3) == 1  # 16.7 degrees rounds to east
+
+
+def test_hud_regions_scale_with_frame_size():
+    assert hud_regions(640, 360) == DEMO_HUD_REGIONS
+    assert hud_regions(1280, 720)["minimap"] == (1056, 496, 224, 224)
+    assert hud_regions(64, 64)["abilities_health"] == (19, 55, 26, 9)  # 19.2->19, 312*64/360=55.47->55, ...
+
+
+def test_same_seed_is_byte_identical_and_other_seeds_differ():
+    a = list(play_demo(5, 30))
+    b = list(play_demo(5, 30))
+    c = list(play_demo(6, 30))
+    assert [x[1:] for x in a] == [x[1:] for x in b]
+    for i in (0, 15, 29):
+        assert a[i][0].tobytes() == b[i][0].tobytes()
+    assert a[0][0].shape == (360, 640, 3) and a[0][0].dtype == np.uint8
+    assert a[0][0].tobytes() != c[0][0].tobytes()
+    assert [x[1:3] for x in a] != [x[1:3] for x in c] or a[0][3] != c[0][3]
+
+
+def test_sidecar_has_one_record_per_source_frame_and_video_matches_config(clip):
+    side, n = clip["sidecar"], 90
+    assert side["fps"] == 30.0 and side["components"] == ["move", "ability"] and side["num_classes"] == [9, 5]
+    assert len(side["frames"]) == n and len(clip["frames"]) == n
+    for i, rec in enumerate(side["frames"]):
+        assert rec["t"] == pytest.approx(i / 30.0, abs=1e-9)
+        assert 0 <= rec["move"] <= 8 and 0 <= rec["ability"] <= 4
+    assert clip["rate"] == 30
+    assert clip["times"] == pytest.approx([i / 30.0 for i in range(n)], abs=1e-3)
+    assert clip["frames"][0].shape == (360, 640, 3)
+
+
+def test_recorded_moves_are_exactly_the_motion_between_frames(clip):
+    # Convention: the move at frame i moves the player between frame i and frame i+1 by speed/fps px.
+    side = clip["sidecar"]
+    xy = np.asarray(side["player_world_xy"])
+    step = CLIP.player_speed / CLIP.fps
+    for i, rec in enumerate(side["frames"][:-1]):
+        np.testing.assert_allclose(xy[i + 1] - xy[i], MOVE_VECTORS[rec["move"]] * step, atol=2e-3)
+
+
+def test_minimap_marker_in_decoded_video_follows_recorded_moves(clip):
+    side, frames = clip["sidecar"], clip["frames"]
+    moves = [r["move"] for r in side["frames"]]
+    marker = np.array([find_minimap_marker(f) for f in frames])
+    # The marker found in the lossy video sits where the renderer drew it.
+    drawn = np.array([minimap_marker_position(p) for p in side["player_world_xy"]])
+    assert np.abs(marker - drawn).max() < 0.5
+    # Runs of one move: the marker moves in that direction by speed/fps * run_length * (map px per world px).
+    inner_w = DEMO_HUD_REGIONS["minimap"][2] - 8
+    runs, start = [], 0
+    for i in range(1, len(moves) + 1):
+        if i == len(moves) or moves[i] != moves[start]:
+            runs.append((moves[start], start, i))  # frames start..i-1 share the move; motion ends at frame i
+            start = i
+    checked = {"still": 0, "moving": 0}
+    for move, s, e in runs:
+        if e >= len(frames) or e - s < 6:
+            continue
+        disp = marker[e] - marker[s]
+        if move == 0:
+            assert np.abs(disp).max() < 0.3, (move, s, e, disp)
+            checked["still"] += 1
+        else:
+            expected = MOVE_VECTORS[move] * CLIP.player_speed / CLIP.fps * (e - s) * inner_w / WORLD_SIZE
+            for k in range(2):
+                if abs(expected[k]) > 1:
+                    assert np.sign(disp[k]) == np.sign(expected[k]), (move, s, e, disp)
+                assert abs(disp[k] - expected[k]) < 0.3 + 0.15 * abs(expected[k]), (move, s, e, disp, expected)
+            checked["moving"] += 1
+    assert checked["still"] >= 1 and checked["moving"] >= 2, (checked, runs)
+
+
+def test_estimate_scroll_sign_convention_on_a_rolled_texture():
+    rng = np.random.default_rng(0)
+    base = np.asarray(Image.fromarray(rng.integers(0, 255, (45, 80, 3), dtype=np.uint8)).resize((640, 360)))
+    shifted = np.roll(base, shift=(-4, 7), axis=(0, 1))  # content moves right 7 px and up 4 px
+    dx, dy = estimate_scroll(base, shifted)
+    assert dx == pytest.approx(7, abs=0.3) and dy == pytest.approx(-4, abs=0.3)
+
+
+@pytest.mark.parametrize("move", [1, 2, 7, 0])
+def test_estimate_scroll_follows_the_player_motion_full_size_and_64x64(move):
+    game = DemoGame(11)
+    frames = [game.play(move, 0) for _ in range(7)]
+    step = game.speed / game.fps
+    expected = -MOVE_VECTORS[move] * step * 6  # the map scrolls opposite to the player's motion
+    dx, dy = estimate_scroll(frames[0], frames[6])
+    assert dx == pytest.approx(expected[0], abs=1.0) and dy == pytest.approx(expected[1], abs=1.0)
+    small = [np.asarray(Image.fromarray(f).resize((64, 64), Image.BILINEAR)) for f in (frames[0], frames[6])]
+    dx, dy = estimate_scroll(*small)
+    assert dx == pytest.approx(expected[0] * 64 / 640, abs=0.5)
+    assert dy == pytest.approx(expected[1] * 64 / 360, abs=0.5)
+
+
+def test_rendered_marker_matches_world_position_and_moves_with_the_player():
+    game = DemoGame(3)
+    pos0 = game.player_world_position  # the position frame 0 is rendered at
+    f0 = game.play(1, 0)
+    for _ in range(29):
+        f = game.play(1, 0)
+    x0, y0 = find_minimap_marker(f0)
+    x1, y1 = find_minimap_marker(f)
+    assert (x0, y0) == pytest.approx(minimap_marker_position(pos0), abs=0.15)
+    # 29 frames east at 200/30 px: 193.3 world px = 193.3 * 104 / 2048 = 9.82 minimap px.
+    assert x1 - x0 == pytest.approx(193.333 * 104 / 2048, abs=0.3) and y1 == pytest.approx(y0, abs=0.2)
+
+
+def _saturation(frame, rect):
+    x, y, w, h = rect
+    patch = frame[y:y + h, x:x + w].astype(int)
+    return float((patch.max(axis=-1) - patch.min(axis=-1)).mean())
+
+
+def test_ability_icon_is_greyed_during_cooldown_and_recast_is_refused():
+    game = DemoGame(7)
+    rects = ability_icon_rects()
+    ready = game.play(0, 0)
+    assert all(_saturation(ready, r) > 25 for r in rects)
+    cast = game.play(0, 2)  # the cast frame already shows the cooldown
+    assert _saturation(cast, rects[1]) == 0.0  # grey: r == g == b
+    assert all(_saturation(cast, r) > 25 for k, r in enumerate(rects) if k != 1)
+    assert not np.array_equal(cast, ready)
+    with pytest.raises(ValueError, match="cooldown"):
+        game.play(0, 2)
+    for _ in range(int(3.5 * 30) - 1):
+        game.play(0, 0)
+    assert _saturation(game.play(0, 2), rects[1]) == 0.0  # ready again after 3.5 s, cast again
+
+
+def test_bad_inputs_raise_clear_errors():
+    with pytest.raises(ValueError, match="641x360"):
+        DemoGame(0, width=641)
+    with pytest.raises(ValueError, match="move=9"):
+        DemoGame(0).play(9, 0)
+    with pytest.raises(ValueError, match="HxWx3"):
+        find_minimap_marker(np.zeros((360, 640), np.uint8))
+    with pytest.raises(ValueError, match="no frames"):
+        write_demo_videos("/tmp/never_written_demo", DemoConfig(num_videos=1, duration_s=0.0))
+
+
+def test_writing_is_idempotent_and_leaves_no_temp_files(clip):
+    out = clip["dir"]
+    mp4, side = out / "demo_000.mp4", out / "demo_000.actions.json"
+    before = (mp4.stat().st_mtime_ns, side.stat().st_mtime_ns)
+    write_demo_videos(out, CLIP, log=lambda s: None)
+    assert (mp4.stat().st_mtime_ns, side.stat().st_mtime_ns) == before
+    assert sorted(p.name for p in out.iterdir()) == ["demo_000.actions.json", "demo_000.mp4"]
+
+
+def test_cli_writes_videos_and_changed_settings_rewrite(tmp_path):
+    main([str(tmp_path), "--num-videos", "2", "--duration", "0.5", "--fps", "29.97"])
+    assert sorted(p.name for p in tmp_path.iterdir()) == [
+        "demo_000.actions.json", "demo_000.mp4", "demo_001.actions.json", "demo_001.mp4"]
+    rate, frames, times = decode(tmp_path / "demo_001.mp4")
+    side = json.loads((tmp_path / "demo_001.actions.json").read_text())
+    assert rate == Fraction(2997, 100) and len(frames) == len(side["frames"]) == 15  # round(0.5 * 29.97)
+    assert times == pytest.approx([i / 29.97 for i in range(15)], abs=1e-3)
+    assert side["frames"][14]["t"] == pytest.approx(14 / 29.97)
+    old = (tmp_path / "demo_000.mp4").stat().st_mtime_ns
+    main([str(tmp_path), "--num-videos", "1", "--duration", "0.4", "--fps", "29.97"])
+    assert (tmp_path / "demo_000.mp4").stat().st_mtime_ns != old
+    assert len(json.loads((tmp_path / "demo_000.actions.json").read_text())["frames"]) == 12
