@@ -182,7 +182,9 @@ def align_actions(actions: dict | None, num_frames: int, fps: int) -> tuple[np.n
 
 
 def _remove_stale_temps(out_store: Path) -> None:
-    for stale in out_store.parent.glob(f"{out_store.name}.tmp-*"):
+    """Temp / replaced stores left by killed runs (their pid is gone)."""
+    stales = list(out_store.parent.glob(f"{out_store.name}.tmp-*")) + list(out_store.parent.glob(f"{out_store.name}.old-*"))
+    for stale in stales:
         pid = stale.name.rsplit("-", 1)[-1]
         alive = pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
         if not alive:

@@ -154,7 +154,7 @@ def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
 def test_demo_source_goes_through_yt_dlp(tmp_path):
     from ahriuwu_core.demo_game import DemoConfig
 
-    cfg = SourceConfig(kind="demo", demo=DemoConfig(num_videos=2, duration_s=1.0, width=160, height=90))
+    cfg = SourceConfig(kind="demo", demo=DemoConfig(num_videos=2, duration_s=0.5, width=128, height=72))
     entries = sources.list_videos(cfg, tmp_path, log=quiet)
     assert [e.video_id for e in entries] == ["demo_000", "demo_001"]
     assert (tmp_path / "demo_source" / "demo_000.mp4").exists()
@@ -162,7 +162,7 @@ def test_demo_source_goes_through_yt_dlp(tmp_path):
     info = json.loads((tmp_path / "videos" / "demo_001" / "info.json").read_text())
     assert info["extractor_key"] == "Generic" and info["webpage_url"].startswith("file://")
     assert meta["has_actions"] and (tmp_path / "videos" / "demo_001" / "actions.json").exists()
-    assert (meta["width"], meta["height"]) == (160, 90)
+    assert (meta["width"], meta["height"]) == (128, 72)
 
 
 def test_config_errors(tmp_path):
