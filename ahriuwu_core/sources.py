@@ -11,8 +11,10 @@ records finished videos, so reruns (and plain yt-dlp runs over the same channel)
 from __future__ import annotations
 
 import hashlib
+import itertools
 import json
 import os
+import posixpath
 import re
 import shutil
 import time
@@ -237,6 +239,11 @@ def list_videos(cfg: SourceConfig, data_root, log=print) -> list[SourceEntry]:
     raise ValueError(f"unknown source kind {cfg.kind!r}")
 
 
+def _generic_id(url: str) -> str:
+    """The id yt-dlp's generic extractor gives a direct URL: the unquoted basename without extension."""
+    return urllib.parse.unquote(os.path.splitext(posixpath.basename(urllib.parse.urlparse(url).path))[0])
+
+
 def _list_urls(urls, cfg: SourceConfig, log, kind: str) -> list[SourceEntry]:
     import yt_dlp
 
@@ -248,12 +255,14 @@ def _list_urls(urls, cfg: SourceConfig, log, kind: str) -> list[SourceEntry]:
         for url in urls:
             info = _with_retries(url, lambda: ydl.extract_info(url, download=False, process=False), cfg, log)
             if info.get("_type") in ("playlist", "multi_video"):
-                items = list(info.get("entries") or [])
+                items = list(itertools.islice(info.get("entries") or [], cfg.max_videos or None))
             else:
                 items = [info]
             for item in items:
-                if not item or not item.get("id"):
+                if not item or not (item.get("id") or item.get("url")):
                     continue
+                if not item.get("id"):  # e.g. RSS feed items: the generic extractor will name them so
+                    item = {**item, "id": _generic_id(item["url"])}
                 if item.get("_type") == "playlist" or item.get("ie_key") == "YoutubeTab":
                     # a channel page lists its tabs (Videos, Shorts, Live): list each one level down
                     entries.extend(_list_urls([item.get("url") or item["webpage_url"]], cfg, log, kind))
@@ -273,10 +282,9 @@ def _list_urls(urls, cfg: SourceConfig, log, kind: str) -> list[SourceEntry]:
 # ---------------------------------------------------------------------------------------------------------------
 # download
 
-def _entry_fields(entry) -> tuple[str, str, str]:
-    if isinstance(entry, dict):
-        return entry["video_id"], entry["url"], entry.get("kind", "")
-    return entry.video_id, entry.url, entry.kind
+def _entry_fields(entry) -> tuple[str, str, str, str, str]:
+    e = entry if isinstance(entry, dict) else asdict(entry)
+    return e["video_id"], e["url"], e.get("kind") or "", e.get("title") or "", e.get("description") or ""
 
 
 def _archive_has(archive: Path, video_id: str) -> bool:
@@ -322,7 +330,7 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print) -> dict:
     (meta.json's fields plus `sha256` of the video file and `skipped` when it was already there)."""
     import yt_dlp
 
-    video_id, url, kind = _entry_fields(entry)
+    video_id, url, kind, listed_title, listed_description = _entry_fields(entry)
     out_dir = Path(out_dir)
     final = out_dir / video_id
     archive = out_dir / "download_archive.txt"
@@ -355,9 +363,12 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print) -> dict:
         if info.get("id") and info["id"] != video_id:
             log(f"{what}: yt-dlp calls it {info['id']!r}; keeping the catalog id {video_id!r}")
         probed = _probe(video)
-        parsed = parse_replay_metadata(info.get("title"), info.get("description"))
+        # a direct file's info has no real title (the generic extractor uses the id): keep the listing's
+        title = info.get("title") if info.get("title") not in (None, "", video_id) else (listed_title or video_id)
+        description = info.get("description") or listed_description
+        parsed = parse_replay_metadata(title, description)
         meta = {
-            "video_id": video_id, "url": url, "kind": kind, "title": info.get("title") or video_id,
+            "video_id": video_id, "url": url, "kind": kind, "title": title, "description": (description or "")[:1000],
             "uploader": info.get("uploader") or info.get("channel"), "upload_date": info.get("upload_date"),
             "duration": info.get("duration") or probed.get("duration"),
             "fps": info.get("fps") or probed.get("fps"),

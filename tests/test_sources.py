@@ -195,3 +195,27 @@ def test_parse_replay_metadata(title, description, expected):
     assert set(parsed) == {"elo", "patch", "side", "role", "region", "game_id"}
     for key, value in expected.items():
         assert parsed[key] == value, (key, parsed)
+
+
+def test_playlist_feed_flat_listing_and_max_videos(tmp_path, http_server):
+    root, base, server = http_server
+    for name in ("garen_a", "garen_b", "garen_c"):
+        media.make_clip(root / f"{name}.mp4", seconds=0.5, fps=20, width=64, height=48)
+    items = [("garen_a", "Gold Garen 14.23", "Replay\nEUW-7646979958-TOP-RED"), ("garen_b", "Plat Garen", ""),
+             ("garen_c", "Iron Garen", "")]
+    (root / "feed.xml").write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Replays</title>'
+        f"<link>{base}/</link><description>replays</description>"
+        + "".join(f"<item><title>{t}</title><link>{base}/{n}.mp4</link><description>{d}</description></item>"
+                  for n, t, d in items) + "</channel></rss>")
+    cfg = SourceConfig(kind="playlist", urls=[f"{base}/feed.xml"], max_videos=2)
+    entries = sources.list_videos(cfg, tmp_path, log=quiet)
+    assert [(e.video_id, e.title) for e in entries] == [("garen_a", "Gold Garen 14.23"), ("garen_b", "Plat Garen")]
+    assert server.requests == ["/feed.xml"]  # flat: the videos themselves are not touched while listing
+    meta = sources.fetch_video(entries[0], tmp_path / "videos", cfg, log=quiet)
+    info = json.loads((tmp_path / "videos" / "garen_a" / "info.json").read_text())
+    assert info["id"] == "garen_a"  # the id we listed is yt-dlp's id
+    # a direct file has no title of its own: the listing's title and description feed meta.json
+    assert meta["title"] == "Gold Garen 14.23"
+    assert (meta["elo"], meta["patch"], meta["game_id"], meta["side"]) == ("gold", "14.23", "7646979958", "red")
+    assert json.loads((tmp_path / "videos" / "garen_a" / "meta.json").read_text())["region"] == "EUW"
