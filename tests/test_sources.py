@@ -219,3 +219,26 @@ def test_playlist_feed_flat_listing_and_max_videos(tmp_path, http_server):
     assert meta["title"] == "Gold Garen 14.23"
     assert (meta["elo"], meta["patch"], meta["game_id"], meta["side"]) == ("gold", "14.23", "7646979958", "red")
     assert json.loads((tmp_path / "videos" / "garen_a" / "meta.json").read_text())["region"] == "EUW"
+
+
+def _fake_formats():
+    def f(fid, h, vcodec, acodec="none"):
+        return {"format_id": fid, "url": f"https://example.invalid/{fid}", "ext": "mp4", "height": h,
+                "width": h * 16 // 9 if h else None, "vcodec": vcodec, "acodec": acodec, "tbr": h or 128,
+                "protocol": "https"}
+    return [f("18", 360, "avc1.42001E", "mp4a.40.2"), f("140", None, "none", "mp4a.40.2"),
+            f("247", 720, "vp09.00.31.08"), f("136", 720, "avc1.4d401f"), f("137", 1080, "avc1.640028"),
+            f("248", 1080, "vp09.00.40.08"), f("135", 480, "avc1.4d401e")]
+
+
+@pytest.mark.parametrize("max_height, expected", [(720, "136"), (480, "135"), (1080, "137")])
+def test_format_selection_is_video_only_and_capped(max_height, expected):
+    import yt_dlp
+
+    params = sources._ydl_params(SourceConfig(max_height=max_height), quiet)
+    with yt_dlp.YoutubeDL(params) as ydl:
+        info = {"id": "abc", "title": "t", "extractor": "fake", "extractor_key": "Fake",
+                "webpage_url": "https://example.invalid/abc", "formats": _fake_formats()}
+        chosen = ydl.process_ie_result(info, download=False)
+    assert chosen["format_id"] == expected
+    assert chosen["acodec"] == "none" and chosen["height"] <= max_height  # no audio, never above the cap
