@@ -387,18 +387,24 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     if num_frames == 0:
         raise FramesError(f"{video_path}: shorter than one output frame ({float(duration):.3f} s)")
 
-    actions_arr, has_actions = align_actions(actions, num_frames, fps)
-    group.create_array("actions", data=actions_arr, chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
-    group.create_array("has_actions", data=has_actions, chunks=(max(1, min(4096, num_frames)),))
-    mask = hud_mask(geom, cfg.hud_layout)
-    group.create_array("hud_mask", data=mask, chunks=(H, W))
-
     if stream.duration is not None:
         container_duration = float(stream.duration * tb)
     elif container.duration is not None:
         container_duration = container.duration / 1e6
     else:
         container_duration = float(duration)
+    # A truncated file whose index is up front (faststart) opens fine and just stops early: refuse it. The
+    # container's duration counts every stream, so allow more slack when the video stream has none of its own.
+    slack = max(0.25, (0.02 if stream.duration is not None else 0.05) * container_duration)
+    if container_duration - float(duration) > slack:
+        raise FramesError(f"{video_path}: truncated or corrupt: decoded {float(duration):.2f} s of the "
+                          f"{container_duration:.2f} s the container declares")
+    actions_arr, has_actions = align_actions(actions, num_frames, fps)
+    group.create_array("actions", data=actions_arr, chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
+    group.create_array("has_actions", data=has_actions, chunks=(max(1, min(4096, num_frames)),))
+    mask = hud_mask(geom, cfg.hud_layout)
+    group.create_array("hud_mask", data=mask, chunks=(H, W))
+
     source_fps = float(stream.average_rate) if stream.average_rate else n_source / float(duration)
     stats = {
         "video_id": video_id,

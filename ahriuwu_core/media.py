@@ -92,13 +92,15 @@ def _vfr_times(n: int, fps: float, seed: int = 0) -> list[int]:
 
 def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, height: int = 90,
               pattern: str = "moving", vfr: bool = False, rotation: int | None = None,
-              codec: str = "libx264", times: Sequence[float] | None = None, seed: int = 0) -> Clip:
+              codec: str = "libx264", times: Sequence[float] | None = None, seed: int = 0,
+              faststart: bool = False) -> Clip:
     """Write a synthetic video-only clip (mp4 by the suffix of `path`) and return its frame timestamps.
 
     fps: a Fraction/number (24, 25, Fraction(30000, 1001), 30, 60). vfr=True: irregular timestamps around that
     rate on a 1/90000 time base (or pass explicit `times` in seconds). rotation: display-matrix rotation in
     degrees counter-clockwise (as `VideoFrame.rotation` reports it); the pixels are stored rotated the other
-    way, so a player that honours the matrix shows the upright pattern.
+    way, so a player that honours the matrix shows the upright pattern. faststart: the index (moov) goes first,
+    as in files made for streaming, so a truncated copy still opens.
     """
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -121,7 +123,8 @@ def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, heigh
         raise ValueError(f"rotation must be a multiple of 90, got {rotation}")
     coded_w, coded_h = (height, width) if k % 2 else (width, height)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    with av.open(str(tmp), "w") as container:
+    options = {"movflags": "faststart"} if faststart else {}
+    with av.open(str(tmp), "w", options=options) as container:
         stream = container.add_stream(codec, rate=fps)
         stream.width, stream.height = coded_w, coded_h
         stream.pix_fmt = "yuv420p"

@@ -211,6 +211,7 @@ def _good_clip(path):
 @pytest.mark.parametrize("kind, match", [
     ("empty", "empty file"),
     ("truncated", "not a readable video|decoding failed"),
+    ("truncated_faststart", "truncated or corrupt: decoded"),
     ("text", "not a readable video"),
     ("audio", "no video stream"),
     ("tiny", "too small"),
@@ -222,6 +223,10 @@ def test_bad_inputs_fail_clearly_and_recover(tmp_path, kind, match):
         video.write_bytes(b"")
     elif kind == "truncated":
         _good_clip(video)
+        data = video.read_bytes()
+        video.write_bytes(data[: len(data) // 2])
+    elif kind == "truncated_faststart":  # the index comes first, so the cut file opens and stops early
+        media.make_clip(video, seconds=2.0, fps=20, width=64, height=48, faststart=True)
         data = video.read_bytes()
         video.write_bytes(data[: len(data) // 2])
     elif kind == "text":
