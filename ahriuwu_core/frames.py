@@ -449,10 +449,11 @@ def check_frame_count(stats: dict) -> tuple[bool, dict]:
     return abs(stats["num_frames"] - expected) <= 1, details
 
 
-def check_not_black_or_frozen(store, *, black_below: float = 4.0, frozen_diff: float = 1.0,
+def check_not_black_or_frozen(store, *, black_below: float = 4 / 255, frozen_diff: float = 1.0,
                               max_frozen_fraction: float = 0.95) -> tuple[bool, dict]:
-    """Reads the store chunk by chunk: fails when the mean pixel value < black_below (of 255), or when more than
-    max_frozen_fraction of consecutive frame pairs differ by < frozen_diff (mean abs, of 255)."""
+    """Reads the store chunk by chunk: fails when the mean pixel value (in [0, 1], like stats' mean_intensity)
+    < black_below, or when more than max_frozen_fraction of consecutive frame pairs differ by < frozen_diff
+    (mean absolute difference in 0..255 units)."""
     arr = open_frames(store)["frames"]
     total, frozen, pairs, prev = 0.0, 0, 0, None
     step = arr.chunks[0]
@@ -465,8 +466,8 @@ def check_not_black_or_frozen(store, *, black_below: float = 4.0, frozen_diff: f
         pairs += len(diffs)
         prev = block[-1]
     n = arr.shape[0]
-    mean = total / max(n, 1)
+    mean = total / max(n, 1) / 255.0
     frozen_fraction = frozen / max(pairs, 1)
-    details = {"mean_intensity": round(mean, 3), "frozen_fraction": round(frozen_fraction, 4), "num_frames": n}
+    details = {"mean_intensity": round(mean, 4), "frozen_fraction": round(frozen_fraction, 4), "num_frames": n}
     passed = n > 0 and mean >= black_below and (pairs == 0 or frozen_fraction <= max_frozen_fraction)
     return passed, details
