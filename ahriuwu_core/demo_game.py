@@ -25,6 +25,8 @@ import dataclasses
 import json
 import math
 import os
+import queue
+import threading
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -530,23 +532,45 @@ def minimap_marker_position(world_xy: tuple[float, float], width: int = 640, hei
     return (mx + ix + world_xy[0] / WORLD_SIZE * iw, my + iy + world_xy[1] / WORLD_SIZE * ih)
 
 
+_MARKER_SUBPIXEL = 16  # marker stamps are cached per 1/16 px offset
+
+
+def _marker_stamp(size: float, fx: int, fy: int) -> tuple[np.ndarray, np.ndarray]:
+    """(outline coverage, fill coverage) of the marker at sub-pixel offset (fx, fy)/16 inside a small patch whose
+    pixel (0, 0) sits at floor(centre) - r."""
+    key = ("marker", size, fx, fy)
+    if key not in _HUD_CACHE:
+        r = int(np.ceil(size / 2 + 1)) + 1
+        cx, cy = r + fx / _MARKER_SUBPIXEL, r + fy / _MARKER_SUBPIXEL
+        idx = np.arange(2 * r + 1)
+        covs = []
+        for side in (size + 2, size):
+            half = side / 2
+            cov_x = np.clip(np.minimum(idx + 1, cx + half) - np.maximum(idx, cx - half), 0, 1)
+            cov_y = np.clip(np.minimum(idx + 1, cy + half) - np.maximum(idx, cy - half), 0, 1)
+            covs.append((cov_y[:, None] * cov_x[None, :])[..., None].astype(np.float32))
+        _HUD_CACHE[key] = (covs[0], covs[1])
+    return _HUD_CACHE[key]
+
+
 def _draw_marker(img: np.ndarray, cx: float, cy: float, size: float) -> None:
     """A white square of side `size` centred at continuous (cx, cy) with a 1 px dark outline, anti-aliased by
-    exact pixel coverage so its centroid moves smoothly with sub-pixel positions."""
-    for side, color in ((size + 2, (0, 0, 0)), (size, (255, 255, 255))):
-        half = side / 2
-        x0, x1 = int(np.floor(cx - half)), int(np.ceil(cx + half))
-        y0, y1 = int(np.floor(cy - half)), int(np.ceil(cy + half))
-        xs, ys = np.arange(x0, x1), np.arange(y0, y1)
-        cov_x = np.clip(np.minimum(xs + 1, cx + half) - np.maximum(xs, cx - half), 0, 1)
-        cov_y = np.clip(np.minimum(ys + 1, cy + half) - np.maximum(ys, cy - half), 0, 1)
-        a = (cov_y[:, None] * cov_x[None, :])[..., None]
-        keep_y = (ys >= 0) & (ys < img.shape[0])
-        keep_x = (xs >= 0) & (xs < img.shape[1])
-        a = a[keep_y][:, keep_x]
-        ys, xs = ys[keep_y], xs[keep_x]
-        patch = img[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1].astype(np.float32)
-        img[ys[0]:ys[-1] + 1, xs[0]:xs[-1] + 1] = np.clip(patch + (np.asarray(color) - patch) * a + 0.5, 0, 255)
+    exact pixel coverage so its centroid moves smoothly with sub-pixel positions (marker kept inside img)."""
+    ix, iy = int(np.floor(cx)), int(np.floor(cy))
+    fx = int(round((cx - ix) * _MARKER_SUBPIXEL))
+    fy = int(round((cy - iy) * _MARKER_SUBPIXEL))
+    outline, fill = _marker_stamp(size, fx, fy)
+    r = (outline.shape[0] - 1) // 2
+    x0, y0 = ix - r, iy - r
+    sx0, sy0 = max(0, -x0), max(0, -y0)  # clip the stamp to the image (tiny minimaps only)
+    sx1, sy1 = min(outline.shape[1], img.shape[1] - x0), min(outline.shape[0], img.shape[0] - y0)
+    if sx0 >= sx1 or sy0 >= sy1:
+        return
+    view = img[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1]
+    patch = view.astype(np.float32)
+    patch *= 1 - outline[sy0:sy1, sx0:sx1]
+    patch += (255 - patch) * fill[sy0:sy1, sx0:sx1]
+    view[:] = patch + 0.5
 
 
 def _rect_outline(img, x, y, w, h, color, clip) -> None:
@@ -739,14 +763,37 @@ def write_demo_video(mp4_path: Path, cfg: DemoConfig, seed: int) -> Path:
             stream = container.add_stream("libx264", rate=_fps_fraction(cfg.fps))
             stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, "yuv420p"
             stream.options = {"preset": cfg.preset, "crf": str(cfg.crf)}
-            for i, (frame, move, ability, pos) in enumerate(
-                    play_demo(seed, n, cfg.width, cfg.height, cfg.fps, cfg.player_speed)):
-                records.append({"t": i / cfg.fps, "move": move, "ability": ability})
-                positions.append([round(pos[0], 3), round(pos[1], 3)])
-                vf = av.VideoFrame.from_ndarray(frame, format="rgb24")
-                vf.pts = i
-                container.mux(stream.encode(vf))
-            container.mux(stream.encode(None))
+            # Encode on a worker thread (PyAV releases the GIL in libav calls) while the next frame renders.
+            pending: queue.Queue = queue.Queue(maxsize=8)
+            errors: list[BaseException] = []
+
+            def encode_worker():
+                try:
+                    while (item := pending.get()) is not None:
+                        vf = av.VideoFrame.from_ndarray(item[1], format="rgb24")
+                        vf.pts = item[0]
+                        container.mux(stream.encode(vf))
+                    container.mux(stream.encode(None))
+                except BaseException as e:  # surfaced in the main thread below
+                    errors.append(e)
+                    while pending.get() is not None:  # drain so the producer never blocks
+                        pass
+
+            worker = threading.Thread(target=encode_worker, name=f"encode-{mp4_path.stem}", daemon=True)
+            worker.start()
+            try:
+                for i, (frame, move, ability, pos) in enumerate(
+                        play_demo(seed, n, cfg.width, cfg.height, cfg.fps, cfg.player_speed)):
+                    records.append({"t": i / cfg.fps, "move": move, "ability": ability})
+                    positions.append([round(pos[0], 3), round(pos[1], 3)])
+                    if errors:
+                        break
+                    pending.put((i, frame))
+            finally:
+                pending.put(None)
+                worker.join()
+            if errors:
+                raise RuntimeError(f"encoding demo video {mp4_path} failed: {errors[0]}") from errors[0]
         payload = {"fps": cfg.fps, "components": ACTION_COMPONENTS, "num_classes": ACTION_NUM_CLASSES,
                    "frames": records, "player_world_xy": positions, "demo": _config_fingerprint(cfg, seed)}
         tmp_json.write_text(json.dumps(payload))
