@@ -3,9 +3,9 @@
 Assets only wire: each calls one `ahriuwu_core` function and reports what it measured. Every asset returns a
 content-derived data version, so staleness follows the data, and a `code_version` to bump when its logic changes.
 """
-from __future__ import annotations
 
 import json
+import shutil
 import time
 from pathlib import Path
 
@@ -46,6 +46,12 @@ class PresetConfig(Config):
     preset: str = ""
 
 
+class VideosConfig(Config):
+    """refetch: download again even when the video is already there (e.g. its source file changed)."""
+
+    refetch: bool = False
+
+
 class TokenizerConfig(PresetConfig):
     kind: str = ""  # "cnn" or "transformer"; empty: the preset's
 
@@ -62,13 +68,17 @@ def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
     description="One source video fetched with yt-dlp (YouTube, HTTP, file://) into videos/<id>/, with its "
     "raw info json, parsed metadata and, where the source has one, the actions sidecar.",
 )
-def videos(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
+def videos(
+    context: AssetExecutionContext, config: VideosConfig, storage: StorageResource, project: ProjectResource
+) -> MaterializeResult:
     from ahriuwu_core.sources import fetch_video
 
     video_id = context.partition_key
     entry = catalog.catalog_entry(storage.path, video_id)
+    if config.refetch:
+        shutil.rmtree(storage.sub("videos", video_id), ignore_errors=True)
     start = time.perf_counter()
-    info = fetch_video(entry, storage.sub("videos"), project.source_config())
+    info = fetch_video(entry, storage.sub("videos"), project.source_config(), log=context.log.info)
     meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None}
     return MaterializeResult(
         metadata={**meta, "url": entry.get("url", ""), "seconds": round(time.perf_counter() - start, 2)},
@@ -203,7 +213,7 @@ def latents(
 
 
 @asset(
-    deps=[latents, dataset_manifest],
+    deps=[latents, dataset_manifest, tokenizer],
     group_name="training",
     code_version=CODE_VERSIONS["dynamics"],
     pool="gpu",
@@ -217,7 +227,7 @@ def dynamics(
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
-    from ahriuwu_core.dynamics import train_dynamics
+    from ahriuwu_core.dynamics.train import train_dynamics
 
     preset = get_preset(_preset_name(config, project))
     manifest = manifest_lib.read_manifest(storage.path)

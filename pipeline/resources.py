@@ -52,6 +52,22 @@ class ProjectResource(ConfigurableResource):
     cookies_file: str = ""
     rate_limit: str = ""
 
+    def source_config(self):
+        from ahriuwu_core.presets import get_preset
+        from ahriuwu_core.sources import SourceConfig
+
+        kind, _, value = self.source.partition(":")
+        common = dict(max_height=self.max_height, cookies_file=self.cookies_file or None,
+                      rate_limit=self.rate_limit or None)
+        if kind == "demo":
+            return SourceConfig(kind="demo", demo=get_preset(self.preset).demo, **common)
+        if kind in ("folder", "filelist"):
+            return SourceConfig(kind=kind, path=value, **common)
+        if kind in ("urls", "channel", "playlist"):
+            return SourceConfig(kind=kind, urls=[u for u in value.split(",") if u], **common)
+        raise ValueError(f"AHRIUWU_SOURCE={self.source!r}: expected demo, folder:PATH, filelist:PATH, urls:URL,..., "
+                         "channel:URL or playlist:URL")
+
 
 def resources_from_env() -> dict:
     env = os.environ.get

@@ -1,6 +1,5 @@
 """Automation: a sensor that turns new videos at the source into partitions, and Declarative Automation for the
 per-video stages. Training stays on demand (see README "Automating training")."""
-from __future__ import annotations
 
 import hashlib
 import json
