@@ -93,13 +93,14 @@ def _vfr_times(n: int, fps: float, seed: int = 0) -> list[int]:
 def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, height: int = 90,
               pattern: str = "moving", vfr: bool = False, rotation: int | None = None,
               codec: str = "libx264", times: Sequence[float] | None = None, seed: int = 0,
-              faststart: bool = False) -> Clip:
+              faststart: bool = False, codec_options: dict | None = None) -> Clip:
     """Write a synthetic video-only clip (mp4 by the suffix of `path`) and return its frame timestamps.
 
     fps: a Fraction/number (24, 25, Fraction(30000, 1001), 30, 60). vfr=True: irregular timestamps around that
     rate on a 1/90000 time base (or pass explicit `times` in seconds). rotation: display-matrix rotation in
     degrees counter-clockwise (as `VideoFrame.rotation` reports it); the pixels are stored rotated the other
-    way, so a player that honours the matrix shows the upright pattern. faststart: the index (moov) goes first,
+    way, so a player that honours the matrix shows the upright pattern. codec_options: encoder options
+    (default for libx264: ultrafast, crf 18; pass {"preset": "medium", "bf": "3"} for B-frames). faststart: the index (moov) goes first,
     as in files made for streaming, so a truncated copy still opens.
     """
     path = Path(path)
@@ -130,8 +131,12 @@ def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, heigh
         stream.pix_fmt = "yuv420p"
         stream.time_base = tb
         stream.codec_context.time_base = tb
-        if codec == "libx264":
+        if codec_options is not None:
+            stream.options = {k: str(v) for k, v in codec_options.items()}
+        elif codec == "libx264":
             stream.options = {"preset": "ultrafast", "crf": "18"}
+        elif codec == "libvpx-vp9":
+            stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
         if rotation:
             stream.set_display_rotation(rotation)
         for i in range(len(ticks) - 1):

@@ -39,6 +39,17 @@ def test_exact_20fps_by_timestamp(tmp_path, fps):
     assert abs(stats["source_fps"] - float(fps)) < 1e-3
 
 
+@pytest.mark.parametrize("name, codec, options", [
+    ("bframes.mp4", "libx264", {"preset": "medium", "bf": "3", "crf": "18"}),  # decode order != display order
+    ("vp9.webm", "libvpx-vp9", None),  # what YouTube often serves; WebM has a 1 ms time base
+])
+def test_bframes_and_webm(tmp_path, name, codec, options):
+    clip = media.make_clip(tmp_path / name, seconds=1.5, fps=30, codec=codec, codec_options=options)
+    stats = frames.extract_frames(clip.path, tmp_path / "o.zarr", FramesConfig())
+    assert stats["num_frames"] == 30
+    assert decoded_indices(tmp_path / "o.zarr") == expected_indices(clip.times, 30)
+
+
 def test_29_97_count_uses_exact_duration(tmp_path):
     # 61 frames at 30000/1001 fps last 61*1001/30000 = 2.03536..s -> floor(40.707) = 40 output frames; a
     # pipeline that assumed 30 fps would say 2.0333 s -> 40 too, so also check the 20 fps pick per frame.
