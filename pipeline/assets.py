@@ -10,6 +10,9 @@ import time
 from pathlib import Path
 
 from dagster import (
+    AssetCheckResult,
+    AssetCheckSeverity,
+    AssetCheckSpec,
     AssetExecutionContext,
     AutomationCondition,
     Config,
@@ -92,11 +95,15 @@ def videos(
     group_name="ingest",
     code_version=CODE_VERSIONS["frames"],
     automation_condition=AutomationCondition.eager(),
+    check_specs=[
+        AssetCheckSpec("frame_count", asset="frames", description="frame count = floor(duration x 20) within 1"),
+        AssetCheckSpec("not_black_or_frozen", asset="frames", description="the video is neither all black nor frozen"),
+    ],
     description="The video decoded with PyAV, resampled to exactly 20 fps by timestamp, resized, stored as a "
     "uint8 zarr array (T, H, W, 3) with the 20 fps actions, a no-action mask and the HUD mask.",
 )
 def frames(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
-    from ahriuwu_core.frames import extract_frames
+    from ahriuwu_core.frames import check_frame_count, check_not_black_or_frozen, extract_frames
 
     video_id = context.partition_key
     video_dir = storage.sub("videos", video_id)
@@ -111,9 +118,14 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
         actions_path=actions if actions.exists() else None,
         video_id=video_id,
     )
+    store = storage.sub("frames", f"{video_id}.zarr")
     return MaterializeResult(
-        metadata={**_scalars(stats), "path": MetadataValue.path(str(storage.sub("frames", f"{video_id}.zarr")))},
+        metadata={**_scalars(stats), "path": MetadataValue.path(str(store))},
         data_version=DataVersion(stats["content_hash"]),
+        check_results=[
+            _check("frame_count", *check_frame_count(stats)),
+            _check("not_black_or_frozen", *check_not_black_or_frozen(store)),
+        ],
     )
 
 
@@ -121,11 +133,15 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     deps=[frames],
     group_name="dataset",
     code_version=CODE_VERSIONS["dataset_manifest"],
+    check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest",
+                                description="no video is both in training and held out; some are held out")],
     description="Every video with extracted frames, its content hash and its split (train / held out). Its data "
     "version hashes the per-video hashes in sorted order, so training goes stale exactly when a video changes, "
     "however many videos there are.",
 )
 def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
+    from ahriuwu_core.evaluate import check_split_disjoint
+
     video_ids = context.instance.get_dynamic_partitions(video_partitions.name)
     manifest = manifest_lib.build_manifest(storage.path, video_ids, get_preset(project.preset).split)
     path = manifest_lib.write_manifest(storage.path, manifest)
@@ -142,6 +158,7 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
             "split": MetadataValue.json({"train": manifest["train"], "heldout": manifest["heldout"]}),
         },
         data_version=DataVersion(manifest["version"]),
+        check_results=[_check("split_disjoint", *check_split_disjoint(manifest["train"], manifest["heldout"]))],
     )
 
 
@@ -150,6 +167,10 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     group_name="training",
     code_version=CODE_VERSIONS["tokenizer"],
     pool="gpu",
+    check_specs=[
+        AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True,
+                       description="distinct held-out frames keep distinct latents and reconstructions")
+    ],
     description="A frame tokenizer (CNN or block-causal MAE transformer, tanh bottleneck) trained on the "
     "training split with MSE + 0.2 LPIPS; reports held-out reconstruction quality.",
 )
@@ -178,7 +199,12 @@ def tokenizer(
     metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
     if strip:
         metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
-    return MaterializeResult(metadata=metadata, data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])))
+    collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
+    return MaterializeResult(
+        metadata=metadata,
+        data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
+        check_results=[_check("not_collapsed", bool(result["collapse_passed"]), collapse, AssetCheckSeverity.ERROR)],
+    )
 
 
 @asset(
@@ -246,6 +272,12 @@ def dynamics(
     group_name="evaluation",
     code_version=CODE_VERSIONS["evaluation"],
     pool="gpu",
+    check_specs=[
+        AssetCheckSpec("beats_persistence_h1", asset="evaluation", description="model PSNR > copy-last-frame at h=1"),
+        AssetCheckSpec("few_steps_close", asset="evaluation", description="K=4 within 1 dB of K=64 (mean over horizons)"),
+        AssetCheckSpec("no_nan", asset="evaluation", description="no NaN or inf in any metric"),
+        AssetCheckSpec("split_disjoint", asset="evaluation", description="evaluated videos never reached training"),
+    ],
     description="Held-out rollouts: C context frames, then H frames predicted autoregressively; PSNR/SSIM/LPIPS "
     "per horizon against copy-last-frame and the tokenizer's ceiling, action controllability, and pictures.",
 )
@@ -256,6 +288,7 @@ def evaluation(
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
+    from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan, check_split_disjoint
     from ahriuwu_core.evaluate import evaluate
 
     preset = get_preset(_preset_name(config, project))
@@ -290,7 +323,21 @@ def evaluation(
         "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
         "heldout_videos": ", ".join(metrics["videos"]),
     }
-    return MaterializeResult(metadata=metadata, data_version=DataVersion(manifest_lib.file_sha256(result["metrics_path"])))
+    evaluated = metrics["videos"]
+    return MaterializeResult(
+        metadata=metadata,
+        data_version=DataVersion(manifest_lib.file_sha256(result["metrics_path"])),
+        check_results=[
+            _check("beats_persistence_h1", *check_beats_persistence(metrics, 1)),
+            _check("few_steps_close", *check_few_steps_close(metrics)),
+            _check("no_nan", *check_no_nan(metrics)),
+            _check("split_disjoint", *check_split_disjoint(manifest["train"] + manifest["missing"], evaluated)),
+        ],
+    )
+
+
+def _check(name: str, passed: bool, details: dict, severity=AssetCheckSeverity.WARN) -> AssetCheckResult:
+    return AssetCheckResult(check_name=name, passed=bool(passed), metadata=_scalars(details), severity=severity)
 
 
 def _scalars(stats: dict) -> dict:

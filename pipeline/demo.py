@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import argparse
 import sys
+import threading
 import time
 
 from dagster import AssetSelection, DagsterInstance, materialize
@@ -31,30 +32,64 @@ def register_source(instance: DagsterInstance, resources: dict) -> list[str]:
     return ids
 
 
+class PeakRSS:
+    """Samples this process's resident memory while a step runs (steps run in-process here)."""
+
+    def __init__(self, interval_s: float = 0.05):
+        self.interval_s, self.peak_bytes = interval_s, 0
+        self._stop = threading.Event()
+
+    @staticmethod
+    def current_bytes() -> int:
+        with open("/proc/self/statm") as f:
+            return int(f.read().split()[1]) * 4096
+
+    def _sample(self):
+        while not self._stop.is_set():
+            self.peak_bytes = max(self.peak_bytes, self.current_bytes())
+            self._stop.wait(self.interval_s)
+
+    def __enter__(self):
+        self._thread = threading.Thread(target=self._sample, daemon=True)
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join()
+        self.peak_bytes = max(self.peak_bytes, self.current_bytes())
+
+
 def _run(selection, instance, resources, partition_key=None, log=print) -> bool:
     keys = AssetSelection.assets(*selection)
     start = time.perf_counter()
-    result = materialize(
-        ALL_ASSETS, selection=keys, instance=instance, resources=resources, partition_key=partition_key,
-        raise_on_error=False, tags={"ahriuwu/launched_by": "make-demo"},
-    )
+    with PeakRSS() as rss:
+        result = materialize(
+            ALL_ASSETS, selection=keys, instance=instance, resources=resources, partition_key=partition_key,
+            raise_on_error=False, tags={"ahriuwu/launched_by": "make-demo"},
+        )
     names = "+".join(a.key.to_user_string() for a in selection)
     where = f"[{partition_key}]" if partition_key else ""
-    log(f"{names}{where}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f}s")
+    log(f"{names}{where}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f}s, "
+        f"peak RSS {rss.peak_bytes / 2**20:.0f} MiB")
     return result.success
 
 
 def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, bool]:
-    """Materialize the whole graph in dependency order; return success per step."""
+    """Materialize the whole graph in dependency order, one stage per run; return success per step."""
     outcome = {}
     ids = register_source(instance, resources)
     for vid in ids:
-        outcome[f"ingest[{vid}]"] = _run([videos, frames], instance, resources, vid, log)
-    outcome["dataset_manifest+tokenizer"] = _run([dataset_manifest, tokenizer], instance, resources, log=log)
+        outcome[f"videos[{vid}]"] = _run([videos], instance, resources, vid, log)
+        if outcome[f"videos[{vid}]"]:
+            outcome[f"frames[{vid}]"] = _run([frames], instance, resources, vid, log)
+    for stage in (dataset_manifest, tokenizer):
+        outcome[stage.key.to_user_string()] = _run([stage], instance, resources, log=log)
     for vid in ids:
-        if outcome[f"ingest[{vid}]"]:
+        if outcome.get(f"frames[{vid}]"):
             outcome[f"latents[{vid}]"] = _run([latents], instance, resources, vid, log)
-    outcome["dynamics+evaluation"] = _run([dynamics, evaluation], instance, resources, log=log)
+    for stage in (dynamics, evaluation):
+        outcome[stage.key.to_user_string()] = _run([stage], instance, resources, log=log)
     return outcome
 
 
