@@ -114,9 +114,8 @@ class _Log:
     def __init__(self, log):
         self.log, self.last_error = log, ""
 
-    def debug(self, msg):
-        if not msg.startswith("[debug] "):
-            pass  # progress and extractor chatter: too noisy for Dagster logs
+    def debug(self, msg):  # progress and extractor chatter: too noisy for Dagster logs
+        pass
 
     def info(self, msg):
         pass
@@ -188,7 +187,13 @@ def _file_url(path: Path) -> str:
 
 def _local_entries(paths, kind: str) -> list[SourceEntry]:
     # yt-dlp's generic extractor names a file:// URL by the file stem; we use the same id
-    return [SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind) for p in paths]
+    entries, seen = [], {}
+    for p in paths:
+        if p.stem in seen:
+            raise VideoFetchError(f"{p} and {seen[p.stem]} would both be video {p.stem!r}: rename one")
+        seen[p.stem] = p
+        entries.append(SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind))
+    return entries
 
 
 def _folder_videos(folder: Path) -> list[Path]:
@@ -203,7 +208,7 @@ def _filelist_items(path: Path) -> list[str]:
         raise VideoFetchError(f"file list {path} does not exist")
     items = []
     for line in path.read_text().splitlines():
-        line = line.split("#", 1)[0].strip() if not line.lstrip().startswith("http") else line.strip()
+        line = re.sub(r"(^|\s+)#.*$", "", line).strip()  # '#' comments: whole lines, or after whitespace
         if line:
             items.append(line)
     return items

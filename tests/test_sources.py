@@ -149,6 +149,9 @@ def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
         sources.list_videos(cfg, tmp_path, log=quiet)
     with pytest.raises(VideoFetchError, match="does not exist"):
         sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "nowhere")), tmp_path, log=quiet)
+    (tmp_path / "src" / "clip_1.mkv").write_bytes((tmp_path / "src" / "clip_1.mp4").read_bytes())
+    with pytest.raises(VideoFetchError, match="clip_1"):  # two files, one id
+        sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "src")), tmp_path, log=quiet)
 
 
 def test_demo_source_goes_through_yt_dlp(tmp_path):
