@@ -836,15 +836,21 @@ def write_demo_videos(out_dir: Path, cfg: DemoConfig = DemoConfig(), log=print) 
 # ------------------------------------------------------------------------------------------ analysis helpers
 
 def find_minimap_marker(frame: np.ndarray, width: int | None = None, height: int | None = None) -> tuple[float, float]:
-    """(x, y) of the player's minimap marker in `frame` (HxWx3 uint8, rendered or decoded), in the frame's
+    """(x, y) of the player's minimap marker in `frame` (HxWx3 uint8, rendered or decoded, possibly resized), in
     continuous pixel coordinates (see `minimap_marker_position`). The HUD layout scales with the frame, so the
-    frame's own shape locates the minimap; width/height, when given, are the size the frame was rendered at
-    and must have the frame's aspect ratio (a resized frame is fine)."""
+    frame's own shape locates the minimap. By default (x, y) are in the frame's pixels; with width and height
+    given they are rescaled to a width x height frame (e.g. 640, 360 for a frame resized from a 640x360 render)."""
     if frame.ndim != 3 or frame.shape[2] != 3:
         raise ValueError(f"find_minimap_marker: expected an HxWx3 frame, got shape {frame.shape}")
     h, w = frame.shape[:2]
-    if width is not None and height is not None and abs(width / height - w / h) > 0.02:
-        raise ValueError(f"find_minimap_marker: frame {w}x{h} is not a resize of a {width}x{height} render")
+    x, y = _find_marker(frame)
+    if width is not None and height is not None:
+        return x * width / w, y * height / h
+    return x, y
+
+
+def _find_marker(frame: np.ndarray) -> tuple[float, float]:
+    h, w = frame.shape[:2]
     mx, my, mw, mh = hud_regions(w, h)["minimap"]
     luma = frame[my:my + mh, mx:mx + mw].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
     k = max(1, int(round(_marker_size(w, h))))

@@ -151,6 +151,11 @@ def test_rendered_marker_matches_world_position_and_moves_with_the_player():
     assert (x0, y0) == pytest.approx(minimap_marker_position(pos0), abs=0.15)
     # 29 frames east at 200/30 px: 193.3 world px = 193.3 * 104 / 2048 = 9.82 minimap px.
     assert x1 - x0 == pytest.approx(193.333 * 104 / 2048, abs=0.3) and y1 == pytest.approx(y0, abs=0.2)
+    # A half-size resize still finds it; width/height rescale the answer to the render's coordinates.
+    half = np.asarray(Image.fromarray(f0).resize((320, 180), Image.BILINEAR))
+    hx, hy = find_minimap_marker(half)
+    assert (hx, hy) == pytest.approx((x0 / 2, y0 / 2), abs=0.3)
+    assert find_minimap_marker(half, 640, 360) == pytest.approx((hx * 2, hy * 2))
 
 
 def _saturation(frame, rect):
@@ -173,6 +178,17 @@ def test_ability_icon_is_greyed_during_cooldown_and_recast_is_refused():
     for _ in range(int(3.5 * 30) - 1):
         game.play(0, 0)
     assert _saturation(game.play(0, 2), rects[1]) == 0.0  # ready again after 3.5 s, cast again
+
+
+def test_decoded_video_shows_the_recorded_casts_as_greyed_icons(clip):
+    rects = ability_icon_rects()
+    casts = [(i, r["ability"]) for i, r in enumerate(clip["sidecar"]["frames"]) if r["ability"]]
+    assert casts, "the test clip should contain casts"
+    for i, ability in casts:
+        rect = rects[ability - 1]
+        assert _saturation(clip["frames"][i], rect) < 8, (i, ability)  # grey from the cast frame on
+        if i > 0:
+            assert _saturation(clip["frames"][i - 1], rect) > 25, (i, ability)  # it was ready just before
 
 
 def test_bad_inputs_raise_clear_errors():
