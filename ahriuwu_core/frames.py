@@ -123,7 +123,7 @@ def hud_mask(geometry: Geometry, layout: str) -> np.ndarray:
     x0, y0 = max(g.ox, 0), max(g.oy, 0)
     mask[y0:min(g.oy + g.rh, g.height), x0:min(g.ox + g.rw, g.width)] = 0
     ref_w, ref_h = hud.reference_size
-    sx, sy = g.rw / g.sw * g.sw / ref_w, g.rh / g.sh * g.sh / ref_h  # layout px -> output px
+    sx, sy = g.rw / ref_w, g.rh / ref_h  # layout px -> source px -> output px (boxes scale with the source)
     eps = 1e-6
     for x, y, w, h in hud.boxes.values():
         a, b = x * sx + g.ox, (x + w) * sx + g.ox
