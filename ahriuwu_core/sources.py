@@ -249,13 +249,14 @@ def _generic_id(url: str) -> str:
     return urllib.parse.unquote(os.path.splitext(posixpath.basename(urllib.parse.urlparse(url).path))[0])
 
 
-def _list_urls(urls, cfg: SourceConfig, log, kind: str) -> list[SourceEntry]:
+def _list_urls(urls, cfg: SourceConfig, log, kind: str, seen: set | None = None) -> list[SourceEntry]:
     import yt_dlp
 
+    seen = set() if seen is None else seen  # shared with the recursion: a video in two tabs is listed once
     extra = {"extract_flat": "in_playlist", "noplaylist": False}
     if cfg.max_videos:
         extra["playlistend"] = int(cfg.max_videos)
-    entries, seen = [], set()
+    entries = []
     with yt_dlp.YoutubeDL(_ydl_params(cfg, log, **extra)) as ydl:
         for url in urls:
             info = _with_retries(url, lambda: ydl.extract_info(url, download=False, process=False), cfg, log)
@@ -270,7 +271,7 @@ def _list_urls(urls, cfg: SourceConfig, log, kind: str) -> list[SourceEntry]:
                     item = {**item, "id": _generic_id(item["url"])}
                 if item.get("_type") == "playlist" or item.get("ie_key") == "YoutubeTab":
                     # a channel page lists its tabs (Videos, Shorts, Live): list each one level down
-                    entries.extend(_list_urls([item.get("url") or item["webpage_url"]], cfg, log, kind))
+                    entries.extend(_list_urls([item.get("url") or item["webpage_url"]], cfg, log, kind, seen))
                     continue
                 video_url = item.get("webpage_url") or item.get("url") or url
                 if item.get("ie_key") == "Youtube" and not video_url.startswith("http"):
