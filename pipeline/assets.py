@@ -133,6 +133,14 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     deps=[frames],
     group_name="dataset",
     code_version=CODE_VERSIONS["dataset_manifest"],
+    # Re-listing is cheap, so the manifest follows every frames update (an event, which Dagster tracks at any
+    # partition count); training downstream then goes stale through its data version, past Dagster's
+    # 100-upstream-partition limit on staleness checks.
+    automation_condition=(
+        AutomationCondition.any_deps_updated().since_last_handled()
+        & ~AutomationCondition.any_deps_in_progress()
+        & ~AutomationCondition.in_progress()
+    ).with_label("after_any_frames_update"),
     check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest",
                                 description="no video is both in training and held out; some are held out")],
     description="Every video with extracted frames, its content hash and its split (train / held out). Its data "

@@ -16,12 +16,11 @@ from ahriuwu_core import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, video_partitions, videos
 from pipeline.definitions import ALL_ASSETS
 from pipeline.resources import resources_from_env
-from pipeline.sensors import entry_dict
 
 
 def register_source(instance: DagsterInstance, resources: dict) -> list[str]:
     """List the source, record it in the catalog, add the partitions (what the sensor does on a tick)."""
-    from ahriuwu_core.sources import list_videos
+    from ahriuwu_core.sources import entry_dict, list_videos
 
     storage, project = resources["storage"], resources["project"]
     entries = [entry_dict(e) for e in list_videos(project.source_config(), storage.path)]

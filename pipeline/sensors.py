@@ -17,7 +17,7 @@ from dagster import (
 )
 
 from ahriuwu_core import catalog
-from pipeline.assets import frames, latents, video_partitions, videos
+from pipeline.assets import dataset_manifest, frames, latents, video_partitions, videos
 from pipeline.resources import ProjectResource, StorageResource
 
 _STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "on") == "on" else DefaultSensorStatus.STOPPED
@@ -32,7 +32,7 @@ _STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "o
     "and frames. The cursor is the hash of the last listing; run keys make repeated ticks idempotent.",
 )
 def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource, project: ProjectResource):
-    from ahriuwu_core.sources import list_videos
+    from ahriuwu_core.sources import entry_dict, list_videos
 
     entries = [entry_dict(e) for e in list_videos(project.source_config(), storage.path)]
     listing = hashlib.sha256(json.dumps(sorted(e["video_id"] for e in entries)).encode()).hexdigest()
@@ -42,22 +42,19 @@ def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource
         return SkipReason(f"no new videos among {len(entries)} listed")
     catalog.register_videos(storage.path, entries)
     return SensorResult(
-        run_requests=[RunRequest(partition_key=vid, run_key=f"fetch:{vid}") for vid in new_ids],
+        run_requests=[
+            RunRequest(partition_key=vid, run_key=f"fetch:{vid}", asset_selection=[videos.key, frames.key])
+            for vid in new_ids
+        ],
         dynamic_partitions_requests=[video_partitions.build_add_request(new_ids)] if new_ids else [],
         cursor=listing,
     )
 
 
-def entry_dict(entry) -> dict:
-    from dataclasses import asdict, is_dataclass
-
-    return asdict(entry) if is_dataclass(entry) else dict(entry)
-
-
 # Evaluates the assets' automation conditions (per-video stages: eager) on the daemon.
 automation_sensor = AutomationConditionSensorDefinition(
     name="per_video_automation",
-    target=AssetSelection.assets(videos, frames, latents),
+    target=AssetSelection.assets(videos, frames, dataset_manifest, latents),
     default_status=_STATUS,
     minimum_interval_seconds=60,
 )
