@@ -39,7 +39,7 @@ from .demo_map import (
 
 DEMO_HUD_REGIONS = {"minimap": (528, 248, 112, 112), "abilities_health": (192, 312, 256, 48)}  # (x, y, w, h) at 640x360
 HUD_REFERENCE_SIZE = (640, 360)
-DEMO_GAME_VERSION = 1  # bump when the rendering or the simulation changes: existing demo videos are regenerated
+DEMO_GAME_VERSION = 2  # bump when the rendering or the simulation changes: existing demo videos are regenerated
 ACTION_COMPONENTS = ["move", "ability"]
 ACTION_NUM_CLASSES = [9, 5]
 
@@ -155,7 +155,8 @@ class DemoGame:
         self.effects.clear()
         lane = self.lanes[self.rng.choice(3, p=[0.25, 0.5, 0.25])]
         s = self.rng.uniform(0.3, 0.7) * lane.length
-        self.px, self.py = (float(v) for v in lane.xy(s, self.rng.uniform(-50, 50)))
+        lo, hi = PLAYER_MARGIN + 20, WORLD_SIZE - PLAYER_MARGIN - 20
+        self.px, self.py = (_clamp(float(v), lo, hi) for v in lane.xy(s, self.rng.uniform(-50, 50)))
         self.facing = int(self.rng.integers(1, 9))
         self.move = 0
 
@@ -877,7 +878,7 @@ def _scroll_weights(h: int, w: int) -> np.ndarray:
         mask = np.ones((h, w), np.float32)
         sx, sy = w / HUD_REFERENCE_SIZE[0], h / HUD_REFERENCE_SIZE[1]
         rects = list(hud_regions(w, h).values())
-        rects.append((w / 2 - 50 * sx, h / 2 - 48 * sy, 100 * sx, 80 * sy))  # champion, tails, overhead bar
+        rects.append((w / 2 - 72 * sx, h / 2 - 72 * sy, 144 * sx, 144 * sy))  # champion, bar, orbiting fox-fires
         for x, y, rw, rh in rects:
             dx = np.maximum(np.maximum(x - xx, xx - (x + rw)), 0)
             dy = np.maximum(np.maximum(y - yy, yy - (y + rh)), 0)

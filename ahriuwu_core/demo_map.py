@@ -198,7 +198,8 @@ def _build_world_image() -> np.ndarray:
     broad = _value_noise(rng, S, 110) * 0.6 + _value_noise(rng, S, 45) * 0.4
     fine = _value_noise(rng, S, 4)
     img = np.empty((S, S, 3), np.float32)
-    shade = (0.62 + 0.75 * broad + 0.18 * (fine - 0.5))[..., None]
+    clumps = _value_noise(rng, S, 20)  # ~40 px grass clumps: texture that survives the 64x64 resize
+    shade = (0.62 + 0.75 * broad + 0.18 * (fine - 0.5) + 0.35 * (clumps - 0.5))[..., None]
     img[:] = np.asarray((62, 118, 52), np.float32) * shade
 
     # River along the top-left -> bottom-right diagonal, meandering, with two round pits.
@@ -208,7 +209,7 @@ def _build_world_image() -> np.ndarray:
     d_river = np.abs(v - centre)
     for px, py in ((620.0, 650.0), (1420.0, 1400.0)):
         d_river = np.minimum(d_river, np.hypot(xx - px, yy - py) - 60)
-    ripple = _value_noise(rng, S, 12)
+    ripple = _value_noise(rng, S, 12) * 0.6 + _value_noise(rng, S, 30) * 0.6
     river_a = np.clip((62 - d_river) / 6, 0, 1)
     bank_a = np.clip((80 - d_river) / 8, 0, 1) - river_a
     _mix(img, bank_a, (120, 105, 70))
@@ -239,6 +240,9 @@ def _build_world_image() -> np.ndarray:
     _mix(img, edge * 0.7, (90, 80, 55))
     stones = _value_noise(rng, S, 7)
     dirt = np.stack([165 + 45 * stones, 140 + 38 * stones, 95 + 30 * stones], axis=-1) * (0.85 + 0.3 * broad[..., None])
+    # Darker trampled patches (~50-100 px) so a lane scrolling along itself still shows texture at 64x64.
+    patches = np.clip((_value_noise(rng, S, 30) - 0.58) * 8, 0, 1) * 0.45
+    dirt *= (1 - patches)[..., None]
     img += (dirt - img) * lane_a[..., None]
 
     # Bases: tiled stone platforms tinted by team (a grid of dark joints gives strong texture).
