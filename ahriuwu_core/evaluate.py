@@ -339,82 +339,97 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
     def tick(name, t):
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t, 3)
 
-    for store in heldout_stores:
-        t = time.perf_counter()
-        clips = read_clips(store, cfg)
-        videos.append(clips.video_id)
-        tick("read_frames", t)
-        log(f"evaluate: {clips.video_id}: {len(clips.starts)} clip(s) at frames {clips.starts}")
-        for b0 in range(0, len(clips.starts), cfg.batch_size):
-            sl = slice(b0, b0 + cfg.batch_size)
-            gt_u8 = clips.frames[sl]
-            gt = _to_device_frames(gt_u8, device)
-            actions = torch.from_numpy(clips.actions[sl]).to(device)
-            has_actions = torch.from_numpy(clips.has_actions[sl]).to(device)
-            mask = clips.hud_mask
-            future_u8 = gt_u8[:, C:]
-            with torch.no_grad(), autocast_context(device):
-                t = time.perf_counter()
-                try:
-                    latents = tokenizer.encode(gt).float()
-                    ceiling_u8 = _to_uint8(tokenizer.decode(latents[:, C:]))
-                except Exception as exc:
-                    raise ValueError(f"tokenizer cannot encode/decode frames of video {clips.video_id} "
-                                     f"({store}), shape {tuple(gt.shape)}: {exc}") from exc
-                tick("tokenizer", t)
-                if cfg.quick_eval:
-                    t = time.perf_counter()
-                    quick_psnr.append(quick_latent_psnr(world_model, latents, actions, has_actions, cfg.seed))
-                    tick("quick_eval", t)
-                preds_u8 = {}
-                for steps, zero in variants:
-                    name = variant_name(steps, zero)
-                    t = time.perf_counter()
-                    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-                    pred_lat = rollout_fn(world_model, latents[:, :C], actions, has_actions, H, sampling_steps=steps,
-                                          context_noise=0.0 if zero else noise, generator=gen).float()
-                    preds_u8[name] = _to_uint8(tokenizer.decode(pred_lat))
-                    tick(f"rollout_{name}", t)
-                    acc.add("latent_mse", name, M.latent_mse(pred_lat, latents[:, C:]))
-                shuffled_u8 = None
-                if has_actions[:, C:].any():
-                    t = time.perf_counter()
-                    gen = torch.Generator(device=device).manual_seed(cfg.seed)
-                    pred_lat = rollout_fn(world_model, latents[:, :C], shuffled_actions(actions, C, cfg.seed),
-                                          has_actions, H, sampling_steps=cfg.sampling_steps[0],
-                                          context_noise=noise, generator=gen).float()
-                    shuffled_u8 = _to_uint8(tokenizer.decode(pred_lat))
-                    tick("rollout_shuffled_actions", t)
+    t = time.perf_counter()
+    all_clips = [read_clips(store, cfg) for store in heldout_stores]
+    shapes = {c.frames.shape[2:] for c in all_clips}
+    if len(shapes) > 1:
+        raise ValueError(f"held-out videos have different frame sizes {sorted(shapes)}: "
+                         + ", ".join(f"{c.video_id} {c.frames.shape[2:]}" for c in all_clips))
+    videos = [c.video_id for c in all_clips]
+    tick("read_frames", t)
+    for c in all_clips:
+        log(f"evaluate: {c.video_id}: {len(c.starts)} clip(s) at frames {c.starts}")
+    # Clips of all videos are batched together: per-forward overhead dominates small CPU rollouts.
+    items = [(v, i) for v, c in enumerate(all_clips) for i in range(len(c.starts))]
+    for b0 in range(0, len(items), cfg.batch_size):
+        batch = items[b0 : b0 + cfg.batch_size]
+        gt_u8 = np.stack([all_clips[v].frames[i] for v, i in batch])
+        actions_np = np.stack([all_clips[v].actions[i] for v, i in batch])
+        has_actions_np = np.stack([all_clips[v].has_actions[i] for v, i in batch])
+        gt = _to_device_frames(gt_u8, device)
+        actions = torch.from_numpy(actions_np).to(device)
+        has_actions = torch.from_numpy(has_actions_np).to(device)
+        future_u8 = gt_u8[:, C:]
+        with torch.no_grad(), autocast_context(device):
             t = time.perf_counter()
-            persistence_u8 = np.repeat(gt_u8[:, C - 1 : C], H, axis=1)
-            _image_metrics(acc, "persistence", persistence_u8, future_u8, mask, cfg, device)
-            _image_metrics(acc, "tokenizer_ceiling", ceiling_u8, future_u8, mask, cfg, device)
-            acc.add("latent_mse", "persistence", M.latent_mse(latents[:, C - 1 : C].expand(-1, H, -1, -1),
-                                                              latents[:, C:]))
+            try:
+                latents = tokenizer.encode(gt).float()
+                ceiling_u8 = _to_uint8(tokenizer.decode(latents[:, C:]))
+            except Exception as exc:
+                raise ValueError(f"tokenizer cannot encode/decode frames of videos "
+                                 f"{sorted({videos[v] for v, _ in batch})}, shape {tuple(gt.shape)}: {exc}") from exc
+            tick("tokenizer", t)
+            if cfg.quick_eval:
+                t = time.perf_counter()
+                quick_psnr.append(quick_latent_psnr(world_model, latents, actions, has_actions, cfg.seed))
+                tick("quick_eval", t)
+            preds_u8 = {}
+            for steps, zero in variants:
+                name = variant_name(steps, zero)
+                t = time.perf_counter()
+                gen = torch.Generator(device=device).manual_seed(cfg.seed)
+                pred_lat = rollout_fn(world_model, latents[:, :C], actions, has_actions, H, sampling_steps=steps,
+                                      context_noise=0.0 if zero else noise, generator=gen).float()
+                preds_u8[name] = _to_uint8(tokenizer.decode(pred_lat))
+                tick(f"rollout_{name}", t)
+                acc.add("latent_mse", name, M.latent_mse(pred_lat, latents[:, C:]))
+            acc.add("latent_mse", "persistence",
+                    M.latent_mse(latents[:, C - 1 : C].expand(-1, H, -1, -1), latents[:, C:]))
+            shuffled_u8 = None
+            acting = has_actions_np[:, C:].any(axis=1)  # the gap is measured over clips that carry actions
+            if acting.any():
+                t = time.perf_counter()
+                gen = torch.Generator(device=device).manual_seed(cfg.seed)
+                pred_lat = rollout_fn(world_model, latents[:, :C], shuffled_actions(actions, C, cfg.seed),
+                                      has_actions, H, sampling_steps=cfg.sampling_steps[0],
+                                      context_noise=noise, generator=gen).float()
+                shuffled_u8 = _to_uint8(tokenizer.decode(pred_lat))
+                tick("rollout_shuffled_actions", t)
+        persistence_u8 = np.repeat(gt_u8[:, C - 1 : C], H, axis=1)
+        for v in sorted({v for v, _ in batch}):  # metrics per video: each has its own HUD mask
+            rows = np.array([k for k, (vv, _) in enumerate(batch) if vv == v])
+            clips = all_clips[v]
+            mask = clips.hud_mask
+            t = time.perf_counter()
+            _image_metrics(acc, "persistence", persistence_u8[rows], future_u8[rows], mask, cfg, device)
+            _image_metrics(acc, "tokenizer_ceiling", ceiling_u8[rows], future_u8[rows], mask, cfg, device)
             for name, pred_u8 in preds_u8.items():
-                _image_metrics(acc, name, pred_u8, future_u8, mask, cfg, device)
-            if shuffled_u8 is not None:
-                acting = clips.has_actions[sl][:, C:].any(axis=1)  # gap only over clips that carry actions
-                acc.add("psnr", "true_actions", M.psnr(preds_u8[primary][acting], future_u8[acting], mask))
-                acc.add("psnr", "shuffled_actions", M.psnr(shuffled_u8[acting], future_u8[acting], mask))
+                _image_metrics(acc, name, pred_u8[rows], future_u8[rows], mask, cfg, device)
+            act_rows = rows[acting[rows]]
+            if shuffled_u8 is not None and len(act_rows):
+                acc.add("psnr", "true_actions", M.psnr(preds_u8[primary][act_rows], future_u8[act_rows], mask))
+                acc.add("psnr", "shuffled_actions", M.psnr(shuffled_u8[act_rows], future_u8[act_rows], mask))
             tick("metrics", t)
             if agreement_fn is not None and clips.video_id.startswith("demo_"):
                 t = time.perf_counter()
-                for i in range(gt_u8.shape[0]):
-                    moves = clips.actions[sl][i, C - 1 :, 0]
-                    a, n = scroll_agreement(np.concatenate([gt_u8[i, C - 1 : C], preds_u8[primary][i]]),
+                for k in act_rows:
+                    moves = actions_np[k, C - 1 :, 0]
+                    a, n = scroll_agreement(np.concatenate([gt_u8[k, C - 1 : C], preds_u8[primary][k]]),
                                             moves, agreement_fn)
                     agreement[0] += a
                     agreement[1] += n
-                    a, n = scroll_agreement(gt_u8[i, C - 1 :], moves, agreement_fn)
+                    a, n = scroll_agreement(gt_u8[k, C - 1 :], moves, agreement_fn)
                     gt_agreement[0] += a
                     gt_agreement[1] += n
                 tick("action_agreement", t)
-            if b0 == 0:  # pictures of the first clip of every video
+            first = [k for k in rows if batch[k][1] == 0]
+            if first:  # pictures of the first clip of every video
+                k = first[0]
                 t = time.perf_counter()
-                strip_paths.append(_write_strip(out_dir, clips.video_id, gt_u8[0], preds_u8, cfg))
+                strip_paths.append(_write_strip(out_dir, clips.video_id, gt_u8[k],
+                                                {n: p[k : k + 1] for n, p in preds_u8.items()}, cfg))
                 if cfg.gif:
-                    gif_paths.append(R.write_gif(gt_u8[0], preds_u8[primary][0], C,
+                    gif_paths.append(R.write_gif(gt_u8[k], preds_u8[primary][k], C,
                                                  out_dir / f"rollout_{clips.video_id}.gif"))
                 tick("pictures", t)
     timings["total"] = round(time.perf_counter() - start_all, 3)

@@ -1,0 +1,70 @@
+"""Time the held-out evaluation at demo size on CPU (untrained models: the cost does not depend on weights).
+
+    .venv/bin/python bench/bench_evaluate.py [--frames STORE ...] [--clips-per-video 1] [--steps 4 16]
+
+Builds the demo-preset CNN tokenizer and world model from their configs, runs `evaluate` on the given frames
+stores (default: one demo video rendered and extracted into bench/out/), prints the phase timings."""
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import time
+from pathlib import Path
+
+import torch
+
+from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS
+from ahriuwu_core.evaluate import EvalConfig, evaluate
+from ahriuwu_core.tokenizer.train import build_tokenizer, get_preset
+from ahriuwu_core.training import save_checkpoint
+
+OUT = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "out" / "evaluate"))
+
+
+def demo_store() -> Path:
+    from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
+    from ahriuwu_core.frames import FramesConfig, extract_frames
+
+    store = OUT / "demo_006.zarr"
+    if not store.exists():
+        mp4 = write_demo_videos(OUT / "videos", DemoConfig(num_videos=1, duration_s=5.0))[0]
+        extract_frames(mp4, store, FramesConfig(hud_layout="demo"), actions_path=mp4.with_suffix(".actions.json"),
+                       video_id="demo_006")
+    return store
+
+
+def main():
+    p = argparse.ArgumentParser()
+    p.add_argument("--frames", nargs="*", type=Path)
+    p.add_argument("--videos", type=int, default=2, help="repeat the default store this many times")
+    p.add_argument("--clips-per-video", type=int, default=1)
+    p.add_argument("--steps", type=int, nargs="+", default=[4, 64])
+    p.add_argument("--context", type=int, default=16)
+    p.add_argument("--horizon", type=int, default=16)
+    p.add_argument("--no-zero-noise", action="store_true")
+    p.add_argument("--threads", type=int, default=0)
+    args = p.parse_args()
+    if args.threads:
+        torch.set_num_threads(args.threads)
+    OUT.mkdir(parents=True, exist_ok=True)
+    tok_cfg = get_preset("demo")
+    tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)
+    dyn_preset = DYNAMICS_PRESETS["demo"]
+    wm = WorldModel(DynamicsConfig(num_tokens=tok.num_tokens, token_dim=tok.token_dim, **dyn_preset.model))
+    save_checkpoint(OUT / "tokenizer.pt", model=tok, config=dataclasses.asdict(tok.cfg), kind=tok_cfg.kind)
+    save_checkpoint(OUT / "dynamics.pt", model=wm, config=dataclasses.asdict(wm.cfg), kind="dynamics",
+                    extra={"train_config": {"context_noise": dyn_preset.context_noise}})
+    stores = args.frames or [demo_store()] * args.videos
+    cfg = EvalConfig(context=args.context, horizon=args.horizon, sampling_steps=tuple(args.steps),
+                     clips_per_video=args.clips_per_video, also_zero_context_noise=not args.no_zero_noise)
+    t = time.perf_counter()
+    result = evaluate(OUT / "tokenizer.pt", OUT / "dynamics.pt", stores, cfg, OUT / "report", log=print)
+    print(f"threads={torch.get_num_threads()} wall {time.perf_counter() - t:.1f}s")
+    print(json.dumps(result["metrics"]["timings_s"], indent=1))
+
+
+if __name__ == "__main__":
+    main()
