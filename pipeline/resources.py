@@ -51,6 +51,7 @@ class ProjectResource(ConfigurableResource):
     max_height: int = 720
     cookies_file: str = ""
     rate_limit: str = ""
+    retries: int = 5  # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
 
     def source_config(self):
         from ahriuwu_core.presets import get_preset
@@ -58,7 +59,7 @@ class ProjectResource(ConfigurableResource):
 
         kind, _, value = self.source.partition(":")
         common = dict(max_height=self.max_height, cookies_file=self.cookies_file or None,
-                      rate_limit=self.rate_limit or None)
+                      rate_limit=self.rate_limit or None, retries=self.retries)
         if kind == "demo":
             return SourceConfig(kind="demo", demo=get_preset(self.preset).demo, **common)
         if kind in ("folder", "filelist"):
@@ -80,5 +81,6 @@ def resources_from_env() -> dict:
             max_height=int(env("AHRIUWU_MAX_HEIGHT", "720")),
             cookies_file=env("AHRIUWU_COOKIES", ""),
             rate_limit=env("AHRIUWU_RATE_LIMIT", ""),
+            retries=int(env("AHRIUWU_RETRIES", "5")),
         ),
     }
