@@ -130,6 +130,7 @@ class DemoGame:
         self.cooldown_total = np.array([max(1, round(c * self.fps)) for c in ABILITY_COOLDOWN_S])
         self.hp, self.mana = 100.0, 100.0
         self.effects: list[_Effect] = []
+        self._panel_cache: dict = {}
         n = self.MAX_MINIONS
         self.m_alive = np.zeros(n, bool)
         self.m_lane = np.zeros(n, np.int64)
@@ -456,18 +457,27 @@ class DemoGame:
         frame[my:my + mh, mx:mx + mw] = mm
 
         ax, ay, aw, ah = self.hud["abilities_health"]
-        panel = _panel_base(aw, ah).copy()
-        for k, (x0, y0, size) in enumerate(_icon_layout(aw, ah)):
-            if self.cooldown[k] > 0:
-                grey = _icon_art(size, k, greyed=True).copy()
-                dark_rows = int(round(size * self.cooldown[k] / self.cooldown_total[k]))
-                grey[:dark_rows] = (grey[:dark_rows] * 0.6).astype(np.uint8)  # the sweep shows time left
-                panel[y0:y0 + size, x0:x0 + size] = grey
-            else:
-                panel[y0:y0 + size, x0:x0 + size] = _icon_art(size, k, greyed=False)
+        layout = _icon_layout(aw, ah)
         (hx, hy, hw, hh), (nx, ny, nw, nh) = _bar_layout(aw, ah)
-        fill_rect(panel, hx, hy, int(round(hw * self.hp / 100)), hh, (60, 200, 70))
-        fill_rect(panel, nx, ny, int(round(nw * self.mana / 100)), nh, (60, 110, 235))
+        # The panel only changes when a cooldown sweep row or a bar pixel changes: cache it by that state.
+        sweep = tuple(int(round(size * self.cooldown[k] / self.cooldown_total[k])) if self.cooldown[k] > 0 else -1
+                      for k, (_, _, size) in enumerate(layout))
+        key = (aw, ah, sweep, int(round(hw * self.hp / 100)), int(round(nw * self.mana / 100)))
+        panel = self._panel_cache.get(key)
+        if panel is None:
+            panel = _panel_base(aw, ah).copy()
+            for k, (x0, y0, size) in enumerate(layout):
+                if sweep[k] >= 0:
+                    grey = _icon_art(size, k, greyed=True).copy()
+                    grey[:sweep[k]] = (grey[:sweep[k]] * 0.6).astype(np.uint8)  # the sweep shows time left
+                    panel[y0:y0 + size, x0:x0 + size] = grey
+                else:
+                    panel[y0:y0 + size, x0:x0 + size] = _icon_art(size, k, greyed=False)
+            fill_rect(panel, hx, hy, key[3], hh, (60, 200, 70))
+            fill_rect(panel, nx, ny, key[4], nh, (60, 110, 235))
+            if len(self._panel_cache) > 256:
+                self._panel_cache.clear()
+            self._panel_cache[key] = panel
         frame[ay:ay + ah, ax:ax + aw] = panel
 
 

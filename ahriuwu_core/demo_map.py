@@ -135,9 +135,10 @@ class Sprite:
         sx1, sy1 = min(size, w - x0), min(size, h - y0)
         if sx0 >= sx1 or sy0 >= sy1:
             return
-        patch = img[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1].astype(np.float32)
-        a = self.alpha[sy0:sy1, sx0:sx1]
-        img[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1] = patch * (1 - a) + self.rgb[sy0:sy1, sx0:sx1]
+        view = img[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1]
+        patch = view * (1 - self.alpha[sy0:sy1, sx0:sx1])  # float32
+        patch += self.rgb[sy0:sy1, sx0:sx1]
+        view[:] = patch
 
 
 def fill_rect(img: np.ndarray, x: int, y: int, w: int, h: int, color) -> None:
