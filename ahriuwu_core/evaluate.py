@@ -426,7 +426,7 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
             if first:  # pictures of the first clip of every video
                 k = first[0]
                 t = time.perf_counter()
-                strip_paths.append(_write_strip(out_dir, clips.video_id, gt_u8[k],
+                strip_paths.append(_write_strip(out_dir, clips.video_id, gt_u8[k], ceiling_u8[k],
                                                 {n: p[k : k + 1] for n, p in preds_u8.items()}, cfg))
                 if cfg.gif:
                     gif_paths.append(R.write_gif(gt_u8[k], preds_u8[primary][k], C,
@@ -483,10 +483,14 @@ def _estimate_scroll_fn():
     return estimate_scroll
 
 
-def _write_strip(out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, preds_u8: dict, cfg: EvalConfig) -> Path:
+def _write_strip(out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, ceiling_u8: np.ndarray, preds_u8: dict,
+                 cfg: EvalConfig) -> Path:
+    """Rows: ground truth, tokenizer reconstruction (the ceiling), one per sampling-steps variant; columns: the
+    last context frame (ground truth in every row), then the chosen horizons."""
     C = cfg.context
     hs = [h for h in cfg.strip_horizons if 1 <= h <= cfg.horizon] or [cfg.horizon]
-    rows = {"ground truth": np.stack([gt_clip_u8[C - 1]] + [gt_clip_u8[C + h - 1] for h in hs])}
+    rows = {"ground truth": np.stack([gt_clip_u8[C - 1]] + [gt_clip_u8[C + h - 1] for h in hs]),
+            "tokenizer recon": np.stack([gt_clip_u8[C - 1]] + [ceiling_u8[h - 1] for h in hs])}
     for name, pred in preds_u8.items():
         if name.endswith("_noise0"):
             continue

@@ -228,7 +228,7 @@ def markdown_table(header: list[str], rows: list[list]) -> str:
         if v is None:
             return "-"
         if isinstance(v, float):
-            return "nan" if math.isnan(v) else f"{v:.4g}" if abs(v) < 1 else f"{v:.2f}"
+            return "nan" if math.isnan(v) else f"{v:.4f}" if abs(v) < 1 else f"{v:.2f}"
         return str(v)
 
     lines = ["| " + " | ".join(header) + " |", "|" + "|".join(["---"] * len(header)) + "|"]

@@ -46,6 +46,7 @@ def main():
     p.add_argument("--horizon", type=int, default=16)
     p.add_argument("--no-zero-noise", action="store_true")
     p.add_argument("--threads", type=int, default=0)
+    p.add_argument("--preset", default="", help="use this preset's EvalConfig (ahriuwu_core.presets) instead")
     args = p.parse_args()
     if args.threads:
         torch.set_num_threads(args.threads)
@@ -60,6 +61,11 @@ def main():
     stores = args.frames or [demo_store()] * args.videos
     cfg = EvalConfig(context=args.context, horizon=args.horizon, sampling_steps=tuple(args.steps),
                      clips_per_video=args.clips_per_video, also_zero_context_noise=not args.no_zero_noise)
+    if args.preset:
+        from ahriuwu_core.presets import PRESETS
+
+        cfg = PRESETS[args.preset].evaluation
+    print(cfg)
     t = time.perf_counter()
     result = evaluate(OUT / "tokenizer.pt", OUT / "dynamics.pt", stores, cfg, OUT / "report", log=print)
     print(f"threads={torch.get_num_threads()} wall {time.perf_counter() - t:.1f}s")

@@ -246,6 +246,20 @@ def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
     assert res["metrics"]["action_gap_db"] == [] and not res["metrics"]["action_gap_available"]
 
 
+def test_nan_model_is_flagged_end_to_end(setup, tmp_path):
+    """NaN latents decode to garbage pixels that uint8 conversion would hide; latent MSE keeps the NaN visible."""
+
+    def nan_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator):
+        return torch.full((context.shape[0], horizon, *context.shape[2:]), float("nan"))
+
+    cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
+    res = E.evaluate_models(setup["tok"], setup["wm"], nan_rollout, setup["stores"][:1], cfg, tmp_path,
+                            train_context_noise=0.1, log=lambda s: None)
+    ok, details = E.check_no_nan(res["metrics"])
+    assert not ok and "latent_mse.model_k2[0]" in details["non_finite"]
+    assert "| no_nan | FAIL |" in (tmp_path / "report.md").read_text()
+
+
 def test_cli_end_to_end(setup, tmp_path):
     out = tmp_path / "cli"
     cmd = [sys.executable, "-m", "ahriuwu_core.evaluate", "--tokenizer", str(setup["tok_path"]), "--dynamics",
