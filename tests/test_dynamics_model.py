@@ -1,0 +1,155 @@
+"""World model architecture: shapes, live conditioning paths, causality, KV cache, presets."""
+import dataclasses
+
+import pytest
+import torch
+
+torch.set_num_threads(1)  # tiny models: threads only add contention on the shared CPU
+
+from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
+from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
+from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS
+
+TINY = dict(num_tokens=8, token_dim=4, pack=2, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2, time_every=2,
+            n_registers=2, k_max=8)
+
+
+def tiny(**over):
+    torch.manual_seed(0)
+    return WorldModel(DynamicsConfig(**{**TINY, **over}))
+
+
+def inputs(B=2, T=4, seed=0):
+    g = torch.Generator().manual_seed(seed)
+    z = torch.randn(B, T, 8, 4, generator=g)
+    tau = torch.full((B, T), 0.5)
+    step = torch.full((B, T), 0.25)
+    actions = torch.randint(0, 5, (B, T, 2), generator=g)
+    has = torch.ones(B, T, dtype=torch.bool)
+    return z, tau, step, actions, has
+
+
+def rel_change(a, b):
+    return ((a - b).norm() / a.norm()).item()
+
+
+def conditioning_sensitivity(model):
+    z, tau, step, actions, has = inputs()
+    with torch.no_grad():
+        base = model(z, tau, step, actions, has)
+        other_actions = (actions + 1) % 5
+        return {
+            "tau": rel_change(base, model(z, torch.full_like(tau, 0.875), step, actions, has)),
+            "step": rel_change(base, model(z, tau, torch.full_like(step, 0.125), actions, has)),
+            "action": rel_change(base, model(z, tau, step, other_actions, has)),
+            "unlabelled_action": rel_change(model(z, tau, step, actions, ~has),
+                                            model(z, tau, step, other_actions, ~has)),
+            "label_vs_base": rel_change(base, model(z, tau, step, actions, ~has)),
+        }
+
+
+def test_output_shape_packing_and_layer_layout():
+    model = tiny()
+    z, tau, step, actions, has = inputs(B=3, T=5)
+    assert model(z, tau, step, actions, has).shape == (3, 5, 8, 4)
+    assert [b.has_time for b in model.blocks] == [False, True, False, True]
+    assert model.cfg.tokens_per_frame == 8 // 2 + 2 + 2
+    assert model.blocks[0].space_attn.kv.out_features == 2 * 2 * 8  # GQA: 2 K/V heads of dim 8
+    with pytest.raises(ValueError, match="num_tokens"):
+        DynamicsConfig(**{**TINY, "pack": 3})
+    with pytest.raises(ValueError, match="expects"):
+        model(torch.zeros(1, 1, 6, 4), tau[:1, :1], step[:1, :1])
+
+
+def test_conditioning_alive_at_init_and_after_training():
+    model = tiny()
+    s = conditioning_sensitivity(model)
+    assert s["tau"] > 1e-2 and s["step"] > 1e-2 and s["action"] > 1e-2 and s["label_vs_base"] > 1e-2, s
+    assert s["unlabelled_action"] == 0.0  # frames without labels see the base embedding alone
+    # every parameter gets gradient (no dead path)
+    clean = torch.rand(4, 4, 8, 4) * 2 - 1
+    acts = torch.randint(0, 5, (4, 4, 2))
+    has = torch.rand(4, 4) < 0.5
+    loss, _ = shortcut_forcing_loss(model, clean, acts, has, ObjectiveConfig(),
+                                    generator=torch.Generator().manual_seed(0))
+    loss.backward()
+    dead = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
+    assert not dead
+    opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
+    for i in range(5):
+        opt.zero_grad()
+        loss, _ = shortcut_forcing_loss(model, clean, acts, has, ObjectiveConfig(),
+                                        generator=torch.Generator().manual_seed(i))
+        loss.backward()
+        opt.step()
+    s = conditioning_sensitivity(model)
+    assert s["tau"] > 1e-2 and s["step"] > 1e-2 and s["action"] > 1e-2, s
+
+
+def test_future_frames_never_change_past_outputs():
+    model = tiny()
+    z, tau, step, actions, has = inputs(T=6)
+    with torch.no_grad():
+        a = model(z, tau, step, actions, has)
+        z2, t2, a2 = z.clone(), tau.clone(), actions.clone()
+        z2[:, 3:] += 5.0
+        t2[:, 3:] = 0.0
+        a2[:, 3:] = (a2[:, 3:] + 2) % 5
+        b = model(z2, t2, step, a2, has)
+    assert torch.equal(a[:, :3], b[:, :3])
+    assert (a[:, 3:] - b[:, 3:]).abs().max() > 1e-3
+
+
+def test_isolated_examples_ignore_other_frames():
+    model = tiny()
+    z, tau, step, actions, has = inputs(T=4)
+    iso = torch.tensor([True, False])
+    with torch.no_grad():
+        a = model(z, tau, step, actions, has, isolated=iso)
+        z2 = z.clone()
+        z2[:, 0] += 3.0
+        b = model(z2, tau, step, actions, has, isolated=iso)
+    assert torch.equal(a[0, 1:], b[0, 1:])          # single images: frame 0 does not reach frames 1..3
+    assert (a[1, 1:] - b[1, 1:]).abs().max() > 1e-3  # sequences: it does
+
+
+def test_kv_cache_matches_full_forward():
+    model = tiny()
+    z, tau, step, actions, has = inputs(T=6)
+    with torch.no_grad():
+        full = model(z, tau, step, actions, has)
+        cache = KVCache()
+        first = model(z[:, :4], tau[:, :4], step[:, :4], actions[:, :4], has[:, :4], cache=cache, update_cache=True)
+        peek = model(z[:, 4:5], tau[:, 4:5], step[:, 4:5], actions[:, 4:5], has[:, 4:5], cache=cache)
+        assert cache.length == 4  # a peek does not commit
+        nxt = model(z[:, 4:6], tau[:, 4:6], step[:, 4:6], actions[:, 4:6], has[:, 4:6], cache=cache,
+                    update_cache=True)
+    assert torch.allclose(first, full[:, :4], atol=1e-5)
+    assert torch.allclose(peek, full[:, 4:5], atol=1e-5)
+    assert torch.allclose(nxt, full[:, 4:6], atol=1e-5)
+    assert cache.length == 6
+
+
+def test_softcap_off_uses_sdpa_and_still_causal():
+    model = tiny(attn_softcap=0.0)
+    z, tau, step, actions, has = inputs(T=4)
+    with torch.no_grad():
+        a = model(z, tau, step, actions, has)
+        z2 = z.clone()
+        z2[:, 3] = 0
+        b = model(z2, tau, step, actions, has)
+    assert torch.allclose(a[:, :3], b[:, :3], atol=1e-6)
+
+
+def preset_params(name, n=256, d=32):
+    cfg = DynamicsConfig(**{**DYNAMICS_PRESETS[name].model, "num_tokens": n, "token_dim": d})
+    with torch.device("meta"):
+        return WorldModel(cfg).num_params()
+
+
+def test_preset_parameter_counts():
+    assert preset_params("demo", 64, 16) == 1_616_320
+    assert 55e6 <= preset_params("seed") <= 65e6
+    assert preset_params("medium") > 2 * preset_params("seed")
+    for name, cfg in DYNAMICS_PRESETS.items():
+        assert dataclasses.asdict(cfg)["model"]["time_every"] if "time_every" in cfg.model else True

@@ -1,0 +1,210 @@
+"""Dynamics training: latent windows, mixed labels, resume, non-finite handling, signals, SIGKILL, DDP."""
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import zarr
+
+torch.set_num_threads(1)
+
+from ahriuwu_core.dynamics import train as train_mod  # noqa: E402
+from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store  # noqa: E402
+from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,  # noqa: E402
+                                         load_world_model, train_dynamics)
+from ahriuwu_core.training import OptimConfig, read_checkpoint  # noqa: E402
+
+REPO = Path(__file__).resolve().parents[1]
+TINY_MODEL = dict(pack=2, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, time_every=2, n_registers=1, k_max=4)
+
+
+def make_stores(root: Path, n=2, frames=24, labelled=(True, False)):
+    rng = np.random.default_rng(0)
+    stores = []
+    for i in range(n):
+        lat = np.tanh(rng.normal(size=(frames, 4, 3))).astype(np.float16)
+        if labelled[i % len(labelled)]:
+            acts = np.stack([rng.integers(0, 9, frames), rng.integers(0, 5, frames)], 1)
+            stores.append(write_latent_store(root / f"v{i}.zarr", lat, acts, np.ones(frames, bool)))
+        else:  # an unlabelled video without action arrays at all
+            stores.append(write_latent_store(root / f"v{i}.zarr", lat))
+    return stores
+
+
+def tiny_cfg(**over):
+    base = dict(model=TINY_MODEL, steps=6, batch_size=2, seq_len=4, long_seq_len=8, long_ratio=0.5, stride=2,
+                optim=OptimConfig(lr=1e-3, warmup_steps=2), ckpt_every=2, log_every=1, seed=0)
+    return DynamicsTrainConfig(**{**base, **over})
+
+
+def test_windows_stride_sharding_and_mixed_labels(tmp_path):
+    stores = make_stores(tmp_path)
+    data = LatentWindows(stores, stride=4)
+    assert data.windows(8).tolist() == [[0, s] for s in (0, 4, 8, 12, 16)] + [[1, s] for s in (0, 4, 8, 12, 16)]
+    r0 = LatentWindows(stores, stride=4, rank=0, world_size=2).windows(8).tolist()
+    r1 = LatentWindows(stores, stride=4, rank=1, world_size=2).windows(8).tolist()
+    assert not set(map(tuple, r0)) & set(map(tuple, r1)) and len(r0) + len(r1) == 10
+    b = data.batch(6, 5, seed=0, step=3)
+    assert b["latents"].shape == (6, 5, 4, 3) and b["actions"].shape == (6, 5, 2)
+    assert b["has_actions"].dtype == torch.bool
+    assert b["has_actions"].any() and not b["has_actions"].all()  # labelled + unlabelled in one batch
+    again = data.batch(6, 5, seed=0, step=3)
+    assert torch.equal(b["latents"], again["latents"])  # batches are a pure function of (seed, rank, step)
+
+
+def test_bad_stores_raise_naming_the_path(tmp_path):
+    with pytest.raises(FileNotFoundError, match="missing.zarr"):
+        LatentWindows([tmp_path / "missing.zarr"])
+    g = zarr.open_group(str(tmp_path / "empty.zarr"), mode="w")
+    g.attrs["x"] = 1
+    with pytest.raises(ValueError, match="empty.zarr.*latents"):
+        LatentWindows([tmp_path / "empty.zarr"])
+    a = write_latent_store(tmp_path / "a.zarr", np.zeros((10, 4, 3)))
+    b = write_latent_store(tmp_path / "b.zarr", np.zeros((10, 4, 5)))
+    with pytest.raises(ValueError, match="b.zarr"):
+        LatentWindows([a, b])
+    with pytest.raises(ValueError, match="windows of 50 frames"):
+        LatentWindows([a]).windows(50)
+
+
+def test_batch_shape_alternates_at_ratio():
+    cfg = tiny_cfg(batch_size=8, seq_len=4, long_seq_len=16, long_ratio=0.25)
+    shapes = [cfg.batch_shape(s) for s in range(1, 13)]
+    assert shapes.count((2, 16)) == 3 and shapes.count((8, 4)) == 9
+    assert tiny_cfg(long_ratio=0.0).batch_shape(1) == (2, 4)
+
+
+def test_train_writes_outputs_and_resumes(tmp_path):
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    reports = []
+    r = train_dynamics(stores, tiny_cfg(steps=4), out, log=lambda s: None, report=reports.append)
+    assert r["completed"] and r["steps"] == 4 and r["resumed_from_step"] == 0
+    assert np.isfinite(r["loss_last"]) and r["params"] > 0 and r["tokens_per_s"] > 0
+    assert json.loads((out / "result.json").read_text())["steps"] == 4
+    assert reports[-1]["steps"] == 4 and reports[0]["step"] == 1
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 4
+    model = load_world_model(out / "dynamics.pt")
+    assert model.cfg.num_tokens == 4 and model.cfg.token_dim == 3  # shape taken from the data
+    r2 = train_dynamics(stores, tiny_cfg(steps=6), out, log=lambda s: None)
+    assert r2["resumed_from_step"] == 4 and r2["steps"] == 6 and r2["completed"]
+
+
+def test_nonfinite_losses_are_skipped_then_fatal(tmp_path, monkeypatch):
+    stores = make_stores(tmp_path)
+    real = train_mod.shortcut_forcing_loss
+    calls = {"n": 0}
+
+    def sometimes_nan(*a, **k):
+        calls["n"] += 1
+        loss, stats = real(*a, **k)
+        return (loss * float("nan"), stats) if calls["n"] in (2, 3) else (loss, stats)
+
+    monkeypatch.setattr(train_mod, "shortcut_forcing_loss", sometimes_nan)
+    r = train_dynamics(stores, tiny_cfg(steps=5, max_nonfinite=3), tmp_path / "a", log=lambda s: None)
+    assert r["completed"] and r["nonfinite_skipped"] == 2
+
+    def always_inf(*a, **k):
+        loss, stats = real(*a, **k)
+        return loss * float("inf"), stats
+
+    monkeypatch.setattr(train_mod, "shortcut_forcing_loss", always_inf)
+    with pytest.raises(NonFiniteLossError, match="3 consecutive non-finite"):
+        train_dynamics(stores, tiny_cfg(steps=10, max_nonfinite=3), tmp_path / "b", log=lambda s: None)
+    assert not (tmp_path / "b" / "dynamics.pt").exists()
+    ckpt = read_checkpoint(tmp_path / "b" / "last.pt")  # the step-2 boundary, written before any update
+    assert all(torch.isfinite(v).all() for v in ckpt["model"].values())
+
+
+def run_cli(config: dict, out: Path, **popen):
+    return subprocess.Popen([sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(config),
+                             "--out", str(out)], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
+                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+
+
+def wait_for_step(out: Path, step: int, proc, timeout=90):
+    log = out / "train_log.jsonl"
+    t = time.time()
+    while time.time() - t < timeout:
+        if log.exists():
+            lines = log.read_text().splitlines()
+            if lines and json.loads(lines[-1])["step"] >= step:
+                return
+        assert proc.poll() is None, proc.stdout.read().decode()
+        time.sleep(0.05)
+    raise AssertionError("training did not reach step %d" % step)
+
+
+def cli_config(stores, **over):
+    return {"train_stores": [str(s) for s in stores], "device": "cpu", "model": TINY_MODEL, "steps": 400,
+            "batch_size": 2, "seq_len": 4, "long_seq_len": 8, "long_ratio": 0.5, "stride": 2,
+            "optim": {"lr": 1e-3, "warmup_steps": 2}, "ckpt_every": 5, "log_every": 1, **over}
+
+
+def test_sigkill_then_rerun_resumes_losing_at_most_one_interval(tmp_path):
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    cfg = cli_config(stores)
+    proc = run_cli(cfg, out)
+    wait_for_step(out, 12, proc)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    killed_at = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["step"]
+    cfg["steps"] = killed_at + 3
+    proc = run_cli(cfg, out)
+    assert proc.wait(timeout=120) == 0, proc.stdout.read().decode()
+    result = json.loads((out / "result.json").read_text())
+    assert result["completed"] and result["steps"] == killed_at + 3
+    assert killed_at - 5 <= result["resumed_from_step"] <= killed_at
+    assert result["resumed_from_step"] % 5 == 0
+
+
+@pytest.mark.parametrize("sig,boundary", [(signal.SIGTERM, True), (signal.SIGUSR1, False)])
+def test_signals_checkpoint_and_exit_cleanly(tmp_path, sig, boundary):
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    proc = run_cli(cli_config(stores, ckpt_every=1000 if not boundary else 7), out)
+    wait_for_step(out, 3, proc)
+    proc.send_signal(sig)
+    assert proc.wait(timeout=60) == 0
+    result = json.loads((out / "result.json").read_text())
+    assert not result["completed"] and result["steps"] < 400
+    saved = read_checkpoint(out / "last.pt")["step"]
+    assert saved == result["steps"]
+    if boundary:
+        assert saved % 7 == 0  # SIGTERM waits for the next checkpoint boundary
+    else:
+        assert saved < 1000  # SIGUSR1 stops after the current step, no boundary needed
+    assert not (out / "dynamics.pt").exists()
+
+
+def test_config_from_json_merges_preset():
+    cfg, stores, device = config_from_json({"preset": "demo", "train_stores": ["a.zarr"], "steps": 7,
+                                            "model": {"d_model": 64}, "optim": {"lr": 0.1}})
+    assert cfg.steps == 7 and cfg.model["d_model"] == 64 and cfg.model["pack"] == 4
+    assert cfg.optim.lr == 0.1 and cfg.optim.warmup_steps == 30 and stores == [Path("a.zarr")]
+    with pytest.raises(ValueError, match="unknown dynamics preset"):
+        config_from_json({"preset": "nope", "train_stores": ["a"]})
+    with pytest.raises(ValueError, match="unknown fields"):
+        config_from_json({"train_stores": ["a"], "stepz": 3})
+
+
+def test_torchrun_two_processes_gloo(tmp_path):
+    stores = make_stores(tmp_path, n=2)
+    out = tmp_path / "ddp"
+    cfg = cli_config(stores, steps=4, ckpt_every=2)
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+           "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(cfg), "--out", str(out)]
+    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
+                          text=True, timeout=180)
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["world_size"] == 2 and result["completed"] and result["steps"] == 4
+    assert len((out / "train_log.jsonl").read_text().splitlines()) == 4  # only rank 0 logs
+    load_world_model(out / "dynamics.pt")
