@@ -112,6 +112,10 @@ class Clips:
     starts: list[int]
 
 
+class VideoTooShort(ValueError):
+    """A held-out video has fewer frames than context + horizon (it is skipped, and named in the report)."""
+
+
 def clip_starts(num_frames: int, length: int, count: int) -> list[int]:
     """Evenly spaced clip starts covering the video: deterministic, no RNG, independent of other videos."""
     if num_frames < length:
@@ -137,7 +141,7 @@ def read_clips(store: Path, cfg: EvalConfig) -> Clips:
     length = cfg.context + cfg.horizon
     starts = clip_starts(frames.shape[0], length, cfg.clips_per_video)
     if not starts:
-        raise ValueError(f"video {video_id} ({store}) has {frames.shape[0]} frames, fewer than "
+        raise VideoTooShort(f"video {video_id} ({store}) has {frames.shape[0]} frames, fewer than "
                          f"context+horizon={length}")
     actions, has_actions = group["actions"], group["has_actions"]
     hud = np.asarray(group["hud_mask"][...], dtype=np.uint8) if "hud_mask" in group else None
@@ -340,7 +344,16 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
         timings[name] = round(timings.get(name, 0.0) + time.perf_counter() - t, 3)
 
     t = time.perf_counter()
-    all_clips = [read_clips(store, cfg) for store in heldout_stores]
+    all_clips, skipped = [], []
+    for store in heldout_stores:
+        try:
+            all_clips.append(read_clips(store, cfg))
+        except VideoTooShort as exc:
+            log(f"evaluate: skipping {exc}")
+            skipped.append(Path(store).stem)
+    if not all_clips:
+        raise ValueError(f"evaluate: every held-out video is shorter than context+horizon={C + H} frames: "
+                         + ", ".join(skipped))
     shapes = {c.frames.shape[2:] for c in all_clips}
     if len(shapes) > 1:
         raise ValueError(f"held-out videos have different frame sizes {sorted(shapes)}: "
@@ -436,6 +449,7 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
 
     metrics = _assemble_metrics(acc, cfg, horizons, videos, variants, noise, quick_psnr, agreement, gt_agreement,
                                 timings)
+    metrics["skipped_videos"] = skipped
     plot_series = {k: metrics["psnr"][k] for k in metrics["psnr"] if k in
                    (variant_name(s, False) for s in cfg.sampling_steps) or k in ("persistence", "tokenizer_ceiling")}
     plot = R.line_plot(horizons, plot_series, "PSNR vs horizon (held-out, outside HUD)", "horizon (frames)",
@@ -473,6 +487,30 @@ def quick_latent_psnr(world_model, latents, actions, has_actions, seed: int = 0)
     noisy = 0.5 * noise + 0.5 * latents
     pred = world_model(noisy, tau, tau.clone(), actions, has_actions).float()
     return float(np.mean(M.latent_psnr(pred, latents)))
+
+
+@torch.no_grad()
+def quick_eval_latents(world_model, latents_stores, window: int = 16, windows_per_video: int = 2, seed: int = 0,
+                       device="cpu") -> float:
+    """Quick eval on latents stores (no tokenizer, no rollout): mean one-step latent PSNR from tau=0.5 over
+    evenly spaced windows of `window` frames. Cheap enough to run after every dynamics training."""
+    import zarr
+
+    values = []
+    for store in latents_stores:
+        group = zarr.open_group(str(store), mode="r")
+        if "latents" not in group:
+            raise ValueError(f"latents store {store} has no 'latents' array")
+        n = group["latents"].shape[0]
+        length = min(window, n)
+        for s in clip_starts(n, length, windows_per_video):
+            lat = torch.from_numpy(np.asarray(group["latents"][s : s + length], dtype=np.float32))[None].to(device)
+            act = torch.from_numpy(np.asarray(group["actions"][s : s + length]).astype(np.int64))[None].to(device)
+            has = torch.from_numpy(np.asarray(group["has_actions"][s : s + length]).astype(bool))[None].to(device)
+            values.append(quick_latent_psnr(world_model, lat, act, has, seed))
+    if not values:
+        raise ValueError("quick_eval_latents: no latents stores given")
+    return float(np.mean(values))
 
 
 def _estimate_scroll_fn():
@@ -601,6 +639,7 @@ def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path
         ["action agreement on ground truth (reference)", metrics["action_agreement_ground_truth"]],
         ["context noise (training value)", metrics["context_noise"]["train"]],
         ["held-out videos", ", ".join(metrics["videos"])],
+        ["skipped (shorter than context + horizon)", ", ".join(metrics.get("skipped_videos", [])) or "none"],
     ]
     lines += [R.markdown_table(["what", "value"], summary), ""]
     lines += ["## Checks", ""]

@@ -129,7 +129,7 @@ def test_read_clips_errors_name_the_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.zarr"):
         E.read_clips(tmp_path / "nope.zarr", small_cfg())
     store = write_frames_store(tmp_path / "short.zarr", "short", num_frames=5)
-    with pytest.raises(ValueError, match="short"):
+    with pytest.raises(E.VideoTooShort, match="short"):
         E.read_clips(store, small_cfg())
 
 
@@ -227,6 +227,32 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
                 "action_gap_db_h1", "quick_eval_latent_psnr", "eval_seconds"):
         assert key in flat and math.isfinite(flat[key])
     assert not list(out.glob(".*tmp*"))  # no temp files left behind
+
+
+def test_short_video_is_skipped_and_named(setup, tmp_path):
+    short = write_frames_store(tmp_path / "short.zarr", "short", num_frames=5)
+    cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
+    res = E.evaluate_models(setup["tok"], setup["wm"], _rollout(), [short, setup["stores"][1]], cfg,
+                            tmp_path / "o", train_context_noise=0.1, log=lambda s: None)
+    assert res["metrics"]["videos"] == ["vid_b"] and res["metrics"]["skipped_videos"] == ["short"]
+    with pytest.raises(ValueError, match="short"):
+        E.evaluate_models(setup["tok"], setup["wm"], _rollout(), [short], cfg, tmp_path / "p",
+                          train_context_noise=0.1, log=lambda s: None)
+
+
+def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
+    wm = setup["wm"]
+    rng = np.random.default_rng(3)
+    lat = np.tanh(rng.standard_normal((10, wm.cfg.num_tokens, wm.cfg.token_dim))).astype(np.float16)
+    group = zarr.open_group(str(tmp_path / "v.zarr"), mode="w")
+    group.create_array("latents", data=lat)
+    group.create_array("actions", data=np.ones((10, 2), np.int16))
+    group.create_array("has_actions", data=np.ones(10, bool))
+    value = E.quick_eval_latents(wm, [tmp_path / "v.zarr"], window=6, windows_per_video=1, seed=5)
+    start = E.clip_starts(10, 6, 1)[0]
+    direct = E.quick_latent_psnr(wm, torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),
+                                 torch.ones(1, 6, 2, dtype=torch.long), torch.ones(1, 6, dtype=torch.bool), seed=5)
+    assert value == pytest.approx(direct) and math.isfinite(value)
 
 
 def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
