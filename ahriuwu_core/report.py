@@ -155,23 +155,53 @@ def _nice_step(span: float, target_ticks: int = 6) -> float:
     return 10 * mag
 
 
+def series_colours(names) -> dict[str, tuple[int, int, int]]:
+    """Baselines keep fixed colours; model variants take blue, green, then the extra palette, in order."""
+    model_palette = iter([SERIES_COLOURS["model_k4"], SERIES_COLOURS["model_k64"]] + EXTRA_COLOURS)
+    other_palette = iter(EXTRA_COLOURS[::-1])
+    out = {}
+    for name in names:
+        if name in ("persistence", "tokenizer_ceiling"):
+            out[name] = SERIES_COLOURS[name]
+        elif name.startswith("model"):
+            out[name] = next(model_palette, (0, 0, 0))
+        else:
+            out[name] = next(other_palette, (0, 0, 0))
+    return out
+
+
 def line_plot(x: list, series: dict[str, list], title: str, x_label: str, y_label: str,
               size: tuple[int, int] = (640, 400)) -> Image.Image:
-    """A legible line plot (axes, ticks, grid, legend). None / NaN points are skipped."""
+    """A legible line plot (axes, ticks, grid, legend under the axis). None / NaN points are skipped."""
     width, height = size
-    left, right, top, bottom = 60, 20, 30, 50
+    f, f_title = font(12), font(14)
+    colours = series_colours(series)
+    # legend rows under the x-axis label: lay out entries left to right, wrapping at the canvas width
+    probe = ImageDraw.Draw(Image.new("RGB", (1, 1)))
+    entries, row, row_w = [], 0, 0
+    for name in series:
+        w = 30 + int(probe.textlength(name, font=f)) + 16
+        if row_w and 60 + row_w + w > width - 20:
+            row, row_w = row + 1, 0
+        entries.append((name, row, row_w))
+        row_w += w
+    legend_h = (row + 1) * 18 if series else 0
+    left, right, top, bottom = 60, 20, 30, 50 + legend_h
     canvas = Image.new("RGB", size, BACKGROUND)
     draw = ImageDraw.Draw(canvas)
-    f, f_title = font(12), font(14)
     values = [v for ys in series.values() for v in ys if v is not None and math.isfinite(v)]
     lo, hi = (min(values), max(values)) if values else (0.0, 1.0)
     if hi - lo < 1e-9:
         lo, hi = lo - 1.0, hi + 1.0
+    pad = 0.06 * (hi - lo)  # keep points off the frame
+    lo, hi = lo - pad, hi + pad
     step = _nice_step(hi - lo)
     lo, hi = math.floor(lo / step) * step, math.ceil(hi / step) * step
     x_lo, x_hi = min(x), max(x)
     if x_hi == x_lo:
         x_lo, x_hi = x_lo - 1, x_hi + 1
+    x_pad = 0.03 * (x_hi - x_lo)
+    x_lo, x_hi = x_lo - x_pad, x_hi + x_pad
     plot_w, plot_h = width - left - right, height - top - bottom
 
     def px(xv, yv):
@@ -193,33 +223,25 @@ def line_plot(x: list, series: dict[str, list], title: str, x_label: str, y_labe
         label = f"{xv:g}"
         draw.text((xp - draw.textlength(label, font=f) / 2, top + plot_h + 6), label, fill=TEXT, font=f)
     draw.rectangle([left, top, left + plot_w, top + plot_h], outline=TEXT)
-    draw.text((left + plot_w / 2 - draw.textlength(x_label, font=f) / 2, height - 20), x_label, fill=TEXT, font=f)
+    label_y = top + plot_h + 24
+    draw.text((left + plot_w / 2 - draw.textlength(x_label, font=f) / 2, label_y), x_label, fill=TEXT, font=f)
     # vertical y label: draw on a small image and rotate
     label_img = Image.new("RGB", (int(draw.textlength(y_label, font=f)) + 4, 16), BACKGROUND)
     ImageDraw.Draw(label_img).text((2, 1), y_label, fill=TEXT, font=f)
     label_img = label_img.rotate(90, expand=True)
     canvas.paste(label_img, (4, top + plot_h // 2 - label_img.height // 2))
 
-    extra = iter(EXTRA_COLOURS * 4)
-    legend = []
     for name, ys in series.items():
-        colour = SERIES_COLOURS.get(name) or next(extra)
-        legend.append((name, colour))
         pts = [px(xv, yv) for xv, yv in zip(x, ys) if yv is not None and math.isfinite(yv)]
         if len(pts) > 1:
-            draw.line(pts, fill=colour, width=2)
+            draw.line(pts, fill=colours[name], width=2, joint="curve")
         for xp, yp in pts:
-            draw.ellipse([xp - 3, yp - 3, xp + 3, yp + 3], fill=colour)
-    # legend box in the top-right corner of the plot area
-    row_h = 16
-    box_w = 30 + max(int(draw.textlength(n, font=f)) for n, _ in legend) + 8 if legend else 0
-    bx, by = left + plot_w - box_w - 6, top + 6
-    if legend:
-        draw.rectangle([bx, by, bx + box_w, by + row_h * len(legend) + 6], fill=BACKGROUND, outline=(160, 160, 160))
-    for i, (name, colour) in enumerate(legend):
-        y = by + 4 + i * row_h + 7
-        draw.line([(bx + 6, y), (bx + 24, y)], fill=colour, width=2)
-        draw.text((bx + 30, y - 7), name, fill=TEXT, font=f)
+            draw.ellipse([xp - 3, yp - 3, xp + 3, yp + 3], fill=colours[name])
+    for name, r, offset in entries:
+        y = label_y + 22 + r * 18
+        x0 = left + offset
+        draw.line([(x0, y), (x0 + 22, y)], fill=colours[name], width=3)
+        draw.text((x0 + 28, y - 7), name, fill=TEXT, font=f)
     return canvas
 
 
