@@ -256,10 +256,10 @@ def _build_world_image() -> np.ndarray:
         floor *= (0.85 + 0.3 * fine)[..., None]
         floor[tiles] *= 0.55
         img += (floor - img) * a[..., None]
-    # Back to full resolution, with a fine grain so the ground never looks flat.
+    # Back to full resolution, with a faint per-pixel grain (static map detail that anchors scroll estimation).
     img = _upsample2(img)
     grain = np.random.default_rng(MAP_SEED + 2).random((WORLD_SIZE, WORLD_SIZE), dtype=np.float32)
-    img *= (0.94 + 0.12 * grain)[..., None]
+    img *= (0.97 + 0.06 * grain)[..., None]
     # Trees: clumps of dark green crowns along the walls' edges.
     cand = np.argwhere((edge_a > 0.2)[::4, ::4]) * 8
     pick = cand[rng.random(len(cand)) < 0.22]
