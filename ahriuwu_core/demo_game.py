@@ -779,15 +779,17 @@ def write_demo_video(mp4_path: Path, cfg: DemoConfig, seed: int) -> Path:
             errors: list[BaseException] = []
 
             def encode_worker():
+                got_end = False
                 try:
                     while (item := pending.get()) is not None:
                         vf = av.VideoFrame.from_ndarray(item[1], format="rgb24")
                         vf.pts = item[0]
                         container.mux(stream.encode(vf))
+                    got_end = True
                     container.mux(stream.encode(None))
                 except BaseException as e:  # surfaced in the main thread below
                     errors.append(e)
-                    while pending.get() is not None:  # drain so the producer never blocks
+                    while not got_end and pending.get() is not None:  # drain so the producer never blocks
                         pass
 
             worker = threading.Thread(target=encode_worker, name=f"encode-{mp4_path.stem}", daemon=True)

@@ -202,6 +202,12 @@ def test_bad_inputs_raise_clear_errors():
         write_demo_videos("/tmp/never_written_demo", DemoConfig(num_videos=1, duration_s=0.0))
 
 
+def test_failed_write_leaves_nothing_behind(tmp_path):
+    with pytest.raises(ValueError, match="642x361"):  # fails after the encoder thread started
+        write_demo_videos(tmp_path, DemoConfig(num_videos=1, duration_s=0.5, width=642, height=361), log=print)
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_writing_is_idempotent_and_leaves_no_temp_files(clip):
     out = clip["dir"]
     mp4, side = out / "demo_000.mp4", out / "demo_000.actions.json"
