@@ -16,6 +16,10 @@ Action convention (frame i, source frame rate fps):
     (diagonals normalised, so every non-zero move covers speed/fps world px per frame). The map therefore
     scrolls by -speed/fps * dir(move_i) on screen between frames i and i+1.
   - The policy never steers into the world border, so the recorded move is always the motion that happens.
+  - The camera follows the rounded position, so the on-screen scroll per frame is a whole number of pixels
+    (6 or 7 at 200 px/s and 30 fps; 4 or 5 per axis on diagonals) summing to the exact motion.
+The sidecar (`<stem>.actions.json`, contract format) also carries `player_world_xy` (p_i per frame) and `demo`
+(the settings + DEMO_GAME_VERSION, used to skip complete videos).
 Coordinates: world px with y down; move 0 = still, 1..8 = E, NE, N, NW, W, SW, S, SE (N = up on screen).
 """
 from __future__ import annotations
