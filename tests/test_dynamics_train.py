@@ -199,7 +199,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     stores = make_stores(tmp_path, n=2)
     out = tmp_path / "ddp"
     cfg = cli_config(stores, steps=4, ckpt_every=2)
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "0",
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(cfg), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=180)

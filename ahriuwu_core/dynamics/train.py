@@ -210,6 +210,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
                 ok = bool(torch.isfinite(gnorm))  # grads are all-reduced: same verdict on every rank
             if ok:
                 opt.step()
+                sched.step()  # skipped updates do not advance the schedule
                 consecutive = 0
                 raw = stats["loss_raw"]
                 losses.append(raw)
@@ -225,7 +226,6 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
                     raise NonFiniteLossError(
                         f"dynamics training: {consecutive} consecutive non-finite losses at step {step} "
                         f"(max_nonfinite={cfg.max_nonfinite}); last finite checkpoint is {last}")
-            sched.step()
             frames_done += B * T
             if is_main and progress.update(step, loss=stats["loss_raw"], lr=sched.get_last_lr()[0],
                                            **{k: v for k, v in stats.items() if k != "loss_raw"}):
