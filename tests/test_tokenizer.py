@@ -109,8 +109,8 @@ def test_preset_param_counts_exact():
             tok = build_tokenizer(cfg.kind, cfg.model)
             counts[name] = (count_params(tok), tok.num_tokens, tok.token_dim)
     assert counts == {
-        "demo": (346_443, 256, 8),
-        "demo_transformer": (1_274_576, 64, 16),
+        "demo": (766_400, 256, 16),
+        "demo_transformer": (1_278_688, 64, 32),
         "seed": (15_891_075, 256, 256),
         "seed_transformer": (172_297_744, 256, 32),
     }
@@ -159,7 +159,7 @@ def test_collapse_check_detects_mean_image():
     ok, det = collapse_check(_Identityish(), frames)
     assert ok and det["recon_ratio"] == pytest.approx(1.0, abs=0.01)
     tok = build_tokenizer("cnn", TINY_CNN)
-    last = tok.decoder[-1]
+    last = tok.out_conv
     nn.init.zeros_(last.weight)  # decoder now outputs its bias: the same image for every input
     ok, det = collapse_check(tok, frames)
     assert not ok and det["recon_ratio"] < 1e-6
@@ -208,3 +208,26 @@ def test_masked_mse_and_loss_hand_values():
     loss, stats = loss_fn(recon, target, game)
     assert stats["mse"] == pytest.approx(1 / 3)
     assert float(loss) == pytest.approx(1.0, rel=1e-4)  # first call: term / its own RMS
+
+
+def test_cnn_linear_skip_pca_init_reconstructs_low_rank_data():
+    torch.manual_seed(0)
+    cfg = dict(image_size=16, channels=(), patch=4, mid_channels=16, mid_blocks=1, latent_dim=6, groups=4,
+               linear_skip=True)
+    tok = build_tokenizer("cnn", cfg)
+    assert (tok.num_tokens, tok.token_dim) == (16, 6)
+    # every 4x4 block is a mix of 3 fixed block patterns (rank 3 < latent_dim) -> PCA keeps everything
+    basis = torch.rand(3, 3, 4, 4)
+    coef = torch.rand(40, 4, 4, 3)
+    blocks = torch.einsum("nijk,kcab->nicjab", coef, basis) / 3  # (n, gi, c, gj, a, b)
+    frames = blocks.permute(0, 2, 1, 4, 3, 5).reshape(40, 3, 16, 16)
+    with torch.no_grad():
+        before = float((tok.decode(tok.encode(frames[:, None]))[:, 0] - frames).pow(2).mean())
+    explained = tok.init_linear_from_data(frames[:30])
+    assert explained == pytest.approx(1.0, abs=1e-6)
+    with torch.no_grad():
+        z = tok.encode(frames[30:, None])
+        after = float((tok.decode(z)[:, 0] - frames[30:]).pow(2).mean())
+    assert after < 1e-4 < before and z.abs().max() < 1
+    with pytest.raises(ValueError, match="linear_skip"):
+        build_tokenizer("cnn", TINY_CNN).init_linear_from_data(frames)
