@@ -1,7 +1,8 @@
 """The video catalog: which videos the project knows and where each came from.
 
 The sensor (or `make demo`) registers what a source lists; the `videos` stage looks its partition key up here.
-One small JSON file per video keeps concurrent writers from clobbering each other.
+One small JSON file per video keeps concurrent writers from clobbering each other. Removed videos are listed in
+`catalog/removed.txt` (one id a line), so a source that still offers them does not bring them back.
 """
 from __future__ import annotations
 
@@ -55,8 +56,38 @@ def video_files(root: Path, video_id: str) -> list[Path]:
     ]
 
 
+def _removed_path(root: Path) -> Path:
+    return Path(root) / "catalog" / "removed.txt"
+
+
+def removed_ids(root: Path) -> set[str]:
+    """Ids removed from the project on purpose (`remove_video`); listings leave them out."""
+    path = _removed_path(root)
+    return {line.strip() for line in path.read_text().splitlines() if line.strip()} if path.exists() else set()
+
+
+def restore_video(root: Path, video_id: str) -> bool:
+    """Forget a removal, so the next listing offers the video again; False if it was not removed."""
+    ids = removed_ids(root)
+    if video_id not in ids:
+        return False
+    _write_removed(root, ids - {video_id})
+    return True
+
+
+def _write_removed(root: Path, ids: set[str]) -> None:
+    path = _removed_path(root)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
+    tmp.write_text("".join(f"{i}\n" for i in sorted(ids)))
+    os.replace(tmp, path)
+
+
 def remove_video(root: Path, video_id: str) -> list[Path]:
-    """Delete a video's catalog entry and per-video outputs; return what was removed."""
+    """Delete a video's catalog entry and per-video outputs, and record the removal (so listings skip the id
+    from now on); return what was deleted."""
+    _entry_path(root, video_id)  # validates the id before anything is touched
+    _write_removed(root, removed_ids(root) | {video_id})
     removed = []
     for path in video_files(root, video_id):
         if path.is_dir():

@@ -215,8 +215,16 @@ def _filelist_items(path: Path) -> list[str]:
 
 
 def list_videos(cfg: SourceConfig, data_root, log=print) -> list[SourceEntry]:
-    """Every video the source offers, without downloading. Channels/playlists use flat extraction."""
-    data_root = Path(data_root)
+    """Every video the source offers, without downloading, except those removed from the project on purpose
+    (`catalog/removed.txt` under the data root; `python -m pipeline.remove_video`). Channels/playlists use flat
+    extraction."""
+    from ahriuwu_core.catalog import removed_ids
+
+    removed = removed_ids(data_root)
+    return [e for e in _list_source(cfg, Path(data_root), log) if e.video_id not in removed]
+
+
+def _list_source(cfg: SourceConfig, data_root: Path, log) -> list[SourceEntry]:
     if cfg.kind == "demo":
         from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
 
