@@ -331,26 +331,37 @@ def _probe(path: Path) -> dict:
         return {}
 
 
-def _local_sidecar(url: str) -> Path | None:
+def _local_path(url: str) -> Path | None:
     if not url.startswith("file://"):
         return None
-    path = Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+    return Path(urllib.request.url2pathname(urllib.parse.urlparse(url).path))
+
+
+def _local_sidecar(url: str) -> Path | None:
+    path = _local_path(url)
+    if path is None:
+        return None
     sidecar = path.with_name(path.stem + ".actions.json")
     return sidecar if sidecar.is_file() else None
 
 
-def fetch_video(entry, out_dir, cfg: SourceConfig, log=print) -> dict:
+def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = False) -> dict:
     """Download one entry (SourceEntry or its dict) into `<out_dir>/<video_id>/` and return its metadata
-    (meta.json's fields plus `sha256` of the video file and `skipped` when it was already there)."""
+    (meta.json's fields plus `sha256` of the video file and `skipped` when it was already there).
+    refetch: download again even if it is there (e.g. the source file was fixed); the old folder stays in place
+    until the new download is complete, so a failed refetch keeps it."""
     import yt_dlp
 
     video_id, url, kind, listed_title, listed_description = _entry_fields(entry)
     out_dir = Path(out_dir)
     final = out_dir / video_id
     archive = out_dir / "download_archive.txt"
-    if (final / "meta.json").exists():  # complete: the folder only appears by an atomic rename
+    if (final / "meta.json").exists() and not refetch:  # complete: the folder only appears by an atomic rename
         meta = json.loads((final / "meta.json").read_text())
         return {**meta, "skipped": True}
+    local = _local_path(url)
+    if local is not None and local.is_file() and local.stat().st_size == 0:  # yt-dlp's words: "no data blocks"
+        raise VideoFetchError(f"video {video_id} ({url}): {local} is an empty file (0 bytes)")
     out_dir.mkdir(parents=True, exist_ok=True)
     tmp = out_dir / f".tmp-{video_id}-{os.getpid()}"
     shutil.rmtree(tmp, ignore_errors=True)
@@ -365,7 +376,7 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print) -> dict:
                 return ydl.sanitize_info(info)
 
         what = f"video {video_id} ({url})"
-        info = _with_retries(what, lambda: download(cfg.archive), cfg, log)
+        info = _with_retries(what, lambda: download(cfg.archive and not refetch), cfg, log)
         files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
         if not files and cfg.archive:
             # the archive lists it but its folder is gone (deleted on purpose): download again

@@ -29,7 +29,7 @@ ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["good_a", "ok_rotated", "ok_vfr"]
 # video id -> (the step that must fail, what its error must say besides naming the input)
 BAD = {
-    "bad_empty": ("videos", r"bad_empty\.mp4"),
+    "bad_empty": ("videos", r"bad_empty\.mp4 is an empty file \(0 bytes\)"),
     "bad_truncated": ("frames", r"not a readable video|truncated"),
     "bad_text": ("frames", r"not a readable video"),
     "bad_audio_only": ("frames", r"no video stream"),
@@ -213,3 +213,28 @@ def test_bad_input_fails_only_its_partition_then_reruns_after_fix(project, vid):
     # the siblings' stores are untouched by this partition's failure and rerun
     for sibling in GOOD:
         assert (data_root / "frames" / f"{sibling}.zarr" / "zarr.json").exists()
+
+
+def test_refetch_replaces_the_video_only_when_the_new_download_is_complete(tmp_path):
+    """fetch_video(refetch=True) after a source was fixed: a failing refetch keeps the fetched video; a good one
+    replaces it (the `videos` stage's `refetch` config)."""
+    from ahriuwu_core.sources import SourceConfig, VideoFetchError, fetch_video
+
+    src, out = tmp_path / "src", tmp_path / "videos"
+    media.make_clip(src / "clip.mp4", seconds=1, width=96, height=64)
+    entry = {"video_id": "clip", "url": (src / "clip.mp4").resolve().as_uri()}
+    cfg = SourceConfig(kind="folder", retries=0)
+    first = fetch_video(entry, out, cfg)
+    assert fetch_video(entry, out, cfg)["skipped"]
+
+    (src / "clip.mp4").write_bytes(b"")
+    with pytest.raises(VideoFetchError, match=r"video clip \(file://.*clip\.mp4\): .*clip\.mp4 is an empty file"):
+        fetch_video(entry, out, cfg, refetch=True)
+    kept = json.loads((out / "clip" / "meta.json").read_text())
+    assert kept["sha256"] == first["sha256"] and (out / "clip" / "video.mp4").exists()
+    assert _leftovers(out) == []
+
+    media.make_clip(src / "clip.mp4", seconds=1, width=96, height=64, pattern="textured")
+    again = fetch_video(entry, out, cfg, refetch=True)
+    assert not again["skipped"] and again["sha256"] != first["sha256"]
+    assert json.loads((out / "clip" / "meta.json").read_text())["sha256"] == again["sha256"]
