@@ -208,3 +208,11 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert result["world_size"] == 2 and result["completed"] and result["steps"] == 4
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 4  # only rank 0 logs
     load_world_model(out / "dynamics.pt")
+
+
+def test_time_limit_stops_with_a_usable_model(tmp_path):
+    stores = make_stores(tmp_path)
+    r = train_dynamics(stores, tiny_cfg(steps=50, time_limit_s=1e-9), tmp_path / "run", log=lambda s: None)
+    assert r["stopped_by"] == "time_limit" and r["steps"] == 1 and not r["completed"]
+    assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
+    load_world_model(r["checkpoint"])

@@ -12,6 +12,7 @@ import math
 
 import torch
 
+from ..training import autocast_context
 from .model import KVCache
 from .objective import add_noise, flow_step
 
@@ -49,6 +50,12 @@ def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: 
     bool (None -> unlabelled). With use_cache=False every step reruns the whole sequence (reference path;
     same random draws, same result). Returns (B,H,N,D) float32."""
     _check_steps(model, sampling_steps)
+    with autocast_context(context.device):  # bf16 on CUDA, plain fp32 on CPU
+        return _rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator,
+                        use_cache)
+
+
+def _rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, use_cache):
     B, Tc, N, D = context.shape
     device = context.device
     total = Tc + horizon

@@ -176,6 +176,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     skipped_total = int(extra.get("nonfinite_skipped", 0))
     consecutive = 0
     stopped_by = None
+    hit_time_limit = False
     frames_done = 0
     t0 = time.monotonic()
 
@@ -235,22 +236,24 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
             if cfg.time_limit_s and time.monotonic() - t0 > cfg.time_limit_s and not stop.requested:
                 say(f"time limit {cfg.time_limit_s}s reached at step {step}")
                 stop.request("step")
+                hit_time_limit = True
             want_stop = _all_agree(stop.should_stop(at_boundary=boundary), device)
             if boundary or want_stop:
                 checkpoint(step)
             if want_stop and step < cfg.steps:
-                stopped_by = stop.mode or "peer"
+                stopped_by = "time_limit" if hit_time_limit else (stop.mode or "peer")
                 say(f"stopping at step {step} ({stopped_by}); rerun to resume from {last}")
                 break
 
     seconds = time.monotonic() - t0
     completed = step >= cfg.steps and stopped_by is None
     final = out_dir / "dynamics.pt"
-    if completed and is_main:
+    usable = completed or stopped_by == "time_limit"  # a time-boxed run still yields its model
+    if usable and is_main:
         save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND)
     tail = losses[-10:]
     result = {
-        "checkpoint": str(final) if completed else None, "last_checkpoint": str(last), "params": params,
+        "checkpoint": str(final) if usable else None, "last_checkpoint": str(last), "params": params,
         "steps": step, "completed": completed, "stopped_by": stopped_by, "resumed_from_step": resumed_from,
         "train_seconds": seconds, "frames_per_s": frames_done * world / max(seconds, 1e-9),
         "tokens_per_s": frames_done * world * model_cfg.tokens_per_frame / max(seconds, 1e-9),
