@@ -4,8 +4,11 @@ Assets only wire: each calls one `ahriuwu_core` function and reports what it mea
 content-derived data version, so staleness follows the data, and a `code_version` to bump when its logic changes.
 """
 
+import hashlib
 import json
+import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -20,6 +23,7 @@ from dagster import (
     DynamicPartitionsDefinition,
     MaterializeResult,
     MetadataValue,
+    PipesSubprocessClient,
     asset,
 )
 
@@ -78,10 +82,9 @@ def videos(
 
     video_id = context.partition_key
     entry = catalog.catalog_entry(storage.path, video_id)
-    if config.refetch:
-        shutil.rmtree(storage.sub("videos", video_id), ignore_errors=True)
     start = time.perf_counter()
-    info = fetch_video(entry, storage.sub("videos"), project.source_config(), log=context.log.info)
+    info = fetch_video(entry, storage.sub("videos"), project.source_config(), log=context.log.info,
+                       refetch=config.refetch)
     meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None}
     return MaterializeResult(
         metadata={**meta, "url": entry.get("url", ""), "seconds": round(time.perf_counter() - start, 2)},
@@ -195,14 +198,14 @@ def tokenizer(
     train_cfg = preset.tokenizer_config(config.kind)
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
+    run_dir = _run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
     result = train_tokenizer(
-        stores["train"],
-        stores["heldout"],
-        train_cfg,
-        storage.sub("tokenizer"),
-        device=compute.torch_device(),
-        log=context.log.info,
+        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info
     )
+    if not result["completed"]:
+        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
+                           f"resume from {result['checkpoint']}")
+    result["checkpoint"] = str(_publish(Path(result["checkpoint"]), storage.sub("tokenizer", "tokenizer.pt")))
     strip = result.pop("strip_png", None)
     metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
     if strip:
@@ -260,19 +263,23 @@ def dynamics(
     storage: StorageResource,
     compute: ComputeResource,
     project: ProjectResource,
-) -> MaterializeResult:
-    from ahriuwu_core.dynamics.train import train_dynamics
-
+    pipes_subprocess_client: PipesSubprocessClient,
+):
     preset = get_preset(_preset_name(config, project))
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
-    result = train_dynamics(
-        stores["train"], preset.dynamics, storage.sub("dynamics"), device=compute.torch_device(), log=context.log.info
-    )
-    return MaterializeResult(
-        metadata={**_scalars(result), "preset": preset.name},
-        data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
-    )
+    tokenizer_sha = manifest_lib.file_sha256(storage.sub("tokenizer", "tokenizer.pt"))
+    out_dir = _run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
+                       CODE_VERSIONS["dynamics"])
+    spec = out_dir / "spec.json"
+    spec.write_text(json.dumps({"preset": preset.name, "train_stores": [str(p) for p in stores["train"]],
+                                "out_dir": str(out_dir), "device": compute.torch_device()}, indent=1))
+    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
+    if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
+        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
+    result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
+    _publish(out_dir / "dynamics.pt", storage.sub("dynamics", "dynamics.pt"))
+    return result
 
 
 @asset(
@@ -342,6 +349,23 @@ def evaluation(
             _check("split_disjoint", *check_split_disjoint(manifest["train"] + manifest["missing"], evaluated)),
         ],
     )
+
+
+def _run_dir(storage: StorageResource, stage: str, *inputs) -> Path:
+    """A training run's folder, keyed by everything it depends on: a rerun on the same inputs resumes from its
+    last checkpoint, a rerun on new data or config starts fresh (never resumes a finished run on other data)."""
+    key = hashlib.sha256(json.dumps([str(i) for i in inputs]).encode()).hexdigest()[:16]
+    path = storage.sub(stage, "runs", key)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _publish(src: Path, dst: Path) -> Path:
+    """Copy a finished checkpoint to the stage's well-known path atomically (readers never see half a file)."""
+    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
+    shutil.copyfile(src, tmp)
+    os.replace(tmp, dst)
+    return dst
 
 
 def _check(name: str, passed: bool, details: dict, severity=AssetCheckSeverity.WARN) -> AssetCheckResult:

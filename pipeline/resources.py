@@ -8,7 +8,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import ConfigurableResource
+from dagster import ConfigurableResource, PipesSubprocessClient
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -31,6 +31,7 @@ class ComputeResource(ConfigurableResource):
     """`auto` picks CUDA when a GPU is visible, else the CPU."""
 
     device: str = "auto"
+    nproc_per_node: int = 1  # > 1: training runs under torchrun (DDP)
 
     def torch_device(self) -> str:
         if self.device != "auto":
@@ -74,7 +75,9 @@ def resources_from_env() -> dict:
     env = os.environ.get
     return {
         "storage": StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets")),
-        "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto")),
+        "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),
+                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1"))),
+        "pipes_subprocess_client": PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         "project": ProjectResource(
             preset=env("AHRIUWU_PRESET", "demo"),
             source=env("AHRIUWU_SOURCE", "demo"),

@@ -195,13 +195,13 @@ def test_ui_in_a_real_browser(graph):
         log.close()
 
 
-def _materialize(instance, resources, names, partition=None):
+def _materialize(instance, resources, names, partition=None, run_config=None):
     from dagster import AssetSelection, materialize
 
     from pipeline.definitions import ALL_ASSETS
 
     result = materialize(ALL_ASSETS, selection=AssetSelection.assets(*names), instance=instance,
-                         resources=resources, partition_key=partition)
+                         resources=resources, partition_key=partition, run_config=run_config)
     assert result.success
 
 
@@ -229,7 +229,7 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
     write_demo_videos(other, replace(cfg, seed=cfg.seed + 99, num_videos=2))
     for suffix in (".mp4", ".actions.json"):
         shutil.copy(other / f"demo_001{suffix}", data_root / "demo_source" / f"demo_001{suffix}")
-    _materialize(instance, resources, ["videos"], "demo_001")
+    _materialize(instance, resources, ["videos"], "demo_001", {"ops": {"videos": {"config": {"refetch": True}}}})
 
     stale = set(stale_partitions(instance, ALL_ASSETS))
     assert stale == {("frames", "demo_001"), ("latents", "demo_001"), ("dataset_manifest", None),

@@ -11,6 +11,7 @@ train_log.jsonl, result.json (the returned metrics). Rerunning the same command 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import dataclasses
 import json
 import math
@@ -250,7 +251,9 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     final = out_dir / "dynamics.pt"
     usable = completed or stopped_by == "time_limit"  # a time-boxed run still yields its model
     if usable and is_main:
-        save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND)
+        # The train config rides along: rollouts must corrupt context exactly as training did (context_noise).
+        save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
+                        extra={"train_config": dataclasses.asdict(cfg)})
     tail = losses[-10:]
     result = {
         "checkpoint": str(final) if usable else None, "last_checkpoint": str(last), "params": params,
@@ -288,6 +291,29 @@ def config_from_json(obj: dict) -> tuple[DynamicsTrainConfig, list[Path], str | 
     return DynamicsTrainConfig.from_dict({**base, **obj}), [Path(s) for s in stores], device
 
 
+@contextlib.contextmanager
+def distributed(device: str | None = None):
+    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU); yield this rank's device.
+
+    The same entry point then runs alone or as one of N data-parallel ranks."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if device is None or device == "auto":
+        device = "cuda" if torch.cuda.is_available() else "cpu"
+    if world > 1:
+        if device.startswith("cuda"):
+            local = int(os.environ.get("LOCAL_RANK", "0"))
+            torch.cuda.set_device(local)
+            device = f"cuda:{local}"
+        else:
+            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+    try:
+        yield device
+    finally:
+        if world > 1 and dist.is_initialized():
+            dist.destroy_process_group()
+
+
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="JSON file or inline JSON object")
@@ -295,23 +321,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     text = args.config if args.config.lstrip().startswith("{") else Path(args.config).read_text()
     cfg, stores, device = config_from_json(json.loads(text))
-    world = int(os.environ.get("WORLD_SIZE", "1"))
-    if device is None:
-        device = "cuda" if torch.cuda.is_available() else "cpu"
-    if world > 1:
-        backend = "nccl" if device.startswith("cuda") else "gloo"
-        if device.startswith("cuda"):
-            local = int(os.environ.get("LOCAL_RANK", "0"))
-            torch.cuda.set_device(local)
-            device = f"cuda:{local}"
-        else:
-            torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        dist.init_process_group(backend)
-    try:
+    with distributed(device) as device:
         result = train_dynamics(stores, cfg, Path(args.out), device=device)
-    finally:
-        if world > 1 and dist.is_initialized():
-            dist.destroy_process_group()
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: result[k] for k in ("steps", "completed", "stopped_by", "loss_last", "params")}))
     return 0
