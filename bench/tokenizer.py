@@ -61,7 +61,7 @@ def main(argv=None):
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
     device = torch.device(args.device)
-    reps = 3 if args.quick else 10
+    reps = 2 if args.quick else 10
     print(f"device={device} threads={torch.get_num_threads()} reps={reps}")
     results = {}
     for name in args.presets:

@@ -50,17 +50,25 @@ def test_train_writes_checkpoint_log_and_metrics(tmp_path, stores):
     assert not tok.training and tok.encode(torch.rand(1, 1, 3, 32, 32)).shape == (1, 1, 4, 6)
 
 
+PCA_CNN = dict(image_size=32, channels=(8,), patch=2, mid_channels=16, mid_blocks=1, latent_dim=8, groups=4,
+               linear_skip=True)
+
+
 def test_stop_and_resume_matches_straight_run(tmp_path, stores):
+    """Also covers the PCA init of the CNN's linear path (done before resume, its own RNG)."""
     train, held = stores
-    straight = train_tokenizer(train, [], _cfg(), tmp_path / "a", evaluate=False)
+    kw = dict(model=PCA_CNN, pca_init_frames=16)
+    lines = []
+    straight = train_tokenizer(train, [], _cfg(**kw), tmp_path / "a", evaluate=False, log=lines.append)
+    assert any("PCA init" in line for line in lines)
 
     def stop_at_2(line):  # SIGUSR1 during step 2 -> stop after it, last.pt written
         if "step 2/4" in line:
             os.kill(os.getpid(), signal.SIGUSR1)
-    first = train_tokenizer(train, [], _cfg(), tmp_path / "b", log=stop_at_2)
+    first = train_tokenizer(train, [], _cfg(**kw), tmp_path / "b", log=stop_at_2)
     assert not first["completed"] and first["steps"] == 2
     assert not (tmp_path / "b" / "tokenizer.pt").exists()
-    resumed = train_tokenizer(train, [], _cfg(), tmp_path / "b", evaluate=False)
+    resumed = train_tokenizer(train, [], _cfg(**kw), tmp_path / "b", evaluate=False)
     assert resumed["completed"] and resumed["steps"] == 4
     a = torch.load(straight["checkpoint"], weights_only=False)["model"]
     b = torch.load(resumed["checkpoint"], weights_only=False)["model"]

@@ -67,7 +67,7 @@ class Attention(nn.Module):
     fused kernel cannot apply); without it, F.scaled_dot_product_attention is used (fused on CUDA).
     Set `record_entropy = True` to store the mean attention entropy (nats) of the last call."""
 
-    def __init__(self, dim: int, n_heads: int, softcap: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, softcap: float = 0.0, qk_gain: float = 1.0):
         super().__init__()
         if dim % n_heads:
             raise ValueError(f"d_model {dim} not divisible by n_heads {n_heads}")
@@ -78,6 +78,10 @@ class Attention(nn.Module):
         self.proj = nn.Linear(dim, dim, bias=False)
         self.q_norm = RMSNorm(self.head_dim)
         self.k_norm = RMSNorm(self.head_dim)
+        # QK-norm fixes |q|,|k| so the logits' scale is set by these gains alone; at gain 1 the attention
+        # starts (and stays for long) near uniform, which decodes every patch to the mean image.
+        nn.init.constant_(self.q_norm.weight, qk_gain)
+        nn.init.constant_(self.k_norm.weight, qk_gain)
         self.record_entropy = False
         self.last_entropy: float | None = None
 
@@ -102,10 +106,10 @@ class Attention(nn.Module):
 
 
 class Block(nn.Module):
-    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, softcap: float = 0.0):
+    def __init__(self, dim: int, n_heads: int, mlp_ratio: float = 4.0, softcap: float = 0.0, qk_gain: float = 1.0):
         super().__init__()
         self.norm1 = RMSNorm(dim)
-        self.attn = Attention(dim, n_heads, softcap)
+        self.attn = Attention(dim, n_heads, softcap, qk_gain)
         self.norm2 = RMSNorm(dim)
         # SwiGLU hidden width 2/3 * ratio * dim keeps the parameter count of a 4x GELU MLP.
         hidden = int(round(mlp_ratio * dim * 2 / 3 / 8)) * 8

@@ -35,6 +35,7 @@ class TransformerTokenizerConfig:
     n_heads: int = 4
     mlp_ratio: float = 4.0
     softcap: float = 50.0       # attention logit soft-cap (0 disables; then the fused SDPA kernel is used)
+    qk_gain: float = 2.0        # initial QK-norm gain (logits x gain^2): breaks the uniform-attention start
     out_tokens: int = 0         # encode output reshape: (num_latents, latent_dim) -> (out_tokens, ...); 0 = none
 
     def __post_init__(self):
@@ -92,14 +93,14 @@ class TransformerTokenizer(nn.Module):
         self.patch_pos = nn.Parameter(torch.randn(P, d) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)
         self.latent_tokens = nn.Parameter(torch.randn(L, d) * 0.02)
-        self.encoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap) for _ in range(cfg.n_layers))
+        self.encoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(cfg.n_layers))
         self.enc_norm = RMSNorm(d)
         self.bottleneck = nn.Linear(d, cfg.latent_dim)  # per token: parameters independent of token count
         self.unbottleneck = nn.Linear(cfg.latent_dim, d)
         self.dec_latent_pos = nn.Parameter(torch.randn(L, d) * 0.02)
         self.patch_queries = nn.Parameter(torch.randn(P, d) * 0.02)
         n_dec = cfg.dec_layers or cfg.n_layers
-        self.decoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap) for _ in range(n_dec))
+        self.decoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(n_dec))
         self.dec_norm = RMSNorm(d)
         self.to_pixels = nn.Linear(d, p * p * 3)
         self._init_weights(cfg.n_layers + n_dec)
