@@ -1,13 +1,22 @@
 """Shortcut-forcing formulas against hand-computed values (paper convention: tau=1 clean)."""
 import math
 
+import pytest
 import torch
 
-torch.set_num_threads(1)  # tiny models: threads only add contention on the shared CPU
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import (ObjectiveConfig, add_noise, bootstrap_target, flow_step, ramp_weight,
                                              sample_signal_levels, sample_step_sizes, shortcut_forcing_loss)
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: extra threads only thrash on the shared CPU. Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
 
 
 def t(*v):

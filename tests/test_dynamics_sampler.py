@@ -3,11 +3,20 @@ and more steps never worse on a model trained on a toy sequence."""
 import pytest
 import torch
 
-torch.set_num_threads(1)  # tiny models: threads only add contention on the shared CPU
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import denoise, rollout, sample_frames
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: extra threads only thrash on the shared CPU. Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 TINY = dict(num_tokens=8, token_dim=4, pack=2, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2, time_every=2,
             n_registers=2, k_max=8)

@@ -12,13 +12,21 @@ import pytest
 import torch
 import zarr
 
-torch.set_num_threads(1)
-
-from ahriuwu_core.dynamics import train as train_mod  # noqa: E402
-from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store  # noqa: E402
-from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,  # noqa: E402
+from ahriuwu_core.dynamics import train as train_mod
+from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
+from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,
                                          load_world_model, train_dynamics)
-from ahriuwu_core.training import OptimConfig, read_checkpoint  # noqa: E402
+from ahriuwu_core.training import OptimConfig, read_checkpoint
+
+
+@pytest.fixture(autouse=True)
+def _one_thread():
+    """Tiny models: extra threads only thrash on the shared CPU. Restored after each test."""
+    before = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(before)
+
 
 REPO = Path(__file__).resolve().parents[1]
 TINY_MODEL = dict(pack=2, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, time_every=2, n_registers=1, k_max=4)

@@ -58,6 +58,7 @@ class DynamicsTrainConfig:
     max_nonfinite: int = 5       # consecutive non-finite losses before giving up
     in_memory: bool = True       # load latent stores into RAM (small data); else read windows from zarr
     time_limit_s: float = 0.0    # > 0: checkpoint and stop once training has run this long
+    num_threads: int = 0         # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
 
     @classmethod
     def from_dict(cls, d: dict) -> "DynamicsTrainConfig":
@@ -91,7 +92,7 @@ _MEDIUM_MODEL = dict(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4
 
 DYNAMICS_PRESETS: dict[str, DynamicsTrainConfig] = {
     # CPU demo: ~64x16 latents from the CNN tokenizer, ~6 videos x 600 frames, ~240 s on 2 cores.
-    "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=300, batch_size=8, seq_len=16, long_seq_len=32,
+    "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=240, num_threads=1, batch_size=8, seq_len=16, long_seq_len=32,
                                 long_ratio=0.25, stride=2, optim=OptimConfig(lr=1e-3, warmup_steps=30,
                                 weight_decay=0.01), ckpt_every=100, log_every=10, time_limit_s=0.0),
     "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
@@ -142,6 +143,8 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
         out_dir.mkdir(parents=True, exist_ok=True)
     say = log if is_main else (lambda s: None)
 
+    if cfg.num_threads > 0 and device.type == "cpu":
+        torch.set_num_threads(cfg.num_threads)
     n_comp = len(cfg.model.get("action_num_classes", DynamicsConfig.action_num_classes))
     data = LatentWindows(train_stores, n_comp, cfg.stride, rank, world, cfg.in_memory)
     model_cfg = DynamicsConfig(**{**cfg.model, "num_tokens": data.num_tokens, "token_dim": data.token_dim})
