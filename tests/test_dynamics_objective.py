@@ -136,3 +136,16 @@ def test_loss_finite_and_bounded_in_bf16_with_real_model():
         assert math.isfinite(loss.item()) and stats["loss_raw"] < 10.0
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
+
+
+def test_rms_normalization_shares_the_flow_scale():
+    from ahriuwu_core.training import RunningRMS
+    clean = torch.rand(16, 5, 2, 3) * 2 - 1
+    model = Recorder(scale=0.5)
+    norm = RunningRMS()
+    loss, stats = shortcut_forcing_loss(model, clean, None, None, ObjectiveConfig(), normalizer=norm,
+                                        generator=torch.Generator().manual_seed(1))
+    flow, boot = stats["loss_flow"], stats["loss_bootstrap"]
+    assert flow > 0 and boot > 0
+    # first update: running RMS of the flow term == |flow|; the bootstrap term is divided by the same scale
+    assert abs(loss.item() - (1.0 + boot / flow)) < 1e-5
