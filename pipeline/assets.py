@@ -309,7 +309,7 @@ def evaluation(
     preset = get_preset(_preset_name(config, project))
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
-    run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run_id[:8]}"
+    run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
     lineage = {
         "manifest_version": manifest["version"],
         "videos": manifest["heldout"],
@@ -317,7 +317,7 @@ def evaluation(
         "tokenizer_sha256": manifest_lib.file_sha256(storage.sub("tokenizer", "tokenizer.pt")),
         "dynamics_sha256": manifest_lib.file_sha256(storage.sub("dynamics", "dynamics.pt")),
         "code_versions": CODE_VERSIONS,
-        "run_id": context.run_id,
+        "run_id": context.run.run_id,
     }
     result = evaluate(
         storage.sub("tokenizer", "tokenizer.pt"),

@@ -174,17 +174,28 @@ def test_ui_in_a_real_browser(graph):
                       "--disable-component-update", "--disable-sync", "--no-first-run"],
             )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
-            page.goto(f"http://127.0.0.1:{port}/asset-groups", wait_until="networkidle")
+
+            def open_page(path):
+                page.goto(f"http://127.0.0.1:{port}{path}", wait_until="networkidle")
+                skip = page.get_by_role("button", name="Skip")  # first-visit "join the community" dialog
+                if skip.count():
+                    skip.first.click()
+
+            # The whole graph upstream of evaluation, every asset a node.
+            open_page("/assets/evaluation?view=lineage&lineageScope=upstream&lineageDepth=10")
             for name in ["videos", "frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"]:
                 page.get_by_text(name, exact=True).first.wait_for(timeout=60_000)
             page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
 
-            page.goto(f"http://127.0.0.1:{port}/assets/evaluation", wait_until="networkidle")
-            page.get_by_text("psnr_h1_model_k4").first.wait_for(timeout=60_000)
+            open_page("/assets/evaluation")
+            page.get_by_text("psnr_h1_model_k4", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("metrics_table", exact=True).first.wait_for()
+            row = page.locator("tr", has=page.get_by_text("prediction_strip", exact=True))
+            row.get_by_text("[Show Markdown]").click()
             image = page.locator('img[src^="data:image/png"]').first
             image.wait_for(timeout=60_000)
             assert image.evaluate("img => img.naturalWidth") > 0
-            page.screenshot(path=str(ARTIFACTS / "evaluation-asset.png"), full_page=True)
+            page.screenshot(path=str(ARTIFACTS / "evaluation-strip.png"))
             browser.close()
     finally:
         os.killpg(server.pid, signal.SIGTERM)
