@@ -18,15 +18,17 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+from PIL import Image
 from torch import nn
 
+from ..report import small_png_bytes
 from ..training import (
     OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint, make_optimizer,
     make_scheduler, read_checkpoint, save_checkpoint,
 )
 from .cnn import CNNTokenizer, CNNTokenizerConfig
 from .losses import ReconstructionLoss, build_lpips
-from .quality import collapse_check, heldout_metrics
+from .quality import attention_entropy, collapse_check, heldout_metrics, recon_strip, reconstruct
 from .transformer import TransformerTokenizer, TransformerTokenizerConfig
 
 MODEL_CLASSES = {"cnn": (CNNTokenizer, CNNTokenizerConfig),
@@ -240,13 +242,19 @@ def evaluate_tokenizer(model: nn.Module, held, cfg: TokenizerTrainConfig, lpips:
         if "lpips" in m:
             lp.append(m["lpips"])
     all_frames = np.concatenate([f for _, f, _ in held])
-    passed, details = collapse_check(model, all_frames[:: max(1, len(all_frames) // 32)])
+    probe = all_frames[:: max(1, len(all_frames) // 32)]
+    passed, details = collapse_check(model, probe)
+    strip_frames = all_frames[:: max(1, len(all_frames) // 8)][:8]
+    _, strip_recon = reconstruct(model, strip_frames)
     out = {"heldout_psnr": float(np.mean(np.concatenate(psnr))),
            "heldout_ssim": float(np.mean(np.concatenate(ssim))),
            "heldout_lpips": float(np.mean(np.concatenate(lp))) if lp else None,
            "heldout_frames": int(len(all_frames)),
            "collapse_passed": passed, "collapse_recon_ratio": details["recon_ratio"],
-           "collapse_latent_ratio": details["latent_ratio"]}
+           "collapse_latent_ratio": details["latent_ratio"],
+           # what the UI shows: ground truth (top) over reconstruction, and per-layer attention entropy
+           "strip_png": small_png_bytes(Image.fromarray(recon_strip(strip_frames, strip_recon)), max_width=512),
+           "attention_entropy": attention_entropy(model, probe[:8])}
     return out
 
 
@@ -377,6 +385,7 @@ def main(argv=None):
     if args.steps:
         cfg.steps = args.steps
     res = train_tokenizer(args.frames, args.heldout, cfg, Path(args.out), device=args.device)
+    res.pop("strip_png", None)
     print(json.dumps(res, indent=1, default=str))
 
 
