@@ -77,7 +77,10 @@ def _run(selection, instance, resources, partition_key=None, log=print) -> bool:
 def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, bool]:
     """Materialize the whole graph in dependency order, one stage per run; return success per step."""
     outcome = {}
+    start = time.perf_counter()
     ids = register_source(instance, resources)
+    log(f"source listed ({len(ids)} videos; the demo source renders its videos on first listing) in "
+        f"{time.perf_counter() - start:.1f}s")
     for vid in ids:
         outcome[f"videos[{vid}]"] = _run([videos], instance, resources, vid, log)
         if outcome[f"videos[{vid}]"]:
