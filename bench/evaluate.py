@@ -1,6 +1,6 @@
 """Time the held-out evaluation at demo size on CPU (untrained models: the cost does not depend on weights).
 
-    .venv/bin/python bench/bench_evaluate.py [--frames STORE ...] [--clips-per-video 1] [--steps 4 16]
+    .venv/bin/python bench/evaluate.py [--frames STORE ...] [--clips-per-video 1] [--steps 4 16]
 
 Builds the demo-preset CNN tokenizer and world model from their configs, runs `evaluate` on the given frames
 stores (default: one demo video rendered and extracted into bench/out/), prints the phase timings."""
