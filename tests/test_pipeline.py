@@ -219,10 +219,10 @@ def _materialize(instance, resources, names, partition=None, run_config=None):
 def test_nothing_is_stale_after_a_full_run(graph):
     instance, *_ = graph
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.staleness import stale_partitions
+    from pipeline.staleness import unsynced_partitions
 
     # The UI test re-ran frames[demo_000] on the same input: same content, same data version, nothing stale.
-    assert stale_partitions(instance, ALL_ASSETS) == []
+    assert unsynced_partitions(instance, ALL_ASSETS) == set()
 
 
 def test_changing_one_video_stales_exactly_its_lineage(graph):
@@ -230,7 +230,7 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
     from ahriuwu_core.demo_game import write_demo_videos
     from ahriuwu_core.presets import get_preset
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.staleness import stale_partitions
+    from pipeline.staleness import stale_partitions, unsynced_partitions
 
     # New bytes for demo_001 at its source: another seed renders another game.
     other = data_root / "other_seed"
@@ -242,9 +242,14 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
         shutil.copy(other / f"demo_001{suffix}", data_root / "demo_source" / f"demo_001{suffix}")
     _materialize(instance, resources, ["videos"], "demo_001", {"ops": {"videos": {"config": {"refetch": True}}}})
 
-    stale = set(stale_partitions(instance, ALL_ASSETS))
-    assert stale == {("frames", "demo_001"), ("latents", "demo_001"), ("dataset_manifest", None),
-                     ("tokenizer", None), ("dynamics", None), ("evaluation", None)}
+    # Dagster marks exactly that video's frames stale (its input's data version changed) ...
+    assert stale_partitions(instance, ALL_ASSETS) == [("frames", "demo_001")]
+    # ... and unsynced: its latents, the manifest, training and evaluation. Every video's latents are downstream
+    # of the tokenizer, which retrains on the changed data, so they are unsynced too; no other video's frames are.
+    ids = instance.get_dynamic_partitions("videos")
+    assert unsynced_partitions(instance, ALL_ASSETS) == {
+        ("frames", "demo_001"), ("dataset_manifest", None), ("tokenizer", None), ("dynamics", None),
+        ("evaluation", None)} | {("latents", v) for v in ids}
 
     # "Materialize unsynced": rerun exactly those, in graph order; then nothing is stale.
     _materialize(instance, resources, ["frames"], "demo_001")
@@ -252,16 +257,17 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
     for vid in instance.get_dynamic_partitions("videos"):
         _materialize(instance, resources, ["latents"], vid)  # a new tokenizer re-encodes every video
     _materialize(instance, resources, ["dynamics", "evaluation"])
-    assert stale_partitions(instance, ALL_ASSETS) == []
+    assert unsynced_partitions(instance, ALL_ASSETS) == set()
 
 
 def test_bumping_a_code_version_stales_it_and_its_downstream(graph):
     instance, *_ = graph
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.staleness import stale_partitions
+    from pipeline.staleness import stale_partitions, unsynced_partitions
 
     bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="bumped")) if a.key.path == ["tokenizer"]
               else a for a in ALL_ASSETS]
-    stale = set(stale_partitions(instance, bumped))
+    assert stale_partitions(instance, bumped) == [("tokenizer", None)]
     ids = instance.get_dynamic_partitions("videos")
-    assert stale == {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids}
+    assert unsynced_partitions(instance, bumped) == (
+        {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids})
