@@ -8,24 +8,7 @@ import torch
 from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: extra threads only thrash on the shared CPU. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
-TINY = dict(num_tokens=8, token_dim=4, pack=2, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2, time_every=2,
-            n_registers=2, k_max=8)
-
-
-def tiny(**over):
-    torch.manual_seed(0)
-    return WorldModel(DynamicsConfig(**{**TINY, **over}))
+from tests._dynamics import one_thread, TINY, tiny  # noqa: F401  (autouse fixture)
 
 
 def inputs(B=2, T=4, seed=0):

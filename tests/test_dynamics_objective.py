@@ -8,15 +8,7 @@ import torch
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import (ObjectiveConfig, add_noise, bootstrap_target, flow_step, ramp_weight,
                                              sample_signal_levels, sample_step_sizes, shortcut_forcing_loss)
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: extra threads only thrash on the shared CPU. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
 
 
 def t(*v):

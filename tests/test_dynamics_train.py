@@ -17,15 +17,7 @@ from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
 from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,
                                          load_world_model, train_dynamics)
 from ahriuwu_core.training import OptimConfig, read_checkpoint
-
-
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models: extra threads only thrash on the shared CPU. Restored after each test."""
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
+from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
 
 
 REPO = Path(__file__).resolve().parents[1]
