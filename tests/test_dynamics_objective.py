@@ -1,7 +1,6 @@
 """Shortcut-forcing formulas against hand-computed values (paper convention: tau=1 clean)."""
 import math
 
-import pytest
 import torch
 
 

@@ -1,7 +1,6 @@
 """LPIPS backbones load offline from torch hub's cache and are the real ImageNet ones (not random)."""
 import os
 
-import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F

@@ -2,7 +2,6 @@
 partition, history and files go, and the sensor does not bring it back until the removal is undone."""
 from __future__ import annotations
 
-import os
 import shutil
 from pathlib import Path
 

@@ -11,7 +11,7 @@ costs the same whatever the context length (apart from the tiny attention over c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F

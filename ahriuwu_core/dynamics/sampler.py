@@ -8,7 +8,6 @@ corruption the training objective applies to context frames) and committed to th
 """
 from __future__ import annotations
 
-import math
 
 import torch
 

@@ -235,7 +235,7 @@ def heldout_frames(stores, n: int, image_size: int) -> list[tuple[Path, np.ndarr
 def evaluate_tokenizer(model: nn.Module, held, cfg: TokenizerTrainConfig, lpips: bool = True) -> dict:
     if not held:
         return {}
-    psnr, ssim, lp, strips = [], [], [], None
+    psnr, ssim, lp = [], [], []
     for p, frames, hud in held:
         m = heldout_metrics(model, frames, hud, lpips_net=cfg.lpips_net, lpips=lpips)
         psnr.append(m["psnr"]); ssim.append(m["ssim"])
