@@ -10,7 +10,6 @@ records finished videos, so reruns (and plain yt-dlp runs over the same channel)
 """
 from __future__ import annotations
 
-import hashlib
 import itertools
 import json
 import os
@@ -22,6 +21,8 @@ import urllib.parse
 import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
+
+from ahriuwu_core.manifest import file_sha256
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
 # permanent failures: retrying won't help (the first group is yt-dlp's wording for YouTube, then HTTP codes)
@@ -307,14 +308,6 @@ def _archive_has(archive: Path, video_id: str) -> bool:
     return any(line.split()[-1:] == [video_id] for line in archive.read_text().splitlines())
 
 
-def _sha256(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
-
-
 def _probe(path: Path) -> dict:
     """Size, fps and duration from the file itself (the generic extractor knows none of them)."""
     import av
@@ -400,7 +393,7 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
             "width": info.get("width") or probed.get("width"), "height": info.get("height") or probed.get("height"),
             "ext": video.suffix.lstrip("."), "format_id": info.get("format_id"), "vcodec": info.get("vcodec"),
             **parsed,
-            "sha256": _sha256(video), "bytes": video.stat().st_size, "has_actions": False,
+            "sha256": file_sha256(video), "bytes": video.stat().st_size, "has_actions": False,
         }
         (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
         sidecar = _local_sidecar(url)

@@ -33,8 +33,9 @@ def graph(tmp_path_factory):
     data_root = tmp_path_factory.mktemp("assets")
     env = {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
            "AHRIUWU_SOURCE": "demo", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    mp = pytest.MonkeyPatch()  # module-scoped fixture: the function-scoped `monkeypatch` is not available
+    for k, v in env.items():
+        mp.setenv(k, v)
     from pipeline.demo import run_all
     from pipeline.resources import resources_from_env
 
@@ -43,11 +44,7 @@ def graph(tmp_path_factory):
     outcome = run_all(instance, resources)
     yield instance, resources, data_root, home, outcome
     instance.dispose()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    mp.undo()
 
 
 def latest_metadata(instance, key: str, partition: str | None = None) -> dict:

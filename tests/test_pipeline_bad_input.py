@@ -11,7 +11,6 @@ import functools
 import http.server
 import json
 import math
-import os
 import re
 import shutil
 import socket
@@ -101,8 +100,9 @@ def project(tmp_path_factory):
     env = {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
            "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu",
            "AHRIUWU_RETRIES": "0"}
-    old = {k: os.environ.get(k) for k in env}
-    os.environ.update(env)
+    mp = pytest.MonkeyPatch()  # module-scoped fixture: the function-scoped `monkeypatch` is not available
+    for k, v in env.items():
+        mp.setenv(k, v)
     from pipeline.demo import register_source
     from pipeline.resources import resources_from_env
 
@@ -126,11 +126,7 @@ def project(tmp_path_factory):
     yield ctx
     server.shutdown()
     instance.dispose()
-    for k, v in old.items():
-        if v is None:
-            os.environ.pop(k, None)
-        else:
-            os.environ[k] = v
+    mp.undo()
 
 
 def _materialize(ctx, vid: str, refetch: bool = False):

@@ -13,16 +13,9 @@ import numpy as np
 import torch
 import zarr
 
+from ..manifest import file_sha256
 from ..training import autocast_context
 from .train import code_version as tokenizer_code_version, load_tokenizer, open_frames_store
-
-
-def file_sha256(path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        for block in iter(lambda: f.read(1 << 20), b""):
-            h.update(block)
-    return h.hexdigest()
 
 
 def _replace_dir(tmp: Path, final: Path) -> None:
