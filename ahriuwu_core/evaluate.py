@@ -484,8 +484,8 @@ def quick_latent_psnr(world_model, latents, actions, has_actions, seed: int = 0)
     noise = torch.randn(latents.shape, generator=gen, device=latents.device)
     B, T = latents.shape[:2]
     tau = torch.full((B, T), 0.5, device=latents.device)
-    noisy = 0.5 * noise + 0.5 * latents
-    pred = world_model(noisy, tau, tau.clone(), actions, has_actions).float()
+    noisy = 0.5 * noise + 0.5 * world_model.standardize(latents)
+    pred = world_model.unstandardize(world_model(noisy, tau, tau.clone(), actions, has_actions))
     return float(np.mean(M.latent_psnr(pred, latents)))
 
 

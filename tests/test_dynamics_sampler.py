@@ -88,3 +88,21 @@ def test_more_steps_never_worse_on_toy_trained_model():
     for small, big in zip((1, 2, 4), (2, 4, 8)):
         assert errors[big] <= errors[small] * 1.05 + 1e-3, errors
     assert errors[8] < 0.3 * errors[1], errors
+
+
+def test_rollout_takes_and_returns_tokenizer_scale_latents():
+    """Context is standardized on the way in and frames are unstandardized on the way out: a model whose
+    stats say 'mean 5, std 0.01' produces frames at that scale, and equal to the same model run on
+    standardized context with identity stats."""
+    model = tiny()
+    g = torch.Generator().manual_seed(0)
+    unit_ctx = torch.randn(2, 3, 8, 4, generator=g)
+    raw_ctx = unit_ctx * 0.01 + 5.0
+    model.latent_mean.fill_(5.0)
+    model.latent_std.fill_(0.01)
+    raw = rollout(model, raw_ctx, None, None, 2, 4, generator=torch.Generator().manual_seed(1))
+    model.latent_mean.fill_(0.0)
+    model.latent_std.fill_(1.0)
+    unit = rollout(model, unit_ctx, None, None, 2, 4, generator=torch.Generator().manual_seed(1))
+    assert torch.allclose(raw, unit * 0.01 + 5.0, atol=1e-4)
+    assert (raw - 5.0).abs().max() < 0.2

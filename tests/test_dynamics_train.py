@@ -92,6 +92,10 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 4
     model = load_world_model(out / "dynamics.pt")
     assert model.cfg.num_tokens == 4 and model.cfg.token_dim == 3  # shape taken from the data
+    data = np.concatenate([zarr.open_group(str(s))["latents"][:] for s in stores]).astype(np.float32)
+    # per-channel standardization stats come from the training data (a 256-frame sample)
+    assert np.allclose(model.latent_mean.numpy(), data.mean((0, 1)), atol=0.1)
+    assert np.allclose(model.latent_std.numpy(), data.std((0, 1)), rtol=0.2)
     r2 = train_dynamics(stores, tiny_cfg(steps=6), out, log=lambda s: None)
     assert r2["resumed_from_step"] == 4 and r2["steps"] == 6 and r2["completed"]
 

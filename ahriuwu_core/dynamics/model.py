@@ -5,6 +5,10 @@ learned registers, one token for the signal level tau and step size d, and one a
 attends within a frame (space); every `time_every`-th layer also attends causally across frames per token
 position (time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
 
+The model works on standardized latents: `latent_mean` / `latent_std` (per channel, buffers saved with the
+weights, set from the training data) map tokenizer latents to unit scale. The noise schedule assumes unit-scale
+signal: raw CNN latents have std ~0.14, so context noise 0.1 would bury half of every context frame.
+
 For rollouts the time-attention keys/values of past frames are kept in a `KVCache`, so generating a frame
 costs the same whatever the context length (apart from the tiny attention over cached keys).
 """
@@ -194,7 +198,23 @@ class WorldModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.out_norm = RMSNorm(d)
         self.latent_out = nn.Linear(d, cfg.pack * cfg.token_dim)
+        self.register_buffer("latent_mean", torch.zeros(cfg.token_dim))
+        self.register_buffer("latent_std", torch.ones(cfg.token_dim))
         self._init_weights()
+
+    @torch.no_grad()
+    def set_latent_stats(self, latents: torch.Tensor, min_std: float = 1e-3) -> None:
+        """Per-channel mean/std from sample latents (..., D); channels that barely vary are not blown up."""
+        flat = latents.reshape(-1, latents.shape[-1]).float()
+        self.latent_mean.copy_(flat.mean(0))
+        self.latent_std.copy_(flat.std(0).clamp_min(min_std))
+
+    def standardize(self, z: torch.Tensor) -> torch.Tensor:
+        """Tokenizer latents -> the model's unit-scale space (what training noises and the sampler outputs)."""
+        return (z.float() - self.latent_mean) / self.latent_std
+
+    def unstandardize(self, z: torch.Tensor) -> torch.Tensor:
+        return z.float() * self.latent_std + self.latent_mean
 
     def _init_weights(self):
         # Every conditioning path starts alive: embeddings and learned tokens have unit scale (the residual

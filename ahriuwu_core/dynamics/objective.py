@@ -2,7 +2,10 @@
 
 - x-prediction: the model outputs the clean latents x_hat; its velocity is b = (x_hat - z_tau) / (1 - tau).
 - diffusion forcing: every frame has its own tau (on the grid of multiples of its step size d).
-- step size d = 1 / U{1, 2, 4, ..., k_max} per example. The finest step d = 1/k_max takes a plain squared
+- step size d = 1 / U{1, 2, 4, ..., k_max} per example (the paper), or, with `shortcut_fraction` set, d = 1/k_max
+  for all but that fraction of examples and d uniform over the coarser sizes for the rest (as in Frans et al.'s
+  shortcut models, 1/4). Early on the bootstrap target is the model's own output, so those examples carry almost no
+  gradient: with k_max=64 the paper's sampling spends 6/7 of the batch on them. The finest step d = 1/k_max takes a plain squared
   error to the clean latent. Larger steps regress onto the bootstrap: two half-steps of size d/2 from the
   (stop-gradient) model give velocities b1, b2; the loss is (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals
   |x_hat - x_target|^2 with x_target = z + (1-tau)(b1+b2)/2 -- so no division by (1-tau) ever reaches the
@@ -25,6 +28,7 @@ class ObjectiveConfig:
     single_image_fraction: float = 0.3
     context_noise: float = 0.1       # context frames sit at tau = 1 - context_noise (training and rollout)
     context_prefix_prob: float = 0.5  # fraction of sequence examples with a context-level prefix
+    shortcut_fraction: float | None = None  # fraction of examples with d > 1/k_max; None = uniform over sizes
 
 
 def ramp_weight(tau: torch.Tensor) -> torch.Tensor:
@@ -57,10 +61,16 @@ def step_size_choices(k_max: int) -> list[float]:
     return [2.0 ** -i for i in range(int(math.log2(k_max)) + 1)]
 
 
-def sample_step_sizes(batch: int, k_max: int, generator=None) -> torch.Tensor:
-    """d = 1 / U{1, 2, 4, ..., k_max}, shape (batch,), float32 on CPU."""
+def sample_step_sizes(batch: int, k_max: int, generator=None, shortcut_fraction: float | None = None) -> torch.Tensor:
+    """d = 1 / U{1, 2, 4, ..., k_max}, shape (batch,), float32 on CPU. With `shortcut_fraction`, d = 1/k_max except
+    for that fraction of examples, whose d is uniform over the coarser sizes {1, 1/2, ..., 2/k_max}."""
     levels = int(math.log2(k_max)) + 1
-    idx = torch.randint(0, levels, (batch,), generator=generator)
+    if shortcut_fraction is None or levels == 1:
+        idx = torch.randint(0, levels, (batch,), generator=generator)
+    else:
+        coarse = torch.randint(0, levels - 1, (batch,), generator=generator)
+        short = torch.rand(batch, generator=generator) < shortcut_fraction
+        idx = torch.where(short, coarse, torch.full_like(coarse, levels - 1))
     return 2.0 ** -idx.float()
 
 
@@ -77,7 +87,8 @@ def _model_config(model):
 
 def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConfig = None, *, generator=None,
                           normalizer=None, teacher=None):
-    """One shortcut-forcing loss on a batch of clean latents (B,T,N,D). `teacher` (default: the unwrapped
+    """One shortcut-forcing loss on a batch of clean tokenizer latents (B,T,N,D), standardized by the model's
+    latent stats first (all noise levels and losses live in that unit-scale space). `teacher` (default: the unwrapped
     model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
     `normalizer(name, value)` (e.g. training.RunningRMS) rescales each loss term.
     Returns (loss, stats) with stats holding floats."""
@@ -87,7 +98,7 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
     dev = clean.device
     B, T = clean.shape[:2]
     d_min = 1.0 / mcfg.k_max
-    step_b = sample_step_sizes(B, mcfg.k_max, generator)
+    step_b = sample_step_sizes(B, mcfg.k_max, generator, cfg.shortcut_fraction)
     tau = sample_signal_levels(step_b, T, generator)
     step = step_b[:, None].expand(B, T).clone()
     isolated = torch.rand(B, generator=generator) < cfg.single_image_fraction
@@ -100,7 +111,7 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
     tau, step, isolated = tau.to(dev), step.to(dev), isolated.to(dev)
     gdev = generator.device if generator is not None else dev
     noise = torch.randn(clean.shape, generator=generator, device=gdev).to(dev)
-    clean = clean.float()
+    clean = teacher.standardize(clean)
     z = add_noise(clean, noise, tau)
 
     flow_frames = step <= d_min * 1.0001  # finest step (incl. context frames): plain x-loss

@@ -3,7 +3,8 @@
 Each frame starts from fresh noise at tau=0 and takes K steps of size d=1/K. Every step moves along the
 velocity of the model's own current prediction, z <- z + d*(x_hat - z)/(1 - tau) -- equivalently re-noising
 x_hat with the noise implied by the current state, never with the frozen initial noise. The last step lands
-exactly on x_hat. The finished frame is re-noised to the context level (tau = 1 - context_noise, the same
+exactly on x_hat. Context goes in and frames come out as tokenizer latents; inside, everything is in the model's
+standardized space. The finished frame is re-noised to the context level (tau = 1 - context_noise, the same
 corruption the training objective applies to context frames) and committed to the KV cache.
 """
 from __future__ import annotations
@@ -73,7 +74,7 @@ def _rollout(model, context, actions, has_actions, horizon, sampling_steps, cont
     def ctx_levels(T):
         return torch.full((B, T), tau_ctx, device=device), torch.full((B, T), d_min, device=device)
 
-    ctx_noisy = add_noise(context.float(), _randn(context.shape, generator, device), ctx_levels(Tc)[0])
+    ctx_noisy = add_noise(model.standardize(context), _randn(context.shape, generator, device), ctx_levels(Tc)[0])
     cache = KVCache() if use_cache else None
     if use_cache and Tc:
         model(ctx_noisy, *ctx_levels(Tc), *act(0, Tc), cache=cache, update_cache=True)
@@ -99,13 +100,13 @@ def _rollout(model, context, actions, has_actions, horizon, sampling_steps, cont
             model(noisy, *ctx_levels(1), a_t, h_t, cache=cache, update_cache=True)
         else:
             history = torch.cat([history, noisy], 1)
-    return torch.cat(frames, 1) if frames else context.new_zeros(B, 0, N, D)
+    return model.unstandardize(torch.cat(frames, 1)) if frames else context.new_zeros(B, 0, N, D)
 
 
 @torch.no_grad()
 def sample_frames(model, z_shape, sampling_steps: int, actions=None, has_actions=None, generator=None,
                   device="cpu") -> torch.Tensor:
-    """Sample (B,1,N,D) frames with no context (image prior), for quick checks."""
+    """Sample (B,1,N,D) frames (tokenizer latents) with no context (image prior), for quick checks."""
     _check_steps(model, sampling_steps)
-    return denoise(model, lambda z, tau, step: model(z, tau, step, actions, has_actions), z_shape,
-                   sampling_steps, generator, device)
+    return model.unstandardize(denoise(model, lambda z, tau, step: model(z, tau, step, actions, has_actions),
+                                       z_shape, sampling_steps, generator, device))

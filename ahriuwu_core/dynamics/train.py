@@ -51,6 +51,7 @@ class DynamicsTrainConfig:
     single_image_fraction: float = 0.3
     context_noise: float = 0.1
     context_prefix_prob: float = 0.5
+    shortcut_fraction: float | None = None  # fraction of examples trained on coarse steps (None: the paper's uniform)
     optim: OptimConfig = field(default_factory=OptimConfig)
     ckpt_every: int = 200
     log_every: int = 10
@@ -73,7 +74,8 @@ class DynamicsTrainConfig:
         return cls(optim=optim, **d)
 
     def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(self.single_image_fraction, self.context_noise, self.context_prefix_prob)
+        return ObjectiveConfig(self.single_image_fraction, self.context_noise, self.context_prefix_prob,
+                               self.shortcut_fraction)
 
     def batch_shape(self, step: int) -> tuple[int, int]:
         """(batch size, frames) for optimizer step `step` (1-based): long batches spread evenly at long_ratio."""
@@ -110,7 +112,11 @@ def load_world_model(path, device="cpu") -> WorldModel:
     if ckpt.get("kind") not in (KIND, None) or not ckpt.get("config"):
         raise ValueError(f"{path} is not a dynamics checkpoint (kind={ckpt.get('kind')!r})")
     model = WorldModel(DynamicsConfig(**ckpt["config"]))
-    model.load_state_dict(ckpt["model"])
+    # Checkpoints from before latent standardization lack the stats; their defaults (0, 1) are what they used.
+    result = model.load_state_dict(ckpt["model"], strict=False)
+    bad = sorted(set(result.missing_keys) - {"latent_mean", "latent_std"}) + list(result.unexpected_keys)
+    if bad:
+        raise ValueError(f"{path}: dynamics checkpoint does not match its config (keys {bad})")
     return model.to(device).eval()
 
 
@@ -162,6 +168,8 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
         if "normalizer" in extra:
             normalizer.load_state_dict(extra["normalizer"])
         say(f"resumed dynamics training from {last} at step {start}")
+    else:  # latent stats from frames drawn with step 0 (training steps start at 1); DDP syncs them from rank 0
+        model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device)["latents"])
     resumed_from = start
     train_model = model
     if distributed:

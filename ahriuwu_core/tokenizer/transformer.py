@@ -36,6 +36,7 @@ class TransformerTokenizerConfig:
     softcap: float = 50.0       # attention logit soft-cap (0 disables; then the fused SDPA kernel is used)
     qk_gain: float = 2.0        # initial QK-norm gain (logits x gain^2): breaks the uniform-attention start
     out_tokens: int = 0         # encode output reshape: (num_latents, latent_dim) -> (out_tokens, ...); 0 = none
+    cell_skip: bool = False     # latents start from their grid cell's patches, patch queries from their cell's latents
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
@@ -81,6 +82,38 @@ def decoder_mask(T: int, L: int, P: int) -> torch.Tensor:
     return latent_row | query_row
 
 
+def latent_cells(L: int, g: int) -> torch.Tensor:
+    """(L, g*g) row-stochastic map from patches to latents: each latent averages the patches of its grid cell
+    (see latent_grid_positions; the whole frame when the latents are not on a grid)."""
+    P = g * g
+    if L % P == 0:
+        return torch.eye(P).repeat(L // P, 1)
+    s = round(L ** 0.5)
+    if s * s == L and g % s == 0:
+        cell = (torch.arange(g) // (g // s))
+        patch_cell = (cell[:, None] * s + cell[None, :]).reshape(P)
+        m = (patch_cell[None, :] == torch.arange(L)[:, None]).float()
+        return m / m.sum(1, keepdim=True)
+    return torch.full((L, P), 1.0 / P)
+
+
+def latent_grid_positions(L: int, g: int) -> torch.Tensor:
+    """(row, col) of each latent token in RoPE space, spread over the g x g patch grid so that a latent starts out
+    near the patches it should summarise (and a decoder patch query near its latents): with L a multiple of g*g,
+    latent i sits on patch i mod g*g; with L a square s*s, on the centres of an s x s grid; otherwise at the
+    grid centre (learned embeddings alone tell them apart). Spreading them out instead of stacking them all on
+    the centre took the demo tokenizer from near-uniform attention to local routing within minutes."""
+    P = g * g
+    if L % P == 0:
+        i = torch.arange(L) % P
+        return torch.stack([i // g, i % g], -1).float()
+    s = round(L ** 0.5)
+    if s * s == L:
+        c = (torch.arange(s).float() + 0.5) * g / s - 0.5
+        return torch.stack([c.repeat_interleave(s), c.repeat(s)], -1)
+    return torch.full((L, 2), (g - 1) / 2)
+
+
 class TransformerTokenizer(nn.Module):
     kind = "transformer"
 
@@ -102,6 +135,13 @@ class TransformerTokenizer(nn.Module):
         self.decoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(n_dec))
         self.dec_norm = RMSNorm(d)
         self.to_pixels = nn.Linear(d, p * p * 3)
+        if cfg.cell_skip:
+            # A direct per-cell path (patch -> its latent -> its patch query) beside the attention: the latents
+            # start as a local code instead of a uniform average, the plateau at the mean image is skipped.
+            cells = latent_cells(L, cfg.grid)
+            self.register_buffer("cell_pool", cells, persistent=False)                              # (L, P)
+            self.register_buffer("cell_unpool", (cells > 0).float().T / (cells > 0).float().T.sum(1, keepdim=True),
+                                 persistent=False)                                                  # (P, L)
         self._init_weights(cfg.n_layers + n_dec)
         self._mask_cache: dict = {}
 
@@ -132,12 +172,11 @@ class TransformerTokenizer(nn.Module):
             P, L, g = c.num_patches, c.num_latents, c.grid
             rows = torch.arange(P) // g
             cols = torch.arange(P) % g
-            # Latents sit at the grid centre in RoPE space; learned embeddings tell them apart.
-            centre = (g - 1) / 2
+            lat_rc = latent_grid_positions(L, g)
             enc_pos, dec_pos = [], []
             for t in range(T):
                 patch_pos = torch.stack([torch.full((P,), float(t)), rows.float(), cols.float()], -1)
-                lat_pos = torch.tensor([[float(t), centre, centre]]).expand(L, 3)
+                lat_pos = torch.cat([torch.full((L, 1), float(t)), lat_rc], -1)
                 enc_pos += [patch_pos, lat_pos]
                 dec_pos += [lat_pos, patch_pos]
             hd = c.d_model // c.n_heads
@@ -173,8 +212,10 @@ class TransformerTokenizer(nn.Module):
             rate = torch.rand(B, T, 1, device=x.device) * mask_ratio_max
             drop = torch.rand(B, T, P, device=x.device) < rate
             x = torch.where(drop[..., None], self.mask_token.to(x.dtype), x)
-        x = x + self.patch_pos
         lat = self.latent_tokens.expand(B, T, L, c.d_model).to(x.dtype)
+        if c.cell_skip:
+            lat = lat + self.cell_pool.to(x.dtype) @ x
+        x = x + self.patch_pos
         h = torch.cat([x, lat], dim=2).reshape(B, T * (P + L), c.d_model)
         mask, cos, sin = self._masks_and_rope(T, frames.device)["enc"]
         for blk in self.encoder:
@@ -189,6 +230,8 @@ class TransformerTokenizer(nn.Module):
         P, L = c.num_patches, c.num_latents
         z = self.unbottleneck(latents) + self.dec_latent_pos
         q = self.patch_queries.expand(B, T, P, c.d_model).to(z.dtype)
+        if c.cell_skip:
+            q = q + self.cell_unpool.to(z.dtype) @ z
         h = torch.cat([z, q], dim=2).reshape(B, T * (L + P), c.d_model)
         mask, cos, sin = self._masks_and_rope(T, latents.device)["dec"]
         for blk in self.decoder:
