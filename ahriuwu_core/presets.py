@@ -60,7 +60,8 @@ PRESETS: dict[str, Preset] = {
         tokenizers={"cnn": TOKENIZER_PRESETS["demo"], "transformer": TOKENIZER_PRESETS["demo_transformer"]},
         # The demo CNN tokenizer gives 256 tokens x 16: packing 16 makes 16 tokens x 256 per frame. K=64 is the plain
         # sampler the evaluation compares against; all cores (nothing else trains beside it in `make demo`).
-        dynamics=_dynamics("demo", model=dict(k_max=64, pack=16), num_threads=0),
+        # ~6 minutes of training; the time limit keeps `make demo` inside its budget on a slower machine.
+        dynamics=_dynamics("demo", model=dict(k_max=64, pack=16), num_threads=0, steps=480, time_limit_s=420.0),
         evaluation=EvalConfig(context=16, horizon=16, clips_per_video=2, zero_noise_steps=(4,)),
         split=_DEMO_SPLIT,
         demo=DemoConfig(num_videos=8, duration_s=30.0),

@@ -10,7 +10,7 @@ from ahriuwu_core.tokenizer import (
 )
 from ahriuwu_core.tokenizer.layers import apply_rope, rope_angles
 from ahriuwu_core.tokenizer.losses import ReconstructionLoss, masked_mse
-from ahriuwu_core.tokenizer.transformer import decoder_mask, encoder_mask
+from ahriuwu_core.tokenizer.transformer import decoder_mask, encoder_mask, latent_cells, latent_grid_positions
 
 TINY_CNN = dict(image_size=16, channels=(8, 16), latent_dim=4, groups=4)
 TINY_TF = dict(image_size=16, patch_size=4, num_latents=4, latent_dim=6, d_model=32, n_layers=2, n_heads=2,
@@ -59,9 +59,10 @@ def test_masks_hand_checked():
     ]
 
 
-def test_transformer_is_causal_in_time():
+@pytest.mark.parametrize("cell_skip", [False, True])
+def test_transformer_is_causal_in_time(cell_skip):
     torch.manual_seed(0)
-    tok = build_tokenizer("transformer", TINY_TF).eval()
+    tok = build_tokenizer("transformer", {**TINY_TF, "cell_skip": cell_skip}).eval()
     x = torch.rand(1, 3, 3, 16, 16)
     x2 = x.clone()
     x2[:, 2] = torch.rand(3, 16, 16)  # change frame t+1 = 2
@@ -75,6 +76,36 @@ def test_transformer_is_causal_in_time():
     x3 = x.clone()
     x3[:, 0] = torch.rand(3, 16, 16)
     assert not torch.allclose(tok.encode(x3)[:, 1], z[:, 1])
+
+
+def test_latents_sit_on_the_patch_grid():
+    # 4x4 patch grid: 16 latents -> one per patch, 4 latents -> centres of 2x2 cells, 32 -> two per patch,
+    # 5 latents (no grid) -> all at the centre
+    assert latent_grid_positions(16, 4).tolist() == [[r, c] for r in range(4) for c in range(4)]
+    assert latent_grid_positions(4, 4).tolist() == [[0.5, 0.5], [0.5, 2.5], [2.5, 0.5], [2.5, 2.5]]
+    assert latent_grid_positions(32, 4)[16:].tolist() == latent_grid_positions(16, 4).tolist()
+    assert latent_grid_positions(5, 4).tolist() == [[1.5, 1.5]] * 5
+    cells = latent_cells(4, 4)
+    assert torch.allclose(cells.sum(1), torch.ones(4))
+    assert cells[1].nonzero().flatten().tolist() == [2, 3, 6, 7]  # latent 1 = top-right 2x2 block of patches
+    assert torch.equal(latent_cells(16, 4), torch.eye(16))
+    assert torch.allclose(latent_cells(5, 4), torch.full((5, 16), 1 / 16))
+
+
+def test_cell_skip_makes_latents_local_from_the_start():
+    """With cell_skip a latent starts from its own cell's patches: at init, changing one corner of the image
+    moves that corner's latent far more than the others (without it, every latent moves about alike)."""
+    x = torch.rand(1, 1, 3, 16, 16, generator=torch.Generator().manual_seed(0))
+    x2 = x.clone()
+    x2[..., :8, :8] = torch.rand(3, 8, 8, generator=torch.Generator().manual_seed(1))  # top-left 2x2 patches
+    ratios = {}
+    for skip in (False, True):
+        torch.manual_seed(0)
+        tok = build_tokenizer("transformer", {**TINY_TF, "cell_skip": skip}).eval()
+        with torch.no_grad():
+            change = (tok.encode(x) - tok.encode(x2)).abs().mean(-1)[0, 0]  # per latent (4 latents, 2x2 cells)
+        ratios[skip] = float(change[0] / change[1:].mean())
+    assert ratios[True] > 3.0 and ratios[False] < 2.0, ratios
 
 
 def test_mae_masking_changes_training_pass_only():
