@@ -36,13 +36,14 @@ video_partitions = DynamicPartitionsDefinition(name="videos")
 
 # Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
 # downstream stale. Kept here, one place, so the UI and the tests agree.
+# tokenizer 2: transformer latents on the patch grid + cell_skip; dynamics 2: standardized latents, shortcut_fraction.
 CODE_VERSIONS = {
     "videos": "1",
     "frames": "1",
     "dataset_manifest": "1",
-    "tokenizer": "1",
+    "tokenizer": "2",
     "latents": "1",
-    "dynamics": "1",
+    "dynamics": "2",
     "evaluation": "1",
 }
 
