@@ -4,10 +4,10 @@
 - diffusion forcing: every frame has its own tau (on the grid of multiples of its step size d).
 - step size d = 1 / U{1, 2, 4, ..., k_max} per example (the paper), or, with `shortcut_fraction` set, d = 1/k_max
   for all but that fraction of examples and d uniform over the coarser sizes for the rest (as in Frans et al.'s
-  shortcut models, 1/4). Early on the bootstrap target is the model's own output, so those examples carry almost no
-  gradient: with k_max=64 the paper's sampling spends 6/7 of the batch on them. The finest step d = 1/k_max takes a plain squared
-  error to the clean latent. Larger steps regress onto the bootstrap: two half-steps of size d/2 from the
-  (stop-gradient) model give velocities b1, b2; the loss is (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals
+  shortcut models, 1/4). Early on the bootstrap target is the model's own output, so those examples carry
+  almost no gradient: with k_max=64 the paper's sampling spends 6/7 of the batch on them.
+- The finest step d = 1/k_max takes a plain squared error to the clean latent. Larger steps regress onto the
+  bootstrap: two half-steps of size d/2 from the (stop-gradient) model give velocities b1, b2; the loss is (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals
   |x_hat - x_target|^2 with x_target = z + (1-tau)(b1+b2)/2 -- so no division by (1-tau) ever reaches the
   student, and the teacher's divisions are bounded because tau <= 1 - d.
 - ramp weight w(tau) = 0.9*tau + 0.1 (noisy frames carry less signal).
@@ -88,8 +88,8 @@ def _model_config(model):
 def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConfig = None, *, generator=None,
                           normalizer=None, teacher=None):
     """One shortcut-forcing loss on a batch of clean tokenizer latents (B,T,N,D), standardized by the model's
-    latent stats first (all noise levels and losses live in that unit-scale space). `teacher` (default: the unwrapped
-    model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
+    latent stats first (all noise levels and losses live in that unit-scale space). `teacher` (default: the
+    unwrapped model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
     `normalizer(name, value)` (e.g. training.RunningRMS) rescales each loss term.
     Returns (loss, stats) with stats holding floats."""
     cfg = cfg or ObjectiveConfig()
