@@ -7,9 +7,10 @@
   shortcut models, 1/4). Early on the bootstrap target is the model's own output, so those examples carry
   almost no gradient: with k_max=64 the paper's sampling spends 6/7 of the batch on them.
 - The finest step d = 1/k_max takes a plain squared error to the clean latent. Larger steps regress onto the
-  bootstrap: two half-steps of size d/2 from the (stop-gradient) model give velocities b1, b2; the loss is (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals
-  |x_hat - x_target|^2 with x_target = z + (1-tau)(b1+b2)/2 -- so no division by (1-tau) ever reaches the
-  student, and the teacher's divisions are bounded because tau <= 1 - d.
+  bootstrap: two half-steps of size d/2 from the (stop-gradient) model give velocities b1, b2; the loss is
+  (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals |x_hat - x_target|^2 with x_target = z + (1-tau)(b1+b2)/2 --
+  so no division by (1-tau) ever reaches the student, and the teacher's divisions are bounded because
+  tau <= 1 - d.
 - ramp weight w(tau) = 0.9*tau + 0.1 (noisy frames carry less signal).
 - single images: a fraction of examples attend only within each frame.
 - context corruption: with probability `context_prefix_prob` an example's first frames are context frames at
