@@ -171,12 +171,13 @@ def test_ui_in_a_real_browser(graph):
                       "--disable-component-update", "--disable-sync", "--no-first-run"],
             )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
+            # The first-visit "join the community" dialog can pop up at any moment (it once covered a click
+            # after the page had settled): Playwright dismisses it whenever it blocks an action.
+            skip = page.get_by_role("button", name="Skip")
+            page.add_locator_handler(skip, lambda btn: btn.click())
 
             def open_page(path):
                 page.goto(f"http://127.0.0.1:{port}{path}", wait_until="networkidle")
-                skip = page.get_by_role("button", name="Skip")  # first-visit "join the community" dialog
-                if skip.count():
-                    skip.first.click()
 
             # The whole graph upstream of evaluation, every asset a node.
             open_page("/assets/evaluation?view=lineage&lineageScope=upstream&lineageDepth=10")
