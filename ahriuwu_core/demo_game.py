@@ -17,7 +17,11 @@ Action convention (frame i, source frame rate fps):
     scrolls by -speed/fps * dir(move_i) on screen between frames i and i+1.
   - The policy never steers into the world border, so the recorded move is always the motion that happens.
   - The camera follows the rounded position, so the on-screen scroll per frame is a whole number of pixels
-    (6 or 7 at 200 px/s and 30 fps; 4 or 5 per axis on diagonals) summing to the exact motion.
+    (5 at 200 px/s and 40 fps; 3 or 4 per axis on diagonals) summing to the exact motion.
+  - 40 fps: the frames stage's 20 fps shows every second source frame, so a held move scrolls the same distance
+    in every output frame (a 30 fps source alternates 1- and 2-frame steps, 33 and 67 ms).
+  This is the sidecar side of `ahriuwu_core.conventions`: the record at t is in force from t on; the frames
+  stage gives output frame k the action that led into it.
 The sidecar (`<stem>.actions.json`, contract format) also carries `player_world_xy` (p_i per frame) and `demo`
 (the settings + DEMO_GAME_VERSION, used to skip complete videos).
 Coordinates: world px with y down; move 0 = still, 1..8 = E, NE, N, NW, W, SW, S, SE (N = up on screen).
@@ -43,7 +47,7 @@ from .demo_map import (
 
 DEMO_HUD_REGIONS = {"minimap": (528, 248, 112, 112), "abilities_health": (192, 312, 256, 48)}  # (x, y, w, h) at 640x360
 HUD_REFERENCE_SIZE = (640, 360)
-DEMO_GAME_VERSION = 2  # bump when the rendering or the simulation changes: existing demo videos are regenerated
+DEMO_GAME_VERSION = 3  # bump when the rendering or the simulation changes: existing demo videos are regenerated
 ACTION_COMPONENTS = ["move", "ability"]
 ACTION_NUM_CLASSES = [9, 5]
 
@@ -60,7 +64,7 @@ PLAYER_MARGIN = 140.0  # the policy keeps the player at least this far from the 
 class DemoConfig:
     num_videos: int = 8
     duration_s: float = 30.0
-    fps: float = 30.0
+    fps: float = 40.0
     width: int = 640
     height: int = 360
     seed: int = 0  # video k plays with seed `seed * 1000 + k`
@@ -116,7 +120,7 @@ class DemoGame:
 
     MAX_MINIONS = 240
 
-    def __init__(self, seed: int, width: int = 640, height: int = 360, fps: float = 30.0, player_speed: float = 200.0):
+    def __init__(self, seed: int, width: int = 640, height: int = 360, fps: float = 40.0, player_speed: float = 200.0):
         if width % 2 or height % 2 or width < 64 or height < 36:
             raise ValueError(f"demo frame size {width}x{height}: width and height must be even and >= 64x36")
         if max(width, height) // 2 + 8 > WORLD_PAD:
@@ -734,7 +738,7 @@ class ScriptedPolicy:
         return int(self.rng.choice(ready)) + 1
 
 
-def play_demo(seed: int, num_frames: int, width: int = 640, height: int = 360, fps: float = 30.0,
+def play_demo(seed: int, num_frames: int, width: int = 640, height: int = 360, fps: float = 40.0,
               player_speed: float = 200.0):
     """Yield (frame uint8 HxWx3, move, ability, player world (x, y) at that frame) for frames 0..num_frames-1."""
     game = DemoGame(seed, width, height, fps, player_speed)

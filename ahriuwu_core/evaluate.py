@@ -27,6 +27,7 @@ import torch
 
 from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
+from ahriuwu_core.conventions import MOVE_UNIT
 
 # ----------------------------------------------------------------------------------------------- split
 
@@ -196,20 +197,17 @@ def shuffled_actions(actions: torch.Tensor, context: int, seed: int) -> torch.Te
     return out
 
 
-MOVE_UNIT = {k: (math.cos((k - 1) * math.pi / 4), -math.sin((k - 1) * math.pi / 4)) for k in range(1, 9)}
-
-
 def scroll_agreement(frames: np.ndarray, moves: np.ndarray, estimate_scroll, max_angle_deg: float = 45.0):
     """Fraction of moving steps where the map scrolls opposite the commanded move.
 
-    frames uint8 (T, H, W, 3); moves (T,) move class per frame (0 = still, 1..8 = E, NE, N, ... SE with
-    screen y pointing down). Step t compares frames t-1 -> t with the move in force at frame t-1, i.e. the
-    command that produced the motion. The camera is locked on the player, so content moves by -move.
+    frames uint8 (T, H, W, 3); moves (T,) move class per frame (`conventions`: moves[t] led into frame t).
+    Step t compares frames t-1 -> t with moves[t]. The camera is locked on the player, so content moves by
+    -move.
     Returns (agreements, counted_steps)."""
     agree, counted = 0, 0
     cos_tol = math.cos(math.radians(max_angle_deg))
     for t in range(1, frames.shape[0]):
-        move = int(moves[t - 1])
+        move = int(moves[t])
         if move not in MOVE_UNIT:
             continue
         counted += 1

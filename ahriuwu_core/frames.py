@@ -38,6 +38,7 @@ import av.video.reformatter
 import numpy as np
 import zarr
 
+from ahriuwu_core.conventions import actions_leading_into
 from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
 
 DEFAULT_ACTION_COMPONENTS = ("move", "ability")
@@ -170,15 +171,36 @@ def load_actions(path) -> dict:
 
 
 def align_actions(actions: dict | None, num_frames: int, fps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output frame k: the sidecar record with the largest t <= k/fps (nearest earlier), and whether any."""
+    """Per output frame k: the action that led into it (see `conventions`), and whether there is one."""
     if actions is None:
         return np.zeros((num_frames, len(DEFAULT_ACTION_COMPONENTS)), np.int16), np.zeros(num_frames, bool)
-    t = np.arange(num_frames, dtype=np.float64) / fps
-    idx = np.searchsorted(actions["times"], t + 1e-9, side="right") - 1  # 1e-9: float noise in written times
-    has = idx >= 0
-    out = np.zeros((num_frames, actions["values"].shape[1]), np.int16)
-    out[has] = actions["values"][idx[has]]
-    return out, has
+    return actions_leading_into(actions["times"], actions["values"], num_frames, fps)
+
+
+class _StepJitter:
+    """How unevenly the shown source frames are spaced in time: an output step is 1/fps, but it shows source
+    frames whose times differ by whole source intervals (30 fps -> 20 fps alternates 33 and 67 ms steps, so motion
+    per output frame alternates too). Streams the statistics: O(1) memory for any video length."""
+
+    def __init__(self, fps: int):
+        self.fps, self.prev, self.n, self.sum, self.sq = fps, None, 0, 0.0, 0.0
+        self.lo, self.hi = math.inf, -math.inf
+
+    def add(self, shown_t: Fraction, copies: int) -> None:
+        steps = ([float(shown_t - self.prev)] if self.prev is not None else []) + [0.0] * (copies - 1)
+        for s in steps:  # repeated copies of one source frame are steps of 0 s
+            self.n, self.sum, self.sq = self.n + 1, self.sum + s, self.sq + s * s
+            self.lo, self.hi = min(self.lo, s), max(self.hi, s)
+        self.prev = shown_t
+
+    def stats(self, num_frames: int) -> dict:
+        n = min(self.n, max(num_frames - 1, 0))  # frames dropped at the end do not count
+        if n == 0:
+            return {"time_step_jitter_ms": 0.0, "time_step_range_ms": [1000.0 / self.fps] * 2}
+        mean = self.sum / self.n
+        std = math.sqrt(max(self.sq / self.n - mean * mean, 0.0))
+        return {"time_step_jitter_ms": round(1000 * std, 3),
+                "time_step_range_ms": [round(1000 * self.lo, 3), round(1000 * self.hi, 3)]}
 
 
 def _remove_stale_temps(out_store: Path) -> None:
@@ -352,6 +374,7 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     prev_t = None
     next_k = 0
     n_source = 1
+    jitter = _StepJitter(fps)
 
     def emit_until(limit: Fraction) -> None:
         # emit `pending` for every output time k/fps < limit
@@ -359,6 +382,7 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
         copies = max(0, math.ceil(limit * fps) - next_k)
         if copies:
             writer.add(convert(pending), copies)
+            jitter.add(pending_t, copies)
             next_k += copies
 
     for frame in frames_iter:
@@ -426,10 +450,12 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
         "action_components": list(actions["components"]) if actions else list(DEFAULT_ACTION_COMPONENTS),
         "action_num_classes": list(actions["num_classes"]) if actions else list(DEFAULT_ACTION_NUM_CLASSES),
         "has_actions_fraction": round(float(has_actions.mean()), 4),
+        **jitter.stats(num_frames),
     }
     group.attrs.update({k: stats[k] for k in (
         "video_id", "fps", "source_fps", "source_size", "size", "resize_mode", "num_frames", "duration_s",
-        "hud_layout", "action_components", "action_num_classes", "content_hash", "rotation", "mask_coverage")})
+        "hud_layout", "action_components", "action_num_classes", "content_hash", "rotation", "mask_coverage",
+        "time_step_jitter_ms", "time_step_range_ms")})
     return stats
 
 

@@ -128,14 +128,26 @@ class _Log:
         self.last_error = msg
 
 
+PREFERRED_FPS = (60, 40, 20)  # multiples of the 20 fps target: every output step spans the same source time
+
+
+def format_selector(max_height: int) -> str:
+    """yt-dlp format string: video only (no audio needed), a frame rate that 20 fps divides first (even motion
+    per output frame), then H.264 first because it decodes fastest. '?' admits unknown heights (direct files
+    through the generic extractor have no height until probed)."""
+    h = int(max_height)
+    choices = [f"bestvideo[height<=?{h}]{codec}[fps={fps}]" for fps in PREFERRED_FPS
+               for codec in ("[vcodec^=avc1]", "")]
+    choices += [f"bestvideo[height<=?{h}][vcodec^=avc1]", f"bestvideo[height<=?{h}]", f"best[height<=?{h}]"]
+    return "/".join(choices)
+
+
 def _ydl_params(cfg: SourceConfig, log, **extra) -> dict:
     from yt_dlp.utils import parse_bytes
 
     h = int(cfg.max_height)
     params = {
-        # video only (no audio needed), H.264 first because it decodes fastest; '?' admits unknown heights
-        # (direct files through the generic extractor have no height until probed)
-        "format": f"bestvideo[height<=?{h}][vcodec^=avc1]/bestvideo[height<=?{h}]/best[height<=?{h}]",
+        "format": format_selector(h),
         "enable_file_urls": True,
         "quiet": True, "no_warnings": False, "noprogress": True,
         "logger": _Log(log),

@@ -36,10 +36,10 @@ video_partitions = DynamicPartitionsDefinition(name="videos")
 
 # Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
 # downstream stale. Kept here, one place, so the UI and the tests agree.
-# tokenizer 2: transformer latents on the patch grid + cell_skip; dynamics 2: standardized latents, shortcut_fraction.
+# frames 2: actions lead into their frame (conventions.py), time-step jitter recorded.
 CODE_VERSIONS = {
     "videos": "1",
-    "frames": "1",
+    "frames": "2",
     "dataset_manifest": "1",
     "tokenizer": "2",
     "latents": "1",

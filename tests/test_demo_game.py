@@ -66,14 +66,14 @@ def test_same_seed_is_byte_identical_and_other_seeds_differ():
 
 
 def test_sidecar_has_one_record_per_source_frame_and_video_matches_config(clip):
-    side, n = clip["sidecar"], 90
-    assert side["fps"] == 30.0 and side["components"] == ["move", "ability"] and side["num_classes"] == [9, 5]
+    side, n = clip["sidecar"], 120
+    assert side["fps"] == 40.0 and side["components"] == ["move", "ability"] and side["num_classes"] == [9, 5]
     assert len(side["frames"]) == n and len(clip["frames"]) == n
     for i, rec in enumerate(side["frames"]):
-        assert rec["t"] == pytest.approx(i / 30.0, abs=1e-9)
+        assert rec["t"] == pytest.approx(i / 40.0, abs=1e-9)
         assert 0 <= rec["move"] <= 8 and 0 <= rec["ability"] <= 4
-    assert clip["rate"] == 30
-    assert clip["times"] == pytest.approx([i / 30.0 for i in range(n)], abs=1e-3)
+    assert clip["rate"] == 40
+    assert clip["times"] == pytest.approx([i / 40.0 for i in range(n)], abs=1e-3)
     assert clip["frames"][0].shape == (360, 640, 3)
 
 
@@ -149,8 +149,8 @@ def test_rendered_marker_matches_world_position_and_moves_with_the_player():
     x0, y0 = find_minimap_marker(f0)
     x1, y1 = find_minimap_marker(f)
     assert (x0, y0) == pytest.approx(minimap_marker_position(pos0), abs=0.15)
-    # 29 frames east at 200/30 px: 193.3 world px = 193.3 * 104 / 2048 = 9.82 minimap px.
-    assert x1 - x0 == pytest.approx(193.333 * 104 / 2048, abs=0.3) and y1 == pytest.approx(y0, abs=0.2)
+    # 29 frames east at 200/40 px: 145 world px = 145 * 104 / 2048 = 7.36 minimap px.
+    assert x1 - x0 == pytest.approx(145.0 * 104 / 2048, abs=0.3) and y1 == pytest.approx(y0, abs=0.2)
     # A half-size resize still finds it; width/height rescale the answer to the render's coordinates.
     half = np.asarray(Image.fromarray(f0).resize((320, 180), Image.BILINEAR))
     hx, hy = find_minimap_marker(half)
@@ -175,7 +175,7 @@ def test_ability_icon_is_greyed_during_cooldown_and_recast_is_refused():
     assert not np.array_equal(cast, ready)
     with pytest.raises(ValueError, match="cooldown"):
         game.play(0, 2)
-    for _ in range(int(3.5 * 30) - 1):
+    for _ in range(int(3.5 * 40) - 1):
         game.play(0, 0)
     assert _saturation(game.play(0, 2), rects[1]) == 0.0  # ready again after 3.5 s, cast again
 

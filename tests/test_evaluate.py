@@ -145,7 +145,7 @@ def test_shuffled_actions_permutes_future_only():
 
 def test_scroll_agreement_counts_opposite_motion():
     frames = np.zeros((4, 8, 8, 3), np.uint8)
-    moves = np.array([1, 3, 0, 1])  # E, N, still, E
+    moves = np.array([5, 1, 3, 0])  # moves[t] led into frame t: (ignored), E, N, still
     # player moves E -> map content moves W (dx<0); player N -> content moves down (dy>0)
     scrolls = iter([(-2.0, 0.0), (0.0, -3.0), (5.0, 5.0)])
     agree, counted = E.scroll_agreement(frames, moves, lambda a, b: next(scrolls))

@@ -37,6 +37,13 @@ def test_exact_20fps_by_timestamp(tmp_path, fps):
     assert decoded_indices(tmp_path / "clip.zarr") == expected_indices(clip.times, stats["num_frames"])
     assert frames.check_frame_count(stats)[0]
     assert abs(stats["source_fps"] - float(fps)) < 1e-3
+    # Time steps between the shown source frames: even only when 20 fps divides the source rate.
+    lo, hi = stats["time_step_range_ms"]
+    if fps == 60:
+        assert stats["time_step_jitter_ms"] < 1e-6 and lo == pytest.approx(50) and hi == pytest.approx(50)
+    elif fps == 30:
+        assert (lo, hi) == (pytest.approx(1000 / 30, abs=0.01), pytest.approx(2000 / 30, abs=0.01))
+        assert stats["time_step_jitter_ms"] == pytest.approx(500 / 30, abs=0.5)  # steps of 33.3 and 66.7 ms
 
 
 @pytest.mark.parametrize("name, codec, options", [
@@ -177,9 +184,9 @@ def test_demo_hud_mask_stored_and_pixels_untouched(tmp_path):
     assert masked["content_hash"] == plain["content_hash"]  # HUD pixels are masked, never painted
 
 
-def test_actions_aligned_nearest_earlier(tmp_path):
+def test_actions_lead_into_their_frame(tmp_path):
     clip = media.make_clip(tmp_path / "v.mp4", seconds=1.0, fps=30)
-    # sidecar starts at source frame 6 (t = 0.2 s): output frames 0..3 have no action
+    # sidecar starts at source frame 6 (t = 0.2 s); a record is in force from its time on
     media.write_actions_sidecar(tmp_path / "v.actions.json", clip.times[6:])
     doc = json.loads((tmp_path / "v.actions.json").read_text())
     for i, rec in enumerate(doc["frames"]):
@@ -189,8 +196,11 @@ def test_actions_aligned_nearest_earlier(tmp_path):
     g = frames.open_frames(tmp_path / "v.zarr")
     has, acts = np.asarray(g["has_actions"]), np.asarray(g["actions"])
     idx = expected_indices(clip.times, stats["num_frames"])
-    assert has.tolist() == [i >= 6 for i in idx] and not has[:4].any() and has[4:].all()
-    assert [int(a) for a in acts[has, 0]] == [i % 9 for i in idx if i >= 6]
+    # Output frame k carries the action in force at frame k-1's time: the one that led from k-1 into k.
+    prev = [None] + idx[:-1]
+    assert has.tolist() == [p is not None and p >= 6 for p in prev]
+    assert not has[:5].any() and has[5:].all()  # idx = 0, 1, 3, 4, 6, ...: frame 4 shows source 6
+    assert [int(a) for a in acts[has, 0]] == [p % 9 for p in prev if p is not None and p >= 6]
     assert (acts[~has] == 0).all()
     assert g.attrs["action_components"] == ["move", "ability"] and g.attrs["action_num_classes"] == [9, 5]
 
@@ -212,7 +222,8 @@ def test_corrupt_actions_sidecar(tmp_path, content, match):
     assert str(sidecar) in str(err.value)
     assert no_leftovers(store)
     media.write_actions_sidecar(sidecar, clip.times)  # fixed -> works
-    assert frames.extract_frames(clip.path, store, FramesConfig(), actions_path=sidecar)["has_actions_fraction"] == 1.0
+    # every frame but the first (nothing led into it) is labelled
+    assert frames.extract_frames(clip.path, store, FramesConfig(), actions_path=sidecar)["has_actions_fraction"] == 0.9
 
 
 def _good_clip(path):

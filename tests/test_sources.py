@@ -245,3 +245,22 @@ def test_format_selection_is_video_only_and_capped(max_height, expected):
         chosen = ydl.process_ie_result(info, download=False)
     assert chosen["format_id"] == expected
     assert chosen["acodec"] == "none" and chosen["height"] <= max_height  # no audio, never above the cap
+
+
+def test_format_selection_prefers_frame_rates_that_20_divides():
+    import yt_dlp
+
+    def f(fid, h, fps, vcodec):
+        return {"format_id": fid, "url": f"https://example.invalid/{fid}", "ext": "mp4", "height": h, "fps": fps,
+                "width": h * 16 // 9, "vcodec": vcodec, "acodec": "none", "tbr": h * fps / 30, "protocol": "https"}
+    formats = [f("136", 720, 30, "avc1.4d401f"), f("298", 720, 60, "avc1.4d4020"), f("302", 720, 60, "vp09.00.40.08"),
+               f("137", 1080, 60, "avc1.640028"), f("135", 480, 30, "avc1.4d401e")]
+    params = sources._ydl_params(SourceConfig(max_height=720), quiet)
+    with yt_dlp.YoutubeDL(params) as ydl:
+        info = {"id": "abc", "title": "t", "extractor": "fake", "extractor_key": "Fake",
+                "webpage_url": "https://example.invalid/abc", "formats": formats}
+        assert ydl.process_ie_result(info, download=False)["format_id"] == "298"  # 60 fps H.264 at the cap
+        info["formats"] = [x for x in formats if x["format_id"] not in ("298",)]
+        assert ydl.process_ie_result(dict(info), download=False)["format_id"] == "302"  # 60 fps beats codec
+        info["formats"] = [x for x in formats if x["fps"] == 30]
+        assert ydl.process_ie_result(dict(info), download=False)["format_id"] == "136"  # no choice: 30 fps

@@ -1,0 +1,33 @@
+"""The action convention, stated once for every producer and consumer.
+
+Sidecar (what a game or recorder logs): a record at time t holds the action in force from t until the next
+record -- the keys held down from t on. Its effect shows in the frames that come after t.
+
+Stores and models (frames, latents, the world model, the evaluation, the toy data): `actions[t]` is the action
+that LED INTO frame t, i.e. the one in force during the interval (t-1, t] between output frames. Frame 0 has no
+such action (`has_actions[0]` is False). A world model generating frame t is conditioned on `actions[t]`, so
+the action that causes a change sits on the very frame that shows it.
+
+Moves are screen directions: 0 = still, 1..8 = E, NE, N, NW, W, SW, S, SE (y down on screen). With the camera
+locked on the player, the map scrolls opposite to the move.
+"""
+from __future__ import annotations
+
+import math
+
+import numpy as np
+
+# Unit screen vectors (x right, y down) of moves 1..8.
+MOVE_UNIT = {k: (math.cos((k - 1) * math.pi / 4), -math.sin((k - 1) * math.pi / 4)) for k in range(1, 9)}
+
+
+def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int, fps: float
+                         ) -> tuple[np.ndarray, np.ndarray]:
+    """Per output frame k (time k/fps): the sidecar record in force at the previous frame's time (k-1)/fps,
+    i.e. the action that led from frame k-1 into frame k. Returns (actions int16 (T, C), has_actions (T,))."""
+    t_prev = (np.arange(num_frames, dtype=np.float64) - 1) / fps
+    idx = np.searchsorted(times, t_prev + 1e-9, side="right") - 1  # 1e-9: float noise in written times
+    has = (idx >= 0) & (np.arange(num_frames) > 0)
+    out = np.zeros((num_frames, values.shape[1]), np.int16)
+    out[has] = values[idx[has]]
+    return out, has
