@@ -31,3 +31,8 @@ def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int,
     out = np.zeros((num_frames, values.shape[1]), np.int16)
     out[has] = values[idx[has]]
     return out, has
+
+
+def has_move_component(components, num_classes) -> bool:
+    """Whether an action space's first component is the 8-direction move above (what action agreement reads)."""
+    return bool(components) and components[0] == "move" and list(num_classes)[:1] == [9]

@@ -41,6 +41,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .motion import estimate_shift, motion_weights
 from .demo_map import (
     BLUE_BASE, TEAM_COLORS, WORLD_PAD, WORLD_SIZE, Sprite, blend_disc, blend_ring, fill_rect, get_world, minimap_image,
 )
@@ -888,55 +889,30 @@ def _find_marker(frame: np.ndarray) -> tuple[float, float]:
     return (float(mx + x0 + (weights * (xs + 0.5)).sum() / total), float(my + y0 + (weights * (ys + 0.5)).sum() / total))
 
 
-def _scroll_weights(h: int, w: int) -> np.ndarray:
-    """Hann window x a mask that fades out (over ~4% of the frame) the HUD regions and the champion sprite, which
-    do not move with the map."""
-    key = ("scroll_weights", h, w)
+def scroll_ignore_mask(h: int, w: int) -> np.ndarray:
+    """(H, W) uint8, 1 where the picture does not move with the map: the HUD regions and the champion sprite
+    (with its bar and orbiting fox-fires), which the camera keeps at the screen centre."""
+    key = ("scroll_ignore", h, w)
     if key not in _HUD_CACHE:
-        yy, xx = np.mgrid[0:h, 0:w].astype(np.float32) + 0.5
-        ramp = max(1.0, 0.04 * max(h, w))
-        mask = np.ones((h, w), np.float32)
+        mask = np.zeros((h, w), np.uint8)
         sx, sy = w / HUD_REFERENCE_SIZE[0], h / HUD_REFERENCE_SIZE[1]
         rects = list(hud_regions(w, h).values())
-        rects.append((w / 2 - 72 * sx, h / 2 - 72 * sy, 144 * sx, 144 * sy))  # champion, bar, orbiting fox-fires
+        rects.append((w / 2 - 72 * sx, h / 2 - 72 * sy, 144 * sx, 144 * sy))
         for x, y, rw, rh in rects:
-            dx = np.maximum(np.maximum(x - xx, xx - (x + rw)), 0)
-            dy = np.maximum(np.maximum(y - yy, yy - (y + rh)), 0)
-            mask = np.minimum(mask, np.clip(np.hypot(dx, dy) / ramp, 0, 1))
-        _HUD_CACHE[key] = mask * np.outer(np.hanning(h), np.hanning(w)).astype(np.float32)
-    return _HUD_CACHE[key]
+            mask[max(0, int(round(y))):int(round(y + rh)), max(0, int(round(x))):int(round(x + rw))] = 1
+        _HUD_CACHE[key] = (mask, motion_weights(h, w, mask))
+    return _HUD_CACHE[key][0]
 
 
 def estimate_scroll(frame_a: np.ndarray, frame_b: np.ndarray) -> tuple[float, float]:
-    """The map's apparent motion (dx, dy) in pixels of the given frames from frame_a to frame_b (content at x in
-    frame_a appears at x + dx in frame_b), by phase correlation over the game area (HUD regions and the champion
-    sprite faded out). When the player moves by v, the map scrolls by about -v. Works on resized frames too
-    (e.g. 64x64): the HUD layout scales with the frame."""
+    """The map's apparent motion (dx, dy) in pixels from frame_a to frame_b (content at x in frame_a appears at
+    x + dx in frame_b): `motion.estimate_shift` over the game area, HUD and champion faded out. When the
+    player moves by v, the map scrolls by about -v. Works on resized frames too (the layout scales)."""
     if frame_a.shape != frame_b.shape or frame_a.ndim != 3 or frame_a.shape[2] != 3:
         raise ValueError(f"estimate_scroll: frames must be HxWx3 of equal shape, got {frame_a.shape}, {frame_b.shape}")
     h, w = frame_a.shape[:2]
-    weights = _scroll_weights(h, w)
-    rgb = np.asarray([0.299, 0.587, 0.114], np.float32)
-    a = frame_a.astype(np.float32) @ rgb
-    b = frame_b.astype(np.float32) @ rgb
-    norm = weights.sum()
-    fa = np.fft.rfft2((a - (a * weights).sum() / norm) * weights)
-    fb = np.fft.rfft2((b - (b * weights).sum() / norm) * weights)
-    cross = np.conj(fa) * fb
-    corr = np.fft.irfft2(cross / (np.abs(cross) ** 0.8 + 1e-6), s=a.shape)  # partial whitening: large map features outweigh small moving sprites
-    py, px = np.unravel_index(int(np.argmax(corr)), corr.shape)
-
-    def refine(c_m, c_0, c_p) -> float:  # parabola through the peak and its neighbours
-        denom = c_m - 2 * c_0 + c_p
-        return 0.0 if denom == 0 else float(_clamp(0.5 * (c_m - c_p) / denom, -0.5, 0.5))
-
-    dx = px + refine(corr[py, px - 1], corr[py, px], corr[py, (px + 1) % w])
-    dy = py + refine(corr[py - 1, px], corr[py, px], corr[(py + 1) % h, px])
-    if dx > w / 2:
-        dx -= w
-    if dy > h / 2:
-        dy -= h
-    return float(dx), float(dy)
+    scroll_ignore_mask(h, w)
+    return estimate_shift(frame_a, frame_b, _HUD_CACHE[("scroll_ignore", h, w)][1])
 
 
 def main(argv=None) -> None:

@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import hashlib
 import json
 import math
 import os
@@ -27,43 +26,11 @@ import torch
 
 from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
-from ahriuwu_core.conventions import MOVE_UNIT
-
-# ----------------------------------------------------------------------------------------------- split
-
-
-@dataclass
-class SplitConfig:
-    heldout_ids: tuple[str, ...] = ()   # always held out
-    heldout_fraction: float = 0.25      # plus every video whose stable hash falls under this fraction
-    salt: str = "ahriuwu"
-
-
-def heldout_score(video_id: str, salt: str) -> float:
-    """Stable uniform number in [0, 1) for a video id: depends on (salt, id) only, never on other videos."""
-    digest = hashlib.sha256(f"{salt}\x00{video_id}".encode()).digest()
-    return int.from_bytes(digest[:8], "big") / 2.0**64
-
-
-def split_videos(video_ids, cfg: SplitConfig) -> tuple[list[str], list[str]]:
-    """(train_ids, heldout_ids), both sorted. A video is held out iff it is listed in cfg.heldout_ids or its
-    hash score is below cfg.heldout_fraction, so adding a video never moves an existing one."""
-    if not 0.0 <= cfg.heldout_fraction <= 1.0:
-        raise ValueError(f"SplitConfig.heldout_fraction must be in [0, 1], got {cfg.heldout_fraction}")
-    ids = sorted(set(video_ids))
-    forced = set(cfg.heldout_ids)
-    heldout = [v for v in ids if v in forced or heldout_score(v, cfg.salt) < cfg.heldout_fraction]
-    train = [v for v in ids if v not in set(heldout)]
-    return train, heldout
-
-
-def check_split_disjoint(train_ids, heldout_ids) -> tuple[bool, dict]:
-    """Asset check: no video on both sides of the split (and no duplicates hiding one)."""
-    overlap = sorted(set(train_ids) & set(heldout_ids))
-    passed = not overlap and len(heldout_ids) > 0
-    return passed, {"overlap": overlap, "num_train": len(set(train_ids)), "num_heldout": len(set(heldout_ids)),
-                    "reason": "" if passed else ("videos on both sides" if overlap else "no held-out videos")}
-
+from ahriuwu_core.conventions import MOVE_UNIT, has_move_component
+from ahriuwu_core.split import SplitConfig, check_split_disjoint, split_videos  # noqa: F401 (re-exported)
+from ahriuwu_core.dynamics.model import shift_previous
+from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights
+from ahriuwu_core.tokenizer.encode import encode_frames
 
 # ------------------------------------------------------------------------------------------ config
 
@@ -81,7 +48,10 @@ class EvalConfig:
     strip_horizons: tuple[int, ...] = (1, 4, 8, 16)
     gif: bool = True
     lpips_net: str | None = "alex"         # None skips LPIPS (values reported as null)
-    action_agreement: bool = True          # demo videos only (ids demo_*): does the map scroll against the move?
+    action_agreement: bool = True          # videos whose first action component is an 8-way move: does the view
+                                           # scroll against it?
+    mean_readout: bool = True              # also roll out the conditional mean (model_k<K>_mean, K the first steps)
+    bootstrap_resamples: int = 2000        # for the 95% intervals of the per-clip margin over persistence
     quick_eval: bool = True
     batch_size: int = 8                    # clips per rollout batch
 
@@ -111,6 +81,8 @@ class Clips:
     has_actions: np.ndarray  # bool (B, C+H)
     hud_mask: np.ndarray | None  # uint8 (H, W), 1 = HUD
     starts: list[int]
+    action_components: tuple = ()
+    action_num_classes: tuple = ()
 
 
 class VideoTooShort(ValueError):
@@ -153,6 +125,8 @@ def read_clips(store: Path, cfg: EvalConfig) -> Clips:
         has_actions=np.stack([np.asarray(has_actions[s : s + length]) for s in starts]).astype(bool),
         hud_mask=hud,
         starts=starts,
+        action_components=tuple(group.attrs.get("action_components", ())),
+        action_num_classes=tuple(group.attrs.get("action_num_classes", ())),
     )
 
 
@@ -243,6 +217,10 @@ class _Accumulator:
     def add(self, metric: str, series: str, values):
         self.values.setdefault(metric, {}).setdefault(series, []).append(np.asarray(values, dtype=np.float64))
 
+    def per_clip(self, metric: str, series: str) -> np.ndarray:
+        """(clips, H): every clip in the order added (the same order for every series)."""
+        return np.concatenate(self.values[metric][series], axis=0)
+
     def per_horizon(self, metric: str, series: str) -> list[float] | None:
         parts = self.values.get(metric, {}).get(series)
         if not parts:
@@ -258,7 +236,7 @@ def _image_metrics(acc, series, pred_u8, gt_u8, mask, cfg, device):
 
 
 def evaluate(tokenizer_path, dynamics_path, heldout_stores, cfg: EvalConfig, out_dir, lineage: dict | None = None,
-             device="cpu", log: Callable[[str], None] = print) -> dict:
+             device="cpu", log: Callable[[str], None] = print, estimate_motion=None) -> dict:
     """Load both checkpoints and run `evaluate_models`. See its docstring for outputs."""
     load_tokenizer, load_world_model, rollout = _model_loaders()
 
@@ -272,7 +250,7 @@ def evaluate(tokenizer_path, dynamics_path, heldout_stores, cfg: EvalConfig, out
     lineage.setdefault("dynamics_checkpoint", str(dynamics_path))
     result = evaluate_models(tokenizer, world_model, rollout, heldout_stores, cfg, out_dir, lineage=lineage,
                              train_context_noise=train_noise, device=device, log=log,
-                             timings={"load_models": round(load_s, 3)})
+                             timings={"load_models": round(load_s, 3)}, estimate_motion=estimate_motion)
     return result
 
 
@@ -303,8 +281,11 @@ def usable_steps(requested, k_max: int | None) -> tuple[int, ...]:
 
 def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: EvalConfig, out_dir,
                     lineage: dict | None = None, train_context_noise: float | None = None, device="cpu",
-                    log: Callable[[str], None] = print, timings: dict | None = None) -> dict:
+                    log: Callable[[str], None] = print, timings: dict | None = None, estimate_motion=None) -> dict:
     """Evaluate loaded models on the held-out frames stores.
+
+    `estimate_motion(frame_a, frame_b) -> (dx, dy)` measures global scroll for the `persistence_motion`
+    baseline and for action agreement; default: `motion.estimate_shift` with each video's HUD faded out.
 
     Writes out_dir/{report.md, metrics.json, psnr_vs_horizon.png, strip_<video>.png, rollout_<video>.gif}.
     Returns {"metrics": <metrics.json content>, "flat": {stable_key: float}, "report_path", "metrics_path",
@@ -335,7 +316,6 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
     acc = _Accumulator()
     timings: dict[str, float] = dict(timings or {})
     quick_psnr, agreement, gt_agreement, videos, strip_paths, gif_paths = [], [0, 0], [0, 0], [], [], []
-    agreement_fn = _estimate_scroll_fn() if cfg.action_agreement else None
     start_all = time.perf_counter()
 
     def tick(name, t):
@@ -357,6 +337,8 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
         raise ValueError(f"held-out videos have different frame sizes {sorted(shapes)}: "
                          + ", ".join(f"{c.video_id} {c.frames.shape[2:]}" for c in all_clips))
     videos = [c.video_id for c in all_clips]
+    motion_fns = [estimate_motion or _hud_faded_estimator(c.hud_mask, c.frames.shape[2:4]) for c in all_clips]
+    mean_name = f"model_k{cfg.sampling_steps[0]}_mean" if cfg.mean_readout else None
     tick("read_frames", t)
     for c in all_clips:
         log(f"evaluate: {c.video_id}: {len(c.starts)} clip(s) at frames {c.starts}")
@@ -374,7 +356,7 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
         with torch.no_grad(), autocast_context(device):
             t = time.perf_counter()
             try:
-                latents = tokenizer.encode(gt).float()
+                latents = encode_frames(tokenizer, gt)
                 ceiling_u8 = _to_uint8(tokenizer.decode(latents[:, C:]))
             except Exception as exc:
                 raise ValueError(f"tokenizer cannot encode/decode frames of videos "
@@ -394,6 +376,14 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
                 preds_u8[name] = _to_uint8(tokenizer.decode(pred_lat))
                 tick(f"rollout_{name}", t)
                 acc.add("latent_mse", name, M.latent_mse(pred_lat, latents[:, C:]))
+            if mean_name:
+                t = time.perf_counter()
+                gen = torch.Generator(device=device).manual_seed(cfg.seed)
+                pred_lat = rollout_fn(world_model, latents[:, :C], actions, has_actions, H,
+                                      sampling_steps=cfg.sampling_steps[0], context_noise=noise, generator=gen,
+                                      mean=True).float()
+                preds_u8[mean_name] = _to_uint8(tokenizer.decode(pred_lat))
+                tick(f"rollout_{mean_name}", t)
             acc.add("latent_mse", "persistence",
                     M.latent_mse(latents[:, C - 1 : C].expand(-1, H, -1, -1), latents[:, C:]))
             shuffled_u8 = None
@@ -407,12 +397,17 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
                 shuffled_u8 = _to_uint8(tokenizer.decode(pred_lat))
                 tick("rollout_shuffled_actions", t)
         persistence_u8 = np.repeat(gt_u8[:, C - 1 : C], H, axis=1)
+        t = time.perf_counter()
+        motion_u8 = np.stack([constant_velocity_rollout(gt_u8[k, C - 2], gt_u8[k, C - 1], H, motion_fns[v])
+                              if C >= 2 else persistence_u8[k] for k, (v, _) in enumerate(batch)])
+        tick("persistence_motion", t)
         for v in sorted({v for v, _ in batch}):  # metrics per video: each has its own HUD mask
             rows = np.array([k for k, (vv, _) in enumerate(batch) if vv == v])
             clips = all_clips[v]
             mask = clips.hud_mask
             t = time.perf_counter()
             _image_metrics(acc, "persistence", persistence_u8[rows], future_u8[rows], mask, cfg, device)
+            _image_metrics(acc, "persistence_motion", motion_u8[rows], future_u8[rows], mask, cfg, device)
             _image_metrics(acc, "tokenizer_ceiling", ceiling_u8[rows], future_u8[rows], mask, cfg, device)
             for name, pred_u8 in preds_u8.items():
                 _image_metrics(acc, name, pred_u8[rows], future_u8[rows], mask, cfg, device)
@@ -421,15 +416,15 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
                 acc.add("psnr", "true_actions", M.psnr(preds_u8[primary][act_rows], future_u8[act_rows], mask))
                 acc.add("psnr", "shuffled_actions", M.psnr(shuffled_u8[act_rows], future_u8[act_rows], mask))
             tick("metrics", t)
-            if agreement_fn is not None and clips.video_id.startswith("demo_"):
+            if cfg.action_agreement and has_move_component(clips.action_components, clips.action_num_classes):
                 t = time.perf_counter()
                 for k in act_rows:
                     moves = actions_np[k, C - 1 :, 0]
                     a, n = scroll_agreement(np.concatenate([gt_u8[k, C - 1 : C], preds_u8[primary][k]]),
-                                            moves, agreement_fn)
+                                            moves, motion_fns[v])
                     agreement[0] += a
                     agreement[1] += n
-                    a, n = scroll_agreement(gt_u8[k, C - 1 :], moves, agreement_fn)
+                    a, n = scroll_agreement(gt_u8[k, C - 1 :], moves, motion_fns[v])
                     gt_agreement[0] += a
                     gt_agreement[1] += n
                 tick("action_agreement", t)
@@ -446,7 +441,7 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
     timings["total"] = round(time.perf_counter() - start_all, 3)
 
     metrics = _assemble_metrics(acc, cfg, horizons, videos, variants, noise, quick_psnr, agreement, gt_agreement,
-                                timings)
+                                timings, mean_name)
     metrics["skipped_videos"] = skipped
     plot_series = {k: metrics["psnr"][k] for k in metrics["psnr"] if k in
                    (variant_name(s, False) for s in cfg.sampling_steps) or k in ("persistence", "tokenizer_ceiling")}
@@ -482,8 +477,10 @@ def quick_latent_psnr(world_model, latents, actions, has_actions, seed: int = 0)
     noise = torch.randn(latents.shape, generator=gen, device=latents.device)
     B, T = latents.shape[:2]
     tau = torch.full((B, T), 0.5, device=latents.device)
-    noisy = 0.5 * noise + 0.5 * world_model.standardize(latents)
-    pred = world_model.unstandardize(world_model(noisy, tau, tau.clone(), actions, has_actions))
+    clean = world_model.standardize(latents)
+    noisy = 0.5 * noise + 0.5 * clean
+    pred = world_model.unstandardize(world_model(noisy, tau, tau.clone(), actions, has_actions,
+                                                 previous=shift_previous(clean)))
     return float(np.mean(M.latent_psnr(pred, latents)))
 
 
@@ -511,12 +508,10 @@ def quick_eval_latents(world_model, latents_stores, window: int = 16, windows_pe
     return float(np.mean(values))
 
 
-def _estimate_scroll_fn():
-    try:
-        from ahriuwu_core.demo_game import estimate_scroll
-    except ImportError:
-        return None
-    return estimate_scroll
+def _hud_faded_estimator(hud_mask, size):
+    """The default motion estimate for a video: phase correlation with its HUD faded out."""
+    weights = motion_weights(size[0], size[1], hud_mask)
+    return lambda a, b: estimate_shift(a, b, weights)
 
 
 def _write_strip(out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, ceiling_u8: np.ndarray, preds_u8: dict,
@@ -536,14 +531,22 @@ def _write_strip(out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, ceiling_u
     return R.atomic_save(strip, out_dir / f"strip_{video_id}.png")
 
 
-def _assemble_metrics(acc, cfg, horizons, videos, variants, noise, quick_psnr, agreement, gt_agreement, timings):
+def _assemble_metrics(acc, cfg, horizons, videos, variants, noise, quick_psnr, agreement, gt_agreement, timings,
+                      mean_name=None):
     main = [variant_name(k, False) for k in cfg.sampling_steps]
-    extra = [variant_name(k, True) for k, z in variants if z]
-    names = main + ["persistence", "tokenizer_ceiling"] + extra
+    extra = [variant_name(k, True) for k, z in variants if z] + ([mean_name] if mean_name else [])
+    names = main + ["persistence", "tokenizer_ceiling", "persistence_motion"] + extra
     out = {"horizons": horizons}
     for metric in ("psnr", "ssim", "lpips"):
         out[metric] = {n: acc.per_horizon(metric, n) if (metric != "lpips" or cfg.lpips_net) else None
                        for n in names}
+    persistence = acc.per_clip("psnr", "persistence")
+    out["clips"] = int(persistence.shape[0])
+    out["psnr_margin_ci95_low"], out["psnr_margin_ci95_high"] = {}, {}
+    for n in main + ["persistence_motion"] + extra:  # per-clip margin over persistence, resampled by clip
+        low, high = M.bootstrap_mean_ci(acc.per_clip("psnr", n) - persistence, resamples=cfg.bootstrap_resamples,
+                                        seed=cfg.seed)
+        out["psnr_margin_ci95_low"][n], out["psnr_margin_ci95_high"][n] = low.tolist(), high.tolist()
     true_psnr, shuf_psnr = acc.per_horizon("psnr", "true_actions"), acc.per_horizon("psnr", "shuffled_actions")
     out["action_gap_db"] = [a - b for a, b in zip(true_psnr, shuf_psnr)] if true_psnr else []
     out["videos"] = videos
@@ -573,6 +576,12 @@ def flat_metrics(metrics: dict, horizons=(1, 4, 8, 16)) -> dict[str, float]:
                 if h in hs:
                     flat[f"{metric}_h{h}_{series}"] = values[hs.index(h)]
             flat[f"{metric}_mean_{series}"] = float(np.mean(values))
+    for bound in ("low", "high"):
+        for series, values in (metrics.get(f"psnr_margin_ci95_{bound}") or {}).items():
+            for h in horizons:
+                if h in hs:
+                    flat[f"psnr_margin_ci95_{bound}_h{h}_{series}"] = values[hs.index(h)]
+    flat["clips"] = metrics.get("clips")
     for h in horizons:
         if h in hs and metrics.get("action_gap_db"):
             flat[f"action_gap_db_h{h}"] = metrics["action_gap_db"][hs.index(h)]
@@ -627,6 +636,13 @@ def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path
         else:
             lines.append(R.markdown_table(["horizon"] + list(series), rows))
         lines.append("")
+    lows, highs = metrics.get("psnr_margin_ci95_low") or {}, metrics.get("psnr_margin_ci95_high") or {}
+    if lows:
+        lines += [f"## PSNR margin over persistence (dB), mean and 95% bootstrap interval over {metrics['clips']} "
+                  "clips", ""]
+        cells = [[h] + [f"{metrics['psnr'][n][i] - metrics['psnr']['persistence'][i]:+.2f} "
+                        f"[{lows[n][i]:+.2f}, {highs[n][i]:+.2f}]" for n in lows] for i, h in enumerate(hs)]
+        lines += [R.markdown_table(["horizon"] + list(lows), cells), ""]
     lines += ["## Latent MSE per horizon", ""]
     lat = {k: v for k, v in metrics["latent_mse"].items() if v is not None}
     lines += [R.markdown_table(["horizon"] + list(lat), [[h] + [lat[k][i] for k in lat] for i, h in enumerate(hs)]), ""]
@@ -655,14 +671,19 @@ def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path
 
 
 def check_beats_persistence(metrics: dict, horizon: int = 1, series: str | None = None) -> tuple[bool, dict]:
-    """The model's PSNR beats copy-last-frame at `horizon` (default: the first sampling-steps variant)."""
+    """The model beats copy-last-frame at `horizon` (default: the first sampling-steps variant): the lower end of
+    the 95% bootstrap interval of its per-clip PSNR margin over persistence is above 0."""
     series = series or next(iter(metrics["psnr"]))
     i = metrics["horizons"].index(horizon)
     model, persist = metrics["psnr"][series][i], metrics["psnr"]["persistence"][i]
-    passed = M.is_finite_number(model) and M.is_finite_number(persist) and model > persist
-    return passed, {"horizon": horizon, "series": series, "model_psnr": model, "persistence_psnr": persist,
-                    "margin_db": (model - persist) if passed or (M.is_finite_number(model)
-                                                                and M.is_finite_number(persist)) else None}
+    low = (metrics.get("psnr_margin_ci95_low") or {}).get(series)
+    high = (metrics.get("psnr_margin_ci95_high") or {}).get(series)
+    low, high = (low[i], high[i]) if low and high else (None, None)
+    finite = M.is_finite_number(model) and M.is_finite_number(persist) and M.is_finite_number(low)
+    return finite and low > 0, {
+        "horizon": horizon, "series": series, "model_psnr": model, "persistence_psnr": persist,
+        "margin_db": model - persist if finite else None, "margin_ci95_low": low, "margin_ci95_high": high,
+        "clips": metrics.get("clips")}
 
 
 def check_few_steps_close(metrics: dict, fast: str | None = None, slow: str | None = None,

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import zarr
 
+from ahriuwu_core.split import split_videos
+
 MANIFEST_NAME = "manifest.json"
 
 
@@ -24,8 +26,6 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
 
 
 def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
-    from ahriuwu_core.evaluate import split_videos
-
     videos, missing = [], []
     for video_id in sorted(video_ids):
         store = Path(root) / "frames" / f"{video_id}.zarr"

@@ -187,3 +187,18 @@ def latent_psnr(pred, target):
 
 def is_finite_number(x) -> bool:
     return isinstance(x, (int, float)) and not isinstance(x, bool) and math.isfinite(x)
+
+
+def bootstrap_mean_ci(values, level: float = 0.95, resamples: int = 2000, seed: int = 0):
+    """Percentile bootstrap interval of the mean over rows: values (n, H) -> (low (H,), high (H,)). Rows are the
+    independent units (clips); columns (horizons) are resampled together, as they come from the same clip."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    n = v.shape[0]
+    if n == 0:
+        raise ValueError("bootstrap_mean_ci: no samples")
+    rng = np.random.default_rng(seed)
+    means = v[rng.integers(0, n, size=(resamples, n))].mean(axis=1)  # (resamples, H)
+    alpha = (1 - level) / 2
+    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)

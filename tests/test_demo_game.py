@@ -230,3 +230,33 @@ def test_cli_writes_videos_and_changed_settings_rewrite(tmp_path):
     main([str(tmp_path), "--num-videos", "1", "--duration", "0.4", "--fps", "29.97"])
     assert (tmp_path / "demo_000.mp4").stat().st_mtime_ns != old
     assert len(json.loads((tmp_path / "demo_000.actions.json").read_text())["frames"]) == 12
+
+
+def test_stored_action_of_frame_t_predicts_the_scroll_from_t_minus_1_to_t(clip, tmp_path):
+    """The convention end to end on demo data: through the frames stage (40 fps -> 20 fps, 64x64), the action a
+    frame carries is the move that scrolled the view into it -- and the previous frame's action is worse."""
+    from ahriuwu_core.conventions import MOVE_UNIT
+    from ahriuwu_core.frames import FramesConfig, extract_frames, open_frames
+
+    sidecar = clip["mp4"].with_name("demo_000.actions.json")
+    stats = extract_frames(clip["mp4"], tmp_path / "f.zarr", FramesConfig(hud_layout="demo"), actions_path=sidecar)
+    assert stats["time_step_jitter_ms"] < 1e-6  # 40 fps source: every output step is 50 ms
+    g = open_frames(tmp_path / "f.zarr")
+    frames, moves, has = np.asarray(g["frames"]), np.asarray(g["actions"])[:, 0], np.asarray(g["has_actions"])
+    assert not has[0] and has[1:].all()
+
+    def agreement(lag):
+        hits = total = 0
+        for t in range(1 + lag, len(frames)):
+            move = int(moves[t - lag])
+            if move == 0:
+                continue
+            dx, dy = estimate_scroll(frames[t - 1], frames[t])
+            ux, uy = MOVE_UNIT[move]
+            total += 1
+            hits += (-ux * dx - uy * dy) / max(math.hypot(dx, dy), 1e-9) >= math.cos(math.radians(45))
+        return hits / total
+
+    now, before = agreement(0), agreement(1)
+    assert now >= 0.95, now
+    assert now > before or before < 0.95

@@ -42,15 +42,26 @@ def test_step_count_validation():
             rollout(model, ctx, None, None, 1, sampling_steps=bad)
 
 
-def test_cached_rollout_equals_uncached_and_is_causal():
-    model = tiny()
+VARIANTS = {  # the paper's design, and each small-scale option (16 tokens on a 4x4 grid for the 2D ones)
+    "paper": {},
+    "prior_clean": dict(persistence_prior="clean"),
+    "prior_input": dict(persistence_prior="input"),
+    "rope_blocks_actions": dict(num_tokens=16, pack=4, space_rope=True, action_to_latents=True, time_every=1,
+                                persistence_prior="clean"),
+}
+
+
+@pytest.mark.parametrize("variant", list(VARIANTS))
+def test_cached_rollout_equals_uncached_and_is_causal(variant):
+    model = tiny(**VARIANTS[variant])
+    N = model.cfg.num_tokens
     g = torch.Generator().manual_seed(0)
-    ctx = torch.rand(2, 3, 8, 4, generator=g) * 2 - 1
+    ctx = torch.rand(2, 3, N, 4, generator=g) * 2 - 1
     acts = torch.randint(0, 5, (2, 7, 2), generator=g)
     has = torch.rand(2, 7, generator=g) < 0.7
     a = rollout(model, ctx, acts, has, 4, 4, generator=torch.Generator().manual_seed(1))
     b = rollout(model, ctx, acts, has, 4, 4, generator=torch.Generator().manual_seed(1), use_cache=False)
-    assert a.shape == (2, 4, 8, 4)
+    assert a.shape == (2, 4, N, 4)
     assert torch.allclose(a, b, atol=1e-5)
     # changing future actions never changes frames generated before them
     acts2 = acts.clone()

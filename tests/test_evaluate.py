@@ -258,8 +258,8 @@ def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
 def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
     """A world model that ignores actions must show no gap (true vs shuffled rollouts are identical)."""
 
-    def action_blind_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise,
-                             generator):
+    def action_blind_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator,
+                             **kw):
         return context[:, -1:].expand(-1, horizon, -1, -1)
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False)
@@ -272,10 +272,53 @@ def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
     assert res["metrics"]["action_gap_db"] == [] and not res["metrics"]["action_gap_available"]
 
 
+def test_action_gap_has_the_sign_and_size_of_the_models_use_of_actions(setup, tmp_path):
+    """An oracle that returns the true future latents only when it is given the true actions (else it copies the
+    last context frame): the gap is large and positive, and the true-action series equals the tokenizer ceiling.
+    Its mirror image (right only for the shuffled actions) gives the same gap with the opposite sign."""
+    from ahriuwu_core.tokenizer.encode import encode_frames
+
+    cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False,
+                    mean_readout=False)
+    clips = E.read_clips(setup["stores"][0], cfg)
+    truth = {}
+    for i in range(len(clips.starts)):
+        latents = encode_frames(setup["tok"], E._to_device_frames(clips.frames[i:i + 1], "cpu"))
+        truth[clips.actions[i].tobytes()] = latents[0, CONTEXT:]
+
+    def oracle(invert):
+        def rollout_fn(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, **kw):
+            rows = []
+            for b in range(actions.shape[0]):
+                known = truth.get(actions[b].numpy().tobytes())
+                rows.append(known if (known is not None) != invert else context[b, -1:].expand(horizon, -1, -1))
+            return torch.stack([truth[clips.actions[b].tobytes()] if r is None else r for b, r in enumerate(rows)])
+        return rollout_fn
+
+    res = E.evaluate_models(setup["tok"], setup["wm"], oracle(False), setup["stores"][:1], cfg, tmp_path / "a",
+                            train_context_noise=0.1, log=lambda s: None)
+    m = res["metrics"]
+    assert m["psnr"]["model_k2"] == pytest.approx(m["psnr"]["tokenizer_ceiling"], abs=1e-9)
+    # By hand: PSNR of the decoded truth minus PSNR of the decoded copy of the last context latent, per horizon.
+    with torch.no_grad():
+        true_u8 = E._to_uint8(setup["tok"].decode(torch.stack(list(truth.values()))))
+        copy = torch.stack([encode_frames(setup["tok"], E._to_device_frames(clips.frames[i:i + 1], "cpu"))[0, CONTEXT - 1:CONTEXT]
+                            .expand(HORIZON, -1, -1) for i in range(len(clips.starts))])
+        copy_u8 = E._to_uint8(setup["tok"].decode(copy))
+    future = clips.frames[:, CONTEXT:]
+    expected = (M.psnr(true_u8, future, clips.hud_mask) - M.psnr(copy_u8, future, clips.hud_mask)).mean(0)
+    gap = np.array(m["action_gap_db"])
+    np.testing.assert_allclose(gap, expected, atol=1e-6)
+    assert np.abs(gap).max() > 0.01, gap  # the shuffle really changed the outcome
+    res = E.evaluate_models(setup["tok"], setup["wm"], oracle(True), setup["stores"][:1], cfg, tmp_path / "b",
+                            train_context_noise=0.1, log=lambda s: None)
+    np.testing.assert_allclose(res["metrics"]["action_gap_db"], -gap, atol=1e-9)
+
+
 def test_nan_model_is_flagged_end_to_end(setup, tmp_path):
     """NaN latents decode to garbage pixels that uint8 conversion would hide; latent MSE keeps the NaN visible."""
 
-    def nan_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator):
+    def nan_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, **kw):
         return torch.full((context.shape[0], horizon, *context.shape[2:]), float("nan"))
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
@@ -297,7 +340,8 @@ def test_cli_end_to_end(setup, tmp_path):
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "check no_nan: pass" in proc.stdout
     m = json.loads((out / "metrics.json").read_text())
-    assert list(m["psnr"]) == ["model_k2", "model_k4", "persistence", "tokenizer_ceiling"]
+    assert list(m["psnr"]) == ["model_k2", "model_k4", "persistence", "tokenizer_ceiling", "persistence_motion",
+                               "model_k2_mean"]
     assert (out / "report.md").exists() and (out / "strip_vid_b.png").exists()
     assert '"run": "cli"' in (out / "report.md").read_text()
 
@@ -311,20 +355,26 @@ def test_cli_bad_store_names_it(setup, tmp_path):
 # --------------------------------------------------------------------------------------------- checks
 
 
-def _metrics(model_h1=30.0, persistence_h1=25.0, k4=(30.0, 28.0), k64=(30.5, 28.5)):  # k4[0] = model_h1
+def _metrics(model_h1=30.0, persistence_h1=25.0, k4=(30.0, 28.0), k64=(30.5, 28.5), spread=1.0):  # k4[0] = model_h1
+    margin = model_h1 - persistence_h1
     return {"horizons": [1, 2], "config": {"sampling_steps": [4, 64]},
             "psnr": {"model_k4": [model_h1, k4[1]], "model_k64": list(k64),
                      "persistence": [persistence_h1, 20.0], "tokenizer_ceiling": [35.0, 35.0]},
+            "psnr_margin_ci95_low": {"model_k4": [margin - spread, 7.0]},
+            "psnr_margin_ci95_high": {"model_k4": [margin + spread, 9.0]},
             "action_gap_db": [1.0, 0.5], "quick_eval_latent_psnr": 20.0}
 
 
 def test_check_beats_persistence():
     ok, d = E.check_beats_persistence(_metrics())
-    assert ok and d["margin_db"] == pytest.approx(5.0)
+    assert ok and d["margin_db"] == pytest.approx(5.0) and d["margin_ci95_low"] == pytest.approx(4.0)
     ok, d = E.check_beats_persistence(_metrics(model_h1=24.0))  # a failing model
     assert not ok
     ok, _ = E.check_beats_persistence(_metrics(model_h1=float("nan")))
     assert not ok
+    # A positive mean margin whose interval reaches below 0 is not a win: too few clips or too much spread.
+    ok, d = E.check_beats_persistence(_metrics(model_h1=26.0, spread=1.5))
+    assert not ok and d["margin_db"] == pytest.approx(1.0) and d["margin_ci95_low"] == pytest.approx(-0.5)
 
 
 def test_check_few_steps_close():

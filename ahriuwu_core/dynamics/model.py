@@ -1,9 +1,17 @@
 """World model ("dynamics"): a block-causal transformer that x-predicts clean latent frames.
 
-Each frame is a group of tokens: the tokenizer's latent tokens (optionally packed, (N, D) -> (N/p, p*D)),
-learned registers, one token for the signal level tau and step size d, and one action token. Every layer
-attends within a frame (space); every `time_every`-th layer also attends causally across frames per token
-position (time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
+Each frame is a group of tokens: the tokenizer's latent tokens (optionally packed: p = s*s neighbouring grid
+cells, an s x s block, become one token, (N, D) -> (N/p, p*D)), learned registers, one token for the signal level
+tau and step size d, and one action token -- the action that led into this frame (`ahriuwu_core.conventions`).
+Every layer attends within a frame (space; optionally with 2D RoPE over the token grid, so a shift looks the
+same at every position); every `time_every`-th layer also attends causally across frames per token position
+(time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
+
+`persistence_prior` (not in the paper; it pays off at small scale): "clean" feeds each frame's previous clean
+frame (ground truth in training, the last generated or context frame in a rollout) beside its own input, and
+x-predicts that previous frame plus the network's output, so the network only learns what changes; "input"
+uses the previous frame's noisy input instead, linearly denoised (`denoised_estimate_gain`). The model still
+x-predicts; the objective and sampler are unchanged.
 
 The model works on standardized latents: `latent_mean` / `latent_std` (per channel, buffers saved with the
 weights, set from the training data) map tokenizer latents to unit scale. The noise schedule assumes unit-scale
@@ -41,6 +49,11 @@ class DynamicsConfig:
     mlp_ratio: float = 8 / 3      # SwiGLU hidden = mlp_ratio * d_model (rounded up to a multiple of 16)
     attn_softcap: float = 50.0    # attention logit soft-capping cap*tanh(s/cap); 0 disables (fused SDPA)
     rope_base: float = 10000.0
+    space_rope: bool = False      # 2D RoPE over the latent token grid in space attention
+    space_rope_base: float = 100.0
+    persistence_prior: str = ""   # "": off; "clean": x_hat(t) = clean(t-1) + output, clean(t-1) also an input;
+                                  # "input": the same with frame t-1's (noisy) input, linearly denoised
+    action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
 
     def __post_init__(self):
         self.action_num_classes = tuple(int(c) for c in self.action_num_classes)
@@ -61,6 +74,49 @@ class DynamicsConfig:
     def is_time_layer(self, i: int) -> bool:
         return i % self.time_every == self.time_every - 1
 
+    @property
+    def block_side(self) -> int:
+        """s when tokens form a square g x g grid and pack = s*s divides it into blocks; 0 = raster packing."""
+        g, s = math.isqrt(self.num_tokens), math.isqrt(self.pack)
+        return s if g * g == self.num_tokens and s * s == self.pack and g % s == 0 else 0
+
+
+def pack_tokens(z: torch.Tensor, cfg: DynamicsConfig) -> torch.Tensor:
+    """(..., N, D) -> (..., N/p, p*D): s x s blocks of the token grid (raster runs of p when that is not possible)."""
+    *lead, N, D = z.shape
+    s = cfg.block_side
+    if s <= 1:
+        return z.reshape(*lead, N // cfg.pack, cfg.pack * D)
+    g = math.isqrt(N)
+    z = z.reshape(-1, g // s, s, g // s, s, D).permute(0, 1, 3, 2, 4, 5)
+    return z.reshape(*lead, N // cfg.pack, cfg.pack * D)
+
+
+def unpack_tokens(z: torch.Tensor, cfg: DynamicsConfig) -> torch.Tensor:
+    """Inverse of `pack_tokens`."""
+    *lead, n, pD = z.shape
+    D, s = pD // cfg.pack, cfg.block_side
+    if s <= 1:
+        return z.reshape(*lead, n * cfg.pack, D)
+    g = math.isqrt(n * cfg.pack)
+    z = z.reshape(-1, g // s, g // s, s, s, D).permute(0, 1, 3, 2, 4, 5)
+    return z.reshape(*lead, n * cfg.pack, D)
+
+
+def token_grid_positions(cfg: DynamicsConfig) -> torch.Tensor:
+    """(N/p, 2) float (row, column) of each packed token on the token grid, in units of tokens."""
+    n = cfg.num_tokens // cfg.pack
+    s = cfg.block_side
+    if s >= 1:
+        side = math.isqrt(cfg.num_tokens) // s
+        i = torch.arange(n)
+        return torch.stack([i // side, i % side], 1).float()
+    g = math.isqrt(cfg.num_tokens)
+    first = torch.arange(n) * cfg.pack  # raster runs: position of each run's first cell
+    if g * g != cfg.num_tokens:
+        return torch.stack([first.float() / cfg.pack, torch.zeros(n)], 1)
+    return torch.stack([(first // g).float(), (first % g).float() / cfg.pack], 1)
+
 
 def apply_rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     """Rotate (..., L, hd) by angles pos (L,) * base^(-i/(hd/2)) (half-split layout)."""
@@ -70,6 +126,13 @@ def apply_rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
     cos, sin = ang.cos(), ang.sin()
     x1, x2 = x[..., :half].float(), x[..., half:].float()
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).to(x.dtype)
+
+
+def apply_rope_2d(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
+    """Rotate the first pos.shape[0] tokens of (..., L, hd): half the head dim by row, half by column."""
+    n, half = pos.shape[0], x.shape[-1] // 2
+    head = torch.cat([apply_rope(x[..., :n, :half], pos[:, 0], base), apply_rope(x[..., :n, half:], pos[:, 1], base)], -1)
+    return torch.cat([head, x[..., n:, :]], -2)
 
 
 def attend(q, k, v, mask, softcap: float):
@@ -127,6 +190,8 @@ class KVCache:
     def __init__(self):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.length = 0  # number of committed frames
+        self.last_input: torch.Tensor | None = None  # the last committed frame's packed input (persistence prior)
+        self.last_tau: torch.Tensor | None = None    # ... and its signal level (B, 1)
 
 
 class Block(nn.Module):
@@ -161,13 +226,29 @@ class Block(nn.Module):
         y = self.time_attn.merge(attend(q, k, v, mask, self.time_attn.softcap))
         return x + y.view(B, S, T, d).permute(0, 2, 1, 3)
 
-    def forward(self, x, isolated=None, cache=None, update_cache=False):
+    def forward(self, x, isolated=None, cache=None, update_cache=False, space_pos=None):
         if self.has_time:
             x = self.time_attention(x, isolated, cache, update_cache)
         B, T, S, d = x.shape
         q, k, v = self.space_attn.qkv(self.space_norm(x).reshape(B * T, S, d))
+        if space_pos is not None:
+            q = apply_rope_2d(q, space_pos, self.cfg.space_rope_base)
+            k = apply_rope_2d(k, space_pos, self.cfg.space_rope_base)
         x = x + self.space_attn.merge(attend(q, k, v, None, self.space_attn.softcap)).view(B, T, S, d)
         return x + self.mlp(self.mlp_norm(x))
+
+
+def shift_previous(frames: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:
+    """(B,T,...) -> per frame, the frame before it: `first` (B,1,...) or zeros, then frames[:, :-1]."""
+    first = torch.zeros_like(frames[:, :1]) if first is None else first.to(frames.dtype)
+    return torch.cat([first, frames[:, :-1]], 1)
+
+
+def denoised_estimate_gain(tau: torch.Tensor) -> torch.Tensor:
+    """g(tau) with g*z the least-squares linear estimate of a unit-variance clean x from
+    z = tau*x + (1-tau)*noise: g = tau / (tau^2 + (1-tau)^2). 0 at pure noise, ~1.1 at the context level 0.9."""
+    tau = tau.float()
+    return tau / (tau * tau + (1 - tau) ** 2)
 
 
 TAU_OCTAVES = 8
@@ -185,7 +266,9 @@ class WorldModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, n_in = cfg.d_model, cfg.num_tokens // cfg.pack
-        self.latent_in = nn.Linear(cfg.pack * cfg.token_dim, d)
+        if cfg.persistence_prior not in ("", "clean", "input"):
+            raise ValueError(f"DynamicsConfig.persistence_prior={cfg.persistence_prior!r}: use '', 'clean' or 'input'")
+        self.latent_in = nn.Linear(cfg.pack * cfg.token_dim * (2 if cfg.persistence_prior else 1), d)
         self.latent_pos_embed = nn.Parameter(torch.randn(n_in, d))
         self.register_tokens = nn.Parameter(torch.randn(cfg.n_registers, d))
         # noise token = base + MLP(fourier(tau)) + table[log2(1/d)]
@@ -200,6 +283,7 @@ class WorldModel(nn.Module):
         self.latent_out = nn.Linear(d, cfg.pack * cfg.token_dim)
         self.register_buffer("latent_mean", torch.zeros(cfg.token_dim))
         self.register_buffer("latent_std", torch.ones(cfg.token_dim))
+        self.register_buffer("space_pos", token_grid_positions(cfg), persistent=False)
         self._init_weights()
 
     @torch.no_grad()
@@ -230,18 +314,32 @@ class WorldModel(nn.Module):
             outs = [blk.space_attn.out, blk.mlp.out] + ([blk.time_attn.out] if blk.has_time else [])
             for lin in outs:
                 nn.init.normal_(lin.weight, std=lin.in_features ** -0.5 / math.sqrt(2 * self.cfg.n_layers))
-        nn.init.normal_(self.latent_out.weight, std=0.1 * self.cfg.d_model ** -0.5)
+        if self.cfg.persistence_prior:  # start as exact persistence; the change is learnt from zero
+            nn.init.zeros_(self.latent_out.weight)
+        else:
+            nn.init.normal_(self.latent_out.weight, std=0.1 * self.cfg.d_model ** -0.5)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def embed(self, z, tau, step, actions, has_actions):
+    def previous_estimate(self, packed, tau, cache: KVCache | None, isolated):
+        """Per frame, `denoised_estimate` of the frame before it (zeros where there is none, and for single-image
+        examples, which must not see other frames)."""
+        if cache is not None and cache.last_input is not None:
+            first, first_tau = cache.last_input.to(packed.dtype), cache.last_tau
+        else:
+            first, first_tau = torch.zeros_like(packed[:, :1]), torch.zeros_like(tau[:, :1])
+        prev = torch.cat([first, packed[:, :-1]], 1)
+        prev = prev * denoised_estimate_gain(torch.cat([first_tau, tau[:, :-1]], 1))[..., None, None].to(prev.dtype)
+        if isolated is not None:
+            prev = prev * (~isolated).view(-1, 1, 1, 1).to(prev.dtype)
+        return prev
+
+    def embed(self, packed, prev, tau, step, actions, has_actions):
         cfg = self.cfg
-        B, T, N, D = z.shape
-        if N != cfg.num_tokens or D != cfg.token_dim:
-            raise ValueError(f"WorldModel: latents have shape (N={N}, D={D}), model expects "
-                             f"(N={cfg.num_tokens}, D={cfg.token_dim})")
-        lat = self.latent_in(z.reshape(B, T, N // cfg.pack, cfg.pack * D)) + self.latent_pos_embed
+        B, T = packed.shape[:2]
+        feats = torch.cat([packed, prev], -1) if prev is not None else packed
+        lat = self.latent_in(feats) + self.latent_pos_embed
         step_index = torch.log2(1.0 / step.float()).round().long().clamp(0, self.step_embed.num_embeddings - 1)
         noise = self.noise_token + self.tau_mlp(fourier_features(tau)) + self.step_embed(step_index)
         act = self.action_token.expand(B, T, -1)
@@ -252,21 +350,40 @@ class WorldModel(nn.Module):
             label = sum(emb(actions[..., c].long().clamp(0, emb.num_embeddings - 1))
                         for c, emb in enumerate(self.action_embed))
             act = act + label * has_actions[..., None].to(label.dtype)
+        if cfg.action_to_latents:
+            lat = lat + act[:, :, None]
         regs = self.register_tokens.expand(B, T, -1, -1)
         return torch.cat([lat, regs, noise[:, :, None], act[:, :, None]], 2)
 
     def forward(self, z, tau, step, actions=None, has_actions=None, cache: KVCache | None = None,
-                update_cache: bool = False, isolated: torch.Tensor | None = None):
+                update_cache: bool = False, isolated: torch.Tensor | None = None, previous: torch.Tensor | None = None):
         """z (B,T,N,D) noisy latents at signal level tau (B,T), step size d (B,T); actions (B,T,C) long,
         has_actions (B,T) bool; isolated (B,) bool marks single-image examples (no time attention across
         frames). With `cache`, the T frames follow the cache's committed frames; `update_cache` commits them.
+        previous (B,T,N,D): each frame's previous clean frame in the model's standardized space (zeros for the
+        first; `shift_previous`), read only by the "clean" persistence prior.
         Returns the x-prediction of the clean latents (B,T,N,D)."""
+        cfg = self.cfg
         B, T, N, D = z.shape
-        x = self.embed(z, tau, step, actions, has_actions)
+        if N != cfg.num_tokens or D != cfg.token_dim:
+            raise ValueError(f"WorldModel: latents have shape (N={N}, D={D}), model expects "
+                             f"(N={cfg.num_tokens}, D={cfg.token_dim})")
+        packed = pack_tokens(z, cfg)
+        prev = None
+        if cfg.persistence_prior == "input":
+            prev = self.previous_estimate(packed, tau, cache, isolated)
+        elif cfg.persistence_prior == "clean":
+            prev = pack_tokens(previous, cfg).to(packed.dtype) if previous is not None else torch.zeros_like(packed)
+            if isolated is not None:
+                prev = prev * (~isolated).view(-1, 1, 1, 1).to(prev.dtype)
+        x = self.embed(packed, prev, tau, step, actions, has_actions)
+        space_pos = self.space_pos if cfg.space_rope else None
         for blk in self.blocks:
-            x = blk(x, isolated, cache, update_cache)
+            x = blk(x, isolated, cache, update_cache, space_pos)
         if cache is not None and update_cache:
             cache.length += T
-        n_in = N // self.cfg.pack
-        out = self.latent_out(self.out_norm(x[:, :, :n_in]))
-        return out.reshape(B, T, N, D).to(z.dtype)
+            cache.last_input, cache.last_tau = packed[:, -1:].detach(), tau[:, -1:].detach()
+        out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
+        if prev is not None:
+            out = out + prev.to(out.dtype)
+        return unpack_tokens(out, cfg).to(z.dtype)

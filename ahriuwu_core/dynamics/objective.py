@@ -23,6 +23,8 @@ from dataclasses import dataclass
 
 import torch
 
+from .model import shift_previous
+
 
 @dataclass
 class ObjectiveConfig:
@@ -114,6 +116,7 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
     noise = torch.randn(clean.shape, generator=generator, device=gdev).to(dev)
     clean = teacher.standardize(clean)
     z = add_noise(clean, noise, tau)
+    previous = shift_previous(clean)  # what the sampler hands each frame: the previous frame, clean
 
     flow_frames = step <= d_min * 1.0001  # finest step (incl. context frames): plain x-loss
     boot_frames = ~flow_frames
@@ -123,18 +126,18 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
         zs, ts, ss, adv = z[rows], tau[rows], step[rows], boot_frames[rows]
         a_s = actions[rows] if actions is not None else None
         h_s = has_actions[rows] if has_actions is not None else None
-        iso = isolated[rows]
+        iso, prev_s = isolated[rows], previous[rows]
         with torch.no_grad():
             half = torch.where(adv, ss / 2, ss)
-            x1 = teacher(zs, ts, half, a_s, h_s, isolated=iso).float()
+            x1 = teacher(zs, ts, half, a_s, h_s, isolated=iso, previous=prev_s).float()
             z_mid = torch.where(adv[..., None, None], flow_step(zs, ts, half, x1), zs)
             t_mid = torch.where(adv, ts + half, ts)
-            x2 = teacher(z_mid, t_mid, half, a_s, h_s, isolated=iso).float()
+            x2 = teacher(z_mid, t_mid, half, a_s, h_s, isolated=iso, previous=prev_s).float()
             boot = bootstrap_target(zs, ts, ss, x1, z_mid, x2)
         target = clean.clone()
         target[rows] = torch.where(adv[..., None, None], boot, clean[rows])
 
-    x_pred = model(z, tau, step, actions, has_actions, isolated=isolated).float()
+    x_pred = model(z, tau, step, actions, has_actions, isolated=isolated, previous=previous).float()
     err = (x_pred - target).pow(2).mean((-1, -2))  # (B,T)
     weighted = ramp_weight(tau) * err
     terms = {}

@@ -30,6 +30,17 @@ def _replace_dir(tmp: Path, final: Path) -> None:
 
 
 @torch.no_grad()
+def encode_frames(model, frames: torch.Tensor) -> torch.Tensor:
+    """Frames float (B, T, 3, H, W) in [0, 1] -> latents float32 (B, T, N, D), exactly as the latents stores
+    hold them: each frame encoded on its own (T=1 context) and rounded to float16. Evaluation clips go through
+    this too, so the world model sees the same latents it was trained on."""
+    B, T = frames.shape[:2]
+    with autocast_context(frames.device):
+        z = model.encode(frames.reshape(B * T, 1, *frames.shape[2:]))
+    return z[:, 0].float().half().float().reshape(B, T, *z.shape[2:])
+
+
+@torch.no_grad()
 def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64, device="cpu", preset: str = "",
                  code_version: str = "", tokenizer=None) -> dict:
     frames_store, tokenizer_path, out_store = Path(frames_store), Path(tokenizer_path), Path(out_store)
@@ -63,10 +74,8 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
         h = hashlib.sha256()
         for i in range(0, T, batch_frames):
             x = torch.from_numpy(np.asarray(frames[i : i + batch_frames])).to(dev)
-            x = x.permute(0, 3, 1, 2).float().div_(255.0)[:, None]  # (b, 1, 3, H, W)
-            with autocast_context(dev):
-                z = model.encode(x)
-            z16 = z[:, 0].float().cpu().numpy().astype(np.float16)
+            x = x.permute(0, 3, 1, 2).float().div_(255.0)[None]  # (1, b, 3, H, W)
+            z16 = encode_frames(model, x)[0].cpu().numpy().astype(np.float16)
             lat[i : i + len(z16)] = z16
             h.update(z16.tobytes())
         content_hash = h.hexdigest()
