@@ -21,13 +21,14 @@ import numpy as np
 MOVE_UNIT = {k: (math.cos((k - 1) * math.pi / 4), -math.sin((k - 1) * math.pi / 4)) for k in range(1, 9)}
 
 
-def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int, fps: float
-                         ) -> tuple[np.ndarray, np.ndarray]:
+def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int, fps: float,
+                         until: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
     """Per output frame k (time k/fps): the sidecar record in force at the previous frame's time (k-1)/fps,
-    i.e. the action that led from frame k-1 into frame k. Returns (actions int16 (T, C), has_actions (T,))."""
+    i.e. the action that led from frame k-1 into frame k. Records are in force until `until` (seconds); later
+    frames are unlabelled. Returns (actions int16 (T, C), has_actions (T,))."""
     t_prev = (np.arange(num_frames, dtype=np.float64) - 1) / fps
     idx = np.searchsorted(times, t_prev + 1e-9, side="right") - 1  # 1e-9: float noise in written times
-    has = (idx >= 0) & (np.arange(num_frames) > 0)
+    has = (idx >= 0) & (np.arange(num_frames) > 0) & (t_prev < until - 1e-9)
     out = np.zeros((num_frames, values.shape[1]), np.int16)
     out[has] = values[idx[has]]
     return out, has

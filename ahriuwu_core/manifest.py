@@ -10,6 +10,7 @@ import json
 import os
 from pathlib import Path
 
+import numpy as np
 import zarr
 
 from ahriuwu_core.split import split_videos
@@ -25,26 +26,47 @@ def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
     return digest.hexdigest()
 
 
+class ActionSpaceMismatch(ValueError):
+    """Two labelled videos of one dataset record different action spaces."""
+
+
 def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
+    """Every video with a frames store, its split, and the dataset's action space (that of its labelled videos:
+    ActionSpaceMismatch names two videos that disagree). Unlabelled videos join through the no-action path."""
     videos, missing = [], []
     for video_id in sorted(video_ids):
         store = Path(root) / "frames" / f"{video_id}.zarr"
         if not store.exists():
             missing.append(video_id)
             continue
-        attrs = dict(zarr.open_group(str(store), mode="r").attrs)
+        group = zarr.open_group(str(store), mode="r")
+        attrs = dict(group.attrs)
+        labelled = "has_actions" in group and bool(np.asarray(group["has_actions"][:]).any())
         videos.append(
             {
                 "video_id": video_id,
                 "content_hash": attrs["content_hash"],
                 "num_frames": int(attrs["num_frames"]),
-                "has_actions": bool(attrs.get("has_actions", False)),
+                "has_actions": labelled,
+                "action_space": ({"components": list(attrs.get("action_components", [])),
+                                  "num_classes": [int(n) for n in attrs.get("action_num_classes", [])]}
+                                 if labelled else None),
             }
         )
+    labelled = [v for v in videos if v["has_actions"]]
+    for v in labelled[1:]:
+        if v["action_space"] != labelled[0]["action_space"]:
+            a, b = labelled[0], v
+            raise ActionSpaceMismatch(
+                f"videos {a['video_id']} and {b['video_id']} have different action spaces: {a['video_id']} "
+                f"{a['action_space']['components']} x {a['action_space']['num_classes']} classes, {b['video_id']} "
+                f"{b['action_space']['components']} x {b['action_space']['num_classes']} classes. One dataset has "
+                "one action space: fix the sidecars, or keep the datasets apart")
     train, heldout = split_videos([v["video_id"] for v in videos], split_cfg)
     lines = [f"{v['video_id']}:{v['content_hash']}:{'heldout' if v['video_id'] in heldout else 'train'}" for v in videos]
     version = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    return {"version": version, "videos": videos, "train": list(train), "heldout": list(heldout), "missing": missing}
+    return {"version": version, "videos": videos, "train": list(train), "heldout": list(heldout), "missing": missing,
+            "action_space": labelled[0]["action_space"] if labelled else None}
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:

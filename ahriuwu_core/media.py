@@ -35,6 +35,8 @@ def draw_frame(index: int, width: int, height: int, pattern: str = "moving") -> 
     """RGB uint8 (height, width, 3) frame for `index` (see module docstring)."""
     if pattern == "black":
         return np.zeros((height, width, 3), np.uint8)
+    if pattern == "dark":  # a near-black flicker (values 1 and 6): black to the eye, yet never frozen
+        return np.full((height, width, 3), 6 if index % 2 else 1, np.uint8)
     if pattern == "frozen":
         index = 0
     elif pattern not in ("moving", "textured"):

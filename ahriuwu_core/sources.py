@@ -343,11 +343,15 @@ def _local_path(url: str) -> Path | None:
 
 
 def _local_sidecar(url: str) -> Path | None:
+    """`<stem>.actions.json` or `<stem>.actions.jsonl` beside a local video (the first that exists)."""
     path = _local_path(url)
     if path is None:
         return None
-    sidecar = path.with_name(path.stem + ".actions.json")
-    return sidecar if sidecar.is_file() else None
+    for suffix in (".actions.json", ".actions.jsonl"):
+        sidecar = path.with_name(path.stem + suffix)
+        if sidecar.is_file():
+            return sidecar
+    return None
 
 
 def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = False) -> dict:
@@ -410,7 +414,7 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
         (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
         sidecar = _local_sidecar(url)
         if sidecar is not None:
-            shutil.copyfile(sidecar, tmp / "actions.json")
+            shutil.copyfile(sidecar, tmp / ("actions.jsonl" if sidecar.suffix == ".jsonl" else "actions.json"))
             meta["has_actions"] = True
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if final.exists():

@@ -3,7 +3,9 @@
     .venv/bin/python bench/evaluate.py [--frames STORE ...] [--clips-per-video 1] [--steps 4 16]
 
 Builds the demo-preset CNN tokenizer and world model from their configs, runs `evaluate` on the given frames
-stores (default: one demo video rendered and extracted into bench/out/), prints the phase timings."""
+stores (default: one demo video rendered and extracted into bench/out/), prints the phase timings. Then the same
+evaluation one clip at a time (batch size 1, the obvious way to write it), interleaved, best of 2 each; last line:
+`evaluate_batched_speedup_vs_one_clip=<x>`."""
 from __future__ import annotations
 
 import argparse
@@ -66,10 +68,19 @@ def main():
 
         cfg = PRESETS[args.preset].evaluation
     print(cfg)
-    t = time.perf_counter()
-    result = evaluate(OUT / "tokenizer.pt", OUT / "dynamics.pt", stores, cfg, OUT / "report", log=print)
-    print(f"threads={torch.get_num_threads()} wall {time.perf_counter() - t:.1f}s")
+    one = dataclasses.replace(cfg, batch_size=1, gif=False)
+    batched = dataclasses.replace(cfg, gif=False)
+    best = {"batched": float("inf"), "one": float("inf")}
+    for _ in range(2):
+        for name, c in (("batched", batched), ("one", one)):
+            t = time.perf_counter()
+            result = evaluate(OUT / "tokenizer.pt", OUT / "dynamics.pt", stores, c, OUT / f"report_{name}",
+                              log=lambda s: None)
+            best[name] = min(best[name], time.perf_counter() - t)
+            print(f"{name} (batch {c.batch_size}): {time.perf_counter() - t:.1f}s, {result['metrics']['clips']} clips")
+    print(f"threads={torch.get_num_threads()}")
     print(json.dumps(result["metrics"]["timings_s"], indent=1))
+    print(f"evaluate_batched_speedup_vs_one_clip={best['one'] / best['batched']:.2f}")
 
 
 if __name__ == "__main__":

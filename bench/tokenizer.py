@@ -2,7 +2,10 @@
 preset's loss: masked MSE + LPIPS on its per-batch frame subset) for each demo tokenizer preset.
 
     .venv/bin/python bench/tokenizer.py --quick      # < 60 s on 2 CPU cores
-Last line: tokenizer_encode_fps=<x> (the "demo" preset, the one `make demo` trains)."""
+Last lines: tokenizer_encode_fps=<x> (the "demo" preset, the one `make demo` trains), then
+tokenizer_encode_vs_decode_ratio=<x>: encode frames/s over a plain PyAV decode of the same 64x64 frames from an
+H.264 file (the obvious alternative: keep decoding the video instead of storing latents; > 1 means encoding
+once costs less than one more decode of the video)."""
 from __future__ import annotations
 
 import argparse
@@ -10,7 +13,7 @@ import time
 
 import torch
 
-from ahriuwu_core.tokenizer import TOKENIZER_PRESETS, build_tokenizer, count_params
+from ahriuwu_core.tokenizer import TOKENIZER_PRESETS, build_tokenizer, count_params, get_preset
 from ahriuwu_core.tokenizer.losses import ReconstructionLoss, build_lpips
 from ahriuwu_core.training import OptimConfig, autocast_context, make_optimizer
 
@@ -53,6 +56,26 @@ def bench_preset(name: str, device: torch.device, reps: int, lpips: bool) -> dic
     return {"params": count_params(model), "encode_fps": enc_fps, "train_fps": train_fps}
 
 
+def pyav_decode_fps(size: int, seconds: float = 10.0) -> float:
+    """Frames/s of decoding a size x size, 20 fps H.264 clip to RGB arrays with PyAV (best of 3)."""
+    import tempfile
+    from pathlib import Path
+
+    import av
+
+    from ahriuwu_core import media
+
+    path = media.make_clip(Path(tempfile.mkdtemp()) / "decode.mp4", seconds=seconds, fps=20, width=size,
+                           height=size, pattern="textured").path
+    best = float("inf")
+    for _ in range(3):
+        t0 = time.perf_counter()
+        with av.open(str(path)) as container:
+            n = sum(1 for f in container.decode(video=0) if f.to_ndarray(format="rgb24") is not None)
+        best = min(best, time.perf_counter() - t0)
+    return n / best
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="few repetitions (< 60 s on 2 cores)")
@@ -71,6 +94,9 @@ def main(argv=None):
               f"train {r['train_fps']:.1f} frames/s")
     main_name = "demo" if "demo" in results else args.presets[0]
     print(f"tokenizer_encode_fps={results[main_name]['encode_fps']:.1f}")
+    decode = pyav_decode_fps(build_tokenizer(get_preset(main_name).kind, get_preset(main_name).model).cfg.image_size)
+    print(f"pyav_decode_fps={decode:.1f}")
+    print(f"tokenizer_encode_vs_decode_ratio={results[main_name]['encode_fps'] / decode:.3f}")
 
 
 if __name__ == "__main__":

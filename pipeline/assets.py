@@ -116,12 +116,12 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     video_path = next((p for p in sorted(video_dir.glob("video.*")) if not p.name.endswith(".part")), None)
     if video_path is None:
         raise FileNotFoundError(f"no downloaded video for {video_id!r} in {video_dir}: materialize `videos` first")
-    actions = video_dir / "actions.json"
+    actions = next((p for p in (video_dir / "actions.json", video_dir / "actions.jsonl") if p.exists()), None)
     stats = extract_frames(
         video_path,
         storage.sub("frames", f"{video_id}.zarr"),
         get_preset(project.preset).frames,
-        actions_path=actions if actions.exists() else None,
+        actions_path=actions,
         video_id=video_id,
     )
     store = storage.sub("frames", f"{video_id}.zarr")
@@ -147,8 +147,8 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()
     ).with_label("after_any_frames_update"),
-    check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest",
-                                description="no video is both in training and held out; some are held out")],
+    check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest", blocking=True,
+                                description="no video is both in training and held out")],
     description="Every video with extracted frames, its content hash and its split (train / held out). Its data "
     "version hashes the per-video hashes in sorted order, so training goes stale exactly when a video changes, "
     "however many videos there are.",
@@ -157,7 +157,10 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     from ahriuwu_core.split import check_split_disjoint
 
     video_ids = context.instance.get_dynamic_partitions(video_partitions.name)
-    manifest = manifest_lib.build_manifest(storage.path, video_ids, get_preset(project.preset).split)
+    manifest = manifest_lib.build_manifest(storage.path, video_ids, _split_config(project))
+    split_ok, split_details = check_split_disjoint(manifest["train"], manifest["heldout"])
+    if not split_ok:  # never publish a manifest whose split leaks: training would read it
+        raise ValueError(f"dataset split leaks: {split_details}")
     path = manifest_lib.write_manifest(storage.path, manifest)
     for video_id in manifest["missing"]:
         context.log.warning(f"video {video_id!r} has no frames store yet; left out of the manifest")
@@ -170,9 +173,10 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
             "num_frames": sum(v["num_frames"] for v in manifest["videos"]),
             "missing": ", ".join(manifest["missing"]) or "none",
             "split": MetadataValue.json({"train": manifest["train"], "heldout": manifest["heldout"]}),
+            "action_space": MetadataValue.json(manifest["action_space"] or {"components": [], "num_classes": []}),
         },
         data_version=DataVersion(manifest["version"]),
-        check_results=[_check("split_disjoint", *check_split_disjoint(manifest["train"], manifest["heldout"]))],
+        check_results=[_check("split_disjoint", split_ok, split_details, AssetCheckSeverity.ERROR)],
     )
 
 
@@ -313,6 +317,16 @@ def evaluation(
     preset = get_preset(_preset_name(config, project))
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
+    for stage in ("tokenizer", "dynamics"):
+        _require_published(context, storage, stage)
+    if not stores["heldout"]:  # a single-video dataset: say so, score nothing (never the training data)
+        reason = (f"no held-out video: the dataset has {len(manifest['train'])} training video(s) and none held "
+                  "out, so there is nothing to evaluate on. Add videos (about 1 in 4 is held out).")
+        context.log.warning(reason)
+        return MaterializeResult(
+            metadata={"status": reason, "heldout_videos": "none"},
+            check_results=[_check(name, False, {"reason": reason})
+                           for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")])
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
     lineage = {
         "manifest_version": manifest["version"],
@@ -357,6 +371,31 @@ def evaluation(
             _check("split_disjoint", *check_split_disjoint(manifest["train"] + manifest["missing"], evaluated)),
         ],
     )
+
+
+def _require_published(context: AssetExecutionContext, storage: StorageResource, stage: str) -> None:
+    """A clear error when an upstream training asset has no published output: name it, and its last failure."""
+    path = storage.sub(stage, f"{stage}.pt")
+    if path.exists():
+        return
+    detail = "it has never been materialized"
+    from dagster import DagsterRunStatus, RunsFilter
+
+    failed = context.instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]), limit=50)
+    for run in failed:
+        if run.asset_selection and any(k.to_user_string() == stage for k in run.asset_selection):
+            detail = f"its latest run {run.run_id} failed"
+            break
+    raise RuntimeError(f"upstream asset `{stage}` has no published checkpoint ({path}): {detail}. Fix and "
+                       f"materialize `{stage}` first.")
+
+
+def _split_config(project: ProjectResource):
+    """The preset's split (fixed held-out ids) for the demo source; for any other source a stable hash split
+    (about 25%, at least one held-out video of two or more)."""
+    from ahriuwu_core.split import SplitConfig
+
+    return get_preset(project.preset).split if project.source_config().kind == "demo" else SplitConfig()
 
 
 def _run_dir(storage: StorageResource, stage: str, *inputs) -> Path:

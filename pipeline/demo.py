@@ -85,13 +85,26 @@ def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, 
         outcome[f"videos[{vid}]"] = _run([videos], instance, resources, vid, log)
         if outcome[f"videos[{vid}]"]:
             outcome[f"frames[{vid}]"] = _run([frames], instance, resources, vid, log)
+    failed = None  # the first failed shared stage: what depends on it is not run (and counts as failed)
+
+    def shared(stage):
+        nonlocal failed
+        name = stage.key.to_user_string()
+        if failed:
+            log(f"{name}: skipped, upstream `{failed}` failed")
+            outcome[name] = False
+            return
+        outcome[name] = _run([stage], instance, resources, log=log)
+        failed = None if outcome[name] else name
+
     for stage in (dataset_manifest, tokenizer):
-        outcome[stage.key.to_user_string()] = _run([stage], instance, resources, log=log)
-    for vid in ids:
-        if outcome.get(f"frames[{vid}]"):
-            outcome[f"latents[{vid}]"] = _run([latents], instance, resources, vid, log)
+        shared(stage)
+    if not failed:
+        for vid in ids:
+            if outcome.get(f"frames[{vid}]"):
+                outcome[f"latents[{vid}]"] = _run([latents], instance, resources, vid, log)
     for stage in (dynamics, evaluation):
-        outcome[stage.key.to_user_string()] = _run([stage], instance, resources, log=log)
+        shared(stage)
     return outcome
 
 

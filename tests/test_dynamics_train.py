@@ -100,6 +100,21 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert r2["resumed_from_step"] == 4 and r2["steps"] == 6 and r2["completed"]
 
 
+def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path):
+    stores = make_stores(tmp_path)
+    straight = train_dynamics(stores, tiny_cfg(steps=6), tmp_path / "a", log=lambda s: None)
+
+    def stop_after_3(rec):  # SIGUSR1 during step 3 -> stops after it with last.pt written
+        if rec.get("step") == 3 and "loss" in rec:
+            os.kill(os.getpid(), signal.SIGUSR1)
+    first = train_dynamics(stores, tiny_cfg(steps=6), tmp_path / "b", log=lambda s: None, report=stop_after_3)
+    assert not first["completed"] and first["steps"] == 3
+    resumed = train_dynamics(stores, tiny_cfg(steps=6), tmp_path / "b", log=lambda s: None)
+    assert resumed["completed"] and resumed["resumed_from_step"] == 3
+    a, b = read_checkpoint(straight["checkpoint"])["model"], read_checkpoint(resumed["checkpoint"])["model"]
+    assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+
+
 def test_nonfinite_losses_are_skipped_then_fatal(tmp_path, monkeypatch):
     stores = make_stores(tmp_path)
     real = train_mod.shortcut_forcing_loss
@@ -160,6 +175,12 @@ def test_sigkill_then_rerun_resumes_losing_at_most_one_interval(tmp_path):
     proc.send_signal(signal.SIGKILL)
     proc.wait()
     killed_at = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["step"]
+    on_disk = read_checkpoint(out / "last.pt")
+    # A rerun with nothing left to train publishes exactly the weights it resumed: those on disk.
+    proc = run_cli({**cfg, "steps": on_disk["step"]}, out)
+    assert proc.wait(timeout=120) == 0, proc.stdout.read().decode()
+    resumed = read_checkpoint(out / "dynamics.pt")["model"]
+    assert all(torch.equal(resumed[k], v) for k, v in on_disk["model"].items())
     cfg["steps"] = killed_at + 3
     proc = run_cli(cfg, out)
     assert proc.wait(timeout=120) == 0, proc.stdout.read().decode()

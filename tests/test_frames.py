@@ -282,15 +282,16 @@ def test_stale_temp_dirs_removed(tmp_path):
 
 
 def test_black_and_frozen_checks(tmp_path):
-    for pattern in ("black", "frozen"):
+    def check(pattern):
         clip = media.make_clip(tmp_path / f"{pattern}.mp4", seconds=1.0, fps=20, pattern=pattern)
         frames.extract_frames(clip.path, tmp_path / f"{pattern}.zarr", FramesConfig())
-        passed, details = frames.check_not_black_or_frozen(tmp_path / f"{pattern}.zarr")
-        assert not passed, (pattern, details)
-    assert details["frozen_fraction"] == 1.0
-    clip = media.make_clip(tmp_path / "ok.mp4", seconds=1.0, fps=20)
-    frames.extract_frames(clip.path, tmp_path / "ok.zarr", FramesConfig())
-    passed, details = frames.check_not_black_or_frozen(tmp_path / "ok.zarr")
+        return frames.check_not_black_or_frozen(tmp_path / f"{pattern}.zarr")
+
+    passed, details = check("dark")  # black but moving: only the intensity test can catch it
+    assert not passed and details["frozen_fraction"] == 0.0 and details["mean_intensity"] < 0.05, details
+    passed, details = check("frozen")  # bright but frozen: only the frozen test can catch it
+    assert not passed and details["frozen_fraction"] == 1.0 and details["mean_intensity"] > 0.2, details
+    passed, details = check("moving")
     assert passed and details["frozen_fraction"] == 0.0
 
 
@@ -315,3 +316,29 @@ def test_4k_memory_stays_bounded(tmp_path):
     assert num_frames == 40
     # 20 decoded 4K frames held at once would add >= 250 MB (12 MB each as yuv420p); streaming measured ~110 MB
     assert growth_mb < 180, growth_mb
+
+
+def test_jsonl_sidecar_and_frames_after_its_last_record(tmp_path):
+    """JSON Lines: a header line, then one record per line. A log that covers 0.5 s of a 1.5 s clip labels the
+    frames it covers and leaves the rest unlabelled -- unless the header says the last action holds."""
+    clip = media.make_clip(tmp_path / "v.mp4", seconds=1.5, fps=20)
+    header = {"components": ["key"], "num_classes": [17]}
+    records = [{"t": i / 20, "key": (3 * i) % 17} for i in range(10)]  # 0.0 .. 0.45 s, every 50 ms
+    for hold in (False, True):
+        path = tmp_path / f"v{int(hold)}.actions.jsonl"
+        path.write_text("\n".join(json.dumps(r) for r in [{**header, "hold_last": hold}] + records) + "\n")
+        frames.extract_frames(clip.path, tmp_path / f"v{int(hold)}.zarr", FramesConfig(), actions_path=path)
+        g = frames.open_frames(tmp_path / f"v{int(hold)}.zarr")
+        has, acts = np.asarray(g["has_actions"]), np.asarray(g["actions"])
+        assert acts.shape == (30, 1) and g.attrs["action_num_classes"] == [17]
+        assert [int(a) for a in acts[1:11, 0]] == [(3 * i) % 17 for i in range(10)]  # frame k: record k-1
+        assert has[1:11].all() and not has[0]
+        assert has[11:].all() if hold else not has[11:].any()  # the log ended at 0.5 s
+    bad = tmp_path / "bad.actions.jsonl"
+    bad.write_text(json.dumps({"t": 0.0, "key": 1}) + "\n")
+    with pytest.raises(FramesError, match="header") as err:
+        frames.extract_frames(clip.path, tmp_path / "bad.zarr", FramesConfig(), actions_path=bad)
+    assert str(bad) in str(err.value)
+    bad.write_text(json.dumps(header) + "\n" + json.dumps({"t": 0.0, "key": 17}) + "\n")
+    with pytest.raises(FramesError, match="record 0"):
+        frames.extract_frames(clip.path, tmp_path / "bad.zarr", FramesConfig(), actions_path=bad)

@@ -21,6 +21,10 @@ import pytest
 import zarr
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
+from ahriuwu_core.evaluate import clip_starts
+from ahriuwu_core.metrics import psnr
+from tests._checks import recorded
+
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
 
@@ -75,7 +79,8 @@ def test_files_shapes_and_metadata(graph):
         assert group["frames"].shape == (T, preset.frames.height, preset.frames.width, 3)
         assert group["frames"].dtype == np.uint8
         assert abs(T - int(preset.demo.duration_s * 20)) <= 1
-        assert bool(np.asarray(group["has_actions"][:]).all())
+        has_actions = np.asarray(group["has_actions"][:])
+        assert has_actions[1:].all() and not has_actions[0]  # no action led into the first frame
         lat = zarr.open_group(str(data_root / "latents" / f"{vid}.zarr"), mode="r")
         assert lat["latents"].shape[0] == T and lat["latents"].dtype == np.float16
         assert len(lat.attrs["tokenizer_sha256"]) == 64
@@ -85,15 +90,57 @@ def test_files_shapes_and_metadata(graph):
     manifest = json.loads((data_root / "manifest.json").read_text())
     assert sorted(manifest["train"] + manifest["heldout"]) == ids and manifest["heldout"]
     tok = latest_metadata(instance, "tokenizer")
-    assert tok["params"] > 0 and tok["heldout_psnr"] > 10
+    # Better than the best constant answer: the training frames' mean image, scored on the held-out frames.
+    train_frames = np.concatenate([np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"])
+                                   for v in manifest["train"]])
+    mean_image = train_frames.mean(0).round().astype(np.uint8)
+    held = np.concatenate([np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"])
+                           for v in manifest["heldout"]])
+    mean_psnr = float(np.mean(psnr(np.broadcast_to(mean_image, held.shape), held)))
+    assert tok["params"] > 0 and tok["heldout_psnr"] > mean_psnr + 3.0, (tok["heldout_psnr"], mean_psnr)
     dyn = latest_metadata(instance, "dynamics")
     assert dyn["params"] > 0 and np.isfinite(dyn["loss_last"])
+    # The published world model is the preset's, on the latents' shape, trained for the preset's steps.
+    from ahriuwu_core.dynamics.train import load_world_model
+
+    model = load_world_model(data_root / "dynamics" / "dynamics.pt")
+    assert (model.cfg.num_tokens, model.cfg.token_dim) == tuple(lat["latents"].shape[1:])
+    assert model.num_params() == dyn["params"] and dyn["steps"] == preset.dynamics.steps
+    assert all(getattr(model.cfg, k) == v for k, v in preset.dynamics.model.items())
     ev = latest_metadata(instance, "evaluation")
     assert "data:image/png;base64," in ev["prediction_strip"]
     assert "psnr_h1_model_k4" in ev and "psnr_h1_persistence" in ev
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
-    assert set(metrics["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling"}
+    assert set(metrics["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling", "persistence_motion"}
     assert len(metrics["psnr"]["model_k4"]) == len(metrics["horizons"])
+    # The UI's figures are metrics.json's, and persistence is what copying the last context frame scores.
+    assert ev["psnr_h1_model_k4"] == pytest.approx(metrics["psnr"]["model_k4"][0])
+    assert metrics["videos"] == manifest["heldout"] and metrics["clips"] == preset.evaluation.clips_per_video
+    store = zarr.open_group(str(data_root / "frames" / f"{manifest['heldout'][0]}.zarr"))
+    C = preset.evaluation.context
+    start = clip_starts(store["frames"].shape[0], C + preset.evaluation.horizon, 1)[0]
+    clip = np.asarray(store["frames"][start:start + C + 1])
+    hud = np.asarray(store["hud_mask"][:])
+    assert metrics["psnr"]["persistence"][0] == pytest.approx(float(psnr(clip[C - 1], clip[C], hud)), abs=1e-6)
+
+
+def test_recorded_checks_match_their_inputs(graph):
+    """Every check of the graph run, read back from the instance, says what its inputs say."""
+    from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan
+
+    instance, _, data_root, _, _ = graph
+    for vid in instance.get_dynamic_partitions("videos"):
+        assert recorded(instance, "frames", "frame_count", vid)[0]
+        assert recorded(instance, "frames", "not_black_or_frozen", vid)[0]
+    assert recorded(instance, "dataset_manifest", "split_disjoint")[0]
+    passed, md = recorded(instance, "tokenizer", "not_collapsed")
+    assert passed and md["collapse_recon_ratio"] > 0.5  # the tiny run reconstructs distinct frames distinctly
+    ev = latest_metadata(instance, "evaluation")
+    metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
+    assert recorded(instance, "evaluation", "beats_persistence_h1")[0] == check_beats_persistence(metrics, 1)[0]
+    assert recorded(instance, "evaluation", "few_steps_close")[0] == check_few_steps_close(metrics)[0]
+    assert recorded(instance, "evaluation", "no_nan")[0] and check_no_nan(metrics)[0]
+    assert recorded(instance, "evaluation", "split_disjoint")[0]
 
 
 def _free_port() -> int:

@@ -22,13 +22,15 @@ class LatentVideo:
     latents: object          # np.ndarray (in memory) or zarr array, (T,N,D) float16
     actions: np.ndarray      # (T,C) int16
     has_actions: np.ndarray  # (T,) bool
+    action_space: tuple = ()  # classes per component (labelled videos)
 
     @property
     def num_frames(self) -> int:
         return int(self.latents.shape[0])
 
 
-def open_latent_video(path, action_components: int = 2, in_memory: bool = True) -> LatentVideo:
+def open_latent_video(path, in_memory: bool = True) -> LatentVideo:
+    """A latent store's latents and its action labels as stored (no actions arrays: an unlabelled video)."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"latent store not found: {path}")
@@ -45,22 +47,59 @@ def open_latent_video(path, action_components: int = 2, in_memory: bool = True) 
     if "actions" in group and "has_actions" in group:
         actions = np.asarray(group["actions"][:], dtype=np.int16)
         has = np.asarray(group["has_actions"][:], dtype=bool)
-        if actions.shape != (T, action_components) or has.shape != (T,):
+        if actions.ndim != 2 or actions.shape[0] != T or has.shape != (T,):
             raise ValueError(f"latent store {path}: actions {actions.shape} / has_actions {has.shape} do not "
-                             f"match {T} frames x {action_components} action components")
+                             f"match {T} frames")
     else:  # no action arrays: an unlabelled video
-        actions = np.zeros((T, action_components), np.int16)
-        has = np.zeros(T, bool)
+        actions, has = np.zeros((T, 0), np.int16), np.zeros(T, bool)
+    classes = tuple(int(c) for c in group.attrs.get("action_num_classes", ()))
+    if has.any() and classes and len(classes) != actions.shape[1]:
+        raise ValueError(f"latent store {path}: {actions.shape[1]} action components stored, its action space "
+                         f"{list(classes)} has {len(classes)}")
     data = np.asarray(lat[:], dtype=np.float16) if in_memory else lat
-    return LatentVideo(path, data, actions, has)
+    return LatentVideo(path, data, actions, has, classes if has.any() else ())
+
+
+def common_action_space(videos: list["LatentVideo"], default: tuple) -> tuple[int, ...]:
+    """The action space (classes per component) every labelled video shares; `default` when none is labelled.
+    Two labelled videos with different spaces are an error naming both."""
+    labelled = [v for v in videos if v.has_actions.any()]
+    for v in labelled[1:]:
+        if v.action_space != labelled[0].action_space or v.actions.shape[1] != labelled[0].actions.shape[1]:
+            raise ValueError(f"latent stores disagree on the action space: {labelled[0].path} has "
+                             f"{list(labelled[0].action_space)}, {v.path} has {list(v.action_space)}")
+    if not labelled:
+        return tuple(default)
+    n_comp = labelled[0].actions.shape[1]
+    space = labelled[0].action_space or (  # stores that predate recorded spaces: the default if it fits
+        tuple(default) if len(default) == n_comp else tuple(int(a) + 1 for a in labelled[0].actions.max(0)))
+    for v in labelled:  # values outside the space are refused, never clamped
+        bad = v.actions[v.has_actions] >= np.asarray(space)
+        if bad.any():
+            t, c = map(int, np.argwhere(bad)[0])
+            frame = int(np.flatnonzero(v.has_actions)[t])
+            raise ValueError(f"latent store {v.path}: frame {frame} action component {c} = "
+                             f"{int(v.actions[frame, c])} is outside the action space {list(space)}")
+    return tuple(space)
 
 
 class LatentWindows:
-    def __init__(self, stores, action_components: int = 2, stride: int = 4, rank: int = 0, world_size: int = 1,
-                 in_memory: bool = True):
+    def __init__(self, stores, action_num_classes: tuple | None = None, stride: int = 4, rank: int = 0,
+                 world_size: int = 1, in_memory: bool = True, default_action_space: tuple = (9, 5)):
+        """action_num_classes: the model's action space; None takes it from the labelled stores (their
+        `action_num_classes`), or `default_action_space` when no store is labelled."""
         if not stores:
             raise ValueError("LatentWindows: no latent stores given")
-        self.videos = [open_latent_video(p, action_components, in_memory) for p in stores]
+        self.videos = [open_latent_video(p, in_memory) for p in stores]
+        space = common_action_space(self.videos, default_action_space)
+        if action_num_classes is not None and tuple(action_num_classes) != space and any(
+                v.has_actions.any() for v in self.videos):
+            raise ValueError(f"the model's action space {list(action_num_classes)} does not match the data's "
+                             f"{list(space)} ({[str(v.path) for v in self.videos if v.has_actions.any()][0]})")
+        self.action_num_classes = tuple(action_num_classes) if action_num_classes is not None else space
+        for v in self.videos:  # unlabelled videos carry no action: zeros of the model's width, has_actions False
+            if not v.has_actions.any():
+                v.actions = np.zeros((v.num_frames, len(self.action_num_classes)), np.int16)
         shapes = {tuple(v.latents.shape[1:]) for v in self.videos}
         if len(shapes) != 1:
             detail = ", ".join(f"{v.path}: {tuple(v.latents.shape[1:])}" for v in self.videos)

@@ -347,8 +347,9 @@ class WorldModel(nn.Module):
             if actions.shape[-1] != len(self.action_embed):
                 raise ValueError(f"WorldModel: actions have {actions.shape[-1]} components, "
                                  f"model expects {len(self.action_embed)}")
-            label = sum(emb(actions[..., c].long().clamp(0, emb.num_embeddings - 1))
-                        for c, emb in enumerate(self.action_embed))
+            # No clamping: a class outside the space is refused when the data is read (LatentWindows, evaluation),
+            # and an index error here rather than a silently different action.
+            label = sum(emb(actions[..., c].long() * has_actions.long()) for c, emb in enumerate(self.action_embed))
             act = act + label * has_actions[..., None].to(label.dtype)
         if cfg.action_to_latents:
             lat = lat + act[:, :, None]

@@ -157,9 +157,10 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
 
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    n_comp = len(cfg.model.get("action_num_classes", DynamicsConfig.action_num_classes))
-    data = LatentWindows(train_stores, n_comp, cfg.stride, rank, world, cfg.in_memory)
-    model_cfg = DynamicsConfig(**{**cfg.model, "num_tokens": data.num_tokens, "token_dim": data.token_dim})
+    # The action space comes from the data (the labelled stores' recorded space) unless the config fixes one.
+    data = LatentWindows(train_stores, cfg.model.get("action_num_classes"), cfg.stride, rank, world, cfg.in_memory)
+    model_cfg = DynamicsConfig(**{**cfg.model, "num_tokens": data.num_tokens, "token_dim": data.token_dim,
+                                  "action_num_classes": data.action_num_classes})
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = WorldModel(model_cfg).to(device)
     params = model.num_params()

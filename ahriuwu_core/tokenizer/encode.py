@@ -88,6 +88,8 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
             "num_frames": int(T), "tokens": int(N), "dim": int(D),
             "content_hash": content_hash,
             "frames_content_hash": src.attrs.get("content_hash", ""),
+            "action_components": list(src.attrs.get("action_components", [])),
+            "action_num_classes": list(src.attrs.get("action_num_classes", [])),
         })
         _replace_dir(tmp, out_store)
     except BaseException:

@@ -360,10 +360,13 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
                                                           "code_version": code_version(),
                                                           "train_seconds": train_seconds}, **ckpt_meta)
     result["checkpoint"] = str(final)
-    if evaluate and heldout_stores:
+    if evaluate:
         t_eval = time.monotonic()
-        held = heldout_frames(heldout_stores, cfg.eval_frames, image_size)
+        # Without a held-out video the quality figures and the collapse check use training frames, and say so:
+        # the check must still run (a collapsed tokenizer is as bad on one video as on many).
+        held = heldout_frames(heldout_stores or train_stores, cfg.eval_frames, image_size)
         result.update(evaluate_tokenizer(model, held, cfg, lpips=cfg.lpips_pretrained))
+        result["eval_frames_from"] = "heldout" if heldout_stores else "train (no held-out video)"
         result["eval_seconds"] = time.monotonic() - t_eval
         log("tokenizer held-out: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
                                               for k, v in result.items() if k.startswith(("heldout", "collapse"))))

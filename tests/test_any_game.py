@@ -1,0 +1,91 @@
+"""Bring your own game: a folder of another game's videos, with its own action space, goes through all six stages
+with the tiny preset through the real Dagster code path (`pipeline.demo.run_all`, as `make demo` runs it)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import DagsterInstance
+
+from ahriuwu_core.training import read_checkpoint
+from tests._other_game import write_other_game
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def run_folder(tmp: Path, videos: dict[str, dict]):
+    """Write the named videos (kwargs of write_other_game) into a folder source and materialize everything."""
+    home, data_root, src = tmp / "home", tmp / "assets", tmp / "source"
+    home.mkdir(parents=True)
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    for i, (name, kw) in enumerate(videos.items()):
+        write_other_game(src / f"{name}.mp4", seed=i, **kw)
+    mp = pytest.MonkeyPatch()
+    for k, v in {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
+                 "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}.items():
+        mp.setenv(k, v)
+    try:
+        from pipeline.demo import run_all
+        from pipeline.resources import resources_from_env
+
+        instance = DagsterInstance.get()
+        outcome = run_all(instance, resources_from_env(), log=lambda s: None)
+        failures = {}
+        for run in instance.get_runs():
+            if run.status.value == "FAILURE":
+                failures[run.run_id] = " | ".join(
+                    str(e.dagster_event.event_specific_data.error.message)
+                    for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_step_failure)
+        instance.dispose()
+    finally:
+        mp.undo()
+    return outcome, failures, data_root
+
+
+def _metrics(data_root: Path) -> dict:
+    [path] = sorted((data_root / "reports").glob("*/metrics.json"))
+    return json.loads(path.read_text())
+
+
+def test_a_17_key_game_goes_through_all_six_stages(tmp_path):
+    outcome, failures, root = run_folder(tmp_path, {f"run{i}": {} for i in range(4)})
+    assert all(outcome.values()), (outcome, failures)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["heldout"] and manifest["train"]  # a hash split for a non-demo source
+    assert manifest["action_space"] == {"components": ["key"], "num_classes": [17]}
+    ckpt = read_checkpoint(root / "dynamics" / "dynamics.pt")
+    assert tuple(ckpt["config"]["action_num_classes"]) == (17,)
+    m = _metrics(root)
+    assert m["action_gap_available"] and len(m["action_gap_db"]) == len(m["horizons"])
+    assert m["videos"] == manifest["heldout"]
+
+
+def test_three_components_with_labelled_and_unlabelled_videos(tmp_path):
+    spec = {"a": {"extra_classes": (5, 3)}, "b": {"extra_classes": (5, 3)}, "c": {"sidecar": False},
+            "d": {"sidecar": False}}
+    outcome, failures, root = run_folder(tmp_path, spec)
+    assert all(outcome.values()), (outcome, failures)
+    assert tuple(read_checkpoint(root / "dynamics" / "dynamics.pt")["config"]["action_num_classes"]) == (17, 5, 3)
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert {v["video_id"]: v["has_actions"] for v in manifest["videos"]} == {"a": True, "b": True, "c": False,
+                                                                               "d": False}
+
+
+def test_mismatched_action_spaces_fail_in_the_manifest_naming_both_videos(tmp_path):
+    outcome, failures, _ = run_folder(tmp_path, {"keys": {}, "keys2": {}, "more": {"extra_classes": (4,)}})
+    assert not outcome["dataset_manifest"]
+    text = " ".join(failures.values())
+    assert "keys" in text and "more" in text and "different action spaces" in text, text
+    # nothing trained on the broken dataset
+    assert not outcome.get("dynamics") and not outcome.get("evaluation")
+
+
+def test_a_single_video_trains_and_evaluation_says_there_is_no_heldout_video(tmp_path):
+    outcome, failures, root = run_folder(tmp_path, {"only": {}})
+    assert outcome["tokenizer"] and outcome["dynamics"], (outcome, failures)
+    assert outcome["evaluation"]
+    manifest = json.loads((root / "manifest.json").read_text())
+    assert manifest["train"] == ["only"] and manifest["heldout"] == []
+    assert not (root / "reports").exists() or not list((root / "reports").glob("*/metrics.json"))

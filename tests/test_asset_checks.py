@@ -1,0 +1,89 @@
+"""Asset check results as Dagster records them: for each check, a passing and a failing case through the real
+assets, read back from the instance (not from the functions that compute them)."""
+from __future__ import annotations
+
+import json
+import shutil
+from pathlib import Path
+
+import pytest
+from dagster import AssetSelection, DagsterInstance, materialize
+
+from ahriuwu_core import media
+from tests._checks import recorded
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def project(tmp_path_factory):
+    tmp = tmp_path_factory.mktemp("checks")
+    home, data_root, src = tmp / "home", tmp / "assets", tmp / "source"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    media.make_clip(src / "good.mp4", seconds=1, width=96, height=64)
+    media.make_clip(src / "dark.mp4", seconds=1, width=96, height=64, pattern="dark")
+    media.make_clip(src / "still.mp4", seconds=1, width=96, height=64, pattern="frozen")
+    mp = pytest.MonkeyPatch()
+    for k, v in {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
+                 "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}.items():
+        mp.setenv(k, v)
+    from pipeline.assets import dataset_manifest, frames, videos
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.demo import register_source
+    from pipeline.resources import resources_from_env
+
+    instance = DagsterInstance.get()
+    resources = resources_from_env()
+    ids = register_source(instance, resources)
+    for vid in ids:
+        materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=instance,
+                    resources=resources, partition_key=vid, raise_on_error=False)
+    materialize(ALL_ASSETS, selection=AssetSelection.assets(dataset_manifest), instance=instance,
+                resources=resources, raise_on_error=False)
+    yield instance, data_root, ids
+    instance.dispose()
+    mp.undo()
+
+
+def test_frames_checks_pass_on_good_video_and_fail_on_black_or_frozen(project):
+    instance, _, ids = project
+    assert ids == ["dark", "good", "still"]
+    assert recorded(instance, "frames", "not_black_or_frozen", "good")[0]
+    passed, md = recorded(instance, "frames", "not_black_or_frozen", "dark")
+    assert not passed and md["frozen_fraction"] == 0.0  # black alone fails it
+    passed, md = recorded(instance, "frames", "not_black_or_frozen", "still")
+    assert not passed and md["frozen_fraction"] == 1.0  # frozen alone fails it
+    for vid in ids:
+        assert recorded(instance, "frames", "frame_count", vid)[0]
+
+
+def test_frame_count_check_fails_on_a_short_decode(project, monkeypatch):
+    """A decode that stops early (the container promises more) is recorded as a failed frame_count check."""
+    instance, data_root, _ = project
+    from ahriuwu_core import frames as frames_lib
+    from pipeline.assets import frames, videos
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.resources import resources_from_env
+
+    real = frames_lib.extract_frames
+
+    def short(*a, **k):
+        stats = real(*a, **k)
+        return {**stats, "container_duration_s": stats["container_duration_s"] + 1.0}
+
+    monkeypatch.setattr(frames_lib, "extract_frames", short)
+    materialize(ALL_ASSETS, selection=AssetSelection.assets(frames), instance=instance,
+                resources=resources_from_env(), partition_key="good", raise_on_error=False)
+    passed, md = recorded(instance, "frames", "frame_count", "good")
+    assert not passed
+    assert videos  # (the videos partition stays materialized; only frames reran)
+
+
+def test_split_check_fails_without_a_heldout_video(project):
+    """The tiny preset holds out demo_002 only: a folder source of other names has no held-out video, and the
+    recorded split_disjoint check says so."""
+    instance, data_root, _ = project
+    manifest = json.loads((data_root / "manifest.json").read_text())
+    passed, md = recorded(instance, "dataset_manifest", "split_disjoint")
+    assert manifest["heldout"] == [] and not passed and md["reason"] == "no held-out videos"
