@@ -120,7 +120,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     stats = extract_frames(
         video_path,
         storage.sub("frames", f"{video_id}.zarr"),
-        get_preset(project.preset).frames,
+        project.frames_config(),
         actions_path=actions,
         video_id=video_id,
     )

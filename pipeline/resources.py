@@ -53,6 +53,17 @@ class ProjectResource(ConfigurableResource):
     cookies_file: str = ""
     rate_limit: str = ""
     retries: int = 5  # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
+    hud_layout: str = ""  # a key of frames.HUD_LAYOUTS; empty: the preset's, except that the demo's layout is
+                          # applied to the demo source only (another game has no HUD mask unless configured)
+
+    def frames_config(self):
+        import dataclasses
+
+        from ahriuwu_core.presets import get_preset
+
+        cfg = get_preset(self.preset).frames
+        layout = self.hud_layout or (cfg.hud_layout if cfg.hud_layout != "demo" or self.source == "demo" else "none")
+        return dataclasses.replace(cfg, hud_layout=layout)
 
     def source_config(self):
         from ahriuwu_core.presets import get_preset
@@ -85,5 +96,6 @@ def resources_from_env() -> dict:
             cookies_file=env("AHRIUWU_COOKIES", ""),
             rate_limit=env("AHRIUWU_RATE_LIMIT", ""),
             retries=int(env("AHRIUWU_RETRIES", "5")),
+            hud_layout=env("AHRIUWU_HUD_LAYOUT", ""),
         ),
     }

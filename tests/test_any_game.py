@@ -36,12 +36,21 @@ def run_folder(tmp: Path, videos: dict[str, dict]):
         for run in instance.get_runs():
             if run.status.value == "FAILURE":
                 failures[run.run_id] = " | ".join(
-                    str(e.dagster_event.event_specific_data.error.message)
+                    _messages(e.dagster_event.event_specific_data.error)
                     for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_step_failure)
         instance.dispose()
     finally:
         mp.undo()
     return outcome, failures, data_root
+
+
+def _messages(error) -> str:
+    """An error's message and its causes' (Dagster wraps the asset's own exception)."""
+    out = []
+    while error is not None:
+        out.append(error.message)
+        error = error.cause
+    return " <- ".join(out)
 
 
 def _metrics(data_root: Path) -> dict:
