@@ -591,22 +591,24 @@ def _assemble_metrics(acc, cfg, horizons, videos, variants, noise, quick_psnr, a
 
 def flat_metrics(metrics: dict, horizons=(1, 4, 8, 16)) -> dict[str, float]:
     """Stable scalar keys for Dagster's Plots tab, e.g. psnr_h1_model_k4, lpips_h16_persistence,
-    action_gap_db_h1, quick_eval_latent_psnr. Only finite numbers are included."""
+    psnr_margin_ci95_low_h8_model_k4, action_gap_db_h1. PSNR for every series; SSIM, LPIPS and the margin
+    interval for the first model variant and the baselines it must beat (the full set is in metrics.json).
+    Only finite numbers are included."""
     flat = {}
     hs = metrics["horizons"]
-    for metric in ("psnr", "ssim", "lpips", "latent_mse"):
+    primary = next(iter(metrics["psnr"]))
+    keep = {"psnr": None, "ssim": {primary, "persistence", "persistence_motion"},
+            "lpips": {primary, "persistence", "persistence_motion"}, "latent_mse": {primary, "persistence"},
+            "psnr_margin_ci95_low": {primary}, "psnr_margin_ci95_high": {primary}}
+    for metric, series_kept in keep.items():
         for series, values in (metrics.get(metric) or {}).items():
-            if values is None:
+            if values is None or (series_kept is not None and series not in series_kept):
                 continue
             for h in horizons:
                 if h in hs:
                     flat[f"{metric}_h{h}_{series}"] = values[hs.index(h)]
-            flat[f"{metric}_mean_{series}"] = float(np.mean(values))
-    for bound in ("low", "high"):
-        for series, values in (metrics.get(f"psnr_margin_ci95_{bound}") or {}).items():
-            for h in horizons:
-                if h in hs:
-                    flat[f"psnr_margin_ci95_{bound}_h{h}_{series}"] = values[hs.index(h)]
+            if not metric.startswith("psnr_margin"):
+                flat[f"{metric}_mean_{series}"] = float(np.mean(values))
     flat["clips"] = metrics.get("clips")
     for h in horizons:
         if h in hs and metrics.get("action_gap_db"):

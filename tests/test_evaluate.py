@@ -235,7 +235,8 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     assert result["strip_png"][:8] == b"\x89PNG\r\n\x1a\n" and len(result["strip_png"]) < 40_000
     assert len(result["plot_png"]) < 40_000
     flat = result["flat"]
-    for key in ("psnr_h1_model_k2", "psnr_h4_persistence", "ssim_h1_tokenizer_ceiling", "lpips_h4_model_k4",
+    for key in ("psnr_h1_model_k2", "psnr_h4_persistence", "ssim_h1_model_k2", "lpips_h4_persistence", "clips",
+                "psnr_margin_ci95_low_h1_model_k2", "psnr_h4_tokenizer_ceiling",
                 "action_gap_db_h1", "quick_eval_latent_psnr", "eval_seconds"):
         assert key in flat and math.isfinite(flat[key])
     assert not list(out.glob(".*tmp*"))  # no temp files left behind
