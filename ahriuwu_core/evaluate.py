@@ -27,7 +27,6 @@ import torch
 from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
 from ahriuwu_core.conventions import MOVE_UNIT, has_move_component
-from ahriuwu_core.split import SplitConfig, check_split_disjoint, split_videos  # noqa: F401 (re-exported)
 from ahriuwu_core.dynamics.model import shift_previous
 from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights
 from ahriuwu_core.tokenizer.encode import encode_frames
@@ -136,25 +135,13 @@ def read_clips(store: Path, cfg: EvalConfig) -> Clips:
 
 
 def training_context_noise(dynamics_path: Path) -> float | None:
-    """The context noise the dynamics checkpoint was trained with: the first `context_noise` key found in the
-    checkpoint's extra/config dicts (trainers store their train config there)."""
+    """The context noise the dynamics checkpoint was trained with (its `extra.train_config`, which the trainer
+    writes into dynamics.pt); None for a checkpoint without one (e.g. a resume checkpoint)."""
     from ahriuwu_core.training import read_checkpoint
 
-    ckpt = read_checkpoint(dynamics_path)
-
-    def find(obj, depth=0):
-        if isinstance(obj, dict) and depth < 5:
-            if isinstance(obj.get("context_noise"), (int, float)):
-                return float(obj["context_noise"])
-            for key, value in obj.items():
-                if key in ("model", "optimizer", "scheduler", "rng"):
-                    continue
-                found = find(value, depth + 1)
-                if found is not None:
-                    return found
-        return None
-
-    return find({k: v for k, v in ckpt.items() if k not in ("model", "optimizer", "scheduler", "rng")})
+    train_config = (read_checkpoint(dynamics_path).get("extra") or {}).get("train_config") or {}
+    value = train_config.get("context_noise")
+    return float(value) if isinstance(value, (int, float)) and not isinstance(value, bool) else None
 
 
 def shuffled_actions(actions: torch.Tensor, context: int, seed: int) -> torch.Tensor:
@@ -257,15 +244,9 @@ def evaluate(tokenizer_path, dynamics_path, heldout_stores, cfg: EvalConfig, out
 
 
 def _model_loaders():
-    try:
-        from ahriuwu_core.tokenizer import load_tokenizer
-    except ImportError:
-        from ahriuwu_core.tokenizer.train import load_tokenizer
-    try:
-        from ahriuwu_core.dynamics import load_world_model
-    except ImportError:
-        from ahriuwu_core.dynamics.train import load_world_model
     from ahriuwu_core.dynamics import rollout
+    from ahriuwu_core.dynamics.train import load_world_model
+    from ahriuwu_core.tokenizer import load_tokenizer
 
     return load_tokenizer, load_world_model, rollout
 

@@ -7,15 +7,15 @@
 """
 from __future__ import annotations
 
-import dataclasses
 from dataclasses import dataclass, field, replace
 
 from ahriuwu_core.demo_game import DemoConfig
-from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS, DynamicsTrainConfig
+from ahriuwu_core.dynamics.train import DynamicsTrainConfig
 from ahriuwu_core.evaluate import EvalConfig
-from ahriuwu_core.split import SplitConfig
 from ahriuwu_core.frames import FramesConfig
-from ahriuwu_core.tokenizer import TOKENIZER_PRESETS, TokenizerTrainConfig
+from ahriuwu_core.split import SplitConfig
+from ahriuwu_core.tokenizer import TokenizerTrainConfig
+from ahriuwu_core.training import OptimConfig
 
 
 @dataclass(frozen=True)
@@ -36,8 +36,77 @@ class Preset:
         return self.tokenizers[kind]
 
 
+# ---------------------------------------------------------------------------------------------- tokenizers
+
+_TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the presets pick from
+    # CPU minutes on 64x64 demo frames: 4x4 pixel blocks -> a 16x16 grid x 16 channels, every conv at 16x16,
+    # a PCA-initialised linear path beside the ResNet path (starts near the best linear code, ~33 dB).
+    "demo": TokenizerTrainConfig(
+        kind="cnn", model=dict(image_size=64, channels=(), patch=4, mid_channels=96, mid_blocks=2, latent_dim=16,
+                               linear_skip=True),
+        steps=300, batch_size=16, lpips_frames=4, pca_init_frames=512, max_train_seconds=130.0,
+        optim=OptimConfig(lr=5e-4, warmup_steps=20, weight_decay=0.0, min_lr_ratio=0.05),
+        log_every=25, ckpt_every=100, eval_frames=64),
+    # One latent per 8x8 patch (64 x 32), each starting from its own patch (cell_skip); figures in bench/RESULTS.md.
+    "demo_transformer": TokenizerTrainConfig(
+        kind="transformer",
+        model=dict(image_size=64, patch_size=8, num_latents=64, latent_dim=32, d_model=128, n_layers=3,
+                   dec_layers=3, n_heads=4, softcap=50.0, cell_skip=True),
+        steps=900, batch_size=16, lpips_frames=4, mask_max=0.9, mask_start_step=350, mask_warmup_steps=250,
+        lpips_start_step=500,  # MSE-only warm start: cheaper steps, higher held-out PSNR (bench/RESULTS.md)
+        optim=OptimConfig(lr=1.5e-3, warmup_steps=30, weight_decay=0.01, min_lr_ratio=0.05),
+        log_every=25, ckpt_every=100, eval_frames=64, max_train_seconds=300.0),
+    # The original project's CNN: 256x256 -> 16x16 grid x 256 channels.
+    "seed": TokenizerTrainConfig(
+        kind="cnn", model=dict(image_size=256, channels=(64, 128, 256, 256), blocks_per_stage=2, latent_dim=256),
+        steps=100_000, batch_size=32, lpips_frames=8,
+        optim=OptimConfig(lr=3e-4, warmup_steps=1000), log_every=100, ckpt_every=2000, eval_frames=256),
+    # The paper's: 256x256, 16x16 patches, 512 latents x 16 -> reshaped to 256 x 32 for the dynamics model.
+    "seed_transformer": TokenizerTrainConfig(
+        kind="transformer",
+        model=dict(image_size=256, patch_size=16, num_latents=512, latent_dim=16, d_model=768, n_layers=12,
+                   dec_layers=12, n_heads=12, softcap=50.0, out_tokens=256),
+        steps=100_000, batch_size=32, frames_per_sample=2, lpips_frames=8, mask_max=0.9,
+        mask_start_step=2000, mask_warmup_steps=10_000,
+        optim=OptimConfig(lr=3e-4, warmup_steps=2000), log_every=100, ckpt_every=2000, eval_frames=256),
+}
+
+# ------------------------------------------------------------------------------------------- world models
+
+# The demo model: 2x2 blocks of the 16x16x16 CNN grid (64 tokens x 64 channels, so the 128-wide stream carries a
+# token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior and the
+# action on every latent token -- each measured to help at this scale (bench/RESULTS.md, world model).
+_DEMO_MODEL = dict(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
+                   max_frames=32, time_every=1, space_rope=True, persistence_prior="clean", action_to_latents=True)
+_SEED_MODEL = dict(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
+                   max_frames=64)
+_MEDIUM_MODEL = dict(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16, k_max=64,
+                     max_frames=96)
+
+_DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the presets pick from
+    # CPU demo: ~6 videos x 600 frames of 256x16 latents, ~7 minutes on 2 cores. No single-image examples
+    # (rollouts never generate without context), most examples with a context-level prefix, 3/4 of the
+    # examples on the finest step (in a few hundred steps the bootstrap targets teach little).
+    "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,
+                                long_ratio=0.25, stride=2, optim=OptimConfig(lr=1e-3, warmup_steps=30,
+                                weight_decay=0.01), ckpt_every=60, log_every=10, time_limit_s=540.0,
+                                shortcut_fraction=0.25, single_image_fraction=0.0, context_prefix_prob=0.8),
+    "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
+                                long_ratio=0.1, stride=4, optim=OptimConfig(lr=3e-4, warmup_steps=1000),
+                                ckpt_every=1000, log_every=50),
+    "medium": DynamicsTrainConfig(model=_MEDIUM_MODEL, steps=100000, batch_size=64, seq_len=32,
+                                  long_seq_len=96, long_ratio=0.1, stride=4,
+                                  optim=OptimConfig(lr=2e-4, warmup_steps=2000, schedule="wsd"),
+                                  ckpt_every=2000, log_every=100),
+}
+
+
+
+# ------------------------------------------------------------------------------------------------ presets
+
+
 def _dynamics(name: str, **changes) -> DynamicsTrainConfig:
-    base = DYNAMICS_PRESETS[name]
+    base = _DYNAMICS[name]
     model = {**base.model, **changes.pop("model", {})}
     return replace(base, model=model, **changes)
 
@@ -48,7 +117,7 @@ PRESETS: dict[str, Preset] = {
     "tiny": Preset(
         name="tiny",
         frames=FramesConfig(width=64, height=64, hud_layout="demo"),
-        tokenizers={"cnn": replace(TOKENIZER_PRESETS["demo"], steps=16, batch_size=8, eval_frames=16, ckpt_every=1000, log_every=10)},
+        tokenizers={"cnn": replace(_TOKENIZERS["demo"], steps=16, batch_size=8, eval_frames=16, ckpt_every=1000, log_every=10)},
         dynamics=_dynamics("demo", steps=12, batch_size=4, model=dict(d_model=64, n_layers=2), ckpt_every=1000,
                            num_threads=1),
         evaluation=EvalConfig(context=4, horizon=4, clips_per_video=1, strip_horizons=(1, 4), zero_noise_steps=(4,)),
@@ -58,7 +127,7 @@ PRESETS: dict[str, Preset] = {
     "demo": Preset(
         name="demo",
         frames=FramesConfig(width=64, height=64, hud_layout="demo"),
-        tokenizers={"cnn": TOKENIZER_PRESETS["demo"], "transformer": TOKENIZER_PRESETS["demo_transformer"]},
+        tokenizers={"cnn": _TOKENIZERS["demo"], "transformer": _TOKENIZERS["demo_transformer"]},
         dynamics=_dynamics("demo"),
         # 16 clips per held-out video, all rolled out in one batch (per-forward overhead dominates on a CPU).
         # K=64 on 4 clips per video: 16x the cost of K=4, and compared with K=4 on the same clips.
@@ -70,14 +139,14 @@ PRESETS: dict[str, Preset] = {
     "seed": Preset(
         name="seed",
         frames=FramesConfig(width=256, height=256, hud_layout="replay"),
-        tokenizers={"cnn": TOKENIZER_PRESETS["seed"], "transformer": TOKENIZER_PRESETS["seed_transformer"]},
+        tokenizers={"cnn": _TOKENIZERS["seed"], "transformer": _TOKENIZERS["seed_transformer"]},
         dynamics=_dynamics("seed"),
         evaluation=EvalConfig(context=16, horizon=16, clips_per_video=4),
     ),
     "medium": Preset(
         name="medium",
         frames=FramesConfig(width=256, height=256, hud_layout="replay"),
-        tokenizers={"transformer": TOKENIZER_PRESETS["seed_transformer"], "cnn": TOKENIZER_PRESETS["seed"]},
+        tokenizers={"transformer": _TOKENIZERS["seed_transformer"], "cnn": _TOKENIZERS["seed"]},
         dynamics=_dynamics("medium"),
         evaluation=EvalConfig(context=32, horizon=32, clips_per_video=4, strip_horizons=(1, 8, 16, 32)),
     ),
@@ -88,8 +157,3 @@ def get_preset(name: str) -> Preset:
     if name not in PRESETS:
         raise ValueError(f"unknown preset {name!r} (choose from {sorted(PRESETS)})")
     return PRESETS[name]
-
-
-def describe(name: str) -> dict:
-    """The preset as plain data (for metadata and reports)."""
-    return dataclasses.asdict(get_preset(name))

@@ -24,7 +24,8 @@ from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.dynamics.toy import make_toy_latents
-from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS, load_world_model, train_dynamics
+from ahriuwu_core.dynamics.train import load_world_model, train_dynamics
+from ahriuwu_core.presets import get_preset
 from ahriuwu_core.training import autocast_context
 
 # Latent shapes per preset (num_tokens, token_dim): demo = the demo CNN tokenizer's 16x16 grid x 16 (the model
@@ -38,7 +39,7 @@ def peak_rss_mb() -> float:
 
 def build(preset: str, device, **over) -> WorldModel:
     n, d = PRESET_LATENTS[preset]
-    cfg = DynamicsConfig(**{**DYNAMICS_PRESETS[preset].model, "num_tokens": n, "token_dim": d, **over})
+    cfg = DynamicsConfig(**{**get_preset(preset).dynamics.model, "num_tokens": n, "token_dim": d, **over})
     return WorldModel(cfg).to(device)
 
 
@@ -46,7 +47,7 @@ def train_throughput(preset: str, device, batch: int, frames: int, steps: int, w
     torch.manual_seed(0)
     model = build(preset, device)
     opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
-    cfg = DYNAMICS_PRESETS[preset].objective()
+    cfg = get_preset(preset).dynamics.objective()
     n, d = PRESET_LATENTS[preset]
     clean = torch.rand(batch, frames, n, d, device=device) * 2 - 1
     acts = torch.zeros(batch, frames, 2, dtype=torch.long, device=device)
@@ -147,7 +148,7 @@ def latent_psnr(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
 def toy_eval(seconds: float, device, steps: int | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dyn_toy_"))
     train = [write_latent_store(tmp / f"train_{i}.zarr", *make_toy_latents(600, seed=i)) for i in range(6)]
-    cfg = DYNAMICS_PRESETS["demo"]
+    cfg = get_preset("demo").dynamics
     cfg = dataclasses.replace(cfg, time_limit_s=seconds, log_every=25,
                               **({"steps": steps} if steps else {}))
     t = time.time()

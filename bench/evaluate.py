@@ -18,9 +18,9 @@ from pathlib import Path
 import torch
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
-from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS
 from ahriuwu_core.evaluate import EvalConfig, evaluate
-from ahriuwu_core.tokenizer.train import build_tokenizer, get_preset
+from ahriuwu_core.presets import get_preset
+from ahriuwu_core.tokenizer.train import build_tokenizer
 from ahriuwu_core.training import save_checkpoint
 
 OUT = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "out" / "evaluate"))
@@ -53,9 +53,9 @@ def main():
     if args.threads:
         torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)
-    tok_cfg = get_preset("demo")
+    tok_cfg = get_preset("demo").tokenizer_config("cnn")
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)
-    dyn_preset = DYNAMICS_PRESETS["demo"]
+    dyn_preset = get_preset("demo").dynamics
     wm = WorldModel(DynamicsConfig(num_tokens=tok.num_tokens, token_dim=tok.token_dim, **dyn_preset.model))
     save_checkpoint(OUT / "tokenizer.pt", model=tok, config=dataclasses.asdict(tok.cfg), kind=tok_cfg.kind)
     save_checkpoint(OUT / "dynamics.pt", model=wm, config=dataclasses.asdict(wm.cfg), kind="dynamics",

@@ -16,12 +16,12 @@ sys.path.insert(0, ".")
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
-from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS
+from ahriuwu_core.presets import get_preset
 from ahriuwu_core.training import autocast_context
 peak = float(sys.argv[1]) * 1e12
 dev = torch.device("cuda")
 torch.backends.cuda.matmul.allow_tf32 = True
-pre = DYNAMICS_PRESETS["seed"]
+pre = get_preset("seed").dynamics
 cfg = DynamicsConfig(**{**pre.model, "num_tokens": 256, "token_dim": 32})
 torch.manual_seed(0)
 model = WorldModel(cfg).to(dev)

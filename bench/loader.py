@@ -23,7 +23,7 @@ from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store  # noqa
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel  # noqa: E402
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss  # noqa: E402
 from ahriuwu_core.dynamics.toy import make_toy_latents  # noqa: E402
-from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS  # noqa: E402
+from ahriuwu_core.presets import get_preset  # noqa: E402
 from ahriuwu_core.training import make_optimizer  # noqa: E402
 
 
@@ -65,7 +65,7 @@ def main() -> None:
     args = ap.parse_args()
     tmp = Path(tempfile.mkdtemp(prefix="dyn_loader_"))
     stores = [write_latent_store(tmp / f"v{i}.zarr", *make_toy_latents(600, seed=i)) for i in range(6)]
-    cfg = dataclasses.replace(DYNAMICS_PRESETS["demo"], long_ratio=0.25)
+    cfg = dataclasses.replace(get_preset("demo").dynamics, long_ratio=0.25)
     seconds = 1.5 if args.quick else 10.0
     mem = loader_rate(stores, cfg, True, seconds)
     disk = loader_rate(stores, cfg, False, seconds)

@@ -13,13 +13,15 @@ import time
 
 import torch
 
-from ahriuwu_core.tokenizer import TOKENIZER_PRESETS, build_tokenizer, count_params, get_preset
+from ahriuwu_core.presets import get_preset
+from ahriuwu_core.tokenizer import build_tokenizer, count_params
 from ahriuwu_core.tokenizer.losses import ReconstructionLoss, build_lpips
 from ahriuwu_core.training import OptimConfig, autocast_context, make_optimizer
 
 
 def bench_preset(name: str, device: torch.device, reps: int, lpips: bool) -> dict:
-    cfg = TOKENIZER_PRESETS[name]
+    preset, _, kind = name.partition("/")
+    cfg = get_preset(preset).tokenizer_config(kind)
     torch.manual_seed(0)
     model = build_tokenizer(cfg.kind, cfg.model).to(device)
     s = model.cfg.image_size
@@ -79,7 +81,7 @@ def pyav_decode_fps(size: int, seconds: float = 10.0) -> float:
 def main(argv=None):
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true", help="few repetitions (< 60 s on 2 cores)")
-    ap.add_argument("--presets", nargs="+", default=["demo", "demo_transformer"])
+    ap.add_argument("--presets", nargs="+", default=["demo/cnn", "demo/transformer"], help="PRESET/KIND")
     ap.add_argument("--no-lpips", action="store_true", help="train step without the LPIPS term")
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
@@ -92,9 +94,10 @@ def main(argv=None):
         results[name] = r
         print(f"{name}: params={r['params']:,} encode {r['encode_fps']:.1f} frames/s, "
               f"train {r['train_fps']:.1f} frames/s")
-    main_name = "demo" if "demo" in results else args.presets[0]
+    main_name = "demo/cnn" if "demo/cnn" in results else args.presets[0]
     print(f"tokenizer_encode_fps={results[main_name]['encode_fps']:.1f}")
-    decode = pyav_decode_fps(build_tokenizer(get_preset(main_name).kind, get_preset(main_name).model).cfg.image_size)
+    main_cfg = get_preset(main_name.partition("/")[0]).tokenizer_config(main_name.partition("/")[2])
+    decode = pyav_decode_fps(build_tokenizer(main_cfg.kind, main_cfg.model).cfg.image_size)
     print(f"pyav_decode_fps={decode:.1f}")
     print(f"tokenizer_encode_vs_decode_ratio={results[main_name]['encode_fps'] / decode:.3f}")
 

@@ -4,6 +4,7 @@ Assets only wire: each calls one `ahriuwu_core` function and reports what it mea
 content-derived data version, so staleness follows the data, and a `code_version` to bump when its logic changes.
 """
 
+import dataclasses
 import hashlib
 import json
 import os
@@ -242,6 +243,7 @@ def latents(
 
     video_id = context.partition_key
     out = storage.sub("latents", f"{video_id}.zarr")
+    _require_published(context, storage, "tokenizer")
     stats = encode_video(
         storage.sub("frames", f"{video_id}.zarr"),
         storage.sub("tokenizer", "tokenizer.pt"),
@@ -275,11 +277,14 @@ def dynamics(
     preset = get_preset(_preset_name(config, project))
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
+    _require_published(context, storage, "tokenizer")
     tokenizer_sha = manifest_lib.file_sha256(storage.sub("tokenizer", "tokenizer.pt"))
     out_dir = _run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
                        CODE_VERSIONS["dynamics"])
     spec = out_dir / "spec.json"
-    spec.write_text(json.dumps({"preset": preset.name, "train_stores": [str(p) for p in stores["train"]],
+    # The resolved config travels whole: the external process never looks a preset up again.
+    spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
+                                "train_stores": [str(p) for p in stores["train"]],
                                 "out_dir": str(out_dir), "device": compute.torch_device()}, indent=1))
     command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
     if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
@@ -311,8 +316,8 @@ def evaluation(
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
-    from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan, check_split_disjoint
-    from ahriuwu_core.evaluate import evaluate
+    from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan, evaluate
+    from ahriuwu_core.split import check_split_disjoint
 
     preset = get_preset(_preset_name(config, project))
     manifest = manifest_lib.read_manifest(storage.path)

@@ -15,14 +15,14 @@ from pathlib import Path
 
 def main(argv=None) -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--spec", required=True, help="JSON: preset, train_stores, out_dir, device")
+    ap.add_argument("--spec", required=True, help="JSON: config (a DynamicsTrainConfig), preset (its name, for the "
+                    "record), train_stores, out_dir, device")
     spec = json.loads(Path(ap.parse_args(argv).spec).read_text())
 
-    from ahriuwu_core.dynamics.train import distributed, train_dynamics
+    from ahriuwu_core.dynamics.train import DynamicsTrainConfig, distributed, train_dynamics
     from ahriuwu_core.manifest import file_sha256
-    from ahriuwu_core.presets import get_preset
 
-    cfg = get_preset(spec["preset"]).dynamics
+    cfg = DynamicsTrainConfig.from_dict(spec["config"])
     stores = [Path(p) for p in spec["train_stores"]]
     with distributed(spec["device"]) as device:
         if int(os.environ.get("RANK", "0")) != 0:

@@ -89,3 +89,21 @@ def test_split_check_records_the_hash_split_of_a_folder_source(project):
     passed, md = recorded(instance, "dataset_manifest", "split_disjoint")
     assert passed and md["num_heldout"] == len(manifest["heldout"]) >= 1
     assert md["num_train"] + md["num_heldout"] == len(ids)
+
+
+def test_a_stage_whose_upstream_training_asset_never_published_names_it(project):
+    """latents before any tokenizer: the error names the `tokenizer` asset, not a missing file."""
+    instance, _, _ = project
+    from pipeline.assets import latents
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.resources import resources_from_env
+
+    result = materialize(ALL_ASSETS, selection=AssetSelection.assets(latents), instance=instance,
+                         resources=resources_from_env(), partition_key="good", raise_on_error=False)
+    assert not result.success
+    [failure] = [e for e in result.all_events if e.is_step_failure]
+    error = failure.event_specific_data.error
+    text = ""
+    while error is not None:
+        text, error = text + error.message, error.cause
+    assert "upstream asset `tokenizer` has no published checkpoint" in text and "never been materialized" in text

@@ -6,7 +6,7 @@ import torch
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
-from ahriuwu_core.dynamics.train import DYNAMICS_PRESETS
+from ahriuwu_core.presets import get_preset
 from tests._dynamics import one_thread, TINY, tiny  # noqa: F401  (autouse fixture)
 
 
@@ -142,7 +142,7 @@ def test_softcap_off_uses_sdpa_matching_the_explicit_path_and_still_causal(monke
 
 
 def preset_params(name, n=256, d=32):
-    cfg = DynamicsConfig(**{**DYNAMICS_PRESETS[name].model, "num_tokens": n, "token_dim": d})
+    cfg = DynamicsConfig(**{**get_preset(name).dynamics.model, "num_tokens": n, "token_dim": d})
     with torch.device("meta"):
         return WorldModel(cfg).num_params()
 
@@ -153,9 +153,9 @@ def test_preset_parameter_counts_and_designs():
     assert preset_params("medium") > 2 * preset_params("seed")
     # The GPU presets keep the paper's design; the demo picks the small-scale options.
     for name in ("seed", "medium"):
-        cfg = DynamicsConfig(**{**DYNAMICS_PRESETS[name].model, "num_tokens": 256, "token_dim": 32})
+        cfg = DynamicsConfig(**{**get_preset(name).dynamics.model, "num_tokens": 256, "token_dim": 32})
         assert (cfg.time_every, cfg.space_rope, cfg.persistence_prior, cfg.action_to_latents) == (4, False, "", False)
-    demo = DynamicsConfig(**{**DYNAMICS_PRESETS["demo"].model, "num_tokens": 256, "token_dim": 16})
+    demo = DynamicsConfig(**{**get_preset("demo").dynamics.model, "num_tokens": 256, "token_dim": 16})
     assert (demo.time_every, demo.space_rope, demo.persistence_prior, demo.action_to_latents) == (1, True, "clean", True)
 
 
@@ -180,8 +180,6 @@ def test_every_preset_has_a_residual_stream_wide_enough_for_its_tokens():
 def test_demo_shaped_model_learns_to_return_its_context_frame(prior):
     """The demo preset's token layout and width, trained a few hundred steps to output the clean context frame
     it is given, reconstructs it almost perfectly -- with and without the persistence prior."""
-    from ahriuwu_core.presets import get_preset
-
     model_cfg = {**get_preset("demo").dynamics.model, "num_tokens": 256, "token_dim": 16, "n_layers": 2,
                  "persistence_prior": prior}
     torch.manual_seed(0)

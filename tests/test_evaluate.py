@@ -15,6 +15,7 @@ from PIL import Image
 from ahriuwu_core import evaluate as E
 from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
+from ahriuwu_core import split as S
 from ahriuwu_core.split import heldout_score
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.tokenizer.cnn import CNNTokenizer, CNNTokenizerConfig
@@ -87,44 +88,44 @@ def small_cfg(**kw):
 
 
 def test_split_is_deterministic_stable_and_disjoint():
-    cfg = E.SplitConfig(heldout_fraction=0.3)
+    cfg = S.SplitConfig(heldout_fraction=0.3)
     ids = [f"vid{i:03d}" for i in range(200)]
-    train, held = E.split_videos(ids, cfg)
-    assert (train, held) == E.split_videos(list(reversed(ids)), cfg)  # order does not matter
+    train, held = S.split_videos(ids, cfg)
+    assert (train, held) == S.split_videos(list(reversed(ids)), cfg)  # order does not matter
     assert set(train) | set(held) == set(ids) and not set(train) & set(held)
     assert 30 < len(held) < 90  # roughly the fraction (hash is uniform)
     # adding videos never moves an existing one
-    train2, held2 = E.split_videos(ids + [f"new{i}" for i in range(50)], cfg)
+    train2, held2 = S.split_videos(ids + [f"new{i}" for i in range(50)], cfg)
     assert set(held) <= set(held2) and set(train) <= set(train2)
     # a different salt gives a different split
-    assert E.split_videos(ids, E.SplitConfig(heldout_fraction=0.3, salt="other"))[1] != held
-    ok, details = E.check_split_disjoint(train, held)
+    assert S.split_videos(ids, S.SplitConfig(heldout_fraction=0.3, salt="other"))[1] != held
+    ok, details = S.check_split_disjoint(train, held)
     assert ok and details["overlap"] == []
 
 
 def test_split_forced_ids_and_fraction_zero():
     ids = [f"demo_{i:03d}" for i in range(8)]
-    train, held = E.split_videos(ids, E.SplitConfig(heldout_ids=("demo_006", "demo_007"), heldout_fraction=0.0))
+    train, held = S.split_videos(ids, S.SplitConfig(heldout_ids=("demo_006", "demo_007"), heldout_fraction=0.0))
     assert held == ["demo_006", "demo_007"] and len(train) == 6
     with pytest.raises(ValueError, match="heldout_fraction"):
-        E.split_videos(ids, E.SplitConfig(heldout_fraction=1.5))
+        S.split_videos(ids, S.SplitConfig(heldout_fraction=1.5))
 
 
 def test_split_holds_out_at_least_one_of_two_or_more_videos():
-    cfg = E.SplitConfig(heldout_fraction=0.0)  # no video hashes under the fraction
-    assert E.split_videos(["solo"], cfg) == (["solo"], [])  # one video: it trains
+    cfg = S.SplitConfig(heldout_fraction=0.0)  # no video hashes under the fraction
+    assert S.split_videos(["solo"], cfg) == (["solo"], [])  # one video: it trains
     for n in (2, 3, 8):
         ids = [f"clip{i}" for i in range(n)]
-        train, held = E.split_videos(ids, cfg)
+        train, held = S.split_videos(ids, cfg)
         lowest = min(ids, key=lambda v: heldout_score(v, cfg.salt))
         assert held == [lowest] and len(train) == n - 1
-    assert len(E.split_videos([f"c{i}" for i in range(8)], E.SplitConfig(heldout_fraction=0.0, min_heldout=3))[1]) == 3
+    assert len(S.split_videos([f"c{i}" for i in range(8)], S.SplitConfig(heldout_fraction=0.0, min_heldout=3))[1]) == 3
 
 
 def test_check_split_disjoint_flags_overlap_and_empty_heldout():
-    ok, details = E.check_split_disjoint(["a", "b"], ["b", "c"])
+    ok, details = S.check_split_disjoint(["a", "b"], ["b", "c"])
     assert not ok and details["overlap"] == ["b"]
-    ok, details = E.check_split_disjoint(["a"], [])  # one video: nothing held out is not a leak
+    ok, details = S.check_split_disjoint(["a"], [])  # one video: nothing held out is not a leak
     assert ok and details["num_heldout"] == 0 and "no held-out" in details["reason"]
 
 

@@ -6,8 +6,9 @@ import torch
 from torch import nn
 
 from ahriuwu_core.tokenizer import (
-    TOKENIZER_PRESETS, attention_entropy, build_tokenizer, collapse_check, count_params, recon_strip,
+    attention_entropy, build_tokenizer, collapse_check, count_params, recon_strip,
 )
+from ahriuwu_core.presets import get_preset
 from ahriuwu_core.tokenizer.layers import apply_rope, rope_angles
 from ahriuwu_core.tokenizer.losses import ReconstructionLoss, masked_mse
 from ahriuwu_core.tokenizer.transformer import decoder_mask, encoder_mask, latent_cells, latent_grid_positions
@@ -136,7 +137,10 @@ def test_param_count_linear_in_tokens():
 def test_preset_param_counts_exact():
     counts = {}
     with torch.device("meta"):
-        for name, cfg in TOKENIZER_PRESETS.items():
+        for name, cfg in {"demo": get_preset("demo").tokenizer_config("cnn"),
+                          "demo_transformer": get_preset("demo").tokenizer_config("transformer"),
+                          "seed": get_preset("seed").tokenizer_config("cnn"),
+                          "seed_transformer": get_preset("seed").tokenizer_config("transformer")}.items():
             tok = build_tokenizer(cfg.kind, cfg.model)
             counts[name] = (count_params(tok), tok.num_tokens, tok.token_dim)
     assert counts == {

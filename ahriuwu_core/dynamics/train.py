@@ -85,34 +85,6 @@ class DynamicsTrainConfig:
         return self.batch_size, self.seq_len
 
 
-# The demo model: 2x2 blocks of the 16x16x16 CNN grid (64 tokens x 64 channels, so the 128-wide stream carries a
-# token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior and the
-# action on every latent token -- each measured to help at this scale (bench/RESULTS.md, world model).
-_DEMO_MODEL = dict(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
-                   max_frames=32, time_every=1, space_rope=True, persistence_prior="clean", action_to_latents=True)
-_SEED_MODEL = dict(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
-                   max_frames=64)
-_MEDIUM_MODEL = dict(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16, k_max=64,
-                     max_frames=96)
-
-DYNAMICS_PRESETS: dict[str, DynamicsTrainConfig] = {
-    # CPU demo: ~6 videos x 600 frames of 256x16 latents, ~7 minutes on 2 cores. No single-image examples
-    # (rollouts never generate without context), most examples with a context-level prefix, 3/4 of the
-    # examples on the finest step (in a few hundred steps the bootstrap targets teach little).
-    "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,
-                                long_ratio=0.25, stride=2, optim=OptimConfig(lr=1e-3, warmup_steps=30,
-                                weight_decay=0.01), ckpt_every=60, log_every=10, time_limit_s=540.0,
-                                shortcut_fraction=0.25, single_image_fraction=0.0, context_prefix_prob=0.8),
-    "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
-                                long_ratio=0.1, stride=4, optim=OptimConfig(lr=3e-4, warmup_steps=1000),
-                                ckpt_every=1000, log_every=50),
-    "medium": DynamicsTrainConfig(model=_MEDIUM_MODEL, steps=100000, batch_size=64, seq_len=32,
-                                  long_seq_len=96, long_ratio=0.1, stride=4,
-                                  optim=OptimConfig(lr=2e-4, warmup_steps=2000, schedule="wsd"),
-                                  ckpt_every=2000, log_every=100),
-}
-
-
 def load_world_model(path, device="cpu") -> WorldModel:
     ckpt = read_checkpoint(path)
     if ckpt.get("kind") not in (KIND, None) or not ckpt.get("config"):
@@ -300,9 +272,12 @@ def config_from_json(obj: dict) -> tuple[DynamicsTrainConfig, list[Path], str | 
         stores = sorted(Path(latents_dir).glob("*.zarr"))
     if not stores:
         raise ValueError("dynamics config: give 'train_stores' (list of latent stores) or 'latents_dir'")
-    if preset and preset not in DYNAMICS_PRESETS:
-        raise ValueError(f"unknown dynamics preset {preset!r}; choose from {sorted(DYNAMICS_PRESETS)}")
-    base = dataclasses.asdict(DYNAMICS_PRESETS[preset]) if preset else {}
+    if preset:
+        from ..presets import PRESETS  # the one registry (it imports this module: imported late)
+
+        if preset not in PRESETS:
+            raise ValueError(f"unknown dynamics preset {preset!r}; choose from {sorted(PRESETS)}")
+    base = dataclasses.asdict(PRESETS[preset].dynamics) if preset else {}
     for key in ("model", "optim"):
         if key in obj:
             obj[key] = {**base.get(key, {}), **obj[key]}

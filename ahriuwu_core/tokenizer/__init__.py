@@ -6,14 +6,14 @@ from .cnn import CNNTokenizer, CNNTokenizerConfig
 from .encode import encode_video
 from .quality import attention_entropy, collapse_check, heldout_metrics, recon_strip, reconstruct
 from .train import (
-    TOKENIZER_PRESETS, FrameWindowSampler, TokenizerTrainConfig, build_tokenizer, code_version, count_params,
-    get_preset, load_tokenizer, train_tokenizer,
+    FrameWindowSampler, TokenizerTrainConfig, build_tokenizer, code_version, count_params, load_tokenizer,
+    train_tokenizer,
 )
 from .transformer import TransformerTokenizer, TransformerTokenizerConfig
 
 __all__ = [
     "CNNTokenizer", "CNNTokenizerConfig", "TransformerTokenizer", "TransformerTokenizerConfig",
-    "TokenizerTrainConfig", "TOKENIZER_PRESETS", "FrameWindowSampler", "build_tokenizer", "load_tokenizer",
-    "train_tokenizer", "get_preset", "count_params", "code_version", "encode_video", "collapse_check",
+    "TokenizerTrainConfig", "FrameWindowSampler", "build_tokenizer", "load_tokenizer",
+    "train_tokenizer", "count_params", "code_version", "encode_video", "collapse_check",
     "attention_entropy", "recon_strip", "heldout_metrics", "reconstruct",
 ]

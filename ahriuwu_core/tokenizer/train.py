@@ -66,38 +66,6 @@ class TokenizerTrainConfig:
             raise ValueError(f"unknown tokenizer kind {self.kind!r} (expected one of {sorted(MODEL_CLASSES)})")
 
 
-TOKENIZER_PRESETS: dict[str, TokenizerTrainConfig] = {
-    # CPU minutes on 64x64 demo frames: 4x4 pixel blocks -> a 16x16 grid x 16 channels, every conv at 16x16,
-    # a PCA-initialised linear path beside the ResNet path (starts near the best linear code, ~33 dB).
-    "demo": TokenizerTrainConfig(
-        kind="cnn", model=dict(image_size=64, channels=(), patch=4, mid_channels=96, mid_blocks=2, latent_dim=16,
-                               linear_skip=True),
-        steps=300, batch_size=16, lpips_frames=4, pca_init_frames=512, max_train_seconds=130.0,
-        optim=OptimConfig(lr=5e-4, warmup_steps=20, weight_decay=0.0, min_lr_ratio=0.05),
-        log_every=25, ckpt_every=100, eval_frames=64),
-    # One latent per 8x8 patch (64 x 32), each starting from its own patch (cell_skip): 30.2 dB held-out in 267 s.
-    "demo_transformer": TokenizerTrainConfig(
-        kind="transformer",
-        model=dict(image_size=64, patch_size=8, num_latents=64, latent_dim=32, d_model=128, n_layers=3,
-                   dec_layers=3, n_heads=4, softcap=50.0, cell_skip=True),
-        steps=900, batch_size=16, lpips_frames=4, mask_max=0.9, mask_start_step=350, mask_warmup_steps=250,
-        lpips_start_step=500,  # MSE-only warm start: cheaper steps, higher held-out PSNR (bench/RESULTS.md)
-        optim=OptimConfig(lr=1.5e-3, warmup_steps=30, weight_decay=0.01, min_lr_ratio=0.05),
-        log_every=25, ckpt_every=100, eval_frames=64, max_train_seconds=300.0),
-    # The original project's CNN: 256x256 -> 16x16 grid x 256 channels.
-    "seed": TokenizerTrainConfig(
-        kind="cnn", model=dict(image_size=256, channels=(64, 128, 256, 256), blocks_per_stage=2, latent_dim=256),
-        steps=100_000, batch_size=32, lpips_frames=8,
-        optim=OptimConfig(lr=3e-4, warmup_steps=1000), log_every=100, ckpt_every=2000, eval_frames=256),
-    # The paper's: 256x256, 16x16 patches, 512 latents x 16 -> reshaped to 256 x 32 for the dynamics model.
-    "seed_transformer": TokenizerTrainConfig(
-        kind="transformer",
-        model=dict(image_size=256, patch_size=16, num_latents=512, latent_dim=16, d_model=768, n_layers=12,
-                   dec_layers=12, n_heads=12, softcap=50.0, out_tokens=256),
-        steps=100_000, batch_size=32, frames_per_sample=2, lpips_frames=8, mask_max=0.9,
-        mask_start_step=2000, mask_warmup_steps=10_000,
-        optim=OptimConfig(lr=3e-4, warmup_steps=2000), log_every=100, ckpt_every=2000, eval_frames=256),
-}
 
 
 def code_version() -> str:
@@ -135,12 +103,6 @@ def load_tokenizer(path, device="cpu") -> nn.Module:
     model = build_tokenizer(ckpt["kind"], ckpt["config"])
     model.load_state_dict(ckpt["model"])
     return model.to(device).eval()
-
-
-def get_preset(name: str) -> TokenizerTrainConfig:
-    if name not in TOKENIZER_PRESETS:
-        raise ValueError(f"unknown tokenizer preset {name!r} (expected one of {sorted(TOKENIZER_PRESETS)})")
-    return dataclasses.replace(TOKENIZER_PRESETS[name])
 
 
 # ---------------------------------------------------------------------------- data
@@ -379,14 +341,17 @@ def _jsonable(x):
 
 def main(argv=None):
     ap = argparse.ArgumentParser(description="Train a tokenizer on frames stores.")
-    ap.add_argument("--preset", default="demo", choices=sorted(TOKENIZER_PRESETS))
+    ap.add_argument("--preset", default="demo", help="a preset of ahriuwu_core.presets")
+    ap.add_argument("--kind", default="", help="cnn or transformer (default: the preset's first)")
     ap.add_argument("--frames", nargs="+", required=True, help="training frames stores (.zarr)")
     ap.add_argument("--heldout", nargs="*", default=[], help="held-out frames stores (.zarr)")
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args(argv)
-    cfg = get_preset(args.preset)
+    from ..presets import get_preset  # the one registry (it imports this module: imported late)
+
+    cfg = dataclasses.replace(get_preset(args.preset).tokenizer_config(args.kind))
     if args.steps:
         cfg.steps = args.steps
     res = train_tokenizer(args.frames, args.heldout, cfg, Path(args.out), device=args.device)

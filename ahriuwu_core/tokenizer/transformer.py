@@ -101,8 +101,8 @@ def latent_grid_positions(L: int, g: int) -> torch.Tensor:
     """(row, col) of each latent token in RoPE space, spread over the g x g patch grid so that a latent starts out
     near the patches it should summarise (and a decoder patch query near its latents): with L a multiple of g*g,
     latent i sits on patch i mod g*g; with L a square s*s, on the centres of an s x s grid; otherwise at the
-    grid centre (learned embeddings alone tell them apart). Spreading them out instead of stacking them all on
-    the centre took the demo transformer tokenizer from 16.4 to 20.6 dB held-out PSNR in its CPU budget."""
+    grid centre (learned embeddings alone tell them apart). Stacked on the centre, every latent starts equally
+    far from every patch and the small tokenizer learns far slower (bench/RESULTS.md, tokenizer)."""
     P = g * g
     if L % P == 0:
         i = torch.arange(L) % P

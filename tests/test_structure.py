@@ -1,0 +1,74 @@
+"""Structure rules, checked on the source: the library never imports dagster, its module-level imports form no
+cycle, and presets live in one registry."""
+from __future__ import annotations
+
+import ast
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+LIB = ROOT / "ahriuwu_core"
+
+
+def _modules() -> dict[str, ast.Module]:
+    out = {}
+    for path in LIB.rglob("*.py"):
+        name = ".".join(path.relative_to(ROOT).with_suffix("").parts)
+        out[name.removesuffix(".__init__")] = ast.parse(path.read_text(), str(path))
+    return out
+
+
+def _top_level_imports(name: str, tree: ast.Module, known: set[str]) -> set[str]:
+    """Library modules imported at module level (imports inside functions are deliberate late imports)."""
+    package = name if (LIB / Path(*name.split(".")[1:]) / "__init__.py").exists() else name.rpartition(".")[0]
+    found = set()
+    for node in tree.body:
+        if isinstance(node, ast.Import):
+            found |= {a.name for a in node.names}
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                parts = package.split(".")[: len(package.split(".")) - node.level + 1]
+                base = ".".join(parts + ([node.module] if node.module else []))
+            found.add(base)
+            found |= {f"{base}.{a.name}" for a in node.names}
+    return {m for m in found if m in known and m != name}
+
+
+def test_the_library_never_imports_dagster():
+    for name, tree in _modules().items():
+        for node in ast.walk(tree):
+            if isinstance(node, (ast.Import, ast.ImportFrom)):
+                mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
+                assert not any(m.split(".")[0] in ("dagster", "dagster_pipes") for m in mods), name
+
+
+def test_no_import_cycles_in_the_library():
+    modules = _modules()
+    graph = {n: _top_level_imports(n, t, set(modules)) for n, t in modules.items()}
+    state: dict[str, int] = {}
+
+    def visit(n, path):
+        state[n] = 1
+        for m in graph[n]:
+            if m.startswith(n + "."):  # a package importing its own submodules is not a cycle
+                continue
+            assert state.get(m) != 1, "import cycle: " + " -> ".join(path + [m])
+            if m not in state:
+                visit(m, path + [m])
+        state[n] = 2
+
+    for n in graph:
+        if n not in state:
+            visit(n, [n])
+
+
+def test_one_preset_registry():
+    """Training configs are built at module level only in ahriuwu_core/presets.py."""
+    for name, tree in _modules().items():
+        if name == "ahriuwu_core.presets":
+            continue
+        for node in tree.body:
+            if isinstance(node, (ast.Assign, ast.AnnAssign)) and node.value is not None:
+                calls = [c.func for c in ast.walk(node.value) if isinstance(c, ast.Call)]
+                names = {getattr(f, "id", getattr(f, "attr", "")) for f in calls}
+                assert not names & {"TokenizerTrainConfig", "DynamicsTrainConfig", "Preset"}, name
