@@ -6,7 +6,7 @@ as training goes on, on the latents and frames that `make demo` left under asset
     .venv/bin/python bench/dynamics_curve.py --quick --set model.time_every=4 --set single_image_fraction=0.3
 
 Trains the `demo` preset's dynamics (with `--set` overrides: any DynamicsTrainConfig field, `model.<field>` for
-DynamicsConfig) on the train-split latents, keeps the resume checkpoint every `--every` steps, then evaluates
+DynamicsConfig, `optim.<field>` for OptimConfig) on the train-split latents, keeps the resume checkpoint every `--every` steps, then evaluates
 each snapshot on 16 clips per held-out video (context 16, horizon 16, K=4, no LPIPS). Per snapshot it prints
 one JSON line: the PSNR margin over persistence at h=1/4/8/16 with its 95% bootstrap interval, the margin of
 `persistence_motion`, the conditional-mean readout's margin, the action gap at h=8 and the action agreement.
@@ -34,8 +34,8 @@ HORIZONS = (1, 4, 8, 16)
 
 
 def apply_overrides(cfg, pairs: list[str]):
-    """'field=value' and 'model.field=value' (value parsed as JSON, else kept as a string)."""
-    model, top = dict(cfg.model), {}
+    """'field=value', 'model.field=value' and 'optim.field=value' (value parsed as JSON, else a string)."""
+    model, optim, top = dict(cfg.model), {}, {}
     for pair in pairs:
         key, _, raw = pair.partition("=")
         try:
@@ -44,9 +44,11 @@ def apply_overrides(cfg, pairs: list[str]):
             value = raw
         if key.startswith("model."):
             model[key[len("model."):]] = value
+        elif key.startswith("optim."):
+            optim[key[len("optim."):]] = value
         else:
             top[key] = value
-    return dataclasses.replace(cfg, model=model, **top)
+    return dataclasses.replace(cfg, model=model, optim=dataclasses.replace(cfg.optim, **optim), **top)
 
 
 def summarize(m: dict) -> dict:

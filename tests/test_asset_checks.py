@@ -7,6 +7,7 @@ import shutil
 from pathlib import Path
 
 import pytest
+import torch
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from ahriuwu_core import media
@@ -107,3 +108,39 @@ def test_a_stage_whose_upstream_training_asset_never_published_names_it(project)
     while error is not None:
         text, error = text + error.message, error.cause
     assert "upstream asset `tokenizer` has no published checkpoint" in text and "never been materialized" in text
+
+
+def test_not_collapsed_is_recorded_failed_for_a_tokenizer_that_decodes_everything_alike(tmp_path, monkeypatch):
+    """A tokenizer whose decoder returns one picture for every input (here: forced mid-gray) through the real
+    tokenizer asset: the recorded blocking check fails. The same asset without the fault passes it."""
+    home, data_root, src = tmp_path / "home", tmp_path / "assets", tmp_path / "source"
+    home.mkdir()
+    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    for i in range(3):
+        media.make_clip(src / f"clip{i}.mp4", seconds=1, width=96, height=64, seed=i)
+    for k, v in {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
+                 "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}.items():
+        monkeypatch.setenv(k, v)
+    from ahriuwu_core.tokenizer.cnn import CNNTokenizer
+    from pipeline.assets import dataset_manifest, frames, tokenizer, videos
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.demo import register_source
+    from pipeline.resources import resources_from_env
+
+    instance = DagsterInstance.get()
+    resources = resources_from_env()
+    for vid in register_source(instance, resources):
+        materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=instance,
+                    resources=resources, partition_key=vid)
+    materialize(ALL_ASSETS, selection=AssetSelection.assets(dataset_manifest), instance=instance, resources=resources)
+    materialize(ALL_ASSETS, selection=AssetSelection.assets(tokenizer), instance=instance, resources=resources,
+                raise_on_error=False)
+    assert recorded(instance, "tokenizer", "not_collapsed")[0]
+    monkeypatch.setattr(CNNTokenizer, "decode", lambda self, latents: torch.full(
+        (*latents.shape[:2], 3, self.cfg.image_size, self.cfg.image_size), 0.5))
+    shutil.rmtree(data_root / "tokenizer")  # train afresh (the run folder would resume the finished run)
+    materialize(ALL_ASSETS, selection=AssetSelection.assets(tokenizer), instance=instance, resources=resources,
+                raise_on_error=False)
+    passed, md = recorded(instance, "tokenizer", "not_collapsed")
+    assert not passed and md["collapse_recon_ratio"] == 0.0
+    instance.dispose()
