@@ -639,11 +639,14 @@ def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path
             continue
         lines += [f"## {label}, outside the HUD mask", ""]
         rows = [[h] + [series[k][i] for k in series] for i, h in enumerate(hs)]
+        counts = metrics.get("clips_per_series") or {}
+        header = ["horizon"] + [f"{k} ({counts[k]} clips)" if counts.get(k, metrics.get("clips")) != metrics.get("clips")
+                                else k for k in series]
         if metric == "psnr" and metrics["action_gap_db"]:
             rows = [r + [metrics["action_gap_db"][i]] for i, r in enumerate(rows)]
-            lines.append(R.markdown_table(["horizon"] + list(series) + ["action gap (dB)"], rows))
+            lines.append(R.markdown_table(header + ["action gap (dB)"], rows))
         else:
-            lines.append(R.markdown_table(["horizon"] + list(series), rows))
+            lines.append(R.markdown_table(header, rows))
         lines.append("")
     lows, highs = metrics.get("psnr_margin_ci95_low") or {}, metrics.get("psnr_margin_ci95_high") or {}
     if lows:
