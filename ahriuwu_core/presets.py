@@ -88,7 +88,7 @@ _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the pre
     # (rollouts never generate without context), most examples with a context-level prefix, 3/4 of the
     # examples on the finest step (in a few hundred steps the bootstrap targets teach little).
     "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,
-                                long_ratio=0.25, stride=2, optim=OptimConfig(lr=1e-3, warmup_steps=30,
+                                long_ratio=0.25, stride=2, optim=OptimConfig(lr=2e-3, warmup_steps=30,
                                 weight_decay=0.01), ckpt_every=60, log_every=10, time_limit_s=540.0,
                                 shortcut_fraction=0.25, single_image_fraction=0.0, context_prefix_prob=0.8),
     "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
