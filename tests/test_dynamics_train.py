@@ -231,6 +231,7 @@ def test_torchrun_two_processes_gloo(tmp_path):
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["completed"] and result["steps"] == 4
+    assert result["ranks_in_sync"] is True  # both ranks end with bit-identical weights (all-reduced over gloo)
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 4  # only rank 0 logs
     load_world_model(out / "dynamics.pt")
 

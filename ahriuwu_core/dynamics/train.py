@@ -114,6 +114,15 @@ def _all_agree(flag: bool, device, op=None) -> bool:
     return bool(t.item() > 0)
 
 
+def _ranks_in_sync(model, device) -> bool:
+    """Under DDP: whether every rank ends with bit-identical weights (a desync would silently train N models)."""
+    flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()]).to(device)
+    lo, hi = flat.clone(), flat.clone()
+    dist.all_reduce(lo, op=dist.ReduceOp.MIN)
+    dist.all_reduce(hi, op=dist.ReduceOp.MAX)
+    return bool(torch.equal(lo, hi))
+
+
 def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device="cpu",
                    log: Callable[[str], None] = print, report: Callable[[dict], None] | None = None) -> dict:
     """Train (or resume, from out_dir/last.pt) a world model on latent stores. Writes out_dir/dynamics.pt when
@@ -253,6 +262,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
         "loss_first": loss_first, "loss_last": sum(tail) / len(tail) if tail else None,
         "loss_min": loss_min if math.isfinite(loss_min) else None, "nonfinite_skipped": skipped_total,
         "world_size": world, "model_config": dataclasses.asdict(model_cfg),
+        "ranks_in_sync": _ranks_in_sync(model, device) if distributed else True,
     }
     if is_main:
         _atomic_write_json(out_dir / "result.json", result)
