@@ -23,7 +23,7 @@ from ahriuwu_core.dynamics.data import write_latent_store
 from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
-from ahriuwu_core.dynamics.toy import make_toy_latents
+from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.dynamics.train import load_world_model, train_dynamics
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.training import autocast_context
@@ -157,9 +157,9 @@ def toy_eval(seconds: float, device, steps: int | None = None) -> None:
           f"loss_first={result['loss_first']:.4f} loss_last={result['loss_last']:.4f}")
     model = load_world_model(result["checkpoint"] or result["last_checkpoint"], device)
     ctx_len, horizon = 16, 16
-    lat, act, has = [], [], []
+    lat, act = [], []
     for seed in (100, 101):
-        x, a, h = make_toy_latents(600, seed=seed)
+        x, a, _ = make_toy_latents(600, seed=seed)
         for s in range(0, 600 - ctx_len - horizon, 75):
             lat.append(x[s:s + ctx_len + horizon]); act.append(a[s:s + ctx_len + horizon])
     lat = torch.from_numpy(np.stack(lat)).to(device)

@@ -31,7 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from ahriuwu_core import frames, media
+from ahriuwu_core import frames
+from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parent.parent
 

@@ -18,7 +18,7 @@ import sys
 import time
 from pathlib import Path
 
-from ahriuwu_core import media
+from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parents[1]
 OUT = ROOT / "bench" / "out" / "long_video"

@@ -65,7 +65,7 @@ def pyav_decode_fps(size: int, seconds: float = 10.0) -> float:
 
     import av
 
-    from ahriuwu_core import media
+    from ahriuwu_core.testing import media
 
     path = media.make_clip(Path(tempfile.mkdtemp()) / "decode.mp4", seconds=seconds, fps=20, width=size,
                            height=size, pattern="textured").path

@@ -10,7 +10,7 @@ import pytest
 import torch
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from ahriuwu_core import media
+from ahriuwu_core.testing import media
 from tests._checks import recorded
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -5,7 +5,7 @@ import torch
 
 from ahriuwu_core.dynamics.data import write_latent_store
 from ahriuwu_core.dynamics.sampler import rollout
-from ahriuwu_core.dynamics.toy import make_toy_latents
+from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig, load_world_model, train_dynamics
 from ahriuwu_core.evaluate import shuffled_actions
 from ahriuwu_core.training import OptimConfig

@@ -10,7 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ahriuwu_core import frames, media
+from ahriuwu_core import frames
+from ahriuwu_core.testing import media
 from ahriuwu_core.frames import FramesConfig, FramesError
 
 

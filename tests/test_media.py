@@ -7,7 +7,7 @@ import av
 import numpy as np
 import pytest
 
-from ahriuwu_core import media
+from ahriuwu_core.testing import media
 
 
 @pytest.mark.parametrize("size", [(160, 90), (64, 64), (33, 20)])

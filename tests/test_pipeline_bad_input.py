@@ -23,7 +23,8 @@ import pytest
 import zarr
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from ahriuwu_core import catalog, media
+from ahriuwu_core import catalog
+from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parents[1]
 GOOD = ["good_a", "ok_rotated", "ok_vfr"]

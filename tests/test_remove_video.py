@@ -9,7 +9,8 @@ import pytest
 from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, SensorResult, build_sensor_context
 from dagster import materialize
 
-from ahriuwu_core import catalog, media
+from ahriuwu_core import catalog
+from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parents[1]
 

@@ -10,7 +10,8 @@ from pathlib import Path
 import av
 import pytest
 
-from ahriuwu_core import media, sources
+from ahriuwu_core import sources
+from ahriuwu_core.testing import media
 from ahriuwu_core.sources import SourceConfig, SourceEntry, VideoFetchError
 
 

@@ -1,5 +1,5 @@
-"""Structure rules, checked on the source: the library never imports dagster, its module-level imports form no
-cycle, and presets live in one registry."""
+"""Structure rules, checked on the source: the library never imports dagster or its own testing support, its
+module-level imports form no cycle, and presets live in one registry."""
 from __future__ import annotations
 
 import ast
@@ -40,6 +40,21 @@ def test_the_library_never_imports_dagster():
             if isinstance(node, (ast.Import, ast.ImportFrom)):
                 mods = [a.name for a in node.names] if isinstance(node, ast.Import) else [node.module or ""]
                 assert not any(m.split(".")[0] in ("dagster", "dagster_pipes") for m in mods), name
+
+
+def test_the_library_never_imports_its_testing_support():
+    for name, tree in _modules().items():
+        if name.startswith("ahriuwu_core.testing"):
+            continue
+        for node in ast.walk(tree):
+            if isinstance(node, ast.ImportFrom):
+                mods = [node.module or ""] + [f"{node.module}.{a.name}" for a in node.names]
+            elif isinstance(node, ast.Import):
+                mods = [a.name for a in node.names]
+            else:
+                continue
+            assert not any(m.startswith("ahriuwu_core.testing") or (isinstance(node, ast.ImportFrom) and node.level
+                           and "testing" in (node.module or "")) for m in mods), name
 
 
 def test_no_import_cycles_in_the_library():
