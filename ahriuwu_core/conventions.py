@@ -17,6 +17,16 @@ import math
 
 import numpy as np
 
+# An actions sidecar sits beside its video as `<stem><suffix>` (JSON or JSON Lines); the `videos` stage keeps it
+# beside the fetched video under the matching name of FETCHED_SIDECARS.
+SIDECAR_SUFFIXES = (".actions.json", ".actions.jsonl")
+FETCHED_SIDECARS = tuple("actions" + s.removeprefix(".actions") for s in SIDECAR_SUFFIXES)
+
+
+def fetched_sidecar_name(sidecar_name: str) -> str:
+    """`run1.actions.jsonl` -> `actions.jsonl`."""
+    return next(f for s, f in zip(SIDECAR_SUFFIXES, FETCHED_SIDECARS) if sidecar_name.endswith(s))
+
 # Unit screen vectors (x right, y down) of moves 1..8.
 MOVE_UNIT = {k: (math.cos((k - 1) * math.pi / 4), -math.sin((k - 1) * math.pi / 4)) for k in range(1, 9)}
 

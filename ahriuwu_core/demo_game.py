@@ -892,16 +892,12 @@ def _find_marker(frame: np.ndarray) -> tuple[float, float]:
 def scroll_ignore_mask(h: int, w: int) -> np.ndarray:
     """(H, W) uint8, 1 where the picture does not move with the map: the HUD regions and the champion sprite
     (with its bar and orbiting fox-fires), which the camera keeps at the screen centre."""
-    key = ("scroll_ignore", h, w)
-    if key not in _HUD_CACHE:
-        mask = np.zeros((h, w), np.uint8)
-        sx, sy = w / HUD_REFERENCE_SIZE[0], h / HUD_REFERENCE_SIZE[1]
-        rects = list(hud_regions(w, h).values())
-        rects.append((w / 2 - 72 * sx, h / 2 - 72 * sy, 144 * sx, 144 * sy))
-        for x, y, rw, rh in rects:
-            mask[max(0, int(round(y))):int(round(y + rh)), max(0, int(round(x))):int(round(x + rw))] = 1
-        _HUD_CACHE[key] = (mask, motion_weights(h, w, mask))
-    return _HUD_CACHE[key][0]
+    mask = np.zeros((h, w), np.uint8)
+    sx, sy = w / HUD_REFERENCE_SIZE[0], h / HUD_REFERENCE_SIZE[1]
+    rects = list(hud_regions(w, h).values()) + [(w / 2 - 72 * sx, h / 2 - 72 * sy, 144 * sx, 144 * sy)]
+    for x, y, rw, rh in rects:
+        mask[max(0, int(round(y))):int(round(y + rh)), max(0, int(round(x))):int(round(x + rw))] = 1
+    return mask
 
 
 def estimate_scroll(frame_a: np.ndarray, frame_b: np.ndarray) -> tuple[float, float]:
@@ -911,8 +907,10 @@ def estimate_scroll(frame_a: np.ndarray, frame_b: np.ndarray) -> tuple[float, fl
     if frame_a.shape != frame_b.shape or frame_a.ndim != 3 or frame_a.shape[2] != 3:
         raise ValueError(f"estimate_scroll: frames must be HxWx3 of equal shape, got {frame_a.shape}, {frame_b.shape}")
     h, w = frame_a.shape[:2]
-    scroll_ignore_mask(h, w)
-    return estimate_shift(frame_a, frame_b, _HUD_CACHE[("scroll_ignore", h, w)][1])
+    key = ("scroll_weights", h, w)
+    if key not in _HUD_CACHE:
+        _HUD_CACHE[key] = motion_weights(h, w, scroll_ignore_mask(h, w))
+    return estimate_shift(frame_a, frame_b, _HUD_CACHE[key])
 
 
 def main(argv=None) -> None:

@@ -357,14 +357,14 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
                 t = time.perf_counter()
                 quick_psnr.append(quick_latent_psnr(world_model, latents, actions, has_actions, cfg.seed))
                 tick("quick_eval", t)
-            preds_u8, ran_rows = {}, {}
+            preds_u8, ran_rows = {}, {}  # ran_rows[name]: (batch,) bool, the clips that variant was rolled out on
+            clip_index = np.array([i for _, i in batch])
             for steps, zero in variants:
                 name = variant_name(steps, zero)
                 t = time.perf_counter()
-                few = cfg.many_steps_clips_per_video
-                sub = np.array([k for k, (_, i) in enumerate(batch)
-                                if not (few and steps > cfg.sampling_steps[0]) or i < few])
-                ran_rows[name] = set(sub.tolist())
+                few = cfg.many_steps_clips_per_video if steps > cfg.sampling_steps[0] else 0
+                ran_rows[name] = clip_index < few if few else np.ones(len(batch), bool)
+                sub = np.flatnonzero(ran_rows[name])
                 gen = torch.Generator(device=device).manual_seed(cfg.seed)
                 pred_lat = rollout_fn(world_model, latents[sub, :C], actions[sub], has_actions[sub], H,
                                       sampling_steps=steps, context_noise=0.0 if zero else noise,
@@ -380,6 +380,7 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
                                       sampling_steps=cfg.sampling_steps[0], context_noise=noise, generator=gen,
                                       mean=True).float()
                 preds_u8[mean_name] = _to_uint8(tokenizer.decode(pred_lat))
+                ran_rows[mean_name] = np.ones(len(batch), bool)
                 tick(f"rollout_{mean_name}", t)
             acc.add("latent_mse", "persistence",
                     M.latent_mse(latents[:, C - 1 : C].expand(-1, H, -1, -1), latents[:, C:]))
@@ -407,7 +408,7 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
             _image_metrics(acc, "persistence_motion", motion_u8[rows], future_u8[rows], mask, cfg, device)
             _image_metrics(acc, "tokenizer_ceiling", ceiling_u8[rows], future_u8[rows], mask, cfg, device)
             for name, pred_u8 in preds_u8.items():
-                ran = np.array([k for k in rows if k in ran_rows.get(name, rows)])
+                ran = rows[ran_rows[name][rows]]
                 if len(ran):
                     _image_metrics(acc, name, pred_u8[ran], future_u8[ran], mask, cfg, device)
                 if len(ran) < len(rows) and len(ran):  # the first variant on the same clips, for a fair comparison
@@ -622,6 +623,12 @@ def _atomic_write_text(path: Path, text: str) -> Path:
 # ------------------------------------------------------------------------------------------- report
 
 
+def series_label(metrics: dict, name: str) -> str:
+    """A series' name, with its clip count when it covers fewer clips than the evaluation (K=64 on a subset)."""
+    n, clips = (metrics.get("clips_per_series") or {}).get(name), metrics.get("clips")
+    return f"{name} ({n} clips)" if n is not None and n != clips else name
+
+
 def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path, strip_paths, gif_paths) -> str:
     hs = metrics["horizons"]
     lines = ["# Held-out evaluation", ""]
@@ -639,9 +646,7 @@ def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path
             continue
         lines += [f"## {label}, outside the HUD mask", ""]
         rows = [[h] + [series[k][i] for k in series] for i, h in enumerate(hs)]
-        counts = metrics.get("clips_per_series") or {}
-        header = ["horizon"] + [f"{k} ({counts[k]} clips)" if counts.get(k, metrics.get("clips")) != metrics.get("clips")
-                                else k for k in series]
+        header = ["horizon"] + [series_label(metrics, k) for k in series]
         if metric == "psnr" and metrics["action_gap_db"]:
             rows = [r + [metrics["action_gap_db"][i]] for i, r in enumerate(rows)]
             lines.append(R.markdown_table(header + ["action gap (dB)"], rows))

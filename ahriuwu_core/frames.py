@@ -135,9 +135,6 @@ def hud_mask(geometry: Geometry, layout: str) -> np.ndarray:
     return mask
 
 
-SIDECAR_SUFFIXES = (".actions.json", ".actions.jsonl")  # beside `<stem>.mp4`; copied as actions.json(l)
-
-
 def _read_sidecar(path: Path) -> tuple[list, list, list, dict]:
     """(components, num_classes, records, header) from a JSON sidecar ({"components", "num_classes", "frames": [...]})
     or a JSON Lines one (a header line {"components", "num_classes"}, then one record per line)."""
@@ -218,9 +215,8 @@ class _StepJitter:
             self.lo, self.hi = min(self.lo, s), max(self.hi, s)
         self.prev = shown_t
 
-    def stats(self, num_frames: int) -> dict:
-        n = min(self.n, max(num_frames - 1, 0))  # frames dropped at the end do not count
-        if n == 0:
+    def stats(self) -> dict:
+        if self.n == 0:
             return {"time_step_jitter_ms": 0.0, "time_step_range_ms": [1000.0 / self.fps] * 2}
         mean = self.sum / self.n
         std = math.sqrt(max(self.sq / self.n - mean * mean, 0.0))
@@ -475,7 +471,7 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
         "action_components": list(actions["components"]) if actions else list(DEFAULT_ACTION_COMPONENTS),
         "action_num_classes": list(actions["num_classes"]) if actions else list(DEFAULT_ACTION_NUM_CLASSES),
         "has_actions_fraction": round(float(has_actions.mean()), 4),
-        **jitter.stats(num_frames),
+        **jitter.stats(),
     }
     group.attrs.update({k: stats[k] for k in (
         "video_id", "fps", "source_fps", "source_size", "size", "resize_mode", "num_frames", "duration_s",

@@ -60,16 +60,9 @@ def estimate_shift(frame_a: np.ndarray, frame_b: np.ndarray, weights: np.ndarray
 def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     """Translate (H, W, C) by (dx, dy) pixels with bilinear resampling; pixels entering the view repeat the edge
     (the least-wrong guess for map that scrolls in). Returns the input's dtype."""
-    h, w = image.shape[:2]
-    ys = np.clip(np.arange(h, dtype=np.float64) - dy, 0, h - 1)
-    xs = np.clip(np.arange(w, dtype=np.float64) - dx, 0, w - 1)
-    y0, x0 = np.floor(ys).astype(int), np.floor(xs).astype(int)
-    y1, x1 = np.minimum(y0 + 1, h - 1), np.minimum(x0 + 1, w - 1)
-    fy, fx = (ys - y0)[:, None, None], (xs - x0)[None, :, None]
-    img = image.astype(np.float32)
-    top = img[y0][:, x0] * (1 - fx) + img[y0][:, x1] * fx
-    bottom = img[y1][:, x0] * (1 - fx) + img[y1][:, x1] * fx
-    out = top * (1 - fy) + bottom * fy
+    from scipy.ndimage import shift
+
+    out = shift(image.astype(np.float32), (dy, dx, 0), order=1, mode="nearest")
     if np.issubdtype(image.dtype, np.integer):
         return np.clip(out + 0.5, 0, np.iinfo(image.dtype).max).astype(image.dtype)
     return out.astype(image.dtype)

@@ -40,7 +40,7 @@ class Preset:
 
 _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the presets pick from
     # CPU minutes on 64x64 demo frames: 4x4 pixel blocks -> a 16x16 grid x 16 channels, every conv at 16x16,
-    # a PCA-initialised linear path beside the ResNet path (starts near the best linear code, ~33 dB).
+    # a PCA-initialised linear path beside the ResNet path (it starts near the best linear code).
     "demo": TokenizerTrainConfig(
         kind="cnn", model=dict(image_size=64, channels=(), patch=4, mid_channels=96, mid_blocks=2, latent_dim=16,
                                linear_skip=True),
@@ -77,14 +77,14 @@ _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the pr
 # token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior and the
 # action on every latent token -- each measured to help at this scale (bench/RESULTS.md, world model).
 _DEMO_MODEL = dict(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
-                   max_frames=32, time_every=1, space_rope=True, persistence_prior="clean", action_to_latents=True)
+                   max_frames=32, time_every=1, space_rope=True, persistence_prior=True, action_to_latents=True)
 _SEED_MODEL = dict(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
                    max_frames=64)
 _MEDIUM_MODEL = dict(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16, k_max=64,
                      max_frames=96)
 
 _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the presets pick from
-    # CPU demo: ~6 videos x 600 frames of 256x16 latents, ~7 minutes on 2 cores. No single-image examples
+    # CPU demo (`make demo`'s budget; timings in bench/RESULTS.md). No single-image examples
     # (rollouts never generate without context), most examples with a context-level prefix, 3/4 of the
     # examples on the finest step (in a few hundred steps the bootstrap targets teach little).
     "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,

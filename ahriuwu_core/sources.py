@@ -22,6 +22,7 @@ import urllib.request
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
+from ahriuwu_core.conventions import SIDECAR_SUFFIXES, fetched_sidecar_name
 from ahriuwu_core.manifest import file_sha256
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
@@ -347,7 +348,7 @@ def _local_sidecar(url: str) -> Path | None:
     path = _local_path(url)
     if path is None:
         return None
-    for suffix in (".actions.json", ".actions.jsonl"):
+    for suffix in SIDECAR_SUFFIXES:
         sidecar = path.with_name(path.stem + suffix)
         if sidecar.is_file():
             return sidecar
@@ -414,7 +415,7 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
         (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
         sidecar = _local_sidecar(url)
         if sidecar is not None:
-            shutil.copyfile(sidecar, tmp / ("actions.jsonl" if sidecar.suffix == ".jsonl" else "actions.json"))
+            shutil.copyfile(sidecar, tmp / fetched_sidecar_name(sidecar.name))
             meta["has_actions"] = True
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
         if final.exists():

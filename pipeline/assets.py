@@ -29,6 +29,7 @@ from dagster import (
 )
 
 from ahriuwu_core import catalog, manifest as manifest_lib
+from ahriuwu_core.conventions import FETCHED_SIDECARS
 from ahriuwu_core.presets import get_preset
 from pipeline.report import image_markdown, metrics_table_markdown
 from pipeline.resources import ComputeResource, ProjectResource, StorageResource
@@ -117,7 +118,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     video_path = next((p for p in sorted(video_dir.glob("video.*")) if not p.name.endswith(".part")), None)
     if video_path is None:
         raise FileNotFoundError(f"no downloaded video for {video_id!r} in {video_dir}: materialize `videos` first")
-    actions = next((p for p in (video_dir / "actions.json", video_dir / "actions.jsonl") if p.exists()), None)
+    actions = next((video_dir / n for n in FETCHED_SIDECARS if (video_dir / n).exists()), None)
     stats = extract_frames(
         video_path,
         storage.sub("frames", f"{video_id}.zarr"),
@@ -158,7 +159,7 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     from ahriuwu_core.split import check_split_disjoint
 
     video_ids = context.instance.get_dynamic_partitions(video_partitions.name)
-    manifest = manifest_lib.build_manifest(storage.path, video_ids, _split_config(project))
+    manifest = manifest_lib.build_manifest(storage.path, video_ids, project.split_config())
     split_ok, split_details = check_split_disjoint(manifest["train"], manifest["heldout"])
     if not split_ok:  # never publish a manifest whose split leaks: training would read it
         raise ValueError(f"dataset split leaks: {split_details}")
@@ -342,9 +343,6 @@ def evaluation(
         "code_versions": CODE_VERSIONS,
         "run_id": context.run.run_id,
     }
-    estimate_motion = None  # default: phase correlation with the HUD faded out
-    if project.source_config().kind == "demo":  # the demo's camera keeps the champion centred: fade it out too
-        from ahriuwu_core.demo_game import estimate_scroll as estimate_motion
     result = evaluate(
         storage.sub("tokenizer", "tokenizer.pt"),
         storage.sub("dynamics", "dynamics.pt"),
@@ -354,7 +352,7 @@ def evaluation(
         lineage=lineage,
         device=compute.torch_device(),
         log=context.log.info,
-        estimate_motion=estimate_motion,
+        estimate_motion=project.motion_estimator(),
     )
     metrics = result["metrics"]
     metadata = {
@@ -393,14 +391,6 @@ def _require_published(context: AssetExecutionContext, storage: StorageResource,
             break
     raise RuntimeError(f"upstream asset `{stage}` has no published checkpoint ({path}): {detail}. Fix and "
                        f"materialize `{stage}` first.")
-
-
-def _split_config(project: ProjectResource):
-    """The preset's split (fixed held-out ids) for the demo source; for any other source a stable hash split
-    (about 25%, at least one held-out video of two or more)."""
-    from ahriuwu_core.split import SplitConfig
-
-    return get_preset(project.preset).split if project.source_config().kind == "demo" else SplitConfig()
 
 
 def _run_dir(storage: StorageResource, stage: str, *inputs) -> Path:

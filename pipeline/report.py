@@ -11,12 +11,13 @@ def image_markdown(png: bytes, alt: str) -> str:
 
 def metrics_table_markdown(metrics: dict) -> str:
     """PSNR per horizon, one column per model variant or baseline (from metrics.json's shape)."""
+    from ahriuwu_core.evaluate import series_label
+
     names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
-    counts, clips = metrics.get("clips_per_series") or {}, metrics.get("clips")
-    header = [f"{n} ({counts[n]} clips)" if counts.get(n, clips) != clips else n for n in names]
+    header = [series_label(metrics, n) for n in names]
     rows = ["| horizon | " + " | ".join(header) + " | action gap (dB) |", "|" + "---|" * (len(names) + 2)]
     gap = metrics.get("action_gap_db") or [float("nan")] * len(metrics["horizons"])
     for i, h in enumerate(metrics["horizons"]):
         cells = [f"{metrics['psnr'][n][i]:.2f}" for n in names]
         rows.append(f"| {h} | " + " | ".join(cells) + f" | {gap[i]:.2f} |")
-    return f"PSNR (dB) per horizon on held-out videos, {clips} clips\n\n" + "\n".join(rows)
+    return f"PSNR (dB) per horizon on held-out videos, {metrics.get('clips')} clips\n\n" + "\n".join(rows)

@@ -56,14 +56,37 @@ class ProjectResource(ConfigurableResource):
     hud_layout: str = ""  # a key of frames.HUD_LAYOUTS; empty: the preset's, except that the demo's layout is
                           # applied to the demo source only (another game has no HUD mask unless configured)
 
+    # What depends on the source being the built-in demo, in one place: its HUD layout, its fixed held-out ids,
+    # and its champion-aware scroll estimate apply to the demo only.
+    @property
+    def is_demo(self) -> bool:
+        return self.source.partition(":")[0] == "demo"
+
     def frames_config(self):
         import dataclasses
 
         from ahriuwu_core.presets import get_preset
 
         cfg = get_preset(self.preset).frames
-        layout = self.hud_layout or (cfg.hud_layout if cfg.hud_layout != "demo" or self.source == "demo" else "none")
+        layout = self.hud_layout or (cfg.hud_layout if cfg.hud_layout != "demo" or self.is_demo else "none")
         return dataclasses.replace(cfg, hud_layout=layout)
+
+    def split_config(self):
+        """The preset's split for the demo; for any other source a stable hash split (about 25%, at least one
+        held-out video of two or more)."""
+        from ahriuwu_core.presets import get_preset
+        from ahriuwu_core.split import SplitConfig
+
+        return get_preset(self.preset).split if self.is_demo else SplitConfig()
+
+    def motion_estimator(self):
+        """None (the evaluation's default: phase correlation with the HUD faded out), or for the demo, whose camera
+        keeps the champion centred, its estimator that fades the champion out too."""
+        if not self.is_demo:
+            return None
+        from ahriuwu_core.demo_game import estimate_scroll
+
+        return estimate_scroll
 
     def source_config(self):
         from ahriuwu_core.presets import get_preset

@@ -3,29 +3,24 @@ with the tiny preset through the real Dagster code path (`pipeline.demo.run_all`
 from __future__ import annotations
 
 import json
-import shutil
 from pathlib import Path
 
 import pytest
 from dagster import DagsterInstance
 
 from ahriuwu_core.training import read_checkpoint
+from tests._instance import scratch_project
 from tests._other_game import write_other_game
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 def run_folder(tmp: Path, videos: dict[str, dict]):
     """Write the named videos (kwargs of write_other_game) into a folder source and materialize everything."""
-    home, data_root, src = tmp / "home", tmp / "assets", tmp / "source"
-    home.mkdir(parents=True)
-    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    src = tmp / "source"
     for i, (name, kw) in enumerate(videos.items()):
         write_other_game(src / f"{name}.mp4", seed=i, **kw)
     mp = pytest.MonkeyPatch()
-    for k, v in {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
-                 "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}.items():
-        mp.setenv(k, v)
+    _, data_root = scratch_project(tmp, src, mp)
     try:
         from pipeline.demo import run_all
         from pipeline.resources import resources_from_env

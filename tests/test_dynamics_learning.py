@@ -12,7 +12,7 @@ from ahriuwu_core.training import OptimConfig
 from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
 
 MODEL = dict(pack=4, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, time_every=1, n_registers=1, k_max=4,
-             space_rope=True, persistence_prior="clean", action_to_latents=True)
+             space_rope=True, persistence_prior=True, action_to_latents=True)
 
 
 def _toy_store(path, seed, frames=240, hold=1):  # a new random move every frame: only the action tells where

@@ -44,10 +44,9 @@ def test_step_count_validation():
 
 VARIANTS = {  # the paper's design, and each small-scale option (16 tokens on a 4x4 grid for the 2D ones)
     "paper": {},
-    "prior_clean": dict(persistence_prior="clean"),
-    "prior_input": dict(persistence_prior="input"),
+    "prior": dict(persistence_prior=True),
     "rope_blocks_actions": dict(num_tokens=16, pack=4, space_rope=True, action_to_latents=True, time_every=1,
-                                persistence_prior="clean"),
+                                persistence_prior=True),
 }
 
 

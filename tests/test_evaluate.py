@@ -458,3 +458,16 @@ def test_plot_and_small_png(tmp_path):
                              max_bytes=30_000)
     assert len(data) <= 30_000
     assert R.png_data_uri(img).startswith("data:image/png;base64,")
+
+
+def test_many_steps_variant_on_a_subset_is_compared_on_the_same_clips(setup, tmp_path):
+    cfg = small_cfg(sampling_steps=(2, 4), clips_per_video=2, many_steps_clips_per_video=1, lpips_net=None,
+                    gif=False, quick_eval=False, mean_readout=False, also_zero_context_noise=False)
+    m = E.evaluate_models(setup["tok"], setup["wm"], _rollout(), setup["stores"], cfg, tmp_path,
+                          train_context_noise=0.1, log=lambda s: None)["metrics"]
+    assert m["clips"] == 4 and m["clips_per_series"]["model_k2"] == 4 and m["clips_per_series"]["model_k4"] == 2
+    same = m["psnr_same_clips"]["model_k4"]
+    assert same["clips"] == 2 and len(same["model_k2"]) == HORIZON
+    assert same["model_k2"] != m["psnr"]["model_k2"]  # K=2 on the 2 subset clips, not on all 4
+    assert "model_k4" not in m["psnr_margin_ci95_low"] and "model_k2" in m["psnr_margin_ci95_low"]
+    assert E.series_label(m, "model_k4") == "model_k4 (2 clips)" and E.series_label(m, "model_k2") == "model_k2"

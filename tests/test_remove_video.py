@@ -2,8 +2,6 @@
 partition and files go (history too, where the event log storage can wipe one partition), and the sensor does not bring it back until the removal is undone."""
 from __future__ import annotations
 
-import shutil
-from pathlib import Path
 
 import pytest
 from dagster import AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, SensorResult, build_sensor_context
@@ -11,20 +9,16 @@ from dagster import materialize
 
 from ahriuwu_core import catalog
 from ahriuwu_core.testing import media
+from tests._instance import scratch_project
 
-ROOT = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
-    home, data_root, src = tmp_path / "home", tmp_path / "assets", tmp_path / "source"
-    home.mkdir()
-    shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
+    src = tmp_path / "source"
     media.make_clip(src / "clip_a.mp4", seconds=1, width=96, height=64)
     media.make_clip(src / "clip_b.mp4", seconds=1, width=96, height=64)
-    for k, v in {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
-                 "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}.items():
-        monkeypatch.setenv(k, v)
+    _, data_root = scratch_project(tmp_path, src, monkeypatch)
     from pipeline.assets import frames, videos
     from pipeline.definitions import ALL_ASSETS
     from pipeline.demo import register_source

@@ -70,9 +70,10 @@ def common_action_space(videos: list["LatentVideo"], default: tuple) -> tuple[in
                              f"{list(labelled[0].action_space)}, {v.path} has {list(v.action_space)}")
     if not labelled:
         return tuple(default)
-    n_comp = labelled[0].actions.shape[1]
-    space = labelled[0].action_space or (  # stores that predate recorded spaces: the default if it fits
-        tuple(default) if len(default) == n_comp else tuple(int(a) + 1 for a in labelled[0].actions.max(0)))
+    space = labelled[0].action_space or tuple(default)  # a store without a recorded space: the default's
+    if len(space) != labelled[0].actions.shape[1]:
+        raise ValueError(f"latent store {labelled[0].path}: {labelled[0].actions.shape[1]} action components and "
+                         f"no recorded action space (`action_num_classes`); the default {list(default)} does not fit")
     for v in labelled:  # values outside the space are refused, never clamped
         bad = v.actions[v.has_actions] >= np.asarray(space)
         if bad.any():

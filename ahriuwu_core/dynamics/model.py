@@ -7,11 +7,10 @@ Every layer attends within a frame (space; optionally with 2D RoPE over the toke
 same at every position); every `time_every`-th layer also attends causally across frames per token position
 (time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
 
-`persistence_prior` (not in the paper; it pays off at small scale): "clean" feeds each frame's previous clean
-frame (ground truth in training, the last generated or context frame in a rollout) beside its own input, and
-x-predicts that previous frame plus the network's output, so the network only learns what changes; "input"
-uses the previous frame's noisy input instead, linearly denoised (`denoised_estimate_gain`). The model still
-x-predicts; the objective and sampler are unchanged.
+`persistence_prior` (not in the paper; it pays off at small scale) feeds each frame's previous clean frame
+(ground truth in training, the last generated or context frame in a rollout) beside its own input, and
+x-predicts that previous frame plus the network's output, so the network only learns what changes. The model
+still x-predicts; the objective and sampler are unchanged.
 
 The model works on standardized latents: `latent_mean` / `latent_std` (per channel, buffers saved with the
 weights, set from the training data) map tokenizer latents to unit scale. The noise schedule assumes unit-scale
@@ -51,8 +50,7 @@ class DynamicsConfig:
     rope_base: float = 10000.0
     space_rope: bool = False      # 2D RoPE over the latent token grid in space attention
     space_rope_base: float = 100.0
-    persistence_prior: str = ""   # "": off; "clean": x_hat(t) = clean(t-1) + output, clean(t-1) also an input;
-                                  # "input": the same with frame t-1's (noisy) input, linearly denoised
+    persistence_prior: bool = False  # x_hat(t) = clean(t-1) + output; clean(t-1) is also an input
     action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
 
     def __post_init__(self):
@@ -190,8 +188,6 @@ class KVCache:
     def __init__(self):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
         self.length = 0  # number of committed frames
-        self.last_input: torch.Tensor | None = None  # the last committed frame's packed input (persistence prior)
-        self.last_tau: torch.Tensor | None = None    # ... and its signal level (B, 1)
 
 
 class Block(nn.Module):
@@ -244,13 +240,6 @@ def shift_previous(frames: torch.Tensor, first: torch.Tensor | None = None) -> t
     return torch.cat([first, frames[:, :-1]], 1)
 
 
-def denoised_estimate_gain(tau: torch.Tensor) -> torch.Tensor:
-    """g(tau) with g*z the least-squares linear estimate of a unit-variance clean x from
-    z = tau*x + (1-tau)*noise: g = tau / (tau^2 + (1-tau)^2). 0 at pure noise, ~1.1 at the context level 0.9."""
-    tau = tau.float()
-    return tau / (tau * tau + (1 - tau) ** 2)
-
-
 TAU_OCTAVES = 8
 
 
@@ -266,8 +255,6 @@ class WorldModel(nn.Module):
         super().__init__()
         self.cfg = cfg
         d, n_in = cfg.d_model, cfg.num_tokens // cfg.pack
-        if cfg.persistence_prior not in ("", "clean", "input"):
-            raise ValueError(f"DynamicsConfig.persistence_prior={cfg.persistence_prior!r}: use '', 'clean' or 'input'")
         self.latent_in = nn.Linear(cfg.pack * cfg.token_dim * (2 if cfg.persistence_prior else 1), d)
         self.latent_pos_embed = nn.Parameter(torch.randn(n_in, d))
         self.register_tokens = nn.Parameter(torch.randn(cfg.n_registers, d))
@@ -322,19 +309,6 @@ class WorldModel(nn.Module):
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
-    def previous_estimate(self, packed, tau, cache: KVCache | None, isolated):
-        """Per frame, `denoised_estimate` of the frame before it (zeros where there is none, and for single-image
-        examples, which must not see other frames)."""
-        if cache is not None and cache.last_input is not None:
-            first, first_tau = cache.last_input.to(packed.dtype), cache.last_tau
-        else:
-            first, first_tau = torch.zeros_like(packed[:, :1]), torch.zeros_like(tau[:, :1])
-        prev = torch.cat([first, packed[:, :-1]], 1)
-        prev = prev * denoised_estimate_gain(torch.cat([first_tau, tau[:, :-1]], 1))[..., None, None].to(prev.dtype)
-        if isolated is not None:
-            prev = prev * (~isolated).view(-1, 1, 1, 1).to(prev.dtype)
-        return prev
-
     def embed(self, packed, prev, tau, step, actions, has_actions):
         cfg = self.cfg
         B, T = packed.shape[:2]
@@ -362,7 +336,7 @@ class WorldModel(nn.Module):
         has_actions (B,T) bool; isolated (B,) bool marks single-image examples (no time attention across
         frames). With `cache`, the T frames follow the cache's committed frames; `update_cache` commits them.
         previous (B,T,N,D): each frame's previous clean frame in the model's standardized space (zeros for the
-        first; `shift_previous`), read only by the "clean" persistence prior.
+        first; `shift_previous`), read only by the persistence prior.
         Returns the x-prediction of the clean latents (B,T,N,D)."""
         cfg = self.cfg
         B, T, N, D = z.shape
@@ -371,9 +345,7 @@ class WorldModel(nn.Module):
                              f"(N={cfg.num_tokens}, D={cfg.token_dim})")
         packed = pack_tokens(z, cfg)
         prev = None
-        if cfg.persistence_prior == "input":
-            prev = self.previous_estimate(packed, tau, cache, isolated)
-        elif cfg.persistence_prior == "clean":
+        if cfg.persistence_prior:  # single-image examples must not see another frame, not even through the prior
             prev = pack_tokens(previous, cfg).to(packed.dtype) if previous is not None else torch.zeros_like(packed)
             if isolated is not None:
                 prev = prev * (~isolated).view(-1, 1, 1, 1).to(prev.dtype)
@@ -383,7 +355,6 @@ class WorldModel(nn.Module):
             x = blk(x, isolated, cache, update_cache, space_pos)
         if cache is not None and update_cache:
             cache.length += T
-            cache.last_input, cache.last_tau = packed[:, -1:].detach(), tau[:, -1:].detach()
         out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
         if prev is not None:
             out = out + prev.to(out.dtype)
