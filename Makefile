@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-deps demo test ui clean-data
+.PHONY: setup system-deps demo test ui play clean-data
 
 $(STAMP): pyproject.toml
 	@test -x $(PY) || python3 -m venv $(VENV)
@@ -26,6 +26,12 @@ demo: setup
 
 test: setup
 	$(PY) -m pytest -q -p no:cacheprovider
+
+# The play page for the model `make demo` trained. DATA_ROOT: another data root; PLAY_PORT: another port;
+# PLAY_ARGS: more options (python -m ahriuwu_core.play --help), e.g. --device cuda.
+DATA_ROOT ?= assets
+play: setup
+	$(PY) -m ahriuwu_core.play --data-root $(DATA_ROOT) $(if $(PLAY_PORT),--port $(PLAY_PORT)) $(PLAY_ARGS)
 
 ui: setup
 	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml

@@ -11,11 +11,13 @@ import os
 import shutil
 from pathlib import Path
 
+from .layout import DataLayout
+
 
 def _entry_path(root: Path, video_id: str) -> Path:
     if not video_id or "/" in video_id or video_id.startswith("."):
         raise ValueError(f"invalid video id {video_id!r}")
-    return Path(root) / "catalog" / f"{video_id}.json"
+    return DataLayout(root).catalog_entry(video_id)
 
 
 def register_videos(root: Path, entries: list[dict]) -> list[str]:
@@ -41,23 +43,17 @@ def catalog_entry(root: Path, video_id: str) -> dict:
 
 
 def catalog_ids(root: Path) -> list[str]:
-    folder = Path(root) / "catalog"
+    folder = DataLayout(root).catalog_dir
     return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
 
 
 def video_files(root: Path, video_id: str) -> list[Path]:
     """Every file or folder the per-video stages write for `video_id`."""
-    root = Path(root)
-    return [
-        _entry_path(root, video_id),
-        root / "videos" / video_id,
-        root / "frames" / f"{video_id}.zarr",
-        root / "latents" / f"{video_id}.zarr",
-    ]
+    return [_entry_path(root, video_id), *DataLayout(root).per_video_outputs(video_id)]
 
 
 def _removed_path(root: Path) -> Path:
-    return Path(root) / "catalog" / "removed.txt"
+    return DataLayout(root).removed_list
 
 
 def removed_ids(root: Path) -> set[str]:

@@ -13,9 +13,8 @@ from pathlib import Path
 import numpy as np
 import zarr
 
+from ahriuwu_core.layout import DataLayout
 from ahriuwu_core.split import split_videos
-
-MANIFEST_NAME = "manifest.json"
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -35,7 +34,7 @@ def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
     ActionSpaceMismatch names two videos that disagree). Unlabelled videos join through the no-action path."""
     videos, missing = [], []
     for video_id in sorted(video_ids):
-        store = Path(root) / "frames" / f"{video_id}.zarr"
+        store = DataLayout(root).frames_store(video_id)
         if not store.exists():
             missing.append(video_id)
             continue
@@ -70,7 +69,7 @@ def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:
-    path = Path(root) / MANIFEST_NAME
+    path = DataLayout(root).manifest
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(f".tmp-{os.getpid()}")
     tmp.write_text(json.dumps(manifest, indent=1))
@@ -79,7 +78,7 @@ def write_manifest(root: Path, manifest: dict) -> Path:
 
 
 def read_manifest(root: Path) -> dict:
-    path = Path(root) / MANIFEST_NAME
+    path = DataLayout(root).manifest
     if not path.exists():
         raise FileNotFoundError(f"no dataset manifest at {path}: materialize `dataset_manifest` first")
     return json.loads(path.read_text())
@@ -89,7 +88,7 @@ def stores_by_split(root: Path, manifest: dict, kind: str) -> dict[str, list[Pat
     """Paths of the `kind` ("frames" or "latents") stores of the train and held-out videos."""
     out = {}
     for split in ("train", "heldout"):
-        paths = [Path(root) / kind / f"{video_id}.zarr" for video_id in manifest[split]]
+        paths = [DataLayout(root).store(kind, video_id) for video_id in manifest[split]]
         absent = [p for p in paths if not p.exists()]
         if absent:
             raise FileNotFoundError(f"{kind} stores missing for {split} videos: {', '.join(p.stem for p in absent)}")

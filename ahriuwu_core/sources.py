@@ -242,7 +242,9 @@ def _list_source(cfg: SourceConfig, data_root: Path, log) -> list[SourceEntry]:
     if cfg.kind == "demo":
         from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
 
-        demo_dir = data_root / "demo_source"
+        from ahriuwu_core.layout import DataLayout
+
+        demo_dir = DataLayout(data_root).demo_source
         paths = write_demo_videos(demo_dir, cfg.demo if cfg.demo is not None else DemoConfig())
         return _local_entries(sorted(Path(p) for p in paths), "demo")
     if cfg.kind == "folder":

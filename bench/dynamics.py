@@ -99,7 +99,7 @@ def per_frame_cost_with_cache(model, context_len: int, frames: int, device) -> f
     cache = KVCache()
     ctx = torch.rand(1, context_len, n, d, device=device)
     full = lambda T: torch.ones(1, T, device=device)  # noqa: E731
-    model(ctx, full(context_len), full(context_len) / 64, cache=cache, update_cache=True)
+    model(ctx, full(context_len), full(context_len) / 64, cache=cache, commit=context_len)
     z = torch.rand(1, 1, n, d, device=device)
     model(z, full(1) * 0.5, full(1) / 4, cache=cache)  # warm-up
     if device.type == "cuda":

@@ -30,9 +30,10 @@ from dagster import (
 
 from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
+from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from ahriuwu_core.presets import get_preset
 from pipeline.report import image_markdown, metrics_table_markdown
-from pipeline.resources import ComputeResource, ProjectResource, StorageResource
+from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
 
@@ -88,7 +89,7 @@ def videos(
     video_id = context.partition_key
     entry = catalog.catalog_entry(storage.path, video_id)
     start = time.perf_counter()
-    info = fetch_video(entry, storage.sub("videos"), project.source_config(), log=context.log.info,
+    info = fetch_video(entry, storage.layout.videos_dir, project.source_config(), log=context.log.info,
                        refetch=config.refetch)
     meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None}
     return MaterializeResult(
@@ -114,19 +115,19 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     from ahriuwu_core.frames import check_frame_count, check_not_black_or_frozen, extract_frames
 
     video_id = context.partition_key
-    video_dir = storage.sub("videos", video_id)
+    video_dir = storage.layout.video_dir(video_id)
     video_path = next((p for p in sorted(video_dir.glob("video.*")) if not p.name.endswith(".part")), None)
     if video_path is None:
         raise FileNotFoundError(f"no downloaded video for {video_id!r} in {video_dir}: materialize `videos` first")
     actions = next((video_dir / n for n in FETCHED_SIDECARS if (video_dir / n).exists()), None)
     stats = extract_frames(
         video_path,
-        storage.sub("frames", f"{video_id}.zarr"),
+        storage.layout.frames_store(video_id),
         project.frames_config(),
         actions_path=actions,
         video_id=video_id,
     )
-    store = storage.sub("frames", f"{video_id}.zarr")
+    store = storage.layout.frames_store(video_id)
     return MaterializeResult(
         metadata={**_scalars(stats), "path": MetadataValue.path(str(store))},
         data_version=DataVersion(stats["content_hash"]),
@@ -214,7 +215,7 @@ def tokenizer(
     if not result["completed"]:
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
                            f"resume from {result['checkpoint']}")
-    result["checkpoint"] = str(_publish(Path(result["checkpoint"]), storage.sub("tokenizer", "tokenizer.pt")))
+    result["checkpoint"] = str(_publish(Path(result["checkpoint"]), storage.layout.tokenizer_checkpoint))
     strip = result.pop("strip_png", None)
     metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
     if strip:
@@ -243,11 +244,11 @@ def latents(
     from ahriuwu_core.tokenizer import encode_video
 
     video_id = context.partition_key
-    out = storage.sub("latents", f"{video_id}.zarr")
+    out = storage.layout.latents_store(video_id)
     _require_published(context, storage, "tokenizer")
     stats = encode_video(
-        storage.sub("frames", f"{video_id}.zarr"),
-        storage.sub("tokenizer", "tokenizer.pt"),
+        storage.layout.frames_store(video_id),
+        storage.layout.tokenizer_checkpoint,
         out,
         device=compute.torch_device(),
         preset=project.preset,
@@ -279,7 +280,7 @@ def dynamics(
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
     _require_published(context, storage, "tokenizer")
-    tokenizer_sha = manifest_lib.file_sha256(storage.sub("tokenizer", "tokenizer.pt"))
+    tokenizer_sha = manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint)
     out_dir = _run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
                        CODE_VERSIONS["dynamics"])
     spec = out_dir / "spec.json"
@@ -291,7 +292,7 @@ def dynamics(
     if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
         command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
     result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
-    _publish(out_dir / "dynamics.pt", storage.sub("dynamics", "dynamics.pt"))
+    _publish(out_dir / "dynamics.pt", storage.layout.dynamics_checkpoint)
     return result
 
 
@@ -338,17 +339,17 @@ def evaluation(
         "manifest_version": manifest["version"],
         "videos": manifest["heldout"],
         "train_videos": manifest["train"],
-        "tokenizer_sha256": manifest_lib.file_sha256(storage.sub("tokenizer", "tokenizer.pt")),
-        "dynamics_sha256": manifest_lib.file_sha256(storage.sub("dynamics", "dynamics.pt")),
+        "tokenizer_sha256": manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint),
+        "dynamics_sha256": manifest_lib.file_sha256(storage.layout.dynamics_checkpoint),
         "code_versions": CODE_VERSIONS,
         "run_id": context.run.run_id,
     }
     result = evaluate(
-        storage.sub("tokenizer", "tokenizer.pt"),
-        storage.sub("dynamics", "dynamics.pt"),
+        storage.layout.tokenizer_checkpoint,
+        storage.layout.dynamics_checkpoint,
         stores["heldout"],
         preset.evaluation,
-        storage.sub("reports", run_name),
+        storage.layout.report_dir(run_name),
         lineage=lineage,
         device=compute.torch_device(),
         log=context.log.info,
@@ -362,6 +363,10 @@ def evaluation(
         "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
         "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
         "heldout_videos": ", ".join(metrics["videos"]),
+        # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
+        "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
+        "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"
+                                           else f"make play DATA_ROOT={storage.path}"),
     }
     evaluated = metrics["videos"]
     return MaterializeResult(
@@ -378,7 +383,7 @@ def evaluation(
 
 def _require_published(context: AssetExecutionContext, storage: StorageResource, stage: str) -> None:
     """A clear error when an upstream training asset has no published output: name it, and its last failure."""
-    path = storage.sub(stage, f"{stage}.pt")
+    path = storage.layout.checkpoint(stage)
     if path.exists():
         return
     detail = "it has never been materialized"
@@ -397,7 +402,7 @@ def _run_dir(storage: StorageResource, stage: str, *inputs) -> Path:
     """A training run's folder, keyed by everything it depends on: a rerun on the same inputs resumes from its
     last checkpoint, a rerun on new data or config starts fresh (never resumes a finished run on other data)."""
     key = hashlib.sha256(json.dumps([str(i) for i in inputs]).encode()).hexdigest()[:16]
-    path = storage.sub(stage, "runs", key)
+    path = storage.layout.run_dir(stage, key)
     path.mkdir(parents=True, exist_ok=True)
     return path
 

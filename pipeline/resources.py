@@ -23,8 +23,11 @@ class StorageResource(ConfigurableResource):
         root = Path(self.root)
         return root if root.is_absolute() else PROJECT_ROOT / root
 
-    def sub(self, *parts: str) -> Path:
-        return self.path.joinpath(*parts)
+    @property
+    def layout(self):
+        from ahriuwu_core.layout import DataLayout
+
+        return DataLayout(self.path)
 
 
 class ComputeResource(ConfigurableResource):

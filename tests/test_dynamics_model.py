@@ -110,11 +110,11 @@ def test_kv_cache_matches_full_forward():
     with torch.no_grad():
         full = model(z, tau, step, actions, has)
         cache = KVCache()
-        first = model(z[:, :4], tau[:, :4], step[:, :4], actions[:, :4], has[:, :4], cache=cache, update_cache=True)
+        first = model(z[:, :4], tau[:, :4], step[:, :4], actions[:, :4], has[:, :4], cache=cache, commit=4)
         peek = model(z[:, 4:5], tau[:, 4:5], step[:, 4:5], actions[:, 4:5], has[:, 4:5], cache=cache)
         assert cache.length == 4  # a peek does not commit
         nxt = model(z[:, 4:6], tau[:, 4:6], step[:, 4:6], actions[:, 4:6], has[:, 4:6], cache=cache,
-                    update_cache=True)
+                    commit=2)
     assert torch.allclose(first, full[:, :4], atol=1e-5)
     assert torch.allclose(peek, full[:, 4:5], atol=1e-5)
     assert torch.allclose(nxt, full[:, 4:6], atol=1e-5)

@@ -117,3 +117,40 @@ def test_rollout_takes_and_returns_tokenizer_scale_latents():
     unit = rollout(model, unit_ctx, None, None, 2, 4, generator=torch.Generator().manual_seed(1))
     assert torch.allclose(raw, unit * 0.01 + 5.0, atol=1e-4)
     assert (raw - 5.0).abs().max() < 0.2
+
+
+def test_windowed_cache_keeps_the_last_frames_and_sees_only_them():
+    """KVCache(window=W): the cache never holds more than W frames, and (one layer, so a key is a function of its
+    own frame) a peek equals the model run on just the last W frames -- RoPE makes positions relative."""
+    from ahriuwu_core.dynamics.model import KVCache
+    from ahriuwu_core.dynamics.sampler import Dreamer
+
+    W, T = 3, 9
+    model = tiny(n_layers=1, time_every=1)
+    g = torch.Generator().manual_seed(0)
+    z = torch.randn(1, T + 1, 8, 4, generator=g)
+    tau, step = torch.rand(1, T + 1, generator=g), torch.full((1, T + 1), 0.125)
+    acts = torch.randint(0, 5, (1, T + 1, 2), generator=g)
+    has = torch.ones(1, T + 1, dtype=torch.bool)
+    with torch.no_grad():
+        windowed, unbounded = KVCache(window=W), KVCache()
+        for t in range(T):
+            for cache in (windowed, unbounded):
+                model(z[:, t:t + 1], tau[:, t:t + 1], step[:, t:t + 1], acts[:, t:t + 1], has[:, t:t + 1],
+                      cache=cache, commit=1)
+            assert max(windowed.kept(i) for i in windowed.layers) == min(W, t + 1)
+        assert windowed.length == unbounded.length == T
+        peek = model(z[:, T:], tau[:, T:], step[:, T:], acts[:, T:], has[:, T:], cache=windowed)
+        peek_all = model(z[:, T:], tau[:, T:], step[:, T:], acts[:, T:], has[:, T:], cache=unbounded)
+        recent = model(z[:, T - W:], tau[:, T - W:], step[:, T - W:], acts[:, T - W:], has[:, T - W:])[:, -1:]
+    assert torch.allclose(peek, recent, atol=1e-5)
+    assert (peek - peek_all).abs().max() > 1e-4  # the window did drop something that mattered
+
+    # a long rollout with a window: the cache stays at W frames however long it runs
+    deep = tiny()
+    dreamer = Dreamer(deep, 0.1, torch.Generator().manual_seed(0), window=W)
+    dreamer.start(torch.randn(1, 2, 8, 4, generator=g))
+    for _ in range(12):
+        dreamer.step(torch.zeros(1, 1, 2, dtype=torch.long), sampling_steps=2)
+        assert max(dreamer.cache.kept(i) for i in dreamer.cache.layers) <= W
+    assert dreamer.cache.length == 2 + 11  # context + every frame but the last, which commits with the next

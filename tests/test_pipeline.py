@@ -110,6 +110,9 @@ def test_files_shapes_and_metadata(graph):
     ev = latest_metadata(instance, "evaluation")
     assert "data:image/png;base64," in ev["prediction_strip"]
     assert "psnr_h1_model_k4" in ev and "psnr_h1_persistence" in ev
+    from ahriuwu_core.play.server import DEFAULT_PORT
+
+    assert ev["play"] == f"http://127.0.0.1:{DEFAULT_PORT}/" and ev["play_command"] == f"make play DATA_ROOT={data_root}"
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
     assert set(metrics["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling", "persistence_motion"}
     assert len(metrics["psnr"]["model_k4"]) == len(metrics["horizons"])

@@ -116,35 +116,42 @@ def token_grid_positions(cfg: DynamicsConfig) -> torch.Tensor:
     return torch.stack([(first // g).float(), (first % g).float() / cfg.pack], 1)
 
 
-def apply_rope(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate (..., L, hd) by angles pos (L,) * base^(-i/(hd/2)) (half-split layout)."""
-    half = x.shape[-1] // 2
-    freqs = base ** (-torch.arange(half, device=x.device, dtype=torch.float32) / half)
+def rope_table(pos: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
+    """cos, sin (L, dim/2) of angles pos (L,) * base^(-i/(dim/2)): computed once per forward, used by every layer."""
+    half = dim // 2
+    freqs = base ** (-torch.arange(half, device=pos.device, dtype=torch.float32) / half)
     ang = pos.float()[:, None] * freqs[None]
-    cos, sin = ang.cos(), ang.sin()
+    return ang.cos(), ang.sin()
+
+
+def apply_rope(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
+    """Rotate (..., L, dim) by a `rope_table` (half-split layout)."""
+    cos, sin = table
+    half = x.shape[-1] // 2
     x1, x2 = x[..., :half].float(), x[..., half:].float()
     return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).to(x.dtype)
 
 
-def apply_rope_2d(x: torch.Tensor, pos: torch.Tensor, base: float) -> torch.Tensor:
-    """Rotate the first pos.shape[0] tokens of (..., L, hd): half the head dim by row, half by column."""
-    n, half = pos.shape[0], x.shape[-1] // 2
-    head = torch.cat([apply_rope(x[..., :n, :half], pos[:, 0], base), apply_rope(x[..., :n, half:], pos[:, 1], base)], -1)
+def apply_rope_2d(x: torch.Tensor, rows, cols) -> torch.Tensor:
+    """Rotate the first n tokens of (..., L, hd), n = the tables' length: half the head dim by row, half by column."""
+    n, half = rows[0].shape[0], x.shape[-1] // 2
+    head = torch.cat([apply_rope(x[..., :n, :half], rows), apply_rope(x[..., :n, half:], cols)], -1)
     return torch.cat([head, x[..., n:, :]], -2)
 
 
 def attend(q, k, v, mask, softcap: float):
-    """q (M,h,L,hd), k/v (M,kvh,Lk,hd), mask bool broadcastable to (M,h,L,Lk) (True = may attend)."""
-    rep = q.shape[1] // k.shape[1]
-    if rep > 1:
-        k, v = k.repeat_interleave(rep, 1), v.repeat_interleave(rep, 1)
+    """q (M,h,L,hd), k/v (M,kvh,Lk,hd), mask bool broadcastable to (M,1,L,Lk) (True = may attend)."""
     if softcap <= 0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask)
-    scores = (q @ k.transpose(-1, -2)) * q.shape[-1] ** -0.5
+        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
+    M, h, L, hd = q.shape
+    rep = h // k.shape[1]
+    # grouped queries without copying K/V: the `rep` query heads sharing a K/V head become `rep` blocks of rows
+    q = q.reshape(M, k.shape[1], rep * L, hd)
+    scores = (q @ k.transpose(-1, -2)) * hd ** -0.5
     scores = softcap * torch.tanh(scores.float() / softcap)
     if mask is not None:
-        scores = scores.masked_fill(~mask, float("-inf"))
-    return torch.softmax(scores, -1).to(v.dtype) @ v
+        scores = scores.masked_fill(~(mask.repeat(1, 1, rep, 1) if rep > 1 else mask), float("-inf"))
+    return (torch.softmax(scores, -1).to(v.dtype) @ v).view(M, h, L, hd)
 
 
 class Attention(nn.Module):
@@ -183,11 +190,25 @@ class SwiGLU(nn.Module):
 
 
 class KVCache:
-    """Time-attention keys/values of committed past frames, per time layer: (B*S, kvh, T_past, hd)."""
+    """Time-attention keys/values of committed past frames, per time layer: (B*S, kvh, T_kept, hd).
 
-    def __init__(self):
+    `window` > 0 keeps only the last `window` frames (a sliding context of the length the model was trained
+    on): memory and per-frame cost stay flat however long a rollout runs. RoPE makes attention depend only on
+    frame distances, so the kept keys keep their absolute positions and nothing is re-rotated."""
+
+    def __init__(self, window: int = 0):
         self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.length = 0  # number of committed frames
+        self.length = 0  # number of frames committed so far (the next frame's position)
+        self.window = int(window)
+
+    def kept(self, index: int) -> int:
+        """Frames held for time layer `index`."""
+        return self.layers[index][0].shape[2] if index in self.layers else 0
+
+    def store(self, index: int, k: torch.Tensor, v: torch.Tensor) -> None:
+        if self.window > 0 and k.shape[2] > self.window:
+            k, v = k[:, :, -self.window:].contiguous(), v[:, :, -self.window:].contiguous()
+        self.layers[index] = (k, v)
 
 
 class Block(nn.Module):
@@ -200,36 +221,37 @@ class Block(nn.Module):
         self.space_norm, self.space_attn = RMSNorm(cfg.d_model), Attention(cfg)
         self.mlp_norm, self.mlp = RMSNorm(cfg.d_model), SwiGLU(cfg)
 
-    def time_attention(self, x, isolated, cache: KVCache | None, update_cache: bool):
+    def time_attention(self, x, isolated, cache: KVCache | None, commit: int, time_table):
         B, T, S, d = x.shape
         h = self.time_norm(x).permute(0, 2, 1, 3).reshape(B * S, T, d)
         q, k, v = self.time_attn.qkv(h)
         past = cache.length if cache is not None else 0
+        kept = cache.kept(self.index) if cache is not None else 0
         pos = torch.arange(past, past + T, device=x.device)
-        q, k = apply_rope(q, pos, self.cfg.rope_base), apply_rope(k, pos, self.cfg.rope_base)
-        if cache is not None and past:
+        q, k = apply_rope(q, time_table), apply_rope(k, time_table)
+        if kept:
             pk, pv = cache.layers[self.index]
             k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
-        if cache is not None and update_cache:
-            cache.layers[self.index] = (k, v)
-        qi = torch.arange(T, device=x.device)[:, None] + past
-        ki = torch.arange(past + T, device=x.device)[None, :]
+        if cache is not None and commit:
+            cache.store(self.index, k[:, :, :kept + commit], v[:, :, :kept + commit])
+        qi = pos[:, None]
+        ki = torch.arange(past - kept, past + T, device=x.device)[None, :]
         mask = (ki <= qi)[None, None]  # causal over frames
         if isolated is not None and isolated.any():  # single-image examples see only their own frame
             own = (ki == qi)[None, None]
-            mask = torch.where(isolated.view(B, 1, 1, 1, 1), own, mask[None]).expand(B, S, 1, T, past + T)
-            mask = mask.reshape(B * S, 1, T, past + T)
+            L = kept + T
+            mask = torch.where(isolated.view(B, 1, 1, 1, 1), own, mask[None]).expand(B, S, 1, T, L)
+            mask = mask.reshape(B * S, 1, T, L)
         y = self.time_attn.merge(attend(q, k, v, mask, self.time_attn.softcap))
         return x + y.view(B, S, T, d).permute(0, 2, 1, 3)
 
-    def forward(self, x, isolated=None, cache=None, update_cache=False, space_pos=None):
+    def forward(self, x, time_table, isolated=None, cache=None, commit=0, space_tables=None):
         if self.has_time:
-            x = self.time_attention(x, isolated, cache, update_cache)
+            x = self.time_attention(x, isolated, cache, commit, time_table)
         B, T, S, d = x.shape
         q, k, v = self.space_attn.qkv(self.space_norm(x).reshape(B * T, S, d))
-        if space_pos is not None:
-            q = apply_rope_2d(q, space_pos, self.cfg.space_rope_base)
-            k = apply_rope_2d(k, space_pos, self.cfg.space_rope_base)
+        if space_tables is not None:
+            q, k = apply_rope_2d(q, *space_tables), apply_rope_2d(k, *space_tables)
         x = x + self.space_attn.merge(attend(q, k, v, None, self.space_attn.softcap)).view(B, T, S, d)
         return x + self.mlp(self.mlp_norm(x))
 
@@ -331,10 +353,11 @@ class WorldModel(nn.Module):
         return torch.cat([lat, regs, noise[:, :, None], act[:, :, None]], 2)
 
     def forward(self, z, tau, step, actions=None, has_actions=None, cache: KVCache | None = None,
-                update_cache: bool = False, isolated: torch.Tensor | None = None, previous: torch.Tensor | None = None):
+                commit: int = 0, isolated: torch.Tensor | None = None, previous: torch.Tensor | None = None):
         """z (B,T,N,D) noisy latents at signal level tau (B,T), step size d (B,T); actions (B,T,C) long,
         has_actions (B,T) bool; isolated (B,) bool marks single-image examples (no time attention across
-        frames). With `cache`, the T frames follow the cache's committed frames; `update_cache` commits them.
+        frames). With `cache`, the T frames follow the cache's committed frames, and the first `commit` of them
+        join it (a peek commits none; a rollout commits a finished frame in the same pass as it peeks at the next).
         previous (B,T,N,D): each frame's previous clean frame in the model's standardized space (zeros for the
         first; `shift_previous`), read only by the persistence prior.
         Returns the x-prediction of the clean latents (B,T,N,D)."""
@@ -343,6 +366,8 @@ class WorldModel(nn.Module):
         if N != cfg.num_tokens or D != cfg.token_dim:
             raise ValueError(f"WorldModel: latents have shape (N={N}, D={D}), model expects "
                              f"(N={cfg.num_tokens}, D={cfg.token_dim})")
+        if not 0 <= commit <= T or (commit and cache is None):
+            raise ValueError(f"WorldModel: commit={commit} needs a cache and 0 <= commit <= T={T}")
         packed = pack_tokens(z, cfg)
         prev = None
         if cfg.persistence_prior:  # single-image examples must not see another frame, not even through the prior
@@ -350,11 +375,16 @@ class WorldModel(nn.Module):
             if isolated is not None:
                 prev = prev * (~isolated).view(-1, 1, 1, 1).to(prev.dtype)
         x = self.embed(packed, prev, tau, step, actions, has_actions)
-        space_pos = self.space_pos if cfg.space_rope else None
+        hd = cfg.d_model // cfg.n_heads
+        past = cache.length if cache is not None else 0
+        time_table = rope_table(torch.arange(past, past + T, device=z.device), hd, cfg.rope_base)
+        space_tables = None
+        if cfg.space_rope:
+            space_tables = tuple(rope_table(self.space_pos[:, i], hd // 2, cfg.space_rope_base) for i in (0, 1))
         for blk in self.blocks:
-            x = blk(x, isolated, cache, update_cache, space_pos)
-        if cache is not None and update_cache:
-            cache.length += T
+            x = blk(x, time_table, isolated, cache, commit, space_tables)
+        if cache is not None and commit:
+            cache.length += commit
         out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
         if prev is not None:
             out = out + prev.to(out.dtype)

@@ -45,6 +45,88 @@ def denoise(model, predict, shape, sampling_steps: int, generator, device, mean:
     return z
 
 
+class Dreamer:
+    """A KV-cached rollout one frame at a time: `start` commits a context, each `step` generates the next frame.
+    `rollout` runs on it, and so does interactive play, which picks each action as it goes.
+
+    A finished frame joins the cache re-noised to the context level, in the same forward pass as the next
+    frame's first denoising step (the model is causal over frames, so this equals a separate commit pass; it
+    saves one pass per frame). `window` > 0 keeps only the last `window` committed frames in the cache (use
+    the longest sequence the model was trained on, minus one): cost and memory per frame stay flat however long
+    it runs."""
+
+    def __init__(self, model, context_noise: float = 0.1, generator=None, window: int = 0):
+        self.model, self.generator, self.window = model, generator, int(window)
+        self.tau_ctx = 1.0 - float(context_noise)
+        self.d_min = 1.0 / model.cfg.k_max
+        self.cache: KVCache | None = None
+        self.last_clean: torch.Tensor | None = None  # standardized; each new frame's "previous clean frame"
+        self.pending = None  # the last frame, noised, with its action and previous frame: committed next step
+
+    def _cat_actions(self, a0, h0, a1, h1):
+        """Two frames' actions side by side over time; a frame without one (None) becomes unlabelled."""
+        if a0 is None and a1 is None:
+            return None, None
+        B, C = self.shape[0], len(self.model.cfg.action_num_classes)
+        none = torch.zeros(B, 1, C, dtype=torch.long, device=self.device)
+        unlabelled = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
+        return (torch.cat([none if a0 is None else a0, none if a1 is None else a1], 1),
+                torch.cat([unlabelled if a0 is None else h0, unlabelled if a1 is None else h1], 1))
+
+    def _levels(self, B, T, device):
+        return torch.full((B, T), self.tau_ctx, device=device), torch.full((B, T), self.d_min, device=device)
+
+    @torch.inference_mode()
+    def start(self, context: torch.Tensor, actions=None, has_actions=None) -> None:
+        """context (B,Tc,N,D) tokenizer latents; actions (B,Tc,C) / has_actions (B,Tc) for its frames or None."""
+        model, (B, Tc) = self.model, context.shape[:2]
+        if actions is not None and has_actions is None:
+            has_actions = torch.ones(actions.shape[:2], dtype=torch.bool, device=context.device)
+        with autocast_context(context.device):
+            clean = model.standardize(context)
+            noisy = add_noise(clean, _randn(context.shape, self.generator, context.device),
+                              self._levels(B, Tc, context.device)[0])
+            self.cache = KVCache(self.window)
+            if Tc:
+                model(noisy, *self._levels(B, Tc, context.device), actions, has_actions, cache=self.cache,
+                      commit=Tc, previous=shift_previous(clean))
+        self.last_clean = clean[:, -1:] if Tc else None
+        self.pending = None
+        self.shape = (B, 1, *context.shape[2:])
+        self.device = context.device
+
+    @torch.inference_mode()
+    def step(self, action=None, has_action=None, sampling_steps: int = 4, mean: bool = False) -> torch.Tensor:
+        """Generate one frame. action (B,1,C) long led into it, has_action (B,1) bool (None: all labelled;
+        action None: unlabelled). Returns the frame (B,1,N,D) as tokenizer latents, float32."""
+        if self.cache is None:
+            raise RuntimeError("Dreamer.step before start")
+        _check_steps(self.model, sampling_steps)
+        model, B, device = self.model, self.shape[0], self.device
+        if action is not None and has_action is None:
+            has_action = torch.ones(action.shape[:2], dtype=torch.bool, device=device)
+        pending, self.pending = self.pending, None
+        with autocast_context(device):
+            def predict(z, tau, step):
+                nonlocal pending
+                if pending is None:
+                    return model(z, tau, step, action, has_action, cache=self.cache, previous=self.last_clean)
+                noisy, p_action, p_has, p_previous = pending
+                pending = None
+                tau_p, step_p = self._levels(B, 1, device)
+                out = model(torch.cat([noisy, z], 1), torch.cat([tau_p, tau], 1), torch.cat([step_p, step], 1),
+                            *self._cat_actions(p_action, p_has, action, has_action), cache=self.cache, commit=1,
+                            previous=torch.cat([p_previous, self.last_clean], 1))
+                return out[:, 1:]
+
+            x = denoise(model, predict, self.shape, sampling_steps, self.generator, device, mean)
+            noisy = add_noise(x, _randn(x.shape, self.generator, device), self._levels(B, 1, device)[0])
+        previous = self.last_clean if self.last_clean is not None else torch.zeros_like(x)
+        self.pending = (noisy, action, has_action, previous)
+        self.last_clean = x
+        return model.unstandardize(x)
+
+
 @torch.no_grad()
 def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: int = 4,
             context_noise: float = 0.1, generator=None, use_cache: bool = True, mean: bool = False) -> torch.Tensor:
@@ -53,62 +135,54 @@ def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: 
     step reruns the whole sequence (reference path; same random draws, same result). mean=True commits the
     conditional-mean readout (see `denoise`) instead of a sample. Returns (B,H,N,D) float32."""
     _check_steps(model, sampling_steps)
-    with autocast_context(context.device):  # bf16 on CUDA, plain fp32 on CPU
-        return _rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator,
-                        use_cache, mean)
-
-
-def _rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, use_cache,
-             mean=False):
     B, Tc, N, D = context.shape
-    device = context.device
     total = Tc + horizon
     if actions is not None and actions.shape[1] < total:
         raise ValueError(f"rollout: actions cover {actions.shape[1]} frames, need context+horizon={total}")
     if has_actions is None and actions is not None:
-        has_actions = torch.ones(actions.shape[:2], dtype=torch.bool, device=device)
-    d_min = 1.0 / model.cfg.k_max
-    tau_ctx = 1.0 - context_noise
+        has_actions = torch.ones(actions.shape[:2], dtype=torch.bool, device=context.device)
+    if not use_cache:
+        with autocast_context(context.device):  # bf16 on CUDA, plain fp32 on CPU
+            return _uncached_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise,
+                                     generator, mean)
+    if not horizon:
+        return context.new_zeros(B, 0, N, D).float()
+    dreamer = Dreamer(model, context_noise, generator)
 
     def act(t0, t1):
-        if actions is None:
-            return None, None
-        return actions[:, t0:t1], has_actions[:, t0:t1]
+        return (None, None) if actions is None else (actions[:, t0:t1], has_actions[:, t0:t1])
+
+    dreamer.start(context, *act(0, Tc))
+    return torch.cat([dreamer.step(*act(t, t + 1), sampling_steps, mean) for t in range(Tc, total)], 1)
+
+
+def _uncached_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator,
+                      mean):
+    """The reference: every step reruns the whole sequence so far (the same random draws as `Dreamer`)."""
+    B, Tc, N, D = context.shape
+    device = context.device
+    d_min = 1.0 / model.cfg.k_max
+    tau_ctx = 1.0 - context_noise
 
     def ctx_levels(T):
         return torch.full((B, T), tau_ctx, device=device), torch.full((B, T), d_min, device=device)
 
-    ctx_clean = model.standardize(context)
-    ctx_noisy = add_noise(ctx_clean, _randn(context.shape, generator, device), ctx_levels(Tc)[0])
-    cache = KVCache() if use_cache else None
-    if use_cache and Tc:
-        model(ctx_noisy, *ctx_levels(Tc), *act(0, Tc), cache=cache, update_cache=True,
-              previous=shift_previous(ctx_clean))
-    history, clean_history = ctx_noisy, ctx_clean  # the uncached path reruns these
-    last_clean = ctx_clean[:, -1:] if Tc else None  # each new frame's "previous clean frame"
+    clean_history = model.standardize(context)
+    history = add_noise(clean_history, _randn(context.shape, generator, device), ctx_levels(Tc)[0])
     frames = []
     for h in range(horizon):
         t = Tc + h
-        a_t, h_t = act(t, t + 1)
-        if use_cache:
-            def predict(z, tau, step):
-                return model(z, tau, step, a_t, h_t, cache=cache, previous=last_clean)
-        else:
-            a_all, h_all = act(0, t + 1)
+        a_all, h_all = (None, None) if actions is None else (actions[:, :t + 1], has_actions[:, :t + 1])
 
-            def predict(z, tau, step):
-                tau_all = torch.cat([ctx_levels(t)[0], tau], 1)
-                step_all = torch.cat([ctx_levels(t)[1], step], 1)
-                previous = shift_previous(torch.cat([clean_history, z], 1))
-                return model(torch.cat([history, z], 1), tau_all, step_all, a_all, h_all, previous=previous)[:, -1:]
+        def predict(z, tau, step):
+            tau_all = torch.cat([ctx_levels(t)[0], tau], 1)
+            step_all = torch.cat([ctx_levels(t)[1], step], 1)
+            previous = shift_previous(torch.cat([clean_history, z], 1))
+            return model(torch.cat([history, z], 1), tau_all, step_all, a_all, h_all, previous=previous)[:, -1:]
         x = denoise(model, predict, (B, 1, N, D), sampling_steps, generator, device, mean)
         frames.append(x)
         noisy = add_noise(x, _randn(x.shape, generator, device), ctx_levels(1)[0])
-        if use_cache:
-            model(noisy, *ctx_levels(1), a_t, h_t, cache=cache, update_cache=True, previous=last_clean)
-        else:
-            history, clean_history = torch.cat([history, noisy], 1), torch.cat([clean_history, x], 1)
-        last_clean = x
+        history, clean_history = torch.cat([history, noisy], 1), torch.cat([clean_history, x], 1)
     return model.unstandardize(torch.cat(frames, 1)) if frames else context.new_zeros(B, 0, N, D)
 
 

@@ -1,0 +1,93 @@
+"""Play speed: one session of the play server's rollout (`ahriuwu_core.play.PlaySession`) on the model `make demo`
+trained, at K=4 on one CPU thread, for 2,000+ frames.
+
+    .venv/bin/python bench/play.py --quick        # < 60 s: the frames between the measured ones use K=1
+    .venv/bin/python bench/play.py                # every frame at K=4
+    .venv/bin/python bench/play.py --data-root assets --device cuda
+
+Latency is a frame's whole cost (sampling, the fused commit, decoding), the median over 21 frames around frame
+20 and around frame 2,000; the cost of a frame depends on its position and the cache, not on how earlier frames
+were sampled, which is why --quick may fill the gap at K=1. Prints:
+  play_fps=<x>                               frames per second at K=4 (1 / mean latency of the 42 probed frames) (goal >= 20: real time at 20 fps)
+  play_latency_ratio_late_vs_early=<x>       latency at frame 2,000 / at frame 20 (goal <= 1.2)
+  play_rss_ratio_late_vs_early=<x>           resident memory at frame 2,000 / at frame 20 (goal <= 1.1)
+and, for comparison, the same session with an unbounded cache (the obvious alternative to the sliding window):
+  unbounded_latency_ratio_f500_vs_f20=<x>    latency at frame 500 / at frame 20 with every frame kept
+"""
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from pathlib import Path
+
+import torch
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def rss_mb() -> float:
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith("VmRSS:"):
+            return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def run(world, frames: int, probes: tuple[int, ...], filler_steps: int, window: int | None = None) -> dict:
+    """Step one session `frames` times, moving in a new direction every 20 frames; around each probe frame use
+    K=4 and record latencies and RSS."""
+    from ahriuwu_core.play.session import PlaySession
+
+    session = PlaySession(world, seed=0)
+    session.reset(0, "dream")
+    if window is not None:
+        session.dreamer.window = session.dreamer.cache.window = window
+    near = {p: [] for p in probes}
+    rss = {}
+    for i in range(1, frames + 1):
+        session.set_action([1 + (i // 20) % 8] + [0] * (len(world.num_classes) - 1))
+        probe = next((p for p in probes if abs(i - p) <= 10), None)
+        session.set_steps(4 if probe is not None else filler_steps)
+        result = session.step()
+        if probe is not None:
+            near[probe].append(result["latency_ms"])
+            if i == probe:
+                rss[probe] = rss_mb()
+    return {"latency_ms": {p: statistics.median(v) for p, v in near.items()}, "rss_mb": rss,
+            "k4_latencies": [x for v in near.values() for x in v], "cached": session.cached_frames()}
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser()
+    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--data-root", default=str(ROOT / "assets"))
+    ap.add_argument("--device", default="cpu")
+    ap.add_argument("--threads", type=int, default=1)
+    args = ap.parse_args()
+    from ahriuwu_core.play.server import data_root_inputs
+    from ahriuwu_core.play.session import PlayConfig, load_world
+
+    torch.set_num_threads(args.threads)
+    t0 = time.perf_counter()
+    tokenizer, dynamics, stores = data_root_inputs(Path(args.data_root))
+    world = load_world(tokenizer, dynamics, stores, PlayConfig(), device=args.device)
+    print(f"model {dynamics} ({world.model.num_params() / 1e6:.1f}M params), window {world.window} frames, "
+          f"{world.image_size[0]}x{world.image_size[1]}, device {args.device}, {args.threads} thread(s)")
+    filler = 1 if args.quick else 4
+    bounded = run(world, 2010, (20, 2000), filler)
+    early, late = bounded["latency_ms"][20], bounded["latency_ms"][2000]
+    print(f"windowed: latency {early:.1f} ms at frame 20, {late:.1f} ms at frame 2000; RSS "
+          f"{bounded['rss_mb'][20]:.0f} MB -> {bounded['rss_mb'][2000]:.0f} MB; {bounded['cached']} frames cached")
+    unbounded = run(world, 510, (20, 500), filler, window=0)
+    u_early, u_late = unbounded["latency_ms"][20], unbounded["latency_ms"][500]
+    print(f"unbounded: latency {u_early:.1f} ms at frame 20, {u_late:.1f} ms at frame 500; "
+          f"{unbounded['cached']} frames cached")
+    print(f"play_fps={1000.0 / statistics.mean(bounded['k4_latencies']):.1f}")
+    print(f"play_latency_ratio_late_vs_early={late / early:.3f}")
+    print(f"play_rss_ratio_late_vs_early={bounded['rss_mb'][2000] / bounded['rss_mb'][20]:.3f}")
+    print(f"unbounded_latency_ratio_f500_vs_f20={u_late / u_early:.3f}")
+    print(f"bench wall time {time.perf_counter() - t0:.0f} s")
+
+
+if __name__ == "__main__":
+    main()
