@@ -39,15 +39,17 @@ video_partitions = DynamicPartitionsDefinition(name="videos")
 # Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
 # downstream stale. Kept here, one place, so the UI and the tests agree.
 # frames 2: actions lead into their frame (conventions.py), time-step jitter recorded. dynamics 3: block packing,
-# persistence prior, 2D space RoPE, action on latent tokens. evaluation 2: 16 clips per video, bootstrap
-# intervals, persistence_motion and mean-readout series, per-frame encoding.
+# persistence prior, 2D space RoPE, action on latent tokens. dynamics 4: each example's window, corruption and
+# noise drawn from (seed, step, example index), so N ranks train exactly what one process does on their union.
+# evaluation 2: 16 clips per video, bootstrap intervals, persistence_motion and mean-readout series, per-frame
+# encoding.
 CODE_VERSIONS = {
     "videos": "1",
     "frames": "2",
     "dataset_manifest": "1",
     "tokenizer": "2",
     "latents": "1",
-    "dynamics": "3",
+    "dynamics": "4",
     "evaluation": "2",
 }
 
