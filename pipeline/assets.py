@@ -54,6 +54,23 @@ CODE_VERSIONS = {
 }
 
 
+# Automation. The new_videos sensor only adds partitions; these conditions request every per-video run, so each
+# stage of a new video is requested once. None requests while a run for it is in flight, and a failed run is not
+# retried until its input changes (a video's fetch: until materialized by hand).
+# A fetch is requested once per partition that becomes missing (also those already there at the first evaluation,
+# unlike on_missing()), then not again whether or not its run has been launched yet.
+FETCH_NEW_VIDEO = (
+    AutomationCondition.missing().newly_true().since(
+        AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & ~AutomationCondition.in_progress()
+    & ~AutomationCondition.execution_failed()
+).with_label("newly_missing_once")
+# eager(): once per new partition or input update (since_last_handled), not while it or an input is in progress;
+# and never past a failed blocking check upstream.
+FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+    "eager_after_blocking_checks")
+
+
 class PresetConfig(Config):
     """Launchpad config for the training stages. Empty fields mean: the project's preset (AHRIUWU_PRESET)."""
 
@@ -78,7 +95,7 @@ def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
     partitions_def=video_partitions,
     group_name="ingest",
     code_version=CODE_VERSIONS["videos"],
-    automation_condition=AutomationCondition.on_missing(),
+    automation_condition=FETCH_NEW_VIDEO,
     description="One source video fetched with yt-dlp (YouTube, HTTP, file://) into videos/<id>/, with its "
     "raw info json, parsed metadata and, where the source has one, the actions sidecar.",
 )
@@ -104,7 +121,7 @@ def videos(
     deps=[videos],
     group_name="ingest",
     code_version=CODE_VERSIONS["frames"],
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_INPUTS,
     check_specs=[
         AssetCheckSpec("frame_count", asset="frames", description="frame count = floor(duration x 20) within 1"),
         AssetCheckSpec("not_black_or_frozen", asset="frames", description="the video is neither all black nor frozen"),
@@ -150,6 +167,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
         AutomationCondition.any_deps_updated().since_last_handled()
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()
+        & AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("after_any_frames_update"),
     check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest", blocking=True,
                                 description="no video is both in training and held out")],
@@ -235,7 +253,7 @@ def tokenizer(
     group_name="training",
     code_version=CODE_VERSIONS["latents"],
     pool="gpu",
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_INPUTS,  # waits for the tokenizer's not_collapsed check
     description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
     "name the tokenizer checkpoint that made it.",
 )
