@@ -40,17 +40,36 @@ video_partitions = DynamicPartitionsDefinition(name="videos")
 # Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
 # downstream stale. Kept here, one place, so the UI and the tests agree.
 # frames 2: actions lead into their frame (conventions.py), time-step jitter recorded. dynamics 3: block packing,
-# persistence prior, 2D space RoPE, action on latent tokens. evaluation 2: 16 clips per video, bootstrap
-# intervals, persistence_motion and mean-readout series, per-frame encoding.
+# persistence prior, 2D space RoPE, action on latent tokens. dynamics 4: each example's window, corruption and
+# noise drawn from (seed, step, example index), so N ranks train exactly what one process does on their union.
+# evaluation 2: 16 clips per video, bootstrap intervals, persistence_motion and mean-readout series, per-frame
+# encoding.
 CODE_VERSIONS = {
     "videos": "1",
     "frames": "2",
     "dataset_manifest": "1",
     "tokenizer": "2",
     "latents": "1",
-    "dynamics": "3",
+    "dynamics": "4",
     "evaluation": "2",
 }
+
+
+# Automation. The new_videos sensor only adds partitions; these conditions request every per-video run, so each
+# stage of a new video is requested once. None requests while a run for it is in flight, and a failed run is not
+# retried until its input changes (a video's fetch: until materialized by hand).
+# A fetch is requested once per partition that becomes missing (also those already there at the first evaluation,
+# unlike on_missing()), then not again whether or not its run has been launched yet.
+FETCH_NEW_VIDEO = (
+    AutomationCondition.missing().newly_true().since(
+        AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & ~AutomationCondition.in_progress()
+    & ~AutomationCondition.execution_failed()
+).with_label("newly_missing_once")
+# eager(): once per new partition or input update (since_last_handled), not while it or an input is in progress;
+# and never past a failed blocking check upstream.
+FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+    "eager_after_blocking_checks")
 
 
 class PresetConfig(Config):
@@ -77,7 +96,7 @@ def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
     partitions_def=video_partitions,
     group_name="ingest",
     code_version=CODE_VERSIONS["videos"],
-    automation_condition=AutomationCondition.on_missing(),
+    automation_condition=FETCH_NEW_VIDEO,
     description="One source video fetched with yt-dlp (YouTube, HTTP, file://) into videos/<id>/, with its "
     "raw info json, parsed metadata and, where the source has one, the actions sidecar.",
 )
@@ -103,7 +122,7 @@ def videos(
     deps=[videos],
     group_name="ingest",
     code_version=CODE_VERSIONS["frames"],
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_INPUTS,
     check_specs=[
         AssetCheckSpec("frame_count", asset="frames", description="frame count = floor(duration x 20) within 1"),
         AssetCheckSpec("not_black_or_frozen", asset="frames", description="the video is neither all black nor frozen"),
@@ -149,6 +168,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
         AutomationCondition.any_deps_updated().since_last_handled()
         & ~AutomationCondition.any_deps_in_progress()
         & ~AutomationCondition.in_progress()
+        & AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("after_any_frames_update"),
     check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest", blocking=True,
                                 description="no video is both in training and held out")],
@@ -234,7 +254,7 @@ def tokenizer(
     group_name="training",
     code_version=CODE_VERSIONS["latents"],
     pool="gpu",
-    automation_condition=AutomationCondition.eager(),
+    automation_condition=FOLLOW_INPUTS,  # waits for the tokenizer's not_collapsed check
     description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
     "name the tokenizer checkpoint that made it.",
 )

@@ -4,8 +4,8 @@ Deletes the video's dynamic partition from the Dagster instance in DAGSTER_HOME 
 materialization history where the event log storage can wipe one partition; sqlite cannot), and its files under
 the data root (AHRIUWU_DATA_ROOT): catalog entry, `videos/<id>/`, `frames/<id>.zarr`, `latents/<id>.zarr`. The id
 goes into `catalog/removed.txt`, so the `new_videos` sensor and `make demo` do not add it back while the source
-still offers it; `--restore` undoes that (the next listing adds the partition again; then materialize `videos`
-and `frames` for it).
+still offers it; `--restore` undoes that (the next listing adds the partition again; automation fetches it where
+its history was wiped, else materialize `videos` and `frames` for it).
 
 The dataset manifest keeps listing the video until `dataset_manifest` is rematerialized (Dagster records no event
 for a deleted partition, so the UI does not flag it); training stages reading that manifest fail on the missing
@@ -77,8 +77,8 @@ def main(argv=None) -> int:
                   file=sys.stderr)
             return 2
         print(f"restored {args.video_id!r}: the next source listing (sensor tick or `make demo`) adds its partition "
-              f"again. Then materialize `videos` and `frames` for it (the sensor does not repeat a fetch request it "
-              f"already made for this id: Dagster dedupes its run key).")
+              f"again. Automation then fetches it if its history was wiped; where the event log kept it (sqlite), "
+              f"Dagster still counts it as materialized: materialize `videos` and `frames` for it.")
         return 0
     instance = DagsterInstance.get()
     try:

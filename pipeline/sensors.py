@@ -1,5 +1,6 @@
-"""Automation: a sensor that turns new videos at the source into partitions, and Declarative Automation for the
-per-video stages. Training stays on demand (see README "Automating training")."""
+"""Automation: a sensor that turns new videos at the source into partitions, and Declarative Automation that
+requests the per-video runs (the assets' conditions; one mechanism, so no run is requested twice). Training stays
+on demand (see README "Automating training")."""
 
 import hashlib
 import json
@@ -9,7 +10,6 @@ from dagster import (
     AssetSelection,
     AutomationConditionSensorDefinition,
     DefaultSensorStatus,
-    RunRequest,
     SensorEvaluationContext,
     SensorResult,
     SkipReason,
@@ -27,9 +27,8 @@ _STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "o
     name="new_videos",
     minimum_interval_seconds=int(os.environ.get("AHRIUWU_SENSOR_INTERVAL", "600")),
     default_status=_STATUS,
-    asset_selection=[videos, frames],
-    description="Lists the configured source; adds one `videos` partition per new video and requests its fetch "
-    "and frames. The cursor is the hash of the last listing; run keys make repeated ticks idempotent.",
+    description="Lists the configured source and adds one `videos` partition per new video; the assets' "
+    "automation conditions then request its fetch and frames. The cursor is the hash of the last listing.",
 )
 def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource, project: ProjectResource):
     from ahriuwu_core.sources import entry_dict, list_videos
@@ -42,16 +41,12 @@ def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource
         return SkipReason(f"no new videos among {len(entries)} listed")
     catalog.register_videos(storage.path, entries)
     return SensorResult(
-        run_requests=[
-            RunRequest(partition_key=vid, run_key=f"fetch:{vid}", asset_selection=[videos.key, frames.key])
-            for vid in new_ids
-        ],
         dynamic_partitions_requests=[video_partitions.build_add_request(new_ids)] if new_ids else [],
         cursor=listing,
     )
 
 
-# Evaluates the assets' automation conditions (per-video stages: eager) on the daemon.
+# Evaluates the assets' automation conditions on the daemon: the only requester of per-video runs.
 automation_sensor = AutomationConditionSensorDefinition(
     name="per_video_automation",
     target=AssetSelection.assets(videos, frames, dataset_manifest, latents),

@@ -174,3 +174,46 @@ def test_rms_normalization_shares_the_flow_scale():
     assert flow > 0 and boot > 0
     # first update: running RMS of the flow term == |flow|; the bootstrap term is divided by the same scale
     assert abs(loss.item() - (1.0 + boot / flow)) < 1e-5
+
+
+def test_split_batch_with_summed_terms_has_the_full_batch_gradient():
+    """Two halves (as two data-parallel ranks) with per-example generators and `reduce_sum`: the mean of their
+    gradients and the RMS scale equal the full batch's, and their stats are the global-batch values."""
+    from ahriuwu_core.training import RunningRMS
+    from tests._dynamics import tiny
+
+    clean = torch.rand(6, 4, 8, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1
+
+    def gens(lo, hi):
+        return [torch.Generator().manual_seed(100 + g) for g in range(lo, hi)]
+
+    def grads(model, loss):
+        model.zero_grad()
+        loss.backward()
+        return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
+
+    model, norm = tiny(), RunningRMS()
+    loss, stats = shortcut_forcing_loss(model, clean, None, None, ObjectiveConfig(), normalizer=norm,
+                                        example_generators=gens(0, 6))
+    full = grads(model, loss)
+    assert 0 < stats["bootstrap_fraction"] < 1
+
+    halves = [(0, 3), (3, 6)]
+    local = []  # first pass: each half's own sums, to form what an all-reduce returns
+    for lo, hi in halves:
+        shortcut_forcing_loss(model, clean[lo:hi], None, None, ObjectiveConfig(), example_generators=gens(lo, hi),
+                              reduce_sum=lambda t: local.append(t.clone()) or t)
+    total = local[0] + local[1]
+    split, split_norms = [], []
+    for lo, hi in halves:
+        n = RunningRMS()
+        loss, s = shortcut_forcing_loss(model, clean[lo:hi], None, None, ObjectiveConfig(), normalizer=n,
+                                        example_generators=gens(lo, hi), reduce_sum=lambda t: total.clone())
+        split.append(grads(model, loss))
+        split_norms.append(n.rms("flow"))
+        assert abs(s["loss_raw"] - stats["loss_raw"]) < 1e-6 * stats["loss_raw"]
+        assert s["bootstrap_fraction"] == stats["bootstrap_fraction"]
+    assert torch.allclose((split[0] + split[1]) / 2, full, rtol=1e-4, atol=1e-7)
+    assert all(abs(r - norm.rms("flow")) < 1e-6 * r for r in split_norms)
+    # Per-example means instead of global ones would not match: the halves carry unequal shares of flow frames.
+    assert local[0][1] != local[1][1]

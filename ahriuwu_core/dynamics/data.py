@@ -1,10 +1,11 @@
 """Latent windows for dynamics training, read from the tokenizer's latent stores (zarr v3 groups:
 `latents` float16 (T,N,D), `actions` int16 (T,C), `has_actions` bool (T,)).
 
-Windows of `length` consecutive frames start every `stride` frames. Under data parallelism each rank owns
-the windows `rank::world_size` (DistributedSampler-like). Batches are a pure function of (seed, rank, step),
-so a resumed run draws exactly the batches it would have drawn. Unlabelled videos (no `actions` arrays or
-has_actions all False) mix freely with labelled ones: every batch carries actions + has_actions.
+Windows of `length` consecutive frames start every `stride` frames. Example `g` of optimizer step `step` is
+a pure function of (seed, step, g) (`example_seed`): a resumed run draws exactly the batches it would have
+drawn, and under data parallelism rank r takes the global examples [r*B, (r+1)*B), so W ranks with batch B
+draw together exactly the examples one process draws with batch W*B. Unlabelled videos (no `actions` arrays
+or has_actions all False) mix freely with labelled ones: every batch carries actions + has_actions.
 """
 from __future__ import annotations
 
@@ -14,6 +15,15 @@ from pathlib import Path
 import numpy as np
 import torch
 import zarr
+
+
+def example_seed(seed: int, step: int, index: int, stream: int) -> int:
+    """A 64-bit seed for global example `index` of optimizer step `step`; `stream` separates independent uses
+    (window choice, objective noise) of the same example."""
+    return int(np.random.SeedSequence([seed, step, index, stream]).generate_state(1, np.uint64)[0])
+
+
+WINDOW_STREAM, OBJECTIVE_STREAM = 0, 1
 
 
 @dataclass
@@ -110,22 +120,26 @@ class LatentWindows:
         self._windows: dict[int, np.ndarray] = {}
 
     def windows(self, length: int) -> np.ndarray:
-        """(W, 2) array of (video index, start frame) owned by this rank."""
+        """(W, 2) array of (video index, start frame): every window, on every rank (ranks split examples)."""
         if length not in self._windows:
             rows = [(i, s) for i, v in enumerate(self.videos)
                     for s in range(0, v.num_frames - length + 1, self.stride)]
-            if len(rows) < self.world_size:
+            if not rows:
                 longest = max(v.num_frames for v in self.videos)
-                raise ValueError(f"latent stores {[str(v.path) for v in self.videos]}: only {len(rows)} windows of "
-                                 f"{length} frames (longest video {longest} frames) for {self.world_size} rank(s)")
-            self._windows[length] = np.asarray(rows[self.rank::self.world_size], dtype=np.int64)
+                raise ValueError(f"latent stores {[str(v.path) for v in self.videos]}: no windows of "
+                                 f"{length} frames (longest video {longest} frames)")
+            self._windows[length] = np.asarray(rows, dtype=np.int64)
         return self._windows[length]
 
-    def batch(self, batch_size: int, length: int, seed: int, step: int, device="cpu") -> dict:
-        """Batch for optimizer step `step`: latents float32 (B,T,N,D), actions long (B,T,C), has_actions (B,T)."""
+    def batch(self, batch_size: int, length: int, seed: int, step: int, device="cpu",
+              first: int | None = None) -> dict:
+        """Global examples [first, first + batch_size) of optimizer step `step` (first defaults to
+        rank * batch_size: this rank's share of a global batch of batch_size * world_size).
+        Returns latents float32 (B,T,N,D), actions long (B,T,C), has_actions (B,T)."""
         wins = self.windows(length)
-        rng = np.random.default_rng([seed, self.rank, step])
-        pick = wins[rng.integers(0, len(wins), batch_size)]
+        first = self.rank * batch_size if first is None else first
+        pick = wins[[int(np.random.default_rng(example_seed(seed, step, g, WINDOW_STREAM)).integers(len(wins)))
+                     for g in range(first, first + batch_size)]]
         lat = np.stack([self.videos[i].latents[s:s + length] for i, s in pick])
         act = np.stack([self.videos[i].actions[s:s + length] for i, s in pick])
         has = np.stack([self.videos[i].has_actions[s:s + length] for i, s in pick])

@@ -15,11 +15,14 @@
 - single images: a fraction of examples attend only within each frame.
 - context corruption: with probability `context_prefix_prob` an example's first frames are context frames at
   signal level 1 - context_noise and step 1/k_max -- exactly how the sampler feeds past frames.
+- each term is a mean over the frames of the whole (global) batch: with `reduce_sum` (data parallel) the sums
+  and counts are added over ranks, so the ranks' averaged gradients equal one process's on the union batch.
 """
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from typing import Callable, Sequence
 
 import torch
 
@@ -88,20 +91,10 @@ def _model_config(model):
     return model.module.cfg if hasattr(model, "module") else model.cfg
 
 
-def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConfig = None, *, generator=None,
-                          normalizer=None, teacher=None):
-    """One shortcut-forcing loss on a batch of clean tokenizer latents (B,T,N,D), standardized by the model's
-    latent stats first (all noise levels and losses live in that unit-scale space). `teacher` (default: the
-    unwrapped model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
-    `normalizer(name, value)` (e.g. training.RunningRMS) rescales each loss term.
-    Returns (loss, stats) with stats holding floats."""
-    cfg = cfg or ObjectiveConfig()
-    mcfg = _model_config(model)
-    teacher = teacher or (model.module if hasattr(model, "module") else model)
-    dev = clean.device
-    B, T = clean.shape[:2]
-    d_min = 1.0 / mcfg.k_max
-    step_b = sample_step_sizes(B, mcfg.k_max, generator, cfg.shortcut_fraction)
+def sample_corruption(B: int, T: int, k_max: int, cfg: ObjectiveConfig, generator=None):
+    """Per-example step sizes (B,), per-frame signal levels and steps (B,T), single-image flags (B,), on CPU."""
+    d_min = 1.0 / k_max
+    step_b = sample_step_sizes(B, k_max, generator, cfg.shortcut_fraction)
     tau = sample_signal_levels(step_b, T, generator)
     step = step_b[:, None].expand(B, T).clone()
     isolated = torch.rand(B, generator=generator) < cfg.single_image_fraction
@@ -111,9 +104,38 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
         ctx = torch.arange(T)[None] < prefix_len[:, None]
         tau = torch.where(ctx, torch.tensor(1.0 - cfg.context_noise), tau)
         step = torch.where(ctx, torch.tensor(d_min), step)
-    tau, step, isolated = tau.to(dev), step.to(dev), isolated.to(dev)
-    gdev = generator.device if generator is not None else dev
-    noise = torch.randn(clean.shape, generator=generator, device=gdev).to(dev)
+    return tau, step, isolated
+
+
+def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConfig = None, *, generator=None,
+                          normalizer=None, teacher=None, example_generators: Sequence | None = None,
+                          reduce_sum: Callable | None = None):
+    """One shortcut-forcing loss on a batch of clean tokenizer latents (B,T,N,D), standardized by the model's
+    latent stats first (all noise levels and losses live in that unit-scale space). `teacher` (default: the
+    unwrapped model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
+    `normalizer` (e.g. training.RunningRMS: called with (name, value), read with .rms(name)) rescales the terms.
+    Randomness: `generator` draws for the whole batch; `example_generators` (one per example) makes each
+    example's corruption and noise depend on its own generator only, whatever batch or rank it lands in.
+    `reduce_sum(t)` (data parallel) returns t summed over ranks: the terms become means over the global batch and
+    the returned loss is this rank's share times the number of ranks, so DDP's gradient mean is the global one.
+    Returns (loss, stats) with stats holding floats (global-batch values)."""
+    cfg = cfg or ObjectiveConfig()
+    mcfg = _model_config(model)
+    teacher = teacher or (model.module if hasattr(model, "module") else model)
+    dev = clean.device
+    B, T = clean.shape[:2]
+    d_min = 1.0 / mcfg.k_max
+    if example_generators is not None:
+        if len(example_generators) != B:
+            raise ValueError(f"{len(example_generators)} example generators for a batch of {B}")
+        drawn = [(*sample_corruption(1, T, mcfg.k_max, cfg, g),
+                  torch.randn((1, *clean.shape[1:]), generator=g, device=g.device)) for g in example_generators]
+        tau, step, isolated, noise = (torch.cat([d[i].to(dev) for d in drawn]) for i in range(4))
+    else:
+        tau, step, isolated = sample_corruption(B, T, mcfg.k_max, cfg, generator)
+        gdev = generator.device if generator is not None else dev
+        noise = torch.randn(clean.shape, generator=generator, device=gdev)
+    tau, step, isolated, noise = tau.to(dev), step.to(dev), isolated.to(dev), noise.to(dev)
     clean = teacher.standardize(clean)
     z = add_noise(clean, noise, tau)
     previous = shift_previous(clean)  # what the sampler hands each frame: the previous frame, clean
@@ -140,21 +162,26 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
     x_pred = model(z, tau, step, actions, has_actions, isolated=isolated, previous=previous).float()
     err = (x_pred - target).pow(2).mean((-1, -2))  # (B,T)
     weighted = ramp_weight(tau) * err
-    terms = {}
-    if flow_frames.any():
-        terms["flow"] = weighted[flow_frames].mean()
-    if boot_frames.any():
-        terms["bootstrap"] = weighted[boot_frames].mean()
-    finite = all(bool(torch.isfinite(v)) for v in terms.values())
+    sums = {"flow": (weighted * flow_frames).sum(), "bootstrap": (weighted * boot_frames).sum()}
+    # Sums and counts of both terms (plus 1 per rank, to count them) in one reduction.
+    local = torch.stack([sums["flow"].detach(), flow_frames.sum().float(), sums["bootstrap"].detach(),
+                         boot_frames.sum().float(), torch.ones((), device=dev)])
+    total = reduce_sum(local.clone()) if reduce_sum is not None else local
+    counts = {"flow": total[1], "bootstrap": total[3]}
+    world = total[4]
+    values = {"flow": total[0] / total[1], "bootstrap": total[2] / total[3]}  # global-batch means
+    present = [k for k in ("flow", "bootstrap") if counts[k] > 0]
+    terms = {k: sums[k] * world / counts[k] for k in present}  # this rank's share, times the ranks
+    finite = all(bool(torch.isfinite(values[k])) for k in present)
     loss = sum(terms.values())
     if normalizer is not None and finite:  # a non-finite term must not poison the running RMS
         # One running RMS (of the flow term) scales both terms: both are x-space squared errors of the same
         # units. A separate RMS for the bootstrap term, which starts tiny, would inflate it by orders of magnitude
-        # and wreck training.
-        flow = normalizer("flow", terms["flow"]) if "flow" in terms else 0.0
-        scale = normalizer.rms("flow") + 1e-8 if hasattr(normalizer, "rms") else 1.0
-        loss = flow + (terms["bootstrap"] / scale if "bootstrap" in terms else 0.0)
-    stats = {f"loss_{k}": float(v.detach()) for k, v in terms.items()}
-    stats["loss_raw"] = float(sum(v.detach() for v in terms.values()))
-    stats["bootstrap_fraction"] = float(boot_frames.float().mean())
+        # and wreck training. The RMS is fed the global-batch value so every rank keeps the same scale.
+        if "flow" in terms:
+            normalizer("flow", values["flow"])
+        loss = sum(terms.values()) / (normalizer.rms("flow") + 1e-8)
+    stats = {f"loss_{k}": float(values[k]) for k in present}
+    stats["loss_raw"] = float(sum(values[k] for k in present))
+    stats["bootstrap_fraction"] = float(counts["bootstrap"] / (counts["flow"] + counts["bootstrap"]))
     return loss, stats

@@ -28,7 +28,7 @@ import torch.distributed as dist
 
 from ..training import (OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint,
                         make_optimizer, make_scheduler, read_checkpoint, save_checkpoint)
-from .data import LatentWindows
+from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
 
@@ -43,7 +43,7 @@ class NonFiniteLossError(RuntimeError):
 class DynamicsTrainConfig:
     model: dict = field(default_factory=dict)   # DynamicsConfig overrides (num_tokens/token_dim come from data)
     steps: int = 1000
-    batch_size: int = 16
+    batch_size: int = 16         # per rank: the global batch is batch_size x world size
     seq_len: int = 16            # short batches
     long_seq_len: int = 32       # long batches (batch size scaled down to keep frames per step)
     long_ratio: float = 0.1      # fraction of steps that use long batches
@@ -114,6 +114,11 @@ def _all_agree(flag: bool, device, op=None) -> bool:
     return bool(t.item() > 0)
 
 
+def _sum_over_ranks(t: torch.Tensor) -> torch.Tensor:
+    dist.all_reduce(t, op=dist.ReduceOp.SUM)
+    return t
+
+
 def _ranks_in_sync(model, device) -> bool:
     """Under DDP: whether every rank ends with bit-identical weights (a desync would silently train N models)."""
     flat = torch.cat([p.detach().float().reshape(-1) for p in model.parameters()]).to(device)
@@ -156,8 +161,8 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
         if "normalizer" in extra:
             normalizer.load_state_dict(extra["normalizer"])
         say(f"resumed dynamics training from {last} at step {start}")
-    else:  # latent stats from frames drawn with step 0 (training steps start at 1); DDP syncs them from rank 0
-        model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device)["latents"])
+    else:  # latent stats from frames drawn with step 0 (training steps start at 1), the same on every rank
+        model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device, first=0)["latents"])
     resumed_from = start
     train_model = model
     if distributed:
@@ -196,13 +201,18 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     with StopRequested(log=say) as stop:
         for step in range(start + 1, cfg.steps + 1):
             B, T = cfg.batch_shape(step)
-            batch = data.batch(B, T, cfg.seed, step, device)
-            gen = torch.Generator().manual_seed((cfg.seed * 1_000_003 + rank) * 1_000_033 + step)
+            # This rank's slice of the global batch: examples [rank*B, (rank+1)*B), each drawn (window,
+            # corruption, noise) from (seed, step, example) alone, so any world size sees the same global batch.
+            first = rank * B
+            batch = data.batch(B, T, cfg.seed, step, device, first=first)
+            gens = [torch.Generator().manual_seed(example_seed(cfg.seed, step, g, OBJECTIVE_STREAM))
+                    for g in range(first, first + B)]
             model.train()
             with autocast_context(device):
                 loss, stats = shortcut_forcing_loss(train_model, batch["latents"], batch["actions"],
-                                                    batch["has_actions"], obj_cfg, generator=gen,
-                                                    normalizer=normalizer, teacher=model)
+                                                    batch["has_actions"], obj_cfg, example_generators=gens,
+                                                    normalizer=normalizer, teacher=model,
+                                                    reduce_sum=_sum_over_ranks if distributed else None)
             opt.zero_grad(set_to_none=True)
             ok = not _all_agree(not bool(torch.isfinite(loss)), device)
             if ok:

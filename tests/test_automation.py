@@ -1,0 +1,212 @@
+"""Automation end to end on a scratch instance: the real `new_videos` sensor adds partitions, the real assets'
+automation conditions (`dagster.evaluate_automation_conditions`, tick by tick with the cursor) request runs, and
+the test executes the requested runs in process the way the daemon would launch them (tiny clips, tiny preset)."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from collections import Counter
+
+import pytest
+from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, DagsterInstance, DagsterRunStatus,
+                     MaterializeResult, RunConfig, asset, build_sensor_context, evaluate_automation_conditions,
+                     materialize)
+
+from ahriuwu_core.testing import media
+from tests._instance import ROOT, scratch_project
+
+# Raised inside dagster's own evaluate_automation_conditions (its asset selection), not by the project.
+pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+
+@pytest.fixture
+def project(tmp_path, monkeypatch):
+    src = tmp_path / "source"
+    media.make_clip(src / "clip_a.mp4", seconds=1, width=96, height=64)
+    scratch_project(tmp_path, src, monkeypatch)
+    from pipeline.resources import resources_from_env
+
+    instance = DagsterInstance.get()
+    yield Daemon(instance, resources_from_env()), src
+    instance.dispose()
+
+
+class Daemon:
+    """What the daemon does, one call at a time: sensor ticks, automation ticks, launching their runs. Counts every
+    (asset, partition) requested by either, the sensor's own run requests included."""
+
+    def __init__(self, instance, resources):
+        from pipeline.definitions import defs
+
+        self.instance, self.resources, self.defs = instance, resources, defs
+        self.cursor = None
+        self.requested: Counter = Counter()
+
+    def _count(self, run_requests):
+        for req in run_requests:
+            for key in req.asset_selection:
+                self.requested[(key.to_user_string(), req.partition_key)] += 1
+        return run_requests
+
+    def sensor_tick(self) -> list:
+        """The real new_videos sensor; applies its partition requests as the daemon does. Returns its run requests."""
+        from pipeline.sensors import new_videos_sensor
+
+        context = build_sensor_context(instance=self.instance,
+                                       resources={k: self.resources[k] for k in ("storage", "project")})
+        result = new_videos_sensor(context)
+        for req in getattr(result, "dynamic_partitions_requests", None) or []:
+            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
+        return self._count(list(getattr(result, "run_requests", None) or []))
+
+    def automation_tick(self) -> list:
+        """One evaluation of the assets' conditions; returns its run requests, grouped as the daemon groups them."""
+        from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
+
+        result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
+        self.cursor = result.cursor
+        return self._count(build_run_requests(entity_subsets=result._requested_subsets,  # noqa: SLF001
+                                              asset_graph=self.defs.resolve_asset_graph(), run_tags=None,
+                                              emit_backfills=False))
+
+    def launch(self, run_requests) -> list[bool]:
+        """Execute the run requests in process (success per run; failures are recorded, not raised)."""
+        from pipeline.definitions import ALL_ASSETS
+
+        return [materialize(ALL_ASSETS, selection=req.asset_selection, partition_key=req.partition_key,
+                            instance=self.instance, resources=self.resources, raise_on_error=False).success
+                for req in run_requests]
+
+    def start_run(self, assets: list[str], partition: str) -> str:
+        """A run of `assets` for `partition` that has started and not yet executed them (as launched from the UI)."""
+        keys = [AssetKey(a) for a in assets]
+        job = self.defs.resolve_implicit_job_def_def_for_assets(keys)
+        run = self.instance.create_run_for_job(job, asset_selection=frozenset(keys), status=DagsterRunStatus.STARTED,
+                                               tags={"dagster/partition": partition})
+        return run.run_id
+
+
+def shape(run_requests) -> list[tuple[str | None, list[str]]]:
+    return sorted((r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in run_requests)
+
+
+@pytest.mark.parametrize("first", ["automation", "sensor"])
+def test_a_new_video_is_requested_once_per_stage_by_sensor_and_automation_together(project, first):
+    """Both orders of the daemon's two sensors on their first ticks: the partition appears after automation's
+    first evaluation, or before it (then the fetch still goes, and frames follows the fetch)."""
+    daemon, _ = project
+    if first == "automation":
+        assert daemon.automation_tick() == []  # no partition yet
+    assert daemon.sensor_tick() == []  # the sensor only adds the partition
+    assert daemon.instance.get_dynamic_partitions("videos") == ["clip_a"]
+    runs = daemon.automation_tick()
+    if first == "automation":
+        assert shape(runs) == [("clip_a", ["frames", "videos"])]  # fetch and frames in one run
+    else:
+        assert shape(runs) == [("clip_a", ["videos"])]
+        assert daemon.launch(runs) == [True]
+        runs = daemon.automation_tick()
+        assert shape(runs) == [("clip_a", ["frames"])]
+    assert daemon.launch(runs) == [True]
+    runs = daemon.automation_tick()
+    assert shape(runs) == [(None, ["dataset_manifest"])]  # after the frames update
+    assert daemon.launch(runs) == [True]
+    for _ in range(3):  # nothing more: latents waits for a tokenizer, which training provides on demand
+        assert daemon.sensor_tick() == [] and daemon.automation_tick() == []
+    assert daemon.requested == Counter({("videos", "clip_a"): 1, ("frames", "clip_a"): 1,
+                                        ("dataset_manifest", None): 1})
+
+
+@pytest.mark.parametrize("started", ["after_the_request", "before_any_request", "not_yet"])
+def test_no_second_request_while_its_run_is_in_progress(project, started):
+    """The requested run is running; or a run launched by hand (the UI) runs before automation ticks; or the
+    requested run has not even been launched when the next ticks come."""
+    daemon, _ = project
+    daemon.automation_tick()
+    daemon.sensor_tick()
+    if started != "before_any_request":
+        assert shape(daemon.automation_tick()) == [("clip_a", ["frames", "videos"])]
+    if started != "not_yet":
+        daemon.start_run(["videos", "frames"], "clip_a")
+    for _ in range(3):
+        assert daemon.sensor_tick() == [] and daemon.automation_tick() == []
+    expected = 0 if started == "before_any_request" else 1
+    assert daemon.requested == Counter({("videos", "clip_a"): expected, ("frames", "clip_a"): expected})
+
+
+def test_a_failed_stage_is_not_requested_again_until_its_input_changes(project, monkeypatch):
+    import ahriuwu_core.frames
+    from pipeline.assets import VideosConfig
+    from pipeline.definitions import ALL_ASSETS
+
+    daemon, src = project
+    daemon.automation_tick()
+
+    def broken(*a, **k):
+        raise RuntimeError("decoder crashed")
+
+    real = ahriuwu_core.frames.extract_frames
+    monkeypatch.setattr(ahriuwu_core.frames, "extract_frames", broken)
+    runs = daemon.sensor_tick() + daemon.automation_tick()
+    assert not any(daemon.launch(runs))  # videos materialized, frames failed
+    for _ in range(3):
+        assert daemon.sensor_tick() == [] and daemon.automation_tick() == []
+    assert daemon.requested == Counter({("videos", "clip_a"): 1, ("frames", "clip_a"): 1})
+    monkeypatch.setattr(ahriuwu_core.frames, "extract_frames", real)
+    # The input changes: the video is fetched again (by hand); frames follows, once.
+    assert materialize(ALL_ASSETS, selection=[AssetKey("videos")], partition_key="clip_a", instance=daemon.instance,
+                       resources=daemon.resources,
+                       run_config=RunConfig({"videos": VideosConfig(refetch=True)})).success
+    runs = daemon.automation_tick()
+    assert shape(runs) == [("clip_a", ["frames"])]
+    assert daemon.launch(runs) == [True]
+    assert shape(daemon.automation_tick()) == [(None, ["dataset_manifest"])]  # now the manifest follows
+    assert daemon.requested[("frames", "clip_a")] == 2 and daemon.requested[("videos", "clip_a")] == 1
+
+    # A fetch that fails is not retried either.
+    media.make_clip(src / "clip_b.mp4", seconds=1, width=96, height=64)
+    runs = daemon.sensor_tick() + daemon.automation_tick()
+    assert shape([r for r in runs if r.partition_key == "clip_b"]) == [("clip_b", ["frames", "videos"])]
+    (src / "clip_b.mp4").unlink()  # gone from the source before the fetch runs
+    assert daemon.launch([r for r in runs if r.partition_key == "clip_b"]) == [False]
+    for _ in range(3):
+        assert all(r.partition_key != "clip_b" for r in daemon.sensor_tick() + daemon.automation_tick())
+    assert daemon.requested[("videos", "clip_b")] == 1 and daemon.requested[("frames", "clip_b")] == 1
+
+
+@asset(key="tokenizer", check_specs=[AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True)])
+def stub_tokenizer(context) -> MaterializeResult:
+    """Stands in for training: records a tokenizer materialization whose blocking check passes or fails."""
+    passed = os.environ["STUB_TOKENIZER_PASSES"] == "1"
+    return MaterializeResult(check_results=[AssetCheckResult(check_name="not_collapsed", passed=passed)])
+
+
+def test_latents_wait_for_the_tokenizers_blocking_check(project, monkeypatch):
+    daemon, _ = project
+    daemon.automation_tick()
+    daemon.launch(daemon.sensor_tick() + daemon.automation_tick())  # videos + frames
+    daemon.launch(daemon.automation_tick())  # manifest
+
+    monkeypatch.setenv("STUB_TOKENIZER_PASSES", "0")  # recorded as materialized, with its blocking check failed
+    assert not materialize([stub_tokenizer], instance=daemon.instance, raise_on_error=False).success
+    for _ in range(2):
+        assert daemon.automation_tick() == []  # a collapsed tokenizer: no encoding
+    monkeypatch.setenv("STUB_TOKENIZER_PASSES", "1")
+    assert materialize([stub_tokenizer], instance=daemon.instance).success
+    assert shape(daemon.automation_tick()) == [("clip_a", ["latents"])]
+    assert daemon.automation_tick() == []
+    assert daemon.requested[("latents", "clip_a")] == 1
+
+
+def test_automation_off_stops_both_sensors():
+    code = ("import json, os; from pipeline.definitions import defs; "
+            "print(json.dumps({s.name: s.default_status.value for s in defs.sensors}))")
+    statuses = {}
+    for value in ("off", "on"):
+        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                             env={**os.environ, "AHRIUWU_AUTOMATION": value, "OMP_NUM_THREADS": "1"})
+        assert out.returncode == 0, out.stderr[-2000:]
+        statuses[value] = json.loads(out.stdout.strip().splitlines()[-1])
+    assert statuses["off"] == {"new_videos": "STOPPED", "per_video_automation": "STOPPED"}
+    assert statuses["on"] == {"new_videos": "RUNNING", "per_video_automation": "RUNNING"}
