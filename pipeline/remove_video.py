@@ -19,6 +19,7 @@ import sys
 from dagster import DagsterInstance
 
 from ahriuwu_core import catalog
+from ahriuwu_core.layout import DataLayout
 from pipeline.assets import frames, latents, video_partitions, videos
 from pipeline.resources import resources_from_env
 
@@ -54,7 +55,7 @@ def remove(instance: DagsterInstance, data_root, video_id: str, log=print) -> li
     done += [f"{p}" for p in catalog.remove_video(data_root, video_id)]
     for line in done:
         log(f"removed {line}")
-    log(f"{video_id!r} is recorded in {data_root / 'catalog' / 'removed.txt'}: the sensor will not add it back "
+    log(f"{video_id!r} is recorded in {DataLayout(data_root).removed_list}: the sensor will not add it back "
         f"(undo: python -m pipeline.remove_video --restore {video_id}).")
     log("The dataset manifest still lists it, so it and the training stages (tokenizer, latents, dynamics, "
         "evaluation) are stale (the UI does not flag this: a deleted partition records no event), and training "
@@ -73,7 +74,7 @@ def main(argv=None) -> int:
     data_root = resources_from_env()["storage"].path
     if args.restore:
         if not catalog.restore_video(data_root, args.video_id):
-            print(f"video {args.video_id!r} was not removed (not in {data_root / 'catalog' / 'removed.txt'})",
+            print(f"video {args.video_id!r} was not removed (not in {DataLayout(data_root).removed_list})",
                   file=sys.stderr)
             return 2
         print(f"restored {args.video_id!r}: the next source listing (sensor tick or `make demo`) adds its partition "

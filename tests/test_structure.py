@@ -87,3 +87,32 @@ def test_one_preset_registry():
                 calls = [c.func for c in ast.walk(node.value) if isinstance(c, ast.Call)]
                 names = {getattr(f, "id", getattr(f, "attr", "")) for f in calls}
                 assert not names & {"TokenizerTrainConfig", "DynamicsTrainConfig", "Preset"}, name
+
+
+DATA_ROOT_NAMES = {"videos", "frames", "latents", "tokenizer", "dynamics", "reports", "catalog", "demo_source",
+                   "manifest.json", "removed.txt", "runs", "tokenizer.pt", "dynamics.pt"}
+
+
+def test_only_the_layout_module_spells_paths_under_the_data_root():
+    """No `something / "frames"` (or joinpath) outside ahriuwu_core/layout.py: every path under the data root
+    comes from `DataLayout`. A run folder's own files (`out_dir / "dynamics.pt"`) are the trainer's business."""
+    offenders = []
+    for path in [*LIB.rglob("*.py"), *(ROOT / "pipeline").rglob("*.py")]:
+        if path.name == "layout.py" or "testing" in path.parts:
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            parts = []
+            if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div):
+                parts = [node.right]
+                left = node.left  # `x / "a" / "b"`: the inner join's right side is reached by the walk itself
+                if isinstance(left, ast.Name) and left.id in ("out_dir", "run_dir", "tmp", "out"):
+                    continue  # a run or output folder's own files
+            elif isinstance(node, ast.Call) and getattr(node.func, "attr", "") == "joinpath":
+                parts = node.args
+            for p in parts:
+                if isinstance(p, ast.Constant) and p.value in DATA_ROOT_NAMES:
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {p.value!r}")
+                if isinstance(p, ast.JoinedStr) and any(isinstance(v, ast.Constant) and ".zarr" in str(v.value)
+                                                        for v in p.values):
+                    offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} <id>.zarr")
+    assert not offenders, offenders
