@@ -36,6 +36,9 @@ from pipeline.report import image_markdown, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
+# Who answers for every stage (the UI's owner column and filters). Asset tags: `compute` (cpu or gpu, as its
+# pool says) and `scope` (per_video: one partition per video; dataset: one over the whole dataset).
+OWNER = "team:ml"
 
 # Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
 # downstream stale. Kept here, one place, so the UI and the tests agree.
@@ -96,6 +99,9 @@ def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
     partitions_def=video_partitions,
     group_name="ingest",
     code_version=CODE_VERSIONS["videos"],
+    kinds={"yt-dlp"},
+    tags={"compute": "cpu", "scope": "per_video"},
+    owners=[OWNER],
     automation_condition=FETCH_NEW_VIDEO,
     description="One source video fetched with yt-dlp (YouTube, HTTP, file://) into videos/<id>/, with its "
     "raw info json, parsed metadata and, where the source has one, the actions sidecar.",
@@ -122,6 +128,9 @@ def videos(
     deps=[videos],
     group_name="ingest",
     code_version=CODE_VERSIONS["frames"],
+    kinds={"pyav", "zarr"},
+    tags={"compute": "cpu", "scope": "per_video"},
+    owners=[OWNER],
     automation_condition=FOLLOW_INPUTS,
     check_specs=[
         AssetCheckSpec("frame_count", asset="frames", description="frame count = floor(duration x 20) within 1"),
@@ -161,6 +170,9 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     deps=[frames],
     group_name="dataset",
     code_version=CODE_VERSIONS["dataset_manifest"],
+    kinds={"json"},
+    tags={"compute": "cpu", "scope": "dataset"},
+    owners=[OWNER],
     # Re-listing is cheap, so the manifest follows every frames update (an event, which Dagster tracks at any
     # partition count); training downstream then goes stale through its data version, past Dagster's
     # 100-upstream-partition limit on staleness checks.
@@ -207,6 +219,9 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     deps=[dataset_manifest],
     group_name="training",
     code_version=CODE_VERSIONS["tokenizer"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
     pool="gpu",
     check_specs=[
         AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True,
@@ -253,6 +268,9 @@ def tokenizer(
     deps=[frames, tokenizer],
     group_name="training",
     code_version=CODE_VERSIONS["latents"],
+    kinds={"pytorch", "zarr"},
+    tags={"compute": "gpu", "scope": "per_video"},
+    owners=[OWNER],
     pool="gpu",
     automation_condition=FOLLOW_INPUTS,  # waits for the tokenizer's not_collapsed check
     description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
@@ -284,6 +302,9 @@ def latents(
     deps=[latents, dataset_manifest, tokenizer],
     group_name="training",
     code_version=CODE_VERSIONS["dynamics"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
     pool="gpu",
     description="The world model: a space/time factorized transformer over latent tokens trained with flow "
     "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
@@ -320,6 +341,9 @@ def dynamics(
     deps=[dynamics, tokenizer, dataset_manifest],
     group_name="evaluation",
     code_version=CODE_VERSIONS["evaluation"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
     pool="gpu",
     check_specs=[
         AssetCheckSpec("beats_persistence_h1", asset="evaluation",

@@ -18,3 +18,25 @@ def test_dg_check_defs_passes(tmp_path, monkeypatch):
                           text=True, timeout=300)
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully" in done.stdout + done.stderr
+
+
+def test_every_asset_has_kinds_tags_and_an_owner():
+    from pipeline.definitions import defs
+
+    specs = defs.resolve_all_asset_specs()
+    assert {s.key.to_user_string() for s in specs} == {
+        "videos", "frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"}
+    for spec in specs:
+        name = spec.key.to_user_string()
+        assert spec.kinds, name
+        assert spec.owners and all(o.startswith("team:") or "@" in o for o in spec.owners), name
+        assert spec.tags.get("scope") == ("per_video" if spec.partitions_def is not None else "dataset"), name
+    assert "pytorch" in next(s for s in specs if s.key.to_user_string() == "dynamics").kinds
+
+
+def test_compute_tag_says_which_assets_take_the_gpu_pool():
+    from pipeline.definitions import ALL_ASSETS
+
+    for asset in ALL_ASSETS:
+        for spec in asset.specs:
+            assert spec.tags["compute"] == ("gpu" if "gpu" in asset.op.pools else "cpu"), spec.key
