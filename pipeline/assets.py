@@ -32,7 +32,7 @@ from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from ahriuwu_core.presets import get_preset
-from pipeline.report import image_markdown, metrics_table_markdown
+from pipeline.report import image_markdown, loss_curve_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
@@ -116,9 +116,11 @@ def videos(
     start = time.perf_counter()
     info = fetch_video(entry, storage.layout.videos_dir, project.source_config(), log=context.log.info,
                        refetch=config.refetch)
-    meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None}
+    meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None and k != "url"}
+    if entry.get("url"):  # the source page (or file://), clickable in the UI
+        meta["url"] = MetadataValue.url(entry["url"])
     return MaterializeResult(
-        metadata={**meta, "url": entry.get("url", ""), "seconds": round(time.perf_counter() - start, 2)},
+        metadata={**meta, "seconds": round(time.perf_counter() - start, 2)},
         data_version=DataVersion(info["sha256"]),
     )
 
@@ -250,11 +252,16 @@ def tokenizer(
     if not result["completed"]:
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
                            f"resume from {result['checkpoint']}")
-    result["checkpoint"] = str(_publish(Path(result["checkpoint"]), storage.layout.tokenizer_checkpoint))
+    # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
+    # by the next run), and the published path that readers load.
+    result["checkpoint"] = Path(result["checkpoint"])
+    result["published_checkpoint"] = _publish(result["checkpoint"], storage.layout.tokenizer_checkpoint)
     strip = result.pop("strip_png", None)
     metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
     if strip:
         metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
+    if curve := loss_curve_markdown(run_dir / "train_log.jsonl"):
+        metadata["loss_curve"] = MetadataValue.md(curve)
     collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
     return MaterializeResult(
         metadata=metadata,
@@ -333,8 +340,16 @@ def dynamics(
     if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
         command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
     result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
-    _publish(out_dir / "dynamics.pt", storage.layout.dynamics_checkpoint)
-    return result
+    checkpoint = out_dir / "dynamics.pt"
+    published = _publish(checkpoint, storage.layout.dynamics_checkpoint)
+    curve = loss_curve_markdown(out_dir / "train_log.jsonl")
+    return MaterializeResult(
+        metadata={**(result.metadata or {}), "checkpoint": MetadataValue.path(str(checkpoint)),
+                  "published_checkpoint": MetadataValue.path(str(published)),
+                  **({"loss_curve": MetadataValue.md(curve)} if curve else {})},
+        data_version=result.data_version,
+        check_results=result.check_results,
+    )
 
 
 @asset(
@@ -404,6 +419,7 @@ def evaluation(
         **result["flat"],
         "report": MetadataValue.path(str(result["report_path"])),
         "metrics_table": MetadataValue.md(metrics_table_markdown(metrics)),
+        "psnr_table": metrics_table(metrics),
         "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
         "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
         "heldout_videos": ", ".join(metrics["videos"]),
