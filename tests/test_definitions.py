@@ -40,3 +40,16 @@ def test_compute_tag_says_which_assets_take_the_gpu_pool():
     for asset in ALL_ASSETS:
         for spec in asset.specs:
             assert spec.tags["compute"] == ("gpu" if "gpu" in asset.op.pools else "cpu"), spec.key
+
+
+def test_instance_retries_only_crashed_runs(tmp_path, monkeypatch):
+    """The project's dagster.yaml loads, and its retry policy leaves runs failed by an asset alone."""
+    import yaml
+    from dagster import DagsterInstance
+
+    home, _ = scratch_project(tmp_path, tmp_path / "src", monkeypatch)
+    config = yaml.safe_load((home / "dagster.yaml").read_text())
+    assert config["run_retries"] == {"enabled": True, "max_retries": 1, "retry_on_asset_or_op_failure": False}
+    assert config["run_monitoring"]["enabled"]  # what detects a crashed run worker in the first place
+    with DagsterInstance.get() as instance:  # DAGSTER_HOME is `home`: Dagster validates the file against its schema
+        assert instance.get_settings("run_retries") == config["run_retries"]
