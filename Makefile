@@ -34,7 +34,7 @@ play: setup
 	$(PY) -m ahriuwu_core.play --data-root $(DATA_ROOT) $(if $(PLAY_PORT),--port $(PLAY_PORT)) $(PLAY_ARGS)
 
 ui: setup
-	$(VENV)/bin/dagster dev -h 127.0.0.1 -p 3000 -w workspace.yaml
+	$(VENV)/bin/dg dev -h 127.0.0.1 -p 3000 -w workspace.yaml
 
 clean-data:
 	rm -rf assets/* dagster_home/storage dagster_home/history dagster_home/schedules dagster_home/*.db

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import io
+import json
 import math
 import os
 from pathlib import Path
@@ -243,6 +244,28 @@ def line_plot(x: list, series: dict[str, list], title: str, x_label: str, y_labe
         draw.line([(x0, y), (x0 + 22, y)], fill=colours[name], width=3)
         draw.text((x0 + 28, y - 7), name, fill=TEXT, font=f)
     return canvas
+
+
+def train_curve(train_log, key: str = "loss") -> tuple[list[int], list[float]]:
+    """(steps, values) of `key` in a run's train_log.jsonl, by step. The last record of a step wins: a resumed
+    run logs again the steps after its last checkpoint."""
+    by_step = {}
+    path = Path(train_log)
+    for line in path.read_text().splitlines() if path.exists() else []:
+        if line.strip():
+            record = json.loads(line)
+            if key in record:
+                by_step[int(record["step"])] = record[key]
+    steps = sorted(by_step)
+    return steps, [by_step[s] for s in steps]
+
+
+def loss_curve_png(train_log, key: str = "loss") -> bytes | None:
+    """A small PNG of `key` against step from a run's train_log.jsonl, or None when no record has it."""
+    steps, values = train_curve(train_log, key)
+    if not steps:
+        return None
+    return small_png_bytes(line_plot(steps, {key: values}, f"training {key}", "step", key))
 
 
 def markdown_table(header: list[str], rows: list[list]) -> str:

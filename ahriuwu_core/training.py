@@ -282,11 +282,13 @@ def _to_float(v):
 
 class Progress:
     """Every `every` steps (and at the last step): a `log` line with step, %, rate, ETA and metrics, and one
-    JSON line appended to `jsonl_path` ({"step", "elapsed_s", "steps_per_s", [items_per_s], **metrics})."""
+    JSON line appended to `jsonl_path` ({"step", "elapsed_s", "steps_per_s", [items_per_s], **metrics}).
+    With `tensorboard_dir`, the same numbers also go to TensorBoard event files there, as `train/<name>`
+    scalars at their step; `close()` flushes them."""
 
     def __init__(self, total_steps: int, log: Callable[[str], None] = print, jsonl_path=None, every: int = 10,
                  start_step: int = 0, items_per_step: int | None = None, item_name: str = "frames",
-                 prefix: str = ""):
+                 prefix: str = "", tensorboard_dir=None):
         self.total = int(total_steps)
         self.log = log
         self.jsonl_path = Path(jsonl_path) if jsonl_path else None
@@ -298,6 +300,11 @@ class Progress:
         self.t0 = time.monotonic()
         if self.jsonl_path:
             self.jsonl_path.parent.mkdir(parents=True, exist_ok=True)
+        self.writer = None
+        if tensorboard_dir is not None:
+            from torch.utils.tensorboard import SummaryWriter  # imports tensorboard: only when asked for
+
+            self.writer = SummaryWriter(log_dir=str(tensorboard_dir))
 
     def rate(self, step: int) -> float:
         elapsed = time.monotonic() - self.t0
@@ -326,7 +333,20 @@ class Progress:
             record.update(metrics)
             with open(self.jsonl_path, "a") as f:
                 f.write(json.dumps(record) + "\n")
+        if self.writer is not None:
+            scalars = {"steps_per_s": rate, **metrics}
+            if self.items_per_step:
+                scalars[f"{self.item_name}_per_s"] = rate * self.items_per_step
+            for name, value in scalars.items():
+                if isinstance(value, (int, float)) and not isinstance(value, bool):
+                    self.writer.add_scalar(f"train/{name}", value, step)
+            self.writer.flush()  # complete on disk at every logged step, also when training raises later
         return True
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+            self.writer = None
 
 
 # ---------------------------------------------------------------------------- graceful stop

@@ -32,10 +32,13 @@ from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from ahriuwu_core.presets import get_preset
-from pipeline.report import image_markdown, metrics_table_markdown
+from pipeline.report import image_markdown, loss_curve_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
+# Who answers for every stage (the UI's owner column and filters). Asset tags: `compute` (cpu or gpu, as its
+# pool says) and `scope` (per_video: one partition per video; dataset: one over the whole dataset).
+OWNER = "team:ml"
 
 # Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
 # downstream stale. Kept here, one place, so the UI and the tests agree.
@@ -96,6 +99,9 @@ def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
     partitions_def=video_partitions,
     group_name="ingest",
     code_version=CODE_VERSIONS["videos"],
+    kinds={"yt-dlp"},
+    tags={"compute": "cpu", "scope": "per_video"},
+    owners=[OWNER],
     automation_condition=FETCH_NEW_VIDEO,
     description="One source video fetched with yt-dlp (YouTube, HTTP, file://) into videos/<id>/, with its "
     "raw info json, parsed metadata and, where the source has one, the actions sidecar.",
@@ -110,9 +116,11 @@ def videos(
     start = time.perf_counter()
     info = fetch_video(entry, storage.layout.videos_dir, project.source_config(), log=context.log.info,
                        refetch=config.refetch)
-    meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None}
+    meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None and k != "url"}
+    if entry.get("url"):  # the source page (or file://), clickable in the UI
+        meta["url"] = MetadataValue.url(entry["url"])
     return MaterializeResult(
-        metadata={**meta, "url": entry.get("url", ""), "seconds": round(time.perf_counter() - start, 2)},
+        metadata={**meta, "seconds": round(time.perf_counter() - start, 2)},
         data_version=DataVersion(info["sha256"]),
     )
 
@@ -122,6 +130,9 @@ def videos(
     deps=[videos],
     group_name="ingest",
     code_version=CODE_VERSIONS["frames"],
+    kinds={"pyav", "zarr"},
+    tags={"compute": "cpu", "scope": "per_video"},
+    owners=[OWNER],
     automation_condition=FOLLOW_INPUTS,
     check_specs=[
         AssetCheckSpec("frame_count", asset="frames", description="frame count = floor(duration x 20) within 1"),
@@ -161,6 +172,9 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     deps=[frames],
     group_name="dataset",
     code_version=CODE_VERSIONS["dataset_manifest"],
+    kinds={"json"},
+    tags={"compute": "cpu", "scope": "dataset"},
+    owners=[OWNER],
     # Re-listing is cheap, so the manifest follows every frames update (an event, which Dagster tracks at any
     # partition count); training downstream then goes stale through its data version, past Dagster's
     # 100-upstream-partition limit on staleness checks.
@@ -207,6 +221,9 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     deps=[dataset_manifest],
     group_name="training",
     code_version=CODE_VERSIONS["tokenizer"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
     pool="gpu",
     check_specs=[
         AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True,
@@ -235,11 +252,16 @@ def tokenizer(
     if not result["completed"]:
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
                            f"resume from {result['checkpoint']}")
-    result["checkpoint"] = str(_publish(Path(result["checkpoint"]), storage.layout.tokenizer_checkpoint))
+    # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
+    # by the next run), and the published path that readers load.
+    result["checkpoint"] = Path(result["checkpoint"])
+    result["published_checkpoint"] = _publish(result["checkpoint"], storage.layout.tokenizer_checkpoint)
     strip = result.pop("strip_png", None)
     metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
     if strip:
         metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
+    if curve := loss_curve_markdown(run_dir / "train_log.jsonl"):
+        metadata["loss_curve"] = MetadataValue.md(curve)
     collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
     return MaterializeResult(
         metadata=metadata,
@@ -253,6 +275,9 @@ def tokenizer(
     deps=[frames, tokenizer],
     group_name="training",
     code_version=CODE_VERSIONS["latents"],
+    kinds={"pytorch", "zarr"},
+    tags={"compute": "gpu", "scope": "per_video"},
+    owners=[OWNER],
     pool="gpu",
     automation_condition=FOLLOW_INPUTS,  # waits for the tokenizer's not_collapsed check
     description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
@@ -284,6 +309,9 @@ def latents(
     deps=[latents, dataset_manifest, tokenizer],
     group_name="training",
     code_version=CODE_VERSIONS["dynamics"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
     pool="gpu",
     description="The world model: a space/time factorized transformer over latent tokens trained with flow "
     "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
@@ -312,14 +340,25 @@ def dynamics(
     if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
         command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
     result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
-    _publish(out_dir / "dynamics.pt", storage.layout.dynamics_checkpoint)
-    return result
+    checkpoint = out_dir / "dynamics.pt"
+    published = _publish(checkpoint, storage.layout.dynamics_checkpoint)
+    curve = loss_curve_markdown(out_dir / "train_log.jsonl")
+    return MaterializeResult(
+        metadata={**(result.metadata or {}), "checkpoint": MetadataValue.path(str(checkpoint)),
+                  "published_checkpoint": MetadataValue.path(str(published)),
+                  **({"loss_curve": MetadataValue.md(curve)} if curve else {})},
+        data_version=result.data_version,
+        check_results=result.check_results,
+    )
 
 
 @asset(
     deps=[dynamics, tokenizer, dataset_manifest],
     group_name="evaluation",
     code_version=CODE_VERSIONS["evaluation"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
     pool="gpu",
     check_specs=[
         AssetCheckSpec("beats_persistence_h1", asset="evaluation",
@@ -380,6 +419,7 @@ def evaluation(
         **result["flat"],
         "report": MetadataValue.path(str(result["report_path"])),
         "metrics_table": MetadataValue.md(metrics_table_markdown(metrics)),
+        "psnr_table": metrics_table(metrics),
         "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
         "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
         "heldout_videos": ", ".join(metrics["videos"]),

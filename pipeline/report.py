@@ -3,10 +3,20 @@ from __future__ import annotations
 
 import base64
 
+from dagster import MetadataValue, TableColumn, TableRecord, TableSchema
+
 
 def image_markdown(png: bytes, alt: str) -> str:
     """Markdown with the PNG inline, so the asset page shows it without a file server."""
     return f"![{alt}](data:image/png;base64,{base64.b64encode(png).decode()})"
+
+
+def loss_curve_markdown(train_log) -> str | None:
+    """The run's training loss against step as an inline picture; None before anything was logged."""
+    from ahriuwu_core.report import loss_curve_png
+
+    png = loss_curve_png(train_log)
+    return image_markdown(png, "training loss vs step") if png else None
 
 
 def metrics_table_markdown(metrics: dict) -> str:
@@ -21,3 +31,19 @@ def metrics_table_markdown(metrics: dict) -> str:
         cells = [f"{metrics['psnr'][n][i]:.2f}" for n in names]
         rows.append(f"| {h} | " + " | ".join(cells) + f" | {gap[i]:.2f} |")
     return f"PSNR (dB) per horizon on held-out videos, {metrics.get('clips')} clips\n\n" + "\n".join(rows)
+
+
+def metrics_table(metrics: dict) -> MetadataValue:
+    """The same PSNR-per-horizon figures as a Dagster table (sortable in the UI, typed columns); a series covering
+    fewer clips says so in its column description."""
+    from ahriuwu_core.evaluate import series_label
+
+    names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
+    gap = metrics.get("action_gap_db") or [None] * len(metrics["horizons"])
+    columns = [TableColumn("horizon", "int", description="frames predicted past the context")]
+    columns += [TableColumn(n, "float", description=f"PSNR (dB), {series_label(metrics, n)}") for n in names]
+    columns.append(TableColumn("action_gap_db", "float", description="PSNR gain from the true actions (dB)"))
+    rows = [TableRecord({"horizon": int(h), **{n: float(metrics["psnr"][n][i]) for n in names},
+                         "action_gap_db": None if gap[i] is None else float(gap[i])})
+            for i, h in enumerate(metrics["horizons"])]
+    return MetadataValue.table(rows, schema=TableSchema(columns))

@@ -19,6 +19,7 @@ from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError
                                          load_world_model, train_dynamics)
 from ahriuwu_core.training import OptimConfig, read_checkpoint
 from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
+from tests._tensorboard import event_files, scalars
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -94,6 +95,10 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert json.loads((out / "result.json").read_text())["steps"] == 4
     assert reports[-1]["steps"] == 4 and reports[0]["step"] == 1
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 4
+    logged = [json.loads(line) for line in (out / "train_log.jsonl").read_text().splitlines()]
+    curves = scalars(out)
+    assert {"train/loss", "train/lr", "train/frames_per_s"} <= set(curves)
+    assert curves["train/loss"] == [(r["step"], pytest.approx(r["loss"])) for r in logged]
     model = load_world_model(out / "dynamics.pt")
     assert model.cfg.num_tokens == 4 and model.cfg.token_dim == 3  # shape taken from the data
     data = np.concatenate([zarr.open_group(str(s))["latents"][:] for s in stores]).astype(np.float32)
@@ -102,6 +107,9 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert np.allclose(model.latent_std.numpy(), data.std((0, 1)), rtol=0.2)
     r2 = train_dynamics(stores, tiny_cfg(steps=6), out, log=lambda s: None)
     assert r2["resumed_from_step"] == 4 and r2["steps"] == 6 and r2["completed"]
+    # The resumed run adds its own event file; together they hold every step once.
+    assert len(event_files(out)) == 2
+    assert [step for step, _ in scalars(out)["train/loss"]] == [1, 2, 3, 4, 5, 6]
 
 
 def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path):
@@ -238,6 +246,7 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path):
     assert result["world_size"] == 2 and result["completed"] and result["steps"] == 4
     assert result["ranks_in_sync"] is True  # both ranks end with bit-identical weights (all-reduced over gloo)
     assert len((out / "train_log.jsonl").read_text().splitlines()) == 4  # only rank 0 logs
+    assert len(event_files(out)) == 1 and [s for s, _ in scalars(out)["train/loss"]] == [1, 2, 3, 4]
     ddp = load_world_model(out / "dynamics.pt").state_dict()
 
     one_cfg, _, _ = config_from_json({**cfg, "batch_size": 4})

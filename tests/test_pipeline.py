@@ -127,6 +127,52 @@ def test_files_shapes_and_metadata(graph):
     assert metrics["psnr"]["persistence"][0] == pytest.approx(float(psnr(clip[C - 1], clip[C], hud)), abs=1e-6)
 
 
+def _recorded_metadata(instance, key: str, partition: str | None = None) -> tuple[dict, dict]:
+    """The latest materialization's metadata as recorded (MetadataValue objects, types included) and its tags."""
+    records = instance.fetch_materializations(
+        AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[partition] if partition else None), limit=1
+    ).records
+    return dict(records[0].asset_materialization.metadata), records[0].asset_materialization.tags
+
+
+def test_links_tables_checkpoints_and_curves(graph):
+    """The source URL is a link; the evaluation's PSNR table a typed table of metrics.json's figures; each training
+    stage records its run folder's checkpoint (whose hash is its data version) next to the published one, its
+    loss curve as a picture, and TensorBoard event files in the run folder holding the logged losses."""
+    from dagster import MarkdownMetadataValue, PathMetadataValue, TableMetadataValue, UrlMetadataValue
+
+    from ahriuwu_core.catalog import catalog_entry
+    from ahriuwu_core.manifest import file_sha256
+    from tests._tensorboard import scalars
+
+    instance, _, data_root, _, _ = graph
+    for vid in instance.get_dynamic_partitions("videos"):
+        url = _recorded_metadata(instance, "videos", vid)[0]["url"]
+        assert isinstance(url, UrlMetadataValue) and url.url == catalog_entry(data_root, vid)["url"] != ""
+    for stage in ("tokenizer", "dynamics"):
+        md, tags = _recorded_metadata(instance, stage)
+        ckpt, published = md["checkpoint"], md["published_checkpoint"]
+        assert isinstance(ckpt, PathMetadataValue) and isinstance(published, PathMetadataValue)
+        run_dir = Path(ckpt.path).parent
+        assert run_dir.parent == data_root / stage / "runs" and Path(ckpt.path).name == f"{stage}.pt"
+        assert Path(published.path) == data_root / stage / f"{stage}.pt"
+        assert tags["dagster/data_version"] == file_sha256(ckpt.path) == file_sha256(published.path)
+        curve = md["loss_curve"]
+        assert isinstance(curve, MarkdownMetadataValue) and "data:image/png;base64," in curve.md_str
+        logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+        losses = scalars(run_dir)["train/loss"]
+        assert losses == [(r["step"], pytest.approx(r["loss"])) for r in logged] and len(losses) >= 2, stage
+    table = _recorded_metadata(instance, "evaluation")[0]["psnr_table"]
+    assert isinstance(table, TableMetadataValue)
+    ev = latest_metadata(instance, "evaluation")
+    metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
+    names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
+    assert [c.name for c in table.schema.columns] == ["horizon", *names, "action_gap_db"]
+    assert [r.data["horizon"] for r in table.records] == metrics["horizons"]
+    for i, record in enumerate(table.records):
+        assert all(record.data[n] == pytest.approx(metrics["psnr"][n][i]) for n in names)
+
+
 def test_recorded_checks_match_their_inputs(graph):
     """Every check of the graph run, read back from the instance, says what its inputs say."""
     from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan

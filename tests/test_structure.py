@@ -1,5 +1,6 @@
 """Structure rules, checked on the source: the library never imports dagster or its own testing support, its
-module-level imports form no cycle, and presets live in one registry."""
+module-level imports form no cycle, presets live in one registry, and the code location uses only Dagster's
+public API."""
 from __future__ import annotations
 
 import ast
@@ -116,3 +117,28 @@ def test_only_the_layout_module_spells_paths_under_the_data_root():
                                                         for v in p.values):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} <id>.zarr")
     assert not offenders, offenders
+
+
+def _private_dagster_imports(tree: ast.Module) -> list[str]:
+    """`dagster._x` modules, or `_x` names from a dagster module, that `tree` imports."""
+    found = []
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            found += [a.name for a in node.names if a.name.split(".")[0].startswith("dagster") and "._" in a.name]
+        elif isinstance(node, ast.ImportFrom) and (node.module or "").split(".")[0].startswith("dagster"):
+            if "._" in node.module:
+                found.append(node.module)
+            found += [f"{node.module}.{a.name}" for a in node.names if a.name.startswith("_")]
+    return found
+
+
+def test_the_code_location_imports_no_private_dagster_module():
+    offenders = {str(p.relative_to(ROOT)): bad for p in (ROOT / "pipeline").rglob("*.py")
+                 if (bad := _private_dagster_imports(ast.parse(p.read_text(), str(p))))}
+    assert not offenders, offenders
+
+
+def test_private_import_detector_sees_them():
+    tree = ast.parse("import dagster._core.x\nfrom dagster._time import now\nfrom dagster import _check\n"
+                     "from dagster import asset\nimport dagster_pipes\n")
+    assert _private_dagster_imports(tree) == ["dagster._core.x", "dagster._time", "dagster._check"]

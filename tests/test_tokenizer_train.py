@@ -14,6 +14,7 @@ from ahriuwu_core.tokenizer.quality import collapse_check, heldout_metrics
 from ahriuwu_core.tokenizer.train import open_frames_store
 from ahriuwu_core.training import OptimConfig
 
+from ._tensorboard import scalars
 from ._tokenizer_stores import make_frames_store
 
 TINY_CNN = dict(image_size=32, channels=(8, 16), latent_dim=4, groups=4)
@@ -41,6 +42,12 @@ def test_train_writes_checkpoint_log_and_metrics(tmp_path, stores):
     lines = []
     res = train_tokenizer(train, held, _cfg("transformer"), tmp_path / "out", log=lines.append)
     assert res["completed"] and res["steps"] == 4 and res["params"] > 0
+    # The training curves, also as TensorBoard scalars: the numbers of train_log.jsonl at the same steps.
+    logged = [json.loads(line) for line in (tmp_path / "out" / "train_log.jsonl").read_text().splitlines()]
+    curves = scalars(tmp_path / "out")
+    assert {"train/loss", "train/mse", "train/lr", "train/steps_per_s"} <= set(curves)
+    assert curves["train/loss"] == [(r["step"], pytest.approx(r["loss"])) for r in logged]
+    assert [s for s, _ in curves["train/loss"]] == [1, 2, 3, 4]
     assert os.path.isfile(res["checkpoint"]) and res["checkpoint"].endswith("tokenizer.pt")
     for key in ("heldout_psnr", "heldout_ssim", "train_seconds", "train_frames_per_s", "collapse_passed"):
         assert key in res

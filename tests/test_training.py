@@ -192,3 +192,21 @@ def test_stop_then_resume_matches_straight_run(tmp_path):
     rng.bit_generator.state = info["data_position"]
     _train(model_c, opt_c, sched_c, 20, info["step"], rng)
     assert all(torch.equal(a, c) for a, c in zip(model_a.parameters(), model_c.parameters()))
+
+
+def test_train_curve_keeps_the_last_record_of_a_step_and_draws_it(tmp_path):
+    import io
+
+    from PIL import Image
+
+    from ahriuwu_core.report import loss_curve_png, train_curve
+
+    log = tmp_path / "train_log.jsonl"
+    assert train_curve(log) == ([], []) and loss_curve_png(log) is None  # nothing logged yet
+    # steps 1-3, then a resume from the step-2 checkpoint logs 3 again (its new value wins) and 4
+    log.write_text("".join(json.dumps({"step": s, "loss": v}) + "\n"
+                           for s, v in [(1, 4.0), (2, 3.0), (3, 2.5), (3, 2.0), (4, 1.0)]) + "\n")
+    assert train_curve(log) == ([1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0])
+    assert train_curve(log, "mse") == ([], [])
+    image = Image.open(io.BytesIO(loss_curve_png(log)))
+    assert image.format == "PNG" and image.width > 100

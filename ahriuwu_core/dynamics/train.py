@@ -174,7 +174,8 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     obj_cfg = cfg.objective()
     frames_per_step = cfg.batch_size * cfg.seq_len * world
     progress = Progress(cfg.steps, log=say, jsonl_path=out_dir / "train_log.jsonl" if is_main else None,
-                        every=cfg.log_every, start_step=start, items_per_step=frames_per_step, item_name="frames")
+                        every=cfg.log_every, start_step=start, items_per_step=frames_per_step, item_name="frames",
+                        tensorboard_dir=out_dir if is_main else None)
     losses: list[float] = list(extra.get("recent_losses", []))
     loss_first = extra.get("loss_first")
     loss_min = extra.get("loss_min", float("inf"))
@@ -255,6 +256,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
                 say(f"stopping at step {step} ({stopped_by}); rerun to resume from {last}")
                 break
 
+    progress.close()
     seconds = time.monotonic() - t0
     completed = step >= cfg.steps and stopped_by is None
     final = out_dir / "dynamics.pt"

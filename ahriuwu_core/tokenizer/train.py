@@ -270,7 +270,8 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
         f"{cfg.steps} steps of {cfg.batch_size}x{cfg.frames_per_sample} frames on {device}")
     frames_per_step = cfg.batch_size * cfg.frames_per_sample
     progress = Progress(cfg.steps, log=log, jsonl_path=out_dir / "train_log.jsonl", every=cfg.log_every,
-                        start_step=start, items_per_step=frames_per_step, prefix="tokenizer ")
+                        start_step=start, items_per_step=frames_per_step, prefix="tokenizer ",
+                        tensorboard_dir=out_dir)
     t0 = time.monotonic()
     cpu0 = time.process_time()
     step = start
@@ -308,6 +309,7 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
             if stop.should_stop(boundary):
                 stopped = True
                 break
+    progress.close()
     train_seconds = prior_seconds + time.monotonic() - t0
     result = {"steps": step, "params": n_params, "train_seconds": train_seconds, "completed": not stopped,
               "train_cpu_seconds": time.process_time() - cpu0,  # this process only (wall time varies with load)
