@@ -279,7 +279,7 @@ def test_keys_steer_the_dream_in_a_real_browser(server):
             page.wait_for_timeout(200)
             log = page.evaluate("window.ahriuwuPlay.log")
             results[move] = _scroll_agreement(log, move)
-        (ARTIFACTS / "play-agreement.json").write_text(json.dumps(
+        (ARTIFACTS / "play-agreement.json").write_text(json.dumps(  # mean_shift: pixels per frame (dx, dy)
             {str(k): {"agreement": v[0], "mean_shift": list(map(float, v[1])), "frames": v[2]}
              for k, v in results.items()}, indent=1))
         east, west = results[1], results[5]
@@ -288,7 +288,8 @@ def test_keys_steer_the_dream_in_a_real_browser(server):
         assert east[1][0] < 0 < west[1][0], results  # and "west" scrolls it the other way
 
         page.select_option("#mode", "replay")
-        page.wait_for_function("window.ahriuwuPlay.log.length && window.ahriuwuPlay.log.at(-1).truth", timeout=30_000)
+        page.wait_for_function("(l => l.length && l.at(-1).truth && l.at(-1).index >= 10)(window.ahriuwuPlay.log)",
+                               timeout=30_000)
         assert page.locator("#truthPane").is_visible() and page.locator("canvas#truth").evaluate("c => c.width") > 0
         page.screenshot(path=str(ARTIFACTS / "play-replay.png"))
         assert page.evaluate("window.ahriuwuPlay.errors") == []
