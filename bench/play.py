@@ -13,6 +13,10 @@ were sampled, which is why --quick may fill the gap at K=1. Prints:
   play_rss_ratio_late_vs_early=<x>           resident memory at frame 2,000 / at frame 20 (goal <= 1.1)
 and, for comparison, the same session with an unbounded cache (the obvious alternative to the sliding window):
   unbounded_latency_ratio_f500_vs_f20=<x>    latency at frame 500 (250 with --quick) / at frame 20, every frame kept
+With --steer (the default without --quick), for the demo's action space: from every clip a dream holds each of
+the four straight moves for 40 frames at K=4, and the demo's motion estimate says whether the view scrolled
+against the move (the camera follows the champion):
+  play_steer_agreement_<move>=<x>            fraction of frames that did (goal >= 0.7), and the mean scroll speed
 """
 from __future__ import annotations
 
@@ -57,12 +61,42 @@ def run(world, frames: int, probes: tuple[int, ...], filler_steps: int, window: 
             "k4_latencies": [x for v in near.values() for x in v], "cached": session.cached_frames()}
 
 
+def steer(world, frames: int = 40) -> None:
+    """Hold each straight move from every clip; print the agreement and the scroll speed (pixels per frame)."""
+    import numpy as np
+
+    from ahriuwu_core.conventions import MOVE_UNIT
+    from ahriuwu_core.demo_game import estimate_scroll
+    from ahriuwu_core.play.session import PlaySession
+
+    for name, move in (("east", 1), ("north", 3), ("west", 5), ("south", 7)):
+        agree, along = [], []
+        for clip in range(len(world.clips)):
+            session = PlaySession(world, seed=clip)
+            prev = session.reset(clip, "dream")
+            session.set_action([move, 0])
+            for _ in range(frames):
+                frame = session.step()["frame"]
+                dx, dy = estimate_scroll(prev, frame)
+                prev = frame
+                ux, uy = MOVE_UNIT[move]
+                speed = -(ux * dx + uy * dy)  # scroll against the move, in pixels
+                norm = float(np.hypot(dx, dy))
+                agree.append(norm > 1e-6 and speed / norm >= np.cos(np.pi / 4))
+                along.append(speed)
+        print(f"steer {name}: {len(agree)} frames from {len(world.clips)} clips, scroll against the move "
+              f"{np.mean(along):+.3f} px/frame on average")
+        print(f"play_steer_agreement_{name}={np.mean(agree):.3f}")
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--data-root", default=str(ROOT / "assets"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
+    ap.add_argument("--steer", action=argparse.BooleanOptionalAction, default=None,
+                    help="measure steering (default: on without --quick)")
     args = ap.parse_args()
     from ahriuwu_core.play.server import data_root_inputs
     from ahriuwu_core.play.session import PlayConfig, load_world
@@ -87,6 +121,11 @@ def main() -> None:
     print(f"play_latency_ratio_late_vs_early={late / early:.3f}")
     print(f"play_rss_ratio_late_vs_early={bounded['rss_mb'][2000] / bounded['rss_mb'][20]:.3f}")
     print(f"unbounded_latency_ratio_f{far}_vs_f20={u_late / u_early:.3f}")
+    if args.steer if args.steer is not None else not args.quick:
+        if not world.move_keys:
+            print("steer: the action space is not the demo's 8-way move; skipped")
+        else:
+            steer(world)
     print(f"bench wall time {time.perf_counter() - t0:.0f} s")
 
 
