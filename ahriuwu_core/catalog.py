@@ -7,10 +7,10 @@ One small JSON file per video keeps concurrent writers from clobbering each othe
 from __future__ import annotations
 
 import json
-import os
 import shutil
 from pathlib import Path
 
+from .files import write_json, write_text
 from .layout import DataLayout
 
 
@@ -27,10 +27,7 @@ def register_videos(root: Path, entries: list[dict]) -> list[str]:
         path = _entry_path(root, entry["video_id"])
         if path.exists():
             continue
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_suffix(f".tmp-{os.getpid()}")
-        tmp.write_text(json.dumps(entry, indent=1, default=str))
-        os.replace(tmp, path)
+        write_json(path, entry, default=str)
         new.append(entry["video_id"])
     return new
 
@@ -72,11 +69,7 @@ def restore_video(root: Path, video_id: str) -> bool:
 
 
 def _write_removed(root: Path, ids: set[str]) -> None:
-    path = _removed_path(root)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    tmp.write_text("".join(f"{i}\n" for i in sorted(ids)))
-    os.replace(tmp, path)
+    write_text(_removed_path(root), "".join(f"{i}\n" for i in sorted(ids)))
 
 
 def remove_video(root: Path, video_id: str) -> list[Path]:

@@ -32,7 +32,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import queue
 import threading
 from dataclasses import dataclass
@@ -41,6 +40,7 @@ from pathlib import Path
 
 import numpy as np
 
+from .files import atomic_path, write_json
 from .motion import estimate_shift, motion_weights
 from .demo_map import (
     BLUE_BASE, TEAM_COLORS, WORLD_PAD, WORLD_SIZE, Sprite, blend_disc, blend_ring, fill_rect, get_world, minimap_image,
@@ -775,10 +775,8 @@ def write_demo_video(mp4_path: Path, cfg: DemoConfig, seed: int) -> Path:
     n = cfg.num_frames
     if n < 1:
         raise ValueError(f"demo video {mp4_path}: duration_s={cfg.duration_s} at fps={cfg.fps} gives no frames")
-    tmp_mp4 = mp4_path.with_name(f".{mp4_path.stem}.tmp{os.getpid()}.mp4")
-    tmp_json = sidecar.with_name(f".{sidecar.name}.tmp{os.getpid()}")
     records, positions = [], []
-    try:
+    with atomic_path(mp4_path) as tmp_mp4:  # renamed last: an existing mp4 means the pair is complete
         with av.open(str(tmp_mp4), mode="w", format="mp4") as container:
             stream = container.add_stream("libx264", rate=_fps_fraction(cfg.fps))
             stream.width, stream.height, stream.pix_fmt = cfg.width, cfg.height, "yuv420p"
@@ -818,12 +816,7 @@ def write_demo_video(mp4_path: Path, cfg: DemoConfig, seed: int) -> Path:
                 raise RuntimeError(f"encoding demo video {mp4_path} failed: {errors[0]}") from errors[0]
         payload = {"fps": cfg.fps, "components": ACTION_COMPONENTS, "num_classes": ACTION_NUM_CLASSES,
                    "frames": records, "player_world_xy": positions, "demo": _config_fingerprint(cfg, seed)}
-        tmp_json.write_text(json.dumps(payload))
-        os.replace(tmp_json, sidecar)
-        os.replace(tmp_mp4, mp4_path)
-    finally:
-        for p in (tmp_mp4, tmp_json):
-            p.unlink(missing_ok=True)
+        write_json(sidecar, payload, indent=None)
     return mp4_path
 
 

@@ -14,7 +14,6 @@ import argparse
 import dataclasses
 import json
 import math
-import os
 import sys
 import time
 from dataclasses import dataclass
@@ -28,6 +27,7 @@ from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
 from ahriuwu_core.conventions import MOVE_UNIT, has_move_component
 from ahriuwu_core.dynamics.model import shift_previous
+from ahriuwu_core.files import write_text
 from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights
 from ahriuwu_core.tokenizer.encode import encode_frames
 
@@ -450,8 +450,8 @@ def evaluate_models(tokenizer, world_model, rollout_fn, heldout_stores, cfg: Eva
     plot = R.line_plot(horizons, plot_series, "PSNR vs horizon (held-out, outside HUD)", "horizon (frames)",
                        "PSNR (dB)")
     plot_path = R.atomic_save(plot, out_dir / "psnr_vs_horizon.png")
-    metrics_path = _atomic_write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
-    report_path = _atomic_write_text(out_dir / "report.md", render_report(metrics, cfg, lineage or {}, plot_path,
+    metrics_path = write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
+    report_path = write_text(out_dir / "report.md", render_report(metrics, cfg, lineage or {}, plot_path,
                                                                           strip_paths, gif_paths))
     from PIL import Image
 
@@ -611,13 +611,6 @@ def _jsonable(obj):
     if isinstance(obj, (np.floating, np.integer)):
         return obj.item()
     return obj
-
-
-def _atomic_write_text(path: Path, text: str) -> Path:
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    tmp.write_text(text)
-    os.replace(tmp, path)
-    return path
 
 
 # ------------------------------------------------------------------------------------------- report

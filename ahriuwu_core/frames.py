@@ -19,15 +19,13 @@ masked pixels out of the losses and metrics. An output pixel is HUD if it overla
 Output (see the design contract): frames uint8 (T, H, W, 3) chunked (chunk_frames, H, W, 3) so the training
 reader fetches a window of consecutive frames with one or two chunk reads; actions int16 (T, C); has_actions
 bool (T,); hud_mask uint8 (H, W); attrs incl. content_hash = sha256 of the frames bytes. Written to
-`<store>.tmp-<pid>` then renamed, so the final path only ever holds a complete store.
+a temp store beside it (`files.atomic_path`) then renamed, so the final path only ever holds a complete store.
 """
 from __future__ import annotations
 
 import hashlib
 import json
 import math
-import os
-import shutil
 import time
 from dataclasses import dataclass
 from fractions import Fraction
@@ -39,6 +37,7 @@ import numpy as np
 import zarr
 
 from ahriuwu_core.conventions import actions_leading_into
+from ahriuwu_core.files import atomic_path
 from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
 
 DEFAULT_ACTION_COMPONENTS = ("move", "ability")
@@ -224,25 +223,6 @@ class _StepJitter:
                 "time_step_range_ms": [round(1000 * self.lo, 3), round(1000 * self.hi, 3)]}
 
 
-def _remove_stale_temps(out_store: Path) -> None:
-    """Temp / replaced stores left by killed runs (their pid is gone)."""
-    stales = list(out_store.parent.glob(f"{out_store.name}.tmp-*")) + list(out_store.parent.glob(f"{out_store.name}.old-*"))
-    for stale in stales:
-        pid = stale.name.rsplit("-", 1)[-1]
-        alive = pid.isdigit() and int(pid) != os.getpid() and _pid_alive(int(pid))
-        if not alive:
-            shutil.rmtree(stale, ignore_errors=True)
-
-
-def _pid_alive(pid: int) -> bool:
-    try:
-        os.kill(pid, 0)
-    except ProcessLookupError:
-        return False
-    except PermissionError:
-        return True
-    return True
-
 
 class _ChunkWriter:
     """Buffers output frames and writes whole time chunks, hashing the bytes as they go (bounded memory).
@@ -318,28 +298,14 @@ def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), ac
     if cfg.hud_layout not in HUD_LAYOUTS:
         raise ValueError(f"unknown hud_layout {cfg.hud_layout!r}; known: {sorted(HUD_LAYOUTS)}")
     actions = load_actions(actions_path) if actions_path is not None else None
-    out_store.parent.mkdir(parents=True, exist_ok=True)
-    _remove_stale_temps(out_store)
-    tmp = out_store.with_name(f"{out_store.name}.tmp-{os.getpid()}")
-    shutil.rmtree(tmp, ignore_errors=True)
     start = time.perf_counter()
     try:
-        with _open_video(video_path) as container:
+        with atomic_path(out_store) as tmp, _open_video(video_path) as container:
             stats = _decode_into(container, video_path, tmp, cfg, actions, video_id)
     except FramesError:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
-        shutil.rmtree(tmp, ignore_errors=True)
         raise FramesError(f"{video_path}: decoding failed ({type(e).__name__}: {e})") from e
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
-    old = out_store.with_name(f"{out_store.name}.old-{os.getpid()}")
-    if out_store.exists():
-        os.replace(out_store, old)
-    os.replace(tmp, out_store)
-    shutil.rmtree(old, ignore_errors=True)
     seconds = time.perf_counter() - start
     stats.update(seconds=round(seconds, 3), frames_per_s=round(stats["source_frames"] / max(seconds, 1e-9), 1),
                  store=str(out_store))

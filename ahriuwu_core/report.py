@@ -9,11 +9,12 @@ import base64
 import io
 import json
 import math
-import os
 from pathlib import Path
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
+
+from .files import atomic_path
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)
@@ -54,10 +55,8 @@ def _enlarge(img: Image.Image, scale: int) -> Image.Image:
 
 def atomic_save(image: Image.Image, path: Path, **kwargs) -> Path:
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        image.save(tmp, format=path.suffix.lstrip(".").upper().replace("JPG", "JPEG"), **kwargs)
     return path
 
 
@@ -140,10 +139,8 @@ def write_gif(gt: np.ndarray, pred: np.ndarray, context: int, path: Path, frame_
         canvas.paste(_enlarge(Image.fromarray(right), scale), (fw + 2 * gap, label_h))
         images.append(canvas.convert("P", palette=Image.ADAPTIVE, colors=128))
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp{os.getpid()}")
-    images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        images[0].save(tmp, format="GIF", save_all=True, append_images=images[1:], duration=frame_ms, loop=0)
     return path
 
 

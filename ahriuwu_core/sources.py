@@ -23,6 +23,7 @@ from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
 from ahriuwu_core.conventions import SIDECAR_SUFFIXES, fetched_sidecar_name
+from ahriuwu_core.files import atomic_path
 from ahriuwu_core.manifest import file_sha256
 
 VIDEO_SUFFIXES = (".mp4", ".mkv", ".webm", ".mov", ".avi", ".m4v")
@@ -374,11 +375,9 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
     local = _local_path(url)
     if local is not None and local.is_file() and local.stat().st_size == 0:  # yt-dlp's words: "no data blocks"
         raise VideoFetchError(f"video {video_id} ({url}): {local} is an empty file (0 bytes)")
-    out_dir.mkdir(parents=True, exist_ok=True)
-    tmp = out_dir / f".tmp-{video_id}-{os.getpid()}"
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
+    with atomic_path(final) as tmp:
+        tmp.mkdir()
+
         def download(use_archive: bool):
             extra = {"outtmpl": str(tmp / "video.%(ext)s")}
             if use_archive:
@@ -420,12 +419,6 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
             shutil.copyfile(sidecar, tmp / fetched_sidecar_name(sidecar.name))
             meta["has_actions"] = True
         (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
-        if final.exists():
-            shutil.rmtree(final)
-        os.replace(tmp, final)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     if cfg.archive and not _archive_has(archive, video_id):
         # yt-dlp records the extractor's id; record the catalog id too (the same for every source we list)
         with open(archive, "a") as f:

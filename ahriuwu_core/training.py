@@ -24,10 +24,8 @@ from __future__ import annotations
 import contextlib
 import json
 import math
-import os
 import random
 import signal
-import tempfile
 import threading
 import time
 from dataclasses import dataclass
@@ -38,9 +36,11 @@ import numpy as np
 import torch
 from torch import nn
 
+from .files import save_torch
+
 __all__ = [
     "OptimConfig", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context",
-    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "atomic_torch_save",
+    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
     "RunningRMS", "Progress", "StopRequested", "format_seconds",
 ]
 
@@ -134,20 +134,6 @@ def set_rng_state(state: dict) -> None:
         torch.cuda.set_rng_state_all(state["cuda"])
 
 
-def atomic_torch_save(obj: Any, path: str | Path) -> None:
-    """torch.save to a temp file in the same directory, fsync, then rename over `path`."""
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "wb") as f:
-            torch.save(obj, f)
-            f.flush()
-            os.fsync(f.fileno())
-        os.replace(tmp, path)
-    except BaseException:
-        with contextlib.suppress(FileNotFoundError):
-            os.unlink(tmp)
         raise
 
 
@@ -167,7 +153,7 @@ def save_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, s
         "config": config,
         "kind": kind,
     }
-    atomic_torch_save(ckpt, path)
+    save_torch(ckpt, path)
     return Path(path)
 
 

@@ -7,8 +7,6 @@ content-derived data version, so staleness follows the data, and a `code_version
 import dataclasses
 import hashlib
 import json
-import os
-import shutil
 import sys
 import time
 from pathlib import Path
@@ -30,6 +28,7 @@ from dagster import (
 
 from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
+from ahriuwu_core.files import copy_file
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from ahriuwu_core.presets import get_preset
 from pipeline.report import image_markdown, loss_curve_markdown, metrics_table, metrics_table_markdown
@@ -469,10 +468,7 @@ def _run_dir(storage: StorageResource, stage: str, *inputs) -> Path:
 
 def _publish(src: Path, dst: Path) -> Path:
     """Copy a finished checkpoint to the stage's well-known path atomically (readers never see half a file)."""
-    tmp = dst.with_name(f".{dst.name}.tmp-{os.getpid()}")
-    shutil.copyfile(src, tmp)
-    os.replace(tmp, dst)
-    return dst
+    return copy_file(src, dst)
 
 
 def _check(name: str, passed: bool, details: dict, severity=AssetCheckSeverity.WARN) -> AssetCheckResult:

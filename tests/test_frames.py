@@ -274,12 +274,23 @@ def test_tiny_video_allowed_when_configured(tmp_path):
 
 
 def test_stale_temp_dirs_removed(tmp_path):
+    """A killed run's temp store goes; a live writer's (another video's, in the same folder) stays."""
+    import subprocess
+
     clip = _good_clip(tmp_path / "v.mp4")
-    stale = tmp_path / "v.zarr.tmp-999999999"  # a pid that cannot be alive
+    stale = tmp_path / ".v.tmp-999999999-0123abcd.zarr"  # a pid that cannot be alive
     stale.mkdir()
     (stale / "junk").write_text("x")
-    frames.extract_frames(clip.path, tmp_path / "v.zarr", FramesConfig())
-    assert not stale.exists()
+    writer = subprocess.Popen(["sleep", "30"])
+    try:
+        live = tmp_path / f".x.tmp-{writer.pid}-89abcdef.zarr"
+        live.mkdir()
+        frames.extract_frames(clip.path, tmp_path / "v.zarr", FramesConfig())
+        assert not stale.exists() and live.exists()
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".x.tmp-%d-89abcdef.zarr" % writer.pid,
+                                                                     "v.mp4", "v.zarr"])
+    finally:
+        writer.kill()
 
 
 def test_black_and_frozen_checks(tmp_path):

@@ -142,3 +142,22 @@ def test_private_import_detector_sees_them():
     tree = ast.parse("import dagster._core.x\nfrom dagster._time import now\nfrom dagster import _check\n"
                      "from dagster import asset\nimport dagster_pipes\n")
     assert _private_dagster_imports(tree) == ["dagster._core.x", "dagster._time", "dagster._check"]
+
+
+def test_only_the_files_module_renames():
+    """Write-then-rename has one owner, ahriuwu_core/files.py: no os.replace / os.rename / shutil.move /
+    Path.rename / Path.replace(target) anywhere else in the library or the code location."""
+    offenders = []
+    for path in [*LIB.rglob("*.py"), *(ROOT / "pipeline").rglob("*.py")]:
+        if path == LIB / "files.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text(), str(path))):
+            if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
+                continue
+            attr, owner = node.func.attr, getattr(node.func.value, "id", "")
+            renames = (owner in ("os", "shutil") and attr in ("replace", "rename", "renames", "move")
+                       or attr == "rename"
+                       or attr == "replace" and len(node.args) == 1 and not node.keywords and owner != "dataclasses")
+            if renames:
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .{attr}(...)")
+    assert not offenders, offenders

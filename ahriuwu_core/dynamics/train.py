@@ -17,7 +17,6 @@ import json
 import math
 import os
 import sys
-import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -26,6 +25,7 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from ..files import write_json
 from ..training import (OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint,
                         make_optimizer, make_scheduler, read_checkpoint, save_checkpoint)
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
@@ -98,11 +98,6 @@ def load_world_model(path, device="cpu") -> WorldModel:
     return model.to(device).eval()
 
 
-def _atomic_write_json(path: Path, obj) -> None:
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    with os.fdopen(fd, "w") as f:
-        json.dump(obj, f, indent=2)
-    os.replace(tmp, path)
 
 
 def _all_agree(flag: bool, device, op=None) -> bool:
@@ -277,7 +272,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
         "ranks_in_sync": _ranks_in_sync(model, device) if distributed else True,
     }
     if is_main:
-        _atomic_write_json(out_dir / "result.json", result)
+        write_json(out_dir / "result.json", result, indent=2)
         if report is not None:
             report(result)
     return result
@@ -291,7 +286,7 @@ def config_from_json(obj: dict) -> tuple[DynamicsTrainConfig, list[Path], str | 
     latents_dir = obj.pop("latents_dir", None)
     device = obj.pop("device", None)
     if stores is None and latents_dir is not None:
-        stores = sorted(Path(latents_dir).glob("*.zarr"))
+        stores = sorted(p for p in Path(latents_dir).glob("*.zarr") if not p.name.startswith("."))  # no temps
     if not stores:
         raise ValueError("dynamics config: give 'train_stores' (list of latent stores) or 'latents_dir'")
     if preset:

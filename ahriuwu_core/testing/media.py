@@ -7,7 +7,6 @@ The bottom half holds a gradient and a moving square so consecutive frames diffe
 """
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
@@ -15,6 +14,8 @@ from typing import Sequence
 
 import av
 import numpy as np
+
+from ahriuwu_core.files import atomic_path
 
 BARCODE_BITS = 10  # 1024 distinct frame indices; bands stay >= 6 px wide at 64 px output width
 VFR_TIME_BASE = Fraction(1, 90000)
@@ -125,32 +126,31 @@ def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, heigh
     if (rotation or 0) % 90:
         raise ValueError(f"rotation must be a multiple of 90, got {rotation}")
     coded_w, coded_h = (height, width) if k % 2 else (width, height)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}{path.suffix}")
-    options = {"movflags": "faststart"} if faststart else {}
-    with av.open(str(tmp), "w", options=options) as container:
-        stream = container.add_stream(codec, rate=fps)
-        stream.width, stream.height = coded_w, coded_h
-        stream.pix_fmt = "yuv420p"
-        stream.time_base = tb
-        stream.codec_context.time_base = tb
-        if codec_options is not None:
-            stream.options = {k: str(v) for k, v in codec_options.items()}
-        elif codec == "libx264":
-            stream.options = {"preset": "ultrafast", "crf": "18"}
-        elif codec == "libvpx-vp9":
-            stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
-        if rotation:
-            stream.set_display_rotation(rotation)
-        for i in range(len(ticks) - 1):
-            upright = draw_frame(i, width, height, pattern)
-            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(upright, -k)), format="rgb24")
-            frame.pts, frame.time_base = ticks[i], tb
-            frame.duration = ticks[i + 1] - ticks[i]
-            for packet in stream.encode(frame):
+    with atomic_path(path) as tmp:
+        options = {"movflags": "faststart"} if faststart else {}
+        with av.open(str(tmp), "w", options=options) as container:
+            stream = container.add_stream(codec, rate=fps)
+            stream.width, stream.height = coded_w, coded_h
+            stream.pix_fmt = "yuv420p"
+            stream.time_base = tb
+            stream.codec_context.time_base = tb
+            if codec_options is not None:
+                stream.options = {k: str(v) for k, v in codec_options.items()}
+            elif codec == "libx264":
+                stream.options = {"preset": "ultrafast", "crf": "18"}
+            elif codec == "libvpx-vp9":
+                stream.options = {"deadline": "realtime", "cpu-used": "8", "crf": "20", "b": "0"}
+            if rotation:
+                stream.set_display_rotation(rotation)
+            for i in range(len(ticks) - 1):
+                upright = draw_frame(i, width, height, pattern)
+                frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(np.rot90(upright, -k)), format="rgb24")
+                frame.pts, frame.time_base = ticks[i], tb
+                frame.duration = ticks[i + 1] - ticks[i]
+                for packet in stream.encode(frame):
+                    container.mux(packet)
+            for packet in stream.encode():
                 container.mux(packet)
-        for packet in stream.encode():
-            container.mux(packet)
-    os.replace(tmp, path)
     times_s = [float((t - ticks[0]) * tb) for t in ticks]
     return Clip(path=path, times=times_s[:-1], duration=times_s[-1], width=coded_w, height=coded_h,
                 rotation=rotation, frame_durations=[b - a for a, b in zip(times_s[:-1], times_s[1:])])

@@ -10,6 +10,7 @@ import dataclasses
 import time
 from pathlib import Path
 
+from ahriuwu_core import files
 from ahriuwu_core.demo_game import write_demo_videos
 from ahriuwu_core.frames import extract_frames
 from ahriuwu_core.layout import DataLayout
@@ -42,7 +43,7 @@ def train_demo_model(root: Path, log=print) -> DataLayout:
     if not layout.tokenizer_checkpoint.exists():
         run = layout.run_dir("tokenizer", "demo")
         train_tokenizer(train, heldout, preset.tokenizer_config("cnn"), run, log=lambda m: None, evaluate=False)
-        (run / "tokenizer.pt").replace(layout.tokenizer_checkpoint)
+        files.replace(run / "tokenizer.pt", layout.tokenizer_checkpoint)
     log(f"demo model: tokenizer at {time.perf_counter() - t0:.0f} s")
     for v in manifest["train"]:
         if not layout.latents_store(v).exists():
@@ -52,6 +53,6 @@ def train_demo_model(root: Path, log=print) -> DataLayout:
         run = layout.run_dir("dynamics", "demo")
         train_dynamics([layout.latents_store(v) for v in manifest["train"]],
                        dataclasses.replace(preset.dynamics, time_limit_s=0.0), run, log=lambda m: None)
-        (run / "dynamics.pt").replace(layout.dynamics_checkpoint)
+        files.replace(run / "dynamics.pt", layout.dynamics_checkpoint)
     log(f"demo model: world model at {time.perf_counter() - t0:.0f} s")
     return layout

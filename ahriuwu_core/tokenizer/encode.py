@@ -1,32 +1,21 @@
 """Encode a frames store into a latents store (float16, (T, N, D)), streaming `batch_frames` frames at a time
 so memory is bounded whatever the video length. Each frame is encoded on its own (T=1 context), the same
-way every training window's first frame is seen. Written to a temp store beside the target, then renamed."""
+way every training window's first frame is seen. Written to a temp store beside the target, then renamed (`files.atomic_path`)."""
 from __future__ import annotations
 
 import hashlib
-import shutil
 import time
-import uuid
 from pathlib import Path
 
 import numpy as np
 import torch
 import zarr
 
+from ..files import atomic_path
 from ..manifest import file_sha256
 from ..training import autocast_context
 from .train import code_version as tokenizer_code_version, load_tokenizer, open_frames_store
 
-
-def _replace_dir(tmp: Path, final: Path) -> None:
-    """Move a finished store into place; an existing store at `final` is swapped out, then deleted."""
-    old = None
-    if final.exists():
-        old = final.with_name(f".{final.name}.old-{uuid.uuid4().hex[:8]}")
-        final.rename(old)
-    tmp.rename(final)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
 
 
 @torch.no_grad()
@@ -57,10 +46,8 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
         raise ValueError(f"{frames_store}: frames are {frames.shape[1]}x{frames.shape[2]}, "
                          f"tokenizer {tokenizer_path} expects {size}x{size}")
     N, D = model.num_tokens, model.token_dim
-    out_store.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out_store.with_name(f".{out_store.name}.tmp-{uuid.uuid4().hex[:8]}")
     dev = torch.device(device)
-    try:
+    with atomic_path(out_store) as tmp:
         g = zarr.open_group(str(tmp), mode="w")
         chunk_t = max(1, min(T, 64))
         lat = g.create_array("latents", shape=(T, N, D), dtype="float16", chunks=(chunk_t, N, D))
@@ -91,9 +78,5 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
             "action_components": list(src.attrs.get("action_components", [])),
             "action_num_classes": list(src.attrs.get("action_num_classes", [])),
         })
-        _replace_dir(tmp, out_store)
-    except BaseException:
-        shutil.rmtree(tmp, ignore_errors=True)
-        raise
     return {"num_frames": int(T), "tokens": int(N), "dim": int(D), "content_hash": content_hash,
             "seconds": time.monotonic() - t0}

@@ -1,0 +1,123 @@
+"""Atomic writes, and the sweep of what killed writers leave behind. Nothing else renames a temp file.
+
+A reader never sees half a file or half a store: every output is written under a temp name beside its target,
+then renamed over it. A temp is `.<stem>.tmp-<pid>-<token><suffix>` (the suffix kept, for writers that pick a
+format by extension), and a store or folder being replaced waits as `.<name>.old-<pid>-<token>` until the new
+one is in place. The pid lets `sweep` tell a dead writer's leftovers from a live writer's work in progress.
+"""
+from __future__ import annotations
+
+import contextlib
+import json
+import os
+import re
+import shutil
+import uuid
+from pathlib import Path
+from typing import Any, Iterator
+
+_LEFTOVER = re.compile(r"^\..+\.(tmp|old)-(\d+)-[0-9a-f]{8}")
+
+
+def temp_path(final: Path) -> Path:
+    final = Path(final)
+    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+
+
+def _remove(path: Path) -> None:
+    if path.is_dir() and not path.is_symlink():
+        shutil.rmtree(path, ignore_errors=True)
+    else:
+        with contextlib.suppress(FileNotFoundError):
+            path.unlink()
+
+
+def replace(tmp: Path, final: Path) -> Path:
+    """Move a finished file or folder `tmp` to `final`. An existing folder at `final` is set aside, then
+    deleted once the new one is in place (a folder cannot be renamed over a non-empty one)."""
+    tmp, final = Path(tmp), Path(final)
+    if tmp.is_dir() and final.exists():
+        old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        os.replace(final, old)
+        os.replace(tmp, final)
+        _remove(old)
+    else:
+        os.replace(tmp, final)
+    return final
+
+
+@contextlib.contextmanager
+def atomic_path(final: Path) -> Iterator[Path]:
+    """Yield a temp path beside `final` to write a file or a folder (e.g. a zarr store) into. On success it
+    replaces `final`; on any error it is removed and `final` is left as it was. Dead writers' leftovers in the
+    same folder are swept first."""
+    final = Path(final)
+    final.parent.mkdir(parents=True, exist_ok=True)
+    sweep(final.parent)
+    tmp = temp_path(final)
+    try:
+        yield tmp
+    except BaseException:
+        _remove(tmp)
+        raise
+    replace(tmp, final)
+
+
+def write_bytes(path: Path, data: bytes, fsync: bool = False) -> Path:
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            f.write(data)
+            if fsync:
+                f.flush()
+                os.fsync(f.fileno())
+    return Path(path)
+
+
+def write_text(path: Path, text: str) -> Path:
+    return write_bytes(path, text.encode())
+
+
+def write_json(path: Path, obj: Any, indent: int | None = 1, **kwargs) -> Path:
+    return write_text(path, json.dumps(obj, indent=indent, **kwargs))
+
+
+def save_torch(obj: Any, path: Path) -> Path:
+    """torch.save, fsynced: a checkpoint that survives a crash right after the rename."""
+    import torch
+
+    with atomic_path(path) as tmp:
+        with open(tmp, "wb") as f:
+            torch.save(obj, f)
+            f.flush()
+            os.fsync(f.fileno())
+    return Path(path)
+
+
+def copy_file(src: Path, dst: Path) -> Path:
+    with atomic_path(dst) as tmp:
+        shutil.copyfile(src, tmp)
+    return Path(dst)
+
+
+def pid_alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # someone else's live process
+        return True
+    return True
+
+
+def sweep(folder: Path) -> list[Path]:
+    """Remove the temps and set-aside folders in `folder` whose writer is dead; return what was removed."""
+    folder = Path(folder)
+    removed = []
+    if not folder.is_dir():
+        return removed
+    for entry in folder.iterdir():
+        m = _LEFTOVER.match(entry.name)
+        if m and int(m.group(2)) != os.getpid() and not pid_alive(int(m.group(2))):
+            _remove(entry)
+            removed.append(entry)
+    return removed

@@ -1,0 +1,52 @@
+"""Atomic writes and the leftover sweep (ahriuwu_core/files.py), on real files and folders."""
+import os
+import subprocess
+
+import pytest
+
+from ahriuwu_core import files
+
+
+def test_a_write_lands_whole_or_not_at_all(tmp_path):
+    target = tmp_path / "sub" / "manifest.json"
+    files.write_json(target, {"a": 1})
+    assert target.read_text() == '{\n "a": 1\n}'
+    with pytest.raises(RuntimeError):
+        with files.atomic_path(target) as tmp:
+            tmp.write_text("half")
+            raise RuntimeError("killed mid-write")
+    assert target.read_text() == '{\n "a": 1\n}'  # the old content survives a failed write
+    assert sorted(p.name for p in target.parent.iterdir()) == ["manifest.json"]  # and no temp is left
+
+
+def test_a_folder_replaces_a_folder(tmp_path):
+    store = tmp_path / "v.zarr"
+    for content in ("first", "second"):
+        with files.atomic_path(store) as tmp:
+            assert tmp.name.startswith(".v.tmp-") and tmp.suffix == ".zarr"  # the suffix is kept
+            tmp.mkdir()
+            (tmp / "data").write_text(content)
+    assert (store / "data").read_text() == "second"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["v.zarr"]  # the set-aside old store is gone
+
+
+def test_sweep_removes_only_dead_writers_leftovers(tmp_path):
+    live = subprocess.Popen(["sleep", "30"])
+    try:
+        dead_file = tmp_path / ".tokenizer.tmp-999999999-0123abcd.pt"
+        dead_dir = tmp_path / ".v.tmp-999999999-0123abcd.zarr"
+        dead_old = tmp_path / ".v.zarr.old-999999999-0123abcd"
+        alive = tmp_path / f".w.tmp-{live.pid}-0123abcd.zarr"
+        mine = tmp_path / f".m.tmp-{os.getpid()}-0123abcd.json"
+        keep = [tmp_path / "v.zarr", tmp_path / ".hidden", tmp_path / "x.tmp-999999999-0123abcd"]
+        dead_file.write_text("x")
+        for d in (dead_dir, dead_old, alive, keep[0]):
+            d.mkdir()
+        mine.write_text("x")
+        keep[1].write_text("x")
+        keep[2].write_text("x")
+        removed = files.sweep(tmp_path)
+        assert sorted(removed) == sorted([dead_file, dead_dir, dead_old])
+        assert alive.exists() and mine.exists() and all(p.exists() for p in keep)
+    finally:
+        live.kill()
