@@ -10,6 +10,7 @@ records finished videos, so reruns (and plain yt-dlp runs over the same channel)
 """
 from __future__ import annotations
 
+import hashlib
 import itertools
 import json
 import os
@@ -200,14 +201,9 @@ def _file_url(path: Path) -> str:
 
 
 def _local_entries(paths, kind: str) -> list[SourceEntry]:
-    # yt-dlp's generic extractor names a file:// URL by the file stem; we use the same id
-    entries, seen = [], {}
-    for p in paths:
-        if p.stem in seen:
-            raise VideoFetchError(f"{p} and {seen[p.stem]} would both be video {p.stem!r}: rename one")
-        seen[p.stem] = p
-        entries.append(SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind))
-    return entries
+    # yt-dlp's generic extractor names a file:// URL by the file stem; we use the same id (_disambiguate settles
+    # two files with one stem)
+    return [SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind) for p in paths]
 
 
 def _folder_videos(folder: Path) -> list[Path]:
@@ -228,17 +224,79 @@ def _filelist_items(path: Path) -> list[str]:
     return items
 
 
+@dataclass
+class Skipped:
+    """An entry of the source that was left out of the listing, and why."""
+    entry: str      # the file list line, URL or `video_id (url)` as the source gave it
+    reason: str
+
+
+@dataclass
+class Listing:
+    entries: list[SourceEntry] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
 def list_videos(cfg: SourceConfig, data_root, log=print) -> list[SourceEntry]:
+    """The entries of `list_source`; each skipped entry goes to `log`."""
+    listing = list_source(cfg, data_root, log)
+    for s in listing.skipped:
+        log(f"skipped {s.entry}: {s.reason}")
+    return listing.entries
+
+
+def list_source(cfg: SourceConfig, data_root, log=print) -> Listing:
     """Every video the source offers, without downloading, except those removed from the project on purpose
     (`catalog/removed.txt` under the data root; `python -m pipeline.remove_video`). Channels/playlists use flat
-    extraction."""
-    from ahriuwu_core.catalog import removed_ids
+    extraction.
+
+    One bad entry (a missing file, a URL that cannot be listed, an id that cannot name a folder) is skipped and
+    reported in `skipped`, so the others are still listed; only when nothing could be listed is it an error.
+    The same file or URL listed twice is one video; two files with the same stem get distinct ids."""
+    from ahriuwu_core.catalog import invalid_id_reason, removed_ids
 
     removed = removed_ids(data_root)
-    return [e for e in _list_source(cfg, Path(data_root), log) if e.video_id not in removed]
+    listing = _list_source(cfg, Path(data_root), log)
+    good, removed_here = [], 0
+    for e in _disambiguate(listing.entries, log):
+        reason = invalid_id_reason(e.video_id)
+        if reason:
+            listing.skipped.append(Skipped(f"{e.video_id} ({e.url})", reason))
+        elif e.video_id in removed:
+            removed_here += 1
+        else:
+            good.append(e)
+    if not good and not removed_here and listing.skipped:  # nothing listable at all: the source itself is broken
+        raise VideoFetchError("; ".join(f"{s.entry}: {s.reason}" for s in listing.skipped))
+    listing.entries = good
+    return listing
 
 
-def _list_source(cfg: SourceConfig, data_root: Path, log) -> list[SourceEntry]:
+def _disambiguate(entries: list[SourceEntry], log) -> list[SourceEntry]:
+    """Drop repeats of a URL, and of an id among non-local URLs (a channel may offer a video twice); give a
+    local file whose stem an earlier file already took `<stem>-<8 hex of its path>`, the same on every listing
+    so long as the earlier file stays listed first."""
+    out, by_url, by_id = [], set(), {}
+    for e in entries:
+        if e.url in by_url:
+            continue
+        by_url.add(e.url)
+        first = by_id.get(e.video_id)
+        if first is not None:
+            local, first_local = _local_path(e.url), _local_path(first.url)
+            if local is None or first_local is None:
+                if e.url != first.url:
+                    log(f"{e.url} is video {e.video_id!r} like {first.url}: listed once")
+                continue
+            new_id = f"{e.video_id}-{hashlib.sha256(str(local).encode()).hexdigest()[:8]}"
+            log(f"{local} has the stem of {first_local}: it is video {new_id!r}")
+            e = SourceEntry(**{**asdict(e), "video_id": new_id})
+        by_id[e.video_id] = e
+        out.append(e)
+    return out
+
+
+def _list_source(cfg: SourceConfig, data_root: Path, log) -> Listing:
     if cfg.kind == "demo":
         from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
 
@@ -246,26 +304,39 @@ def _list_source(cfg: SourceConfig, data_root: Path, log) -> list[SourceEntry]:
 
         demo_dir = DataLayout(data_root).demo_source
         paths = write_demo_videos(demo_dir, cfg.demo if cfg.demo is not None else DemoConfig())
-        return _local_entries(sorted(Path(p) for p in paths), "demo")
+        return Listing(_local_entries(sorted(Path(p) for p in paths), "demo"))
     if cfg.kind == "folder":
-        return _local_entries(_folder_videos(Path(cfg.path)), "folder")
+        return Listing(_local_entries(_folder_videos(Path(cfg.path)), "folder"))
     if cfg.kind == "filelist":
         base = Path(cfg.path).parent
-        entries = []
+        listing = Listing()
         for item in _filelist_items(Path(cfg.path)):
             if re.match(r"^[a-z][a-z0-9+.-]*://", item, re.I):
-                entries.extend(_list_urls([item], cfg, log, kind="filelist"))
-            else:
-                p = Path(item) if Path(item).is_absolute() else base / item
-                if not p.is_file():
-                    raise VideoFetchError(f"file list {cfg.path}: {p} does not exist")
-                entries.extend(_local_entries([p], "filelist"))
-        return entries
+                _list_each([item], cfg, log, "filelist", listing)
+                continue
+            p = Path(item) if Path(item).is_absolute() else base / item
+            if not p.is_file():
+                listing.skipped.append(Skipped(item, f"{p} does not exist (file list {cfg.path})"))
+                continue
+            listing.entries.extend(_local_entries([p.resolve()], "filelist"))
+        return listing
     if cfg.kind in ("urls", "channel", "playlist"):
         if not cfg.urls:
             raise ValueError(f"source kind {cfg.kind!r} needs `urls`")
-        return _list_urls(cfg.urls, cfg, log, kind=cfg.kind)
+        listing = Listing()
+        _list_each(cfg.urls, cfg, log, cfg.kind, listing)
+        return listing
     raise ValueError(f"unknown source kind {cfg.kind!r}")
+
+
+def _list_each(urls, cfg: SourceConfig, log, kind: str, listing: Listing) -> None:
+    """List each URL on its own, so one that fails is skipped (with yt-dlp's reason) and the rest still count."""
+    for url in dict.fromkeys(urls):
+        try:
+            listing.entries.extend(_list_urls([url], cfg, log, kind))
+        except VideoFetchError as e:
+            msg = str(e)
+            listing.skipped.append(Skipped(url, msg[len(url) + 2:] if msg.startswith(f"{url}: ") else msg))
 
 
 def _generic_id(url: str) -> str:
