@@ -23,6 +23,7 @@ bool (T,); hud_mask uint8 (H, W); attrs incl. content_hash = sha256 of the frame
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -331,6 +332,8 @@ def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), ac
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
         shutil.rmtree(tmp, ignore_errors=True)
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the output's fault, not the video's
+            raise FramesError(f"no space left on device writing {out_store} (frames of {video_path}): {e}") from e
         raise FramesError(f"{video_path}: decoding failed ({type(e).__name__}: {e})") from e
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -10,6 +10,7 @@ records finished videos, so reruns (and plain yt-dlp runs over the same channel)
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import itertools
 import json
@@ -174,8 +175,24 @@ def _clean_error(e: Exception) -> str:
     return re.sub(r"^ERROR:\s*", "", str(e)).strip()
 
 
-def _with_retries(what: str, fn, cfg: SourceConfig, log):
-    """Run fn(); retry transient yt-dlp failures with exponential backoff; raise VideoFetchError naming `what`."""
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` (or what caused it) is ENOSPC / EDQUOT. yt-dlp reports a failed write as text only
+    ("unable to write data: [Errno 28] No space left on device"), so its wording counts too."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if re.search(r"no space left on device|disk quota exceeded|\[Errno (28|122)\]", str(e), re.I):
+            return True
+        exc_info = getattr(e, "exc_info", None)  # yt-dlp's DownloadError keeps the original here
+        e = e.__cause__ or e.__context__ or (exc_info[1] if exc_info else None)
+    return False
+
+
+def _with_retries(what: str, fn, cfg: SourceConfig, log, out: Path | None = None):
+    """Run fn(); retry transient yt-dlp failures with exponential backoff; raise VideoFetchError naming `what`.
+    A full disk is not transient: it fails at once, naming `out` (where the download was being written)."""
     from yt_dlp.utils import DownloadError, ExtractorError
 
     attempt = 0
@@ -184,6 +201,9 @@ def _with_retries(what: str, fn, cfg: SourceConfig, log):
             return fn()
         except (DownloadError, ExtractorError, OSError) as e:
             msg = _clean_error(e)
+            if disk_full(e):
+                where = f" writing {out}" if out is not None else ""
+                raise VideoFetchError(f"{what}: no space left on device{where} ({msg})") from e
             if _PERMANENT.search(msg) or attempt >= cfg.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise VideoFetchError(f"{what}: {msg}{tries}") from e
@@ -459,11 +479,11 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
                 return ydl.sanitize_info(info)
 
         what = f"video {video_id} ({url})"
-        info = _with_retries(what, lambda: download(cfg.archive and not refetch), cfg, log)
+        info = _with_retries(what, lambda: download(cfg.archive and not refetch), cfg, log, out=tmp)
         files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
         if not files and cfg.archive:
             # the archive lists it but its folder is gone (deleted on purpose): download again
-            info = _with_retries(what, lambda: download(False), cfg, log)
+            info = _with_retries(what, lambda: download(False), cfg, log, out=tmp)
             files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
         if not files or info is None:
             raise VideoFetchError(f"{what}: yt-dlp finished without writing a video file")
@@ -494,6 +514,11 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
         if final.exists():
             shutil.rmtree(final)
         os.replace(tmp, final)
+    except OSError as e:  # writing info.json / meta.json / the sidecar copy
+        shutil.rmtree(tmp, ignore_errors=True)
+        if disk_full(e):
+            raise VideoFetchError(f"video {video_id} ({url}): no space left on device writing {tmp} ({e})") from e
+        raise
     except BaseException:
         shutil.rmtree(tmp, ignore_errors=True)
         raise

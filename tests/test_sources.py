@@ -375,3 +375,41 @@ def test_sensor_and_demo_registration_add_exactly_the_good_partitions(tmp_path, 
         assert any(line.startswith("skipped src/missing.mp4") and "does not exist" in line for line in logged)
     finally:
         instance.dispose()
+
+
+def test_disk_full_is_named_and_not_retried(tmp_path, monkeypatch):
+    import errno
+
+    from yt_dlp.downloader.http import HttpFD
+
+    src = tmp_path / "src"
+    make_source_folder(src, n=1, with_actions=False)
+    [entry] = sources.list_videos(SourceConfig(kind="folder", path=str(src)), tmp_path, log=quiet)
+    opened = []
+
+    class FullDisk:  # the download's output file on a full disk: every write fails
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    real_open = HttpFD.sanitize_open
+
+    def sanitize_open(self, filename, open_mode):
+        f, name = real_open(self, filename, open_mode)
+        opened.append(name)
+        return FullDisk(f), name
+
+    monkeypatch.setattr(HttpFD, "sanitize_open", sanitize_open)
+    out = tmp_path / "videos"
+    cfg = SourceConfig(kind="folder", path=str(src), retries=3, backoff_s=0.01)
+    with pytest.raises(VideoFetchError) as err:
+        sources.fetch_video(entry, out, cfg, log=quiet)
+    msg = str(err.value)
+    assert len(opened) == 1  # one attempt: a retry cannot free space
+    assert "no space left on device writing" in msg and str(out / ".tmp-clip_0") in msg and "attempts" not in msg
+    assert not (out / "clip_0").exists() and not list(out.glob(".tmp-*"))
