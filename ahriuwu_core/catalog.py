@@ -14,9 +14,21 @@ from .files import write_json, write_text
 from .layout import DataLayout
 
 
+def invalid_id_reason(video_id) -> str | None:
+    """Why `video_id` cannot name a video (its files live at paths built from it), or None if it can."""
+    if not isinstance(video_id, str) or not video_id:
+        return "empty video id"
+    if "/" in video_id or "\\" in video_id or "\0" in video_id:
+        return f"video id {video_id!r} contains '/', '\\' or NUL"
+    if video_id.startswith("."):
+        return f"video id {video_id!r} starts with '.'"
+    return None
+
+
 def _entry_path(root: Path, video_id: str) -> Path:
-    if not video_id or "/" in video_id or video_id.startswith("."):
-        raise ValueError(f"invalid video id {video_id!r}")
+    reason = invalid_id_reason(video_id)
+    if reason:
+        raise ValueError(f"invalid video id {video_id!r}: {reason}")
     return DataLayout(root).catalog_entry(video_id)
 
 

@@ -23,6 +23,7 @@ a temp store beside it (`files.atomic_path`) then renamed, so the final path onl
 """
 from __future__ import annotations
 
+import errno
 import hashlib
 import json
 import math
@@ -305,6 +306,8 @@ def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), ac
     except FramesError:
         raise
     except (av.error.FFmpegError, OSError, ValueError) as e:
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):  # the output's fault, not the video's
+            raise FramesError(f"no space left on device writing {out_store} (frames of {video_path}): {e}") from e
         raise FramesError(f"{video_path}: decoding failed ({type(e).__name__}: {e})") from e
     seconds = time.perf_counter() - start
     stats.update(seconds=round(seconds, 3), frames_per_s=round(stats["source_frames"] / max(seconds, 1e-9), 1),

@@ -10,6 +10,8 @@ records finished videos, so reruns (and plain yt-dlp runs over the same channel)
 """
 from __future__ import annotations
 
+import errno
+import hashlib
 import itertools
 import json
 import os
@@ -174,8 +176,24 @@ def _clean_error(e: Exception) -> str:
     return re.sub(r"^ERROR:\s*", "", str(e)).strip()
 
 
-def _with_retries(what: str, fn, cfg: SourceConfig, log):
-    """Run fn(); retry transient yt-dlp failures with exponential backoff; raise VideoFetchError naming `what`."""
+def disk_full(e: BaseException) -> bool:
+    """Whether `e` (or what caused it) is ENOSPC / EDQUOT. yt-dlp reports a failed write as text only
+    ("unable to write data: [Errno 28] No space left on device"), so its wording counts too."""
+    seen = set()
+    while e is not None and id(e) not in seen:
+        seen.add(id(e))
+        if isinstance(e, OSError) and e.errno in (errno.ENOSPC, errno.EDQUOT):
+            return True
+        if re.search(r"no space left on device|disk quota exceeded|\[Errno (28|122)\]", str(e), re.I):
+            return True
+        exc_info = getattr(e, "exc_info", None)  # yt-dlp's DownloadError keeps the original here
+        e = e.__cause__ or e.__context__ or (exc_info[1] if exc_info else None)
+    return False
+
+
+def _with_retries(what: str, fn, cfg: SourceConfig, log, out: Path | None = None):
+    """Run fn(); retry transient yt-dlp failures with exponential backoff; raise VideoFetchError naming `what`.
+    A full disk is not transient: it fails at once, naming `out` (where the download was being written)."""
     from yt_dlp.utils import DownloadError, ExtractorError
 
     attempt = 0
@@ -184,6 +202,9 @@ def _with_retries(what: str, fn, cfg: SourceConfig, log):
             return fn()
         except (DownloadError, ExtractorError, OSError) as e:
             msg = _clean_error(e)
+            if disk_full(e):
+                where = f" writing {out}" if out is not None else ""
+                raise VideoFetchError(f"{what}: no space left on device{where} ({msg})") from e
             if _PERMANENT.search(msg) or attempt >= cfg.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise VideoFetchError(f"{what}: {msg}{tries}") from e
@@ -201,14 +222,9 @@ def _file_url(path: Path) -> str:
 
 
 def _local_entries(paths, kind: str) -> list[SourceEntry]:
-    # yt-dlp's generic extractor names a file:// URL by the file stem; we use the same id
-    entries, seen = [], {}
-    for p in paths:
-        if p.stem in seen:
-            raise VideoFetchError(f"{p} and {seen[p.stem]} would both be video {p.stem!r}: rename one")
-        seen[p.stem] = p
-        entries.append(SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind))
-    return entries
+    # yt-dlp's generic extractor names a file:// URL by the file stem; we use the same id (_disambiguate settles
+    # two files with one stem)
+    return [SourceEntry(video_id=p.stem, url=_file_url(p), title=p.stem, kind=kind) for p in paths]
 
 
 def _folder_videos(folder: Path) -> list[Path]:
@@ -229,17 +245,79 @@ def _filelist_items(path: Path) -> list[str]:
     return items
 
 
+@dataclass
+class Skipped:
+    """An entry of the source that was left out of the listing, and why."""
+    entry: str      # the file list line, URL or `video_id (url)` as the source gave it
+    reason: str
+
+
+@dataclass
+class Listing:
+    entries: list[SourceEntry] = field(default_factory=list)
+    skipped: list[Skipped] = field(default_factory=list)
+
+
 def list_videos(cfg: SourceConfig, data_root, log=print) -> list[SourceEntry]:
+    """The entries of `list_source`; each skipped entry goes to `log`."""
+    listing = list_source(cfg, data_root, log)
+    for s in listing.skipped:
+        log(f"skipped {s.entry}: {s.reason}")
+    return listing.entries
+
+
+def list_source(cfg: SourceConfig, data_root, log=print) -> Listing:
     """Every video the source offers, without downloading, except those removed from the project on purpose
     (`catalog/removed.txt` under the data root; `python -m pipeline.remove_video`). Channels/playlists use flat
-    extraction."""
-    from ahriuwu_core.catalog import removed_ids
+    extraction.
+
+    One bad entry (a missing file, a URL that cannot be listed, an id that cannot name a folder) is skipped and
+    reported in `skipped`, so the others are still listed; only when nothing could be listed is it an error.
+    The same file or URL listed twice is one video; two files with the same stem get distinct ids."""
+    from ahriuwu_core.catalog import invalid_id_reason, removed_ids
 
     removed = removed_ids(data_root)
-    return [e for e in _list_source(cfg, Path(data_root), log) if e.video_id not in removed]
+    listing = _list_source(cfg, Path(data_root), log)
+    good, removed_here = [], 0
+    for e in _disambiguate(listing.entries, log):
+        reason = invalid_id_reason(e.video_id)
+        if reason:
+            listing.skipped.append(Skipped(f"{e.video_id} ({e.url})", reason))
+        elif e.video_id in removed:
+            removed_here += 1
+        else:
+            good.append(e)
+    if not good and not removed_here and listing.skipped:  # nothing listable at all: the source itself is broken
+        raise VideoFetchError("; ".join(f"{s.entry}: {s.reason}" for s in listing.skipped))
+    listing.entries = good
+    return listing
 
 
-def _list_source(cfg: SourceConfig, data_root: Path, log) -> list[SourceEntry]:
+def _disambiguate(entries: list[SourceEntry], log) -> list[SourceEntry]:
+    """Drop repeats of a URL, and of an id among non-local URLs (a channel may offer a video twice); give a
+    local file whose stem an earlier file already took `<stem>-<8 hex of its path>`, the same on every listing
+    so long as the earlier file stays listed first."""
+    out, by_url, by_id = [], set(), {}
+    for e in entries:
+        if e.url in by_url:
+            continue
+        by_url.add(e.url)
+        first = by_id.get(e.video_id)
+        if first is not None:
+            local, first_local = _local_path(e.url), _local_path(first.url)
+            if local is None or first_local is None:
+                if e.url != first.url:
+                    log(f"{e.url} is video {e.video_id!r} like {first.url}: listed once")
+                continue
+            new_id = f"{e.video_id}-{hashlib.sha256(str(local).encode()).hexdigest()[:8]}"
+            log(f"{local} has the stem of {first_local}: it is video {new_id!r}")
+            e = SourceEntry(**{**asdict(e), "video_id": new_id})
+        by_id[e.video_id] = e
+        out.append(e)
+    return out
+
+
+def _list_source(cfg: SourceConfig, data_root: Path, log) -> Listing:
     if cfg.kind == "demo":
         from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
 
@@ -247,26 +325,39 @@ def _list_source(cfg: SourceConfig, data_root: Path, log) -> list[SourceEntry]:
 
         demo_dir = DataLayout(data_root).demo_source
         paths = write_demo_videos(demo_dir, cfg.demo if cfg.demo is not None else DemoConfig())
-        return _local_entries(sorted(Path(p) for p in paths), "demo")
+        return Listing(_local_entries(sorted(Path(p) for p in paths), "demo"))
     if cfg.kind == "folder":
-        return _local_entries(_folder_videos(Path(cfg.path)), "folder")
+        return Listing(_local_entries(_folder_videos(Path(cfg.path)), "folder"))
     if cfg.kind == "filelist":
         base = Path(cfg.path).parent
-        entries = []
+        listing = Listing()
         for item in _filelist_items(Path(cfg.path)):
             if re.match(r"^[a-z][a-z0-9+.-]*://", item, re.I):
-                entries.extend(_list_urls([item], cfg, log, kind="filelist"))
-            else:
-                p = Path(item) if Path(item).is_absolute() else base / item
-                if not p.is_file():
-                    raise VideoFetchError(f"file list {cfg.path}: {p} does not exist")
-                entries.extend(_local_entries([p], "filelist"))
-        return entries
+                _list_each([item], cfg, log, "filelist", listing)
+                continue
+            p = Path(item) if Path(item).is_absolute() else base / item
+            if not p.is_file():
+                listing.skipped.append(Skipped(item, f"{p} does not exist (file list {cfg.path})"))
+                continue
+            listing.entries.extend(_local_entries([p.resolve()], "filelist"))
+        return listing
     if cfg.kind in ("urls", "channel", "playlist"):
         if not cfg.urls:
             raise ValueError(f"source kind {cfg.kind!r} needs `urls`")
-        return _list_urls(cfg.urls, cfg, log, kind=cfg.kind)
+        listing = Listing()
+        _list_each(cfg.urls, cfg, log, cfg.kind, listing)
+        return listing
     raise ValueError(f"unknown source kind {cfg.kind!r}")
+
+
+def _list_each(urls, cfg: SourceConfig, log, kind: str, listing: Listing) -> None:
+    """List each URL on its own, so one that fails is skipped (with yt-dlp's reason) and the rest still count."""
+    for url in dict.fromkeys(urls):
+        try:
+            listing.entries.extend(_list_urls([url], cfg, log, kind))
+        except VideoFetchError as e:
+            msg = str(e)
+            listing.skipped.append(Skipped(url, msg[len(url) + 2:] if msg.startswith(f"{url}: ") else msg))
 
 
 def _generic_id(url: str) -> str:
@@ -375,50 +466,55 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
     local = _local_path(url)
     if local is not None and local.is_file() and local.stat().st_size == 0:  # yt-dlp's words: "no data blocks"
         raise VideoFetchError(f"video {video_id} ({url}): {local} is an empty file (0 bytes)")
-    with atomic_path(final) as tmp:
-        tmp.mkdir()
+    try:
+        with atomic_path(final) as tmp:
+            tmp.mkdir()
 
-        def download(use_archive: bool):
-            extra = {"outtmpl": str(tmp / "video.%(ext)s")}
-            if use_archive:
-                extra["download_archive"] = str(archive)
-            with yt_dlp.YoutubeDL(_ydl_params(cfg, log, **extra)) as ydl:
-                info = ydl.extract_info(url, download=True)
-                return ydl.sanitize_info(info)
+            def download(use_archive: bool):
+                extra = {"outtmpl": str(tmp / "video.%(ext)s")}
+                if use_archive:
+                    extra["download_archive"] = str(archive)
+                with yt_dlp.YoutubeDL(_ydl_params(cfg, log, **extra)) as ydl:
+                    info = ydl.extract_info(url, download=True)
+                    return ydl.sanitize_info(info)
 
-        what = f"video {video_id} ({url})"
-        info = _with_retries(what, lambda: download(cfg.archive and not refetch), cfg, log)
-        files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
-        if not files and cfg.archive:
-            # the archive lists it but its folder is gone (deleted on purpose): download again
-            info = _with_retries(what, lambda: download(False), cfg, log)
+            what = f"video {video_id} ({url})"
+            info = _with_retries(what, lambda: download(cfg.archive and not refetch), cfg, log, out=final)
             files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
-        if not files or info is None:
-            raise VideoFetchError(f"{what}: yt-dlp finished without writing a video file")
-        video = files[0]
-        if info.get("id") and info["id"] != video_id:
-            log(f"{what}: yt-dlp calls it {info['id']!r}; keeping the catalog id {video_id!r}")
-        probed = _probe(video)
-        # a direct file's info has no real title (the generic extractor uses the id): keep the listing's
-        title = info.get("title") if info.get("title") not in (None, "", video_id) else (listed_title or video_id)
-        description = info.get("description") or listed_description
-        parsed = parse_replay_metadata(title, description)
-        meta = {
-            "video_id": video_id, "url": url, "kind": kind, "title": title, "description": (description or "")[:1000],
-            "uploader": info.get("uploader") or info.get("channel"), "upload_date": info.get("upload_date"),
-            "duration": info.get("duration") or probed.get("duration"),
-            "fps": info.get("fps") or probed.get("fps"),
-            "width": info.get("width") or probed.get("width"), "height": info.get("height") or probed.get("height"),
-            "ext": video.suffix.lstrip("."), "format_id": info.get("format_id"), "vcodec": info.get("vcodec"),
-            **parsed,
-            "sha256": file_sha256(video), "bytes": video.stat().st_size, "has_actions": False,
-        }
-        (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
-        sidecar = _local_sidecar(url)
-        if sidecar is not None:
-            shutil.copyfile(sidecar, tmp / fetched_sidecar_name(sidecar.name))
-            meta["has_actions"] = True
-        (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+            if not files and cfg.archive:
+                # the archive lists it but its folder is gone (deleted on purpose): download again
+                info = _with_retries(what, lambda: download(False), cfg, log, out=final)
+                files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
+            if not files or info is None:
+                raise VideoFetchError(f"{what}: yt-dlp finished without writing a video file")
+            video = files[0]
+            if info.get("id") and info["id"] != video_id:
+                log(f"{what}: yt-dlp calls it {info['id']!r}; keeping the catalog id {video_id!r}")
+            probed = _probe(video)
+            # a direct file's info has no real title (the generic extractor uses the id): keep the listing's
+            title = info.get("title") if info.get("title") not in (None, "", video_id) else (listed_title or video_id)
+            description = info.get("description") or listed_description
+            parsed = parse_replay_metadata(title, description)
+            meta = {
+                "video_id": video_id, "url": url, "kind": kind, "title": title, "description": (description or "")[:1000],
+                "uploader": info.get("uploader") or info.get("channel"), "upload_date": info.get("upload_date"),
+                "duration": info.get("duration") or probed.get("duration"),
+                "fps": info.get("fps") or probed.get("fps"),
+                "width": info.get("width") or probed.get("width"), "height": info.get("height") or probed.get("height"),
+                "ext": video.suffix.lstrip("."), "format_id": info.get("format_id"), "vcodec": info.get("vcodec"),
+                **parsed,
+                "sha256": file_sha256(video), "bytes": video.stat().st_size, "has_actions": False,
+            }
+            (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
+            sidecar = _local_sidecar(url)
+            if sidecar is not None:
+                shutil.copyfile(sidecar, tmp / fetched_sidecar_name(sidecar.name))
+                meta["has_actions"] = True
+            (tmp / "meta.json").write_text(json.dumps(meta, indent=1))
+    except OSError as e:  # writing info.json / meta.json / the sidecar copy
+        if disk_full(e):
+            raise VideoFetchError(f"video {video_id} ({url}): no space left on device writing {final} ({e})") from e
+        raise
     if cfg.archive and not _archive_has(archive, video_id):
         # yt-dlp records the extractor's id; record the catalog id too (the same for every source we list)
         with open(archive, "a") as f:

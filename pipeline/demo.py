@@ -18,14 +18,18 @@ from pipeline.definitions import ALL_ASSETS
 from pipeline.resources import resources_from_env
 
 
-def register_source(instance: DagsterInstance, resources: dict) -> list[str]:
-    """List the source, record it in the catalog, add the partitions (what the sensor does on a tick)."""
-    from ahriuwu_core.sources import entry_dict, list_videos
+def register_source(instance: DagsterInstance, resources: dict, log=print) -> list[str]:
+    """List the source, record it in the catalog, add the partitions (what the sensor does on a tick); entries
+    the listing skipped go to `log` with their reason."""
+    from ahriuwu_core.sources import entry_dict, list_source
 
     storage, project = resources["storage"], resources["project"]
-    entries = [entry_dict(e) for e in list_videos(project.source_config(), storage.path)]
+    listing = list_source(project.source_config(), storage.path, log=log)
+    for s in listing.skipped:
+        log(f"skipped {s.entry}: {s.reason}")
+    entries = [entry_dict(e) for e in listing.entries]
     catalog.register_videos(storage.path, entries)
-    ids = [e["video_id"] for e in entries]
+    ids = list(dict.fromkeys(e["video_id"] for e in entries))
     known = set(instance.get_dynamic_partitions(video_partitions.name))
     instance.add_dynamic_partitions(video_partitions.name, [i for i in ids if i not in known])
     return ids
@@ -78,7 +82,7 @@ def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, 
     """Materialize the whole graph in dependency order, one stage per run; return success per step."""
     outcome = {}
     start = time.perf_counter()
-    ids = register_source(instance, resources)
+    ids = register_source(instance, resources, log)
     log(f"source listed ({len(ids)} videos; the demo source renders its videos on first listing) in "
         f"{time.perf_counter() - start:.1f}s")
     for vid in ids:

@@ -31,18 +31,23 @@ _STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "o
     "automation conditions then request its fetch and frames. The cursor is the hash of the last listing.",
 )
 def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource, project: ProjectResource):
-    from ahriuwu_core.sources import entry_dict, list_videos
+    from ahriuwu_core.sources import entry_dict, list_source
 
-    entries = [entry_dict(e) for e in list_videos(project.source_config(), storage.path)]
-    listing = hashlib.sha256(json.dumps(sorted(e["video_id"] for e in entries)).encode()).hexdigest()
+    listing = list_source(project.source_config(), storage.path, log=context.log.info)
+    for s in listing.skipped:
+        context.log.warning(f"skipped {s.entry}: {s.reason}")
+    skipped = f"; skipped {len(listing.skipped)}: " + "; ".join(f"{s.entry}: {s.reason}" for s in listing.skipped) \
+        if listing.skipped else ""
+    entries = [entry_dict(e) for e in listing.entries]
+    listing_hash = hashlib.sha256(json.dumps(sorted(e["video_id"] for e in entries)).encode()).hexdigest()
     known = set(context.instance.get_dynamic_partitions(video_partitions.name))
-    new_ids = [e["video_id"] for e in entries if e["video_id"] not in known]
-    if not new_ids and context.cursor == listing:
-        return SkipReason(f"no new videos among {len(entries)} listed")
+    new_ids = list(dict.fromkeys(e["video_id"] for e in entries if e["video_id"] not in known))
+    if not new_ids and context.cursor == listing_hash:
+        return SkipReason(f"no new videos among {len(entries)} listed{skipped}")
     catalog.register_videos(storage.path, entries)
     return SensorResult(
         dynamic_partitions_requests=[video_partitions.build_add_request(new_ids)] if new_ids else [],
-        cursor=listing,
+        cursor=listing_hash,
     )
 
 

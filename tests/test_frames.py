@@ -27,7 +27,7 @@ def decoded_indices(store):
 
 
 def no_leftovers(store: Path):
-    return not store.exists() and not list(store.parent.glob(store.name + ".tmp-*"))
+    return not store.exists() and not list(store.parent.glob(f".{store.stem}.tmp-*"))
 
 
 @pytest.mark.parametrize("fps", [Fraction(24), Fraction(25), Fraction(30000, 1001), Fraction(30), Fraction(60)])
@@ -354,3 +354,22 @@ def test_jsonl_sidecar_and_frames_after_its_last_record(tmp_path):
     bad.write_text(json.dumps(header) + "\n" + json.dumps({"t": 0.0, "key": 17}) + "\n")
     with pytest.raises(FramesError, match="record 0"):
         frames.extract_frames(clip.path, tmp_path / "bad.zarr", FramesConfig(), actions_path=bad)
+
+
+def test_disk_full_names_the_output_not_the_video(tmp_path, monkeypatch):
+    import errno
+
+    video, store = tmp_path / "good.mp4", tmp_path / "out.zarr"
+    _good_clip(video)
+    calls = []
+
+    def full(self, n):
+        calls.append(n)
+        raise OSError(errno.ENOSPC, "No space left on device", str(store))
+
+    monkeypatch.setattr(frames._ChunkWriter, "_write", full)
+    with pytest.raises(FramesError) as err:
+        frames.extract_frames(video, store, FramesConfig())
+    msg = str(err.value)
+    assert msg.startswith(f"no space left on device writing {store}") and "decoding failed" not in msg
+    assert len(calls) == 1 and no_leftovers(store)

@@ -84,7 +84,7 @@ def test_folder_listing_and_file_url_download(tmp_path):
     # the second clip has no sidecar
     meta1 = sources.fetch_video(sources.entry_dict(entries[1]), out, cfg, log=quiet)  # dict entries work too
     assert not meta1["has_actions"] and not (out / "clip_1" / "actions.json").exists()
-    assert not list(out.glob(".tmp-*"))
+    assert not list(out.glob(".*tmp-*"))
     assert "clip_0" in (out / "download_archive.txt").read_text()
 
 
@@ -117,7 +117,7 @@ def test_unreachable_url_names_the_url(tmp_path):
         sources.fetch_video(entry, tmp_path / "videos", cfg, log=quiet)
     msg = str(err.value)
     assert url in msg and "gone" in msg and "refused" in msg.lower() and "2 attempts" in msg
-    assert not (tmp_path / "videos" / "gone").exists() and not list((tmp_path / "videos").glob(".tmp-*"))
+    assert not (tmp_path / "videos" / "gone").exists() and not list((tmp_path / "videos").glob(".*tmp-*"))
     with pytest.raises(VideoFetchError, match="127.0.0.1"):
         sources.list_videos(cfg, tmp_path, log=quiet)
 
@@ -151,8 +151,9 @@ def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
     with pytest.raises(VideoFetchError, match="does not exist"):
         sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "nowhere")), tmp_path, log=quiet)
     (tmp_path / "src" / "clip_1.mkv").write_bytes((tmp_path / "src" / "clip_1.mp4").read_bytes())
-    with pytest.raises(VideoFetchError, match="clip_1"):  # two files, one id
-        sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "src")), tmp_path, log=quiet)
+    ids = [e.video_id for e in sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "src")),
+                                                   tmp_path, log=quiet)]
+    assert ids[:2] == ["clip_0", "clip_1"] and len(ids) == 3 and ids[2].startswith("clip_1-")  # two files, two ids
 
 
 def test_demo_source_goes_through_yt_dlp(tmp_path):
@@ -265,3 +266,150 @@ def test_format_selection_prefers_frame_rates_that_20_divides():
         assert ydl.process_ie_result(dict(info), download=False)["format_id"] == "302"  # 60 fps beats codec
         info["formats"] = [x for x in formats if x["fps"] == 30]
         assert ydl.process_ie_result(dict(info), download=False)["format_id"] == "136"  # no choice: 30 fps
+
+
+def _feed(root: Path, base: str, links: list[str]) -> str:
+    """An RSS feed of direct links (flat listing reads it without touching the videos); returns its URL."""
+    (root / "feed.xml").write_text(
+        f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Replays</title>'
+        f"<link>{base}/</link><description>replays</description>"
+        + "".join(f"<item><title>t</title><link>{base}/{link}</link></item>" for link in links)
+        + "</channel></rss>")
+    return f"{base}/feed.xml"
+
+
+def test_filelist_repeats_are_one_video_and_same_stems_get_distinct_stable_ids(tmp_path, http_server):
+    from ahriuwu_core import catalog
+
+    root, base, _ = http_server
+    for sub in ("sub1", "sub2"):
+        media.make_clip(tmp_path / sub / "same.mp4", seconds=0.5, fps=20, width=64, height=48)
+    media.make_clip(root / "remote.mp4", seconds=0.5, fps=20, width=64, height=48)
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"sub1/same.mp4\nsub1/same.mp4\n./sub1/same.mp4\n{tmp_path / 'sub1' / 'same.mp4'}\n"
+                       f"sub2/same.mp4\n{base}/remote.mp4\n{base}/remote.mp4\n")
+    cfg = SourceConfig(kind="filelist", path=str(listing))
+    result = sources.list_source(cfg, tmp_path / "data", log=quiet)
+    ids = [e.video_id for e in result.entries]
+    assert result.skipped == []
+    assert len(ids) == 3 and ids[0] == "same" and ids[1].startswith("same-") and ids[2] == "remote"
+    assert result.entries[0].url.endswith("/sub1/same.mp4") and result.entries[1].url.endswith("/sub2/same.mp4")
+    assert [e.video_id for e in sources.list_videos(cfg, tmp_path / "data", log=quiet)] == ids  # stable
+    assert catalog.register_videos(tmp_path / "data", [sources.entry_dict(e) for e in result.entries]) == ids
+    meta = sources.fetch_video(result.entries[1], tmp_path / "videos", cfg, log=quiet)
+    assert meta["video_id"] == ids[1] and (tmp_path / "videos" / ids[1] / "video.mp4").exists()
+
+
+def _bad_entries_filelist(tmp_path: Path, root: Path, base: str) -> Path:
+    """good.mp4 and feed item ok.mp4 are good; a missing file, a dot-file and a `../../evil` feed item are not."""
+    media.make_clip(tmp_path / "src" / "good.mp4", seconds=0.5, fps=20, width=64, height=48)
+    media.make_clip(tmp_path / "src" / ".hidden.mp4", seconds=0.5, fps=20, width=64, height=48)
+    media.make_clip(root / "ok.mp4", seconds=0.5, fps=20, width=64, height=48)
+    feed = _feed(root, base, ["..%2F..%2Fevil.mp4", "ok.mp4"])
+    listing = tmp_path / "list.txt"
+    listing.write_text(f"src/good.mp4\nsrc/missing.mp4\nsrc/.hidden.mp4\n{feed}\n")
+    return listing
+
+
+def test_a_bad_entry_is_skipped_and_reported_and_the_good_ones_are_listed(tmp_path, http_server):
+    root, base, _ = http_server
+    cfg = SourceConfig(kind="filelist", path=str(_bad_entries_filelist(tmp_path, root, base)))
+    result = sources.list_source(cfg, tmp_path / "data", log=quiet)
+    assert [e.video_id for e in result.entries] == ["good", "ok"]
+    skipped = {s.entry: s.reason for s in result.skipped}
+    assert set(skipped) == {"src/missing.mp4", f".hidden ({_file_url(tmp_path / 'src' / '.hidden.mp4')})",
+                            f"../../evil ({base}/..%2F..%2Fevil.mp4)"}
+    assert "does not exist" in skipped["src/missing.mp4"]
+    assert "'/'" in skipped[f"../../evil ({base}/..%2F..%2Fevil.mp4)"]
+    logged = []
+    assert [e.video_id for e in sources.list_videos(cfg, tmp_path / "data", log=logged.append)] == ["good", "ok"]
+    assert any("../../evil" in line and "'/'" in line for line in logged)
+    # nothing listable at all is still an error, naming the entry
+    (tmp_path / "only_bad.txt").write_text("src/missing.mp4\n")
+    with pytest.raises(VideoFetchError, match="missing.mp4"):
+        sources.list_source(SourceConfig(kind="filelist", path=str(tmp_path / "only_bad.txt")), tmp_path, log=quiet)
+
+
+def _file_url(path: Path) -> str:
+    return path.resolve().as_uri()
+
+
+def test_sensor_and_demo_registration_add_exactly_the_good_partitions(tmp_path, http_server, monkeypatch):
+    from dagster import DagsterInstance, SkipReason, build_sensor_context
+
+    from ahriuwu_core import catalog
+    from pipeline.demo import register_source
+    from pipeline.resources import resources_from_env
+    from pipeline.sensors import new_videos_sensor
+    from tests._instance import scratch_project
+
+    root, base, _ = http_server
+    listing = _bad_entries_filelist(tmp_path, root, base)
+    media.make_clip(tmp_path / "src" / "sub" / "good.mp4", seconds=0.5, fps=20, width=64, height=48)
+    listing.write_text(listing.read_text() + "src/good.mp4\nsrc/sub/good.mp4\n")  # a repeat and a same stem
+    _, data_root = scratch_project(tmp_path / "proj", tmp_path / "src", monkeypatch)
+    monkeypatch.setenv("AHRIUWU_SOURCE", f"filelist:{listing}")
+    resources = resources_from_env()
+    instance = DagsterInstance.get()
+    try:
+        context = build_sensor_context(instance=instance, resources={k: resources[k] for k in ("storage", "project")})
+        result = new_videos_sensor(context)
+        [request] = result.dynamic_partitions_requests
+        keys = list(request.partition_keys)
+        assert len(keys) == 3 and keys[:2] == ["good", "ok"] and keys[2].startswith("good-")
+        instance.add_dynamic_partitions(request.partitions_def_name, keys)
+        assert sorted(instance.get_dynamic_partitions("videos")) == sorted(keys)
+        assert catalog.catalog_ids(data_root) == sorted(keys)
+        context = build_sensor_context(instance=instance, cursor=result.cursor,
+                                       resources={k: resources[k] for k in ("storage", "project")})
+        again = new_videos_sensor(context)
+        assert isinstance(again, SkipReason)
+        assert "../../evil" in again.skip_message and "src/missing.mp4" in again.skip_message
+
+        # the same listing through `make demo`'s registration: it adds the partition that went missing
+        instance.delete_dynamic_partition("videos", "ok")
+        logged = []
+        assert register_source(instance, resources, log=logged.append) == keys
+        assert sorted(instance.get_dynamic_partitions("videos")) == sorted(keys)
+        assert any(line.startswith("skipped ../../evil") and "'/'" in line for line in logged)
+        assert any(line.startswith("skipped src/missing.mp4") and "does not exist" in line for line in logged)
+    finally:
+        instance.dispose()
+
+
+def test_disk_full_is_named_and_not_retried(tmp_path, monkeypatch):
+    import errno
+
+    from yt_dlp.downloader.http import HttpFD
+
+    src = tmp_path / "src"
+    make_source_folder(src, n=1, with_actions=False)
+    [entry] = sources.list_videos(SourceConfig(kind="folder", path=str(src)), tmp_path, log=quiet)
+    opened = []
+
+    class FullDisk:  # the download's output file on a full disk: every write fails
+        def __init__(self, f):
+            self.f = f
+
+        def write(self, data):
+            raise OSError(errno.ENOSPC, "No space left on device")
+
+        def __getattr__(self, name):
+            return getattr(self.f, name)
+
+    real_open = HttpFD.sanitize_open
+
+    def sanitize_open(self, filename, open_mode):
+        f, name = real_open(self, filename, open_mode)
+        opened.append(name)
+        return FullDisk(f), name
+
+    monkeypatch.setattr(HttpFD, "sanitize_open", sanitize_open)
+    out = tmp_path / "videos"
+    cfg = SourceConfig(kind="folder", path=str(src), retries=3, backoff_s=0.01)
+    with pytest.raises(VideoFetchError) as err:
+        sources.fetch_video(entry, out, cfg, log=quiet)
+    msg = str(err.value)
+    assert len(opened) == 1  # one attempt: a retry cannot free space
+    assert "no space left on device writing" in msg and str(out / "clip_0") in msg and "attempts" not in msg
+    assert not (out / "clip_0").exists() and not list(out.glob(".*tmp-*"))
