@@ -252,20 +252,21 @@ def tokenizer(
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
                            f"resume from {result['checkpoint']}")
     # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
-    # by the next run), and the published path that readers load.
+    # by the next run), and the published path that readers load -- published only when the check passed.
     result["checkpoint"] = Path(result["checkpoint"])
-    result["published_checkpoint"] = _publish(result["checkpoint"], storage.layout.tokenizer_checkpoint)
+    collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
+    passed = bool(result["collapse_passed"])
+    where = _publish_if_passed(passed, result["checkpoint"], storage.layout.tokenizer_checkpoint, context)
     strip = result.pop("strip_png", None)
-    metadata = {**_scalars(result), "preset": preset.name, "kind": train_cfg.kind}
+    metadata = {**_scalars(result), **where, "preset": preset.name, "kind": train_cfg.kind}
     if strip:
         metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
     if curve := loss_curve_markdown(run_dir / "train_log.jsonl"):
         metadata["loss_curve"] = MetadataValue.md(curve)
-    collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
     return MaterializeResult(
         metadata=metadata,
         data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
-        check_results=[_check("not_collapsed", bool(result["collapse_passed"]), collapse, AssetCheckSeverity.ERROR)],
+        check_results=[_check("not_collapsed", passed, {**collapse, **where}, AssetCheckSeverity.ERROR)],
     )
 
 
@@ -312,6 +313,15 @@ def latents(
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    check_specs=[
+        AssetCheckSpec("finite_loss", asset="dynamics", blocking=True,
+                       description="every logged training loss and the final loss are finite"),
+        AssetCheckSpec("loss_improved", asset="dynamics", blocking=True,
+                       description="the mean of the last logged losses is below the first's by more than 2 "
+                       "standard errors (not judged with fewer than 3 logged losses at each end)"),
+        AssetCheckSpec("action_alive", asset="dynamics", blocking=True,
+                       description="the prediction changes when the actions change, on fixed training windows"),
+    ],
     description="The world model: a space/time factorized transformer over latent tokens trained with flow "
     "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
 )
@@ -340,15 +350,30 @@ def dynamics(
         command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
     result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
     checkpoint = out_dir / "dynamics.pt"
-    published = _publish(checkpoint, storage.layout.dynamics_checkpoint)
+    checks = _dynamics_checks(checkpoint, out_dir, stores["train"], compute.torch_device())
+    where = _publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
+                               storage.layout.dynamics_checkpoint, context)
     curve = loss_curve_markdown(out_dir / "train_log.jsonl")
     return MaterializeResult(
-        metadata={**(result.metadata or {}), "checkpoint": MetadataValue.path(str(checkpoint)),
-                  "published_checkpoint": MetadataValue.path(str(published)),
-                  **({"loss_curve": MetadataValue.md(curve)} if curve else {})},
+        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {})},
         data_version=result.data_version,
-        check_results=result.check_results,
+        check_results=[_check(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
+                       for name, (passed, details) in checks.items()],
     )
+
+
+def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
+    """The dynamics asset's blocking checks on its run folder: name -> (passed, metadata)."""
+    from ahriuwu_core.dynamics.checks import check_action_alive, check_finite_loss, check_loss_improved, logged_losses
+    from ahriuwu_core.dynamics.train import load_world_model
+
+    losses = logged_losses(out_dir / "train_log.jsonl")
+    trained = json.loads((out_dir / "result.json").read_text())
+    return {
+        "finite_loss": check_finite_loss(losses, trained.get("loss_last")),
+        "loss_improved": check_loss_improved(losses),
+        "action_alive": check_action_alive(load_world_model(checkpoint, device), train_stores),
+    }
 
 
 @asset(
@@ -466,6 +491,20 @@ def _run_dir(storage: StorageResource, stage: str, *inputs) -> Path:
     return path
 
 
+def _publish_if_passed(passed: bool, src: Path, dst: Path, context: AssetExecutionContext) -> dict:
+    """Publish a training run's output only when its blocking checks passed; otherwise the previous published
+    one stays, and the failed one stays in its run folder. Returns metadata saying where each is."""
+    where = {"checkpoint": MetadataValue.path(str(src)), "published": bool(passed)}
+    if passed:
+        where["published_checkpoint"] = MetadataValue.path(str(_publish(src, dst)))
+        return where
+    kept = MetadataValue.path(str(dst)) if dst.exists() else "none (never published)"
+    where["kept_published_checkpoint"] = kept
+    context.log.warning(f"a blocking check failed: {src} is not published; {dst} "
+                        f"{'keeps the previous one' if dst.exists() else 'stays absent'}")
+    return where
+
+
 def _publish(src: Path, dst: Path) -> Path:
     """Copy a finished checkpoint to the stage's well-known path atomically (readers never see half a file)."""
     return copy_file(src, dst)
@@ -479,7 +518,7 @@ def _scalars(stats: dict) -> dict:
     """The numbers and strings of a stats dict, as Dagster metadata (nested values become JSON)."""
     out = {}
     for key, value in stats.items():
-        if isinstance(value, bool):
+        if isinstance(value, (bool, MetadataValue)):
             out[key] = value
         elif isinstance(value, (int, float, str)):
             out[key] = value

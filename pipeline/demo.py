@@ -73,8 +73,12 @@ def _run(selection, instance, resources, partition_key=None, log=print) -> bool:
         )
     names = "+".join(a.key.to_user_string() for a in selection)
     where = f"[{partition_key}]" if partition_key else ""
-    log(f"{names}{where}: {'ok' if result.success else 'FAILED'} in {time.perf_counter() - start:.1f}s, "
-        f"peak RSS {rss.peak_bytes / 2**20:.0f} MiB")
+    # A failed blocking check fails its step (Dagster raises after recording it), so it stops dependents here
+    # exactly as any failure does; name the check so the log says why.
+    blocked = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
+               if not e.passed and e.blocking]
+    status = "ok" if result.success else "FAILED" + (f" (blocking check {', '.join(blocked)})" if blocked else "")
+    log(f"{names}{where}: {status} in {time.perf_counter() - start:.1f}s, peak RSS {rss.peak_bytes / 2**20:.0f} MiB")
     return result.success
 
 
