@@ -38,6 +38,7 @@ import numpy as np
 import zarr
 
 from ahriuwu_core.conventions import actions_leading_into
+from ahriuwu_core.checked_store import create_array
 from ahriuwu_core.files import atomic_path
 from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
 
@@ -353,8 +354,8 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
 
     tmp.mkdir(parents=True)
     group = zarr.open_group(str(tmp), mode="w")
-    frames_arr = group.create_array("frames", shape=(0, H, W, 3), chunks=(cfg.chunk_frames, H, W, 3),
-                                    dtype="uint8")
+    frames_arr = create_array(group, "frames", shape=(0, H, W, 3), chunks=(cfg.chunk_frames, H, W, 3),
+                                     dtype="uint8")
     writer = _ChunkWriter(frames_arr, cfg.chunk_frames, H, W)
 
     t0 = first.pts
@@ -414,10 +415,11 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
         raise FramesError(f"{video_path}: truncated or corrupt: decoded {float(duration):.2f} s of the "
                           f"{container_duration:.2f} s the container declares")
     actions_arr, has_actions = align_actions(actions, num_frames, fps)
-    group.create_array("actions", data=actions_arr, chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
-    group.create_array("has_actions", data=has_actions, chunks=(max(1, min(4096, num_frames)),))
+    create_array(group, "actions", data=actions_arr,
+                        chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
+    create_array(group, "has_actions", data=has_actions, chunks=(max(1, min(4096, num_frames)),))
     mask = hud_mask(geom, cfg.hud_layout)
-    group.create_array("hud_mask", data=mask, chunks=(H, W))
+    create_array(group, "hud_mask", data=mask, chunks=(H, W))
 
     source_fps = float(stream.average_rate) if stream.average_rate else n_source / float(duration)
     stats = {

@@ -45,13 +45,13 @@ OWNER = "team:ml"
 # persistence prior, 2D space RoPE, action on latent tokens. dynamics 4: each example's window, corruption and
 # noise drawn from (seed, step, example index), so N ranks train exactly what one process does on their union.
 # evaluation 2: 16 clips per video, bootstrap intervals, persistence_motion and mean-readout series, per-frame
-# encoding.
+# encoding. frames 3, latents 2: every chunk written and zstd-checksummed (`checked_store`), so damage is an error.
 CODE_VERSIONS = {
     "videos": "1",
-    "frames": "2",
+    "frames": "3",
     "dataset_manifest": "1",
     "tokenizer": "2",
-    "latents": "1",
+    "latents": "2",
     "dynamics": "4",
     "evaluation": "2",
 }

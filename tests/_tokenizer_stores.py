@@ -1,8 +1,12 @@
 """Tiny frames stores (zarr v3, the frames contract layout) for the tokenizer/latents tests."""
+
+import hashlib
 from pathlib import Path
 
 import numpy as np
 import zarr
+
+from ahriuwu_core.checked_store import create_array
 
 
 def make_frames_store(path: Path, num_frames: int = 12, size: int = 16, seed: int = 0, hud: bool = True,
@@ -17,15 +21,15 @@ def make_frames_store(path: Path, num_frames: int = 12, size: int = 16, seed: in
         img[cy : cy + 4, cx : cx + 4] = rng.integers(0, 256, 3)
         frames[t] = img.astype(np.uint8)
     g = zarr.open_group(str(path), mode="w")
-    g.create_array("frames", data=frames, chunks=(4, size, size, 3))
+    create_array(g, "frames", data=frames, chunks=(4, size, size, 3))
     mask = np.zeros((size, size), np.uint8)
     if hud:
         mask[-3:, -5:] = 1
-    g.create_array("hud_mask", data=mask)
+    create_array(g, "hud_mask", data=mask)
     acts = rng.integers(0, 5, (num_frames, 2)).astype(np.int16)
-    g.create_array("actions", data=acts if actions else np.zeros_like(acts))
-    g.create_array("has_actions", data=np.full(num_frames, actions, bool))
+    create_array(g, "actions", data=acts if actions else np.zeros_like(acts))
+    create_array(g, "has_actions", data=np.full(num_frames, actions, bool))
     g.attrs.update({"video_id": Path(path).stem, "fps": 20, "num_frames": num_frames, "size": [size, size],
-                    "content_hash": "x" * 64, "action_components": ["move", "ability"],
+                    "content_hash": hashlib.sha256(frames.tobytes()).hexdigest(), "action_components": ["move", "ability"],
                     "action_num_classes": [9, 5]})
     return Path(path)

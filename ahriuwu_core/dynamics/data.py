@@ -16,6 +16,8 @@ import numpy as np
 import torch
 import zarr
 
+from ..checked_store import HashCheck, create_array, open_checked, read as read_checked
+
 
 def example_seed(seed: int, step: int, index: int, stream: int) -> int:
     """A 64-bit seed for global example `index` of optimizer step `step`; `stream` separates independent uses
@@ -44,10 +46,7 @@ def open_latent_video(path, in_memory: bool = True) -> LatentVideo:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"latent store not found: {path}")
-    try:
-        group = zarr.open_group(str(path), mode="r")
-    except Exception as e:
-        raise ValueError(f"cannot open latent store {path}: {e}") from e
+    group = open_checked(path, ("latents", "actions", "has_actions"))
     if "latents" not in group:
         raise ValueError(f"latent store {path} has no 'latents' array")
     lat = group["latents"]
@@ -55,8 +54,8 @@ def open_latent_video(path, in_memory: bool = True) -> LatentVideo:
         raise ValueError(f"latent store {path}: 'latents' must be (T,N,D), got shape {lat.shape}")
     T = lat.shape[0]
     if "actions" in group and "has_actions" in group:
-        actions = np.asarray(group["actions"][:], dtype=np.int16)
-        has = np.asarray(group["has_actions"][:], dtype=bool)
+        actions = read_checked(path, group["actions"]).astype(np.int16)
+        has = read_checked(path, group["has_actions"]).astype(bool)
         if actions.ndim != 2 or actions.shape[0] != T or has.shape != (T,):
             raise ValueError(f"latent store {path}: actions {actions.shape} / has_actions {has.shape} do not "
                              f"match {T} frames")
@@ -66,7 +65,12 @@ def open_latent_video(path, in_memory: bool = True) -> LatentVideo:
     if has.any() and classes and len(classes) != actions.shape[1]:
         raise ValueError(f"latent store {path}: {actions.shape[1]} action components stored, its action space "
                          f"{list(classes)} has {len(classes)}")
-    data = np.asarray(lat[:], dtype=np.float16) if in_memory else lat
+    data = lat
+    if in_memory:  # the whole store is read: verify it against its content_hash (the encode step's)
+        data = read_checked(path, lat).astype(np.float16)
+        check = HashCheck(path, group.attrs.get("content_hash"))
+        check.update(data)
+        check.verify()
     return LatentVideo(path, data, actions, has, classes if has.any() else ())
 
 
@@ -155,10 +159,10 @@ def write_latent_store(path, latents: np.ndarray, actions: np.ndarray | None = N
     path = Path(path)
     group = zarr.open_group(str(path), mode="w")
     T = latents.shape[0]
-    group.create_array("latents", data=np.asarray(latents, np.float16), chunks=(min(32, T),) + latents.shape[1:])
+    create_array(group, "latents", data=np.asarray(latents, np.float16), chunks=(min(32, T),) + latents.shape[1:])
     if actions is not None:
-        group.create_array("actions", data=np.asarray(actions, np.int16))
-        group.create_array("has_actions", data=np.asarray(
+        create_array(group, "actions", data=np.asarray(actions, np.int16))
+        create_array(group, "has_actions", data=np.asarray(
             has_actions if has_actions is not None else np.ones(T, bool), bool))
     group.attrs.update({"num_frames": T, "tokens": latents.shape[1], "dim": latents.shape[2], **attrs})
     return path

@@ -11,6 +11,7 @@ import numpy as np
 import torch
 import zarr
 
+from ..checked_store import HashCheck, create_array, read as read_checked
 from ..files import atomic_path
 from ..manifest import file_sha256
 from ..training import autocast_context
@@ -50,21 +51,26 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
     with atomic_path(out_store) as tmp:
         g = zarr.open_group(str(tmp), mode="w")
         chunk_t = max(1, min(T, 64))
-        lat = g.create_array("latents", shape=(T, N, D), dtype="float16", chunks=(chunk_t, N, D))
+        lat = create_array(g, "latents", shape=(T, N, D), dtype="float16", chunks=(chunk_t, N, D))
         n_comp = src["actions"].shape[1] if "actions" in src else 0
-        acts = g.create_array("actions", shape=(T, n_comp), dtype="int16", chunks=(max(1, min(T, 4096)), max(1, n_comp)))
-        has = g.create_array("has_actions", shape=(T,), dtype="bool", chunks=(max(1, min(T, 4096)),))
+        acts = create_array(g, "actions", shape=(T, n_comp), dtype="int16",
+                            chunks=(max(1, min(T, 4096)), max(1, n_comp)))
+        has = create_array(g, "has_actions", shape=(T,), dtype="bool", chunks=(max(1, min(T, 4096)),))
         if "actions" in src:
             acts[:] = np.asarray(src["actions"][:], dtype=np.int16)
         if "has_actions" in src:
             has[:] = np.asarray(src["has_actions"][:], dtype=bool)
         h = hashlib.sha256()
+        source = HashCheck(frames_store, src.attrs.get("content_hash"))  # never encode a damaged store
         for i in range(0, T, batch_frames):
-            x = torch.from_numpy(np.asarray(frames[i : i + batch_frames])).to(dev)
+            chunk = read_checked(frames_store, frames, slice(i, i + batch_frames))
+            source.update(chunk)
+            x = torch.from_numpy(chunk).to(dev)
             x = x.permute(0, 3, 1, 2).float().div_(255.0)[None]  # (1, b, 3, H, W)
             z16 = encode_frames(model, x)[0].cpu().numpy().astype(np.float16)
             lat[i : i + len(z16)] = z16
             h.update(z16.tobytes())
+        source.verify()
         content_hash = h.hexdigest()
         g.attrs.update({
             "video_id": src.attrs.get("video_id", frames_store.stem),

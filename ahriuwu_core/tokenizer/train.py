@@ -21,6 +21,7 @@ import zarr
 from PIL import Image
 from torch import nn
 
+from ..checked_store import HashCheck, open_checked, read as read_checked
 from ..report import small_png_bytes
 from ..training import (
     OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint, make_optimizer,
@@ -114,7 +115,7 @@ def open_frames_store(path) -> zarr.Group:
         g["frames"]
     except Exception as e:
         raise ValueError(f"not a frames store (zarr group with 'frames'): {path}: {e}") from e
-    return g
+    return open_checked(path, ("frames", "actions", "has_actions", "hud_mask"))
 
 
 def _game_mask(g: zarr.Group, path, H: int, W: int) -> np.ndarray:
@@ -148,7 +149,7 @@ class FrameWindowSampler:
             self.lengths.append(shape[0] - T + 1)
             self.games.append(_game_mask(g, p, image_size, image_size))
         total = sum(g["frames"].nbytes for g in self.groups)
-        self.arrays = [np.asarray(g["frames"][:]) for g in self.groups] if total <= memory_limit_bytes \
+        self.arrays = [load_frames(p, g) for p, g in zip(self.paths, self.groups)] if total <= memory_limit_bytes \
             else [g["frames"] for g in self.groups]
         self.weights = np.array(self.lengths, np.float64) / sum(self.lengths)
         self.rng = np.random.default_rng(seed)
@@ -176,11 +177,20 @@ class FrameWindowSampler:
         return frames, torch.from_numpy(game)[:, None, None]
 
 
-def heldout_frames(stores, n: int, image_size: int) -> list[tuple[Path, np.ndarray, np.ndarray | None]]:
+def load_frames(path: Path, group) -> np.ndarray:
+    """A whole frames array, read and verified against the store's content_hash."""
+    frames = read_checked(path, group["frames"])
+    check = HashCheck(path, group.attrs.get("content_hash"))
+    check.update(frames)
+    check.verify()
+    return frames
+
+
+def heldout_frames(frames_stores, n: int, image_size: int) -> list[tuple[Path, np.ndarray, np.ndarray | None]]:
     """n frames evenly spaced over the held-out stores -> [(path, frames (k,H,W,3) uint8, hud_mask)]."""
-    if not stores or n <= 0:
+    if not frames_stores or n <= 0:
         return []
-    groups = [(Path(p), open_frames_store(p)) for p in stores]
+    groups = [(Path(p), open_frames_store(p)) for p in frames_stores]
     per = max(1, math.ceil(n / len(groups)))
     out = []
     for p, g in groups:
