@@ -101,15 +101,10 @@ def clip_starts(num_frames: int, length: int, count: int) -> list[int]:
 
 
 def read_clips(store: Path, cfg: EvalConfig) -> Clips:
-    import zarr
+    from ahriuwu_core.frames import open_frames
 
     store = Path(store)
-    if not store.exists():
-        raise FileNotFoundError(f"frames store not found: {store}")
-    group = zarr.open_group(str(store), mode="r")
-    for name in ("frames", "actions", "has_actions"):
-        if name not in group:
-            raise ValueError(f"frames store {store} has no '{name}' array")
+    group = open_frames(store, require=("frames", "actions", "has_actions"))
     video_id = str(group.attrs.get("video_id", store.stem))
     frames = group["frames"]
     length = cfg.context + cfg.horizon

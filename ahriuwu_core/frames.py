@@ -38,7 +38,7 @@ import numpy as np
 import zarr
 
 from ahriuwu_core.conventions import actions_leading_into
-from ahriuwu_core.checked_store import create_array
+from ahriuwu_core.checked_store import create_array, open_checked
 from ahriuwu_core.files import atomic_path
 from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
 
@@ -451,12 +451,19 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     return stats
 
 
-def open_frames(store) -> zarr.Group:
-    """Open a frames store read-only (group with frames / actions / has_actions / hud_mask)."""
+def open_frames(store, require: tuple[str, ...] = ("frames",)) -> zarr.Group:
+    """Open a frames store read-only (group with frames / actions / has_actions / hud_mask): the `require`d
+    arrays must be there, and no array may miss a chunk (`checked_store.open_checked`)."""
     store = Path(store)
+    if not store.exists():
+        raise FileNotFoundError(f"frames store not found: {store}")
     if not (store / "zarr.json").exists():
-        raise FramesError(f"{store}: not a frames store")
-    return zarr.open_group(str(store), mode="r")
+        raise FramesError(f"{store}: not a frames store (no zarr.json)")
+    group = open_checked(store, ("frames", "actions", "has_actions", "hud_mask"))
+    for name in require:
+        if name not in group:
+            raise FramesError(f"frames store {store} has no '{name}' array")
+    return group
 
 
 def check_frame_count(stats: dict) -> tuple[bool, dict]:

@@ -12,6 +12,7 @@ import torch
 import zarr
 from PIL import Image
 
+from ahriuwu_core.checked_store import create_array
 from ahriuwu_core import evaluate as E
 from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
@@ -36,10 +37,10 @@ def write_frames_store(path: Path, video_id: str, num_frames: int = 12, with_act
     hud = np.zeros((SIZE, SIZE), np.uint8)
     hud[-6:, -10:] = 1
     group = zarr.open_group(str(path), mode="w")
-    group.create_array("frames", data=frames, chunks=(8, SIZE, SIZE, 3))
-    group.create_array("actions", data=actions)
-    group.create_array("has_actions", data=np.full(num_frames, with_actions))
-    group.create_array("hud_mask", data=hud)
+    create_array(group, "frames", data=frames, chunks=(8, SIZE, SIZE, 3))
+    create_array(group, "actions", data=actions)
+    create_array(group, "has_actions", data=np.full(num_frames, with_actions))
+    create_array(group, "hud_mask", data=hud)
     group.attrs.update({"video_id": video_id, "fps": 20, "num_frames": num_frames})
     return path
 
@@ -259,9 +260,9 @@ def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
     rng = np.random.default_rng(3)
     lat = np.tanh(rng.standard_normal((10, wm.cfg.num_tokens, wm.cfg.token_dim))).astype(np.float16)
     group = zarr.open_group(str(tmp_path / "v.zarr"), mode="w")
-    group.create_array("latents", data=lat)
-    group.create_array("actions", data=np.ones((10, 2), np.int16))
-    group.create_array("has_actions", data=np.ones(10, bool))
+    create_array(group, "latents", data=lat)
+    create_array(group, "actions", data=np.ones((10, 2), np.int16))
+    create_array(group, "has_actions", data=np.ones(10, bool))
     value = E.quick_eval_latents(wm, [tmp_path / "v.zarr"], window=6, windows_per_video=1, seed=5)
     start = E.clip_starts(10, 6, 1)[0]
     direct = E.quick_latent_psnr(wm, torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),

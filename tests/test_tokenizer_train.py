@@ -11,7 +11,7 @@ from ahriuwu_core.tokenizer import (
 )
 from ahriuwu_core.metrics import psnr
 from ahriuwu_core.tokenizer.quality import collapse_check, heldout_metrics
-from ahriuwu_core.tokenizer.train import open_frames_store
+from ahriuwu_core.frames import open_frames
 from ahriuwu_core.training import OptimConfig
 
 from ._tensorboard import scalars
@@ -53,7 +53,7 @@ def test_train_writes_checkpoint_log_and_metrics(tmp_path, stores):
         assert key in res
     # The reported figures are the saved model's: recompute them from the checkpoint and the held-out store.
     tok = load_tokenizer(res["checkpoint"])
-    store = open_frames_store(held[0])
+    store = open_frames(held[0])
     frames = np.asarray(store["frames"])
     hud = np.asarray(store["hud_mask"][:]) if "hud_mask" in store else None
     idx = np.unique(np.linspace(0, len(frames) - 1, 6).round().astype(int))  # eval_frames=6, one store
@@ -104,7 +104,7 @@ def test_sampler_windows_and_errors(tmp_path, stores):
     again = s.sample(2)[0]
     s.set_state(state)
     assert torch.equal(s.sample(2)[0], again)
-    with pytest.raises(ValueError, match="missing.zarr"):
+    with pytest.raises(FileNotFoundError, match="missing.zarr"):
         FrameWindowSampler([tmp_path / "missing.zarr"], T=1, image_size=32)
     with pytest.raises(ValueError, match="v0.zarr"):
         FrameWindowSampler(train, T=1, image_size=64)
@@ -123,8 +123,8 @@ def test_tiny_cnn_learns(tmp_path, stores):
                           tmp_path / "o")
     recs = [json.loads(line) for line in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()]
     assert recs[-1]["mse"] < 0.7 * recs[0]["mse"]  # training improves on the PCA start
-    mean_image = np.concatenate([np.asarray(open_frames_store(p)["frames"]) for p in train]).mean(0)
-    heldout = np.asarray(open_frames_store(held[0])["frames"])
+    mean_image = np.concatenate([np.asarray(open_frames(p)["frames"]) for p in train]).mean(0)
+    heldout = np.asarray(open_frames(held[0])["frames"])
     mean_psnr = float(np.mean(psnr(np.broadcast_to(mean_image.round().astype(np.uint8), heldout.shape), heldout)))
     assert res["heldout_psnr"] > mean_psnr + 2.0, (res["heldout_psnr"], mean_psnr)
     assert res["collapse_passed"] is True

@@ -52,7 +52,7 @@ class PlayWorld:
 
     def __init__(self, tokenizer, world_model, stores, cfg: PlayConfig = PlayConfig(), context_noise: float = 0.1,
                  window: int | None = None, device="cpu"):
-        import zarr
+        from ..frames import open_frames
 
         self.tokenizer, self.model, self.cfg = tokenizer, world_model, cfg
         self.device = torch.device(device)
@@ -68,12 +68,7 @@ class PlayWorld:
 
         for store in stores:
             store = Path(store)
-            if not store.exists():
-                raise FileNotFoundError(f"play: frames store not found: {store}")
-            group = zarr.open_group(str(store), mode="r")
-            for key in ("frames", "actions", "has_actions"):
-                if key not in group:
-                    raise ValueError(f"play: frames store {store} has no '{key}' array")
+            group = open_frames(store, require=("frames", "actions", "has_actions"))
             n = group["frames"].shape[0]
             video_id = str(group.attrs.get("video_id", store.stem))
             if n <= cfg.context:

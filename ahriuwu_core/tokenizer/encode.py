@@ -15,7 +15,8 @@ from ..checked_store import HashCheck, create_array, read as read_checked
 from ..files import atomic_path
 from ..manifest import file_sha256
 from ..training import autocast_context
-from .train import code_version as tokenizer_code_version, load_tokenizer, open_frames_store
+from ..frames import open_frames
+from .train import code_version as tokenizer_code_version, load_tokenizer
 
 
 
@@ -35,7 +36,7 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
                  code_version: str = "", tokenizer=None) -> dict:
     frames_store, tokenizer_path, out_store = Path(frames_store), Path(tokenizer_path), Path(out_store)
     t0 = time.monotonic()
-    src = open_frames_store(frames_store)
+    src = open_frames(frames_store)
     frames = src["frames"]
     if len(frames.shape) != 4 or frames.shape[-1] != 3:
         raise ValueError(f"{frames_store}: frames must be (T,H,W,3), got {frames.shape}")

@@ -21,7 +21,8 @@ import zarr
 from PIL import Image
 from torch import nn
 
-from ..checked_store import HashCheck, open_checked, read as read_checked
+from ..checked_store import HashCheck, read as read_checked
+from ..frames import open_frames
 from ..report import small_png_bytes
 from ..training import (
     OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint, make_optimizer,
@@ -108,16 +109,6 @@ def load_tokenizer(path, device="cpu") -> nn.Module:
 
 # ---------------------------------------------------------------------------- data
 
-def open_frames_store(path) -> zarr.Group:
-    path = Path(path)
-    try:
-        g = zarr.open_group(str(path), mode="r")
-        g["frames"]
-    except Exception as e:
-        raise ValueError(f"not a frames store (zarr group with 'frames'): {path}: {e}") from e
-    return open_checked(path, ("frames", "actions", "has_actions", "hud_mask"))
-
-
 def _game_mask(g: zarr.Group, path, H: int, W: int) -> np.ndarray:
     if "hud_mask" not in g:
         return np.ones((H, W), np.float32)
@@ -137,7 +128,7 @@ class FrameWindowSampler:
             raise ValueError("no training frames stores given")
         self.T = T
         self.paths = [Path(p) for p in stores]
-        self.groups = [open_frames_store(p) for p in self.paths]
+        self.groups = [open_frames(p) for p in self.paths]
         self.games, self.lengths = [], []
         for p, g in zip(self.paths, self.groups):
             shape = g["frames"].shape
@@ -190,7 +181,7 @@ def heldout_frames(frames_stores, n: int, image_size: int) -> list[tuple[Path, n
     """n frames evenly spaced over the held-out stores -> [(path, frames (k,H,W,3) uint8, hud_mask)]."""
     if not frames_stores or n <= 0:
         return []
-    groups = [(Path(p), open_frames_store(p)) for p in frames_stores]
+    groups = [(Path(p), open_frames(p)) for p in frames_stores]
     per = max(1, math.ceil(n / len(groups)))
     out = []
     for p, g in groups:
