@@ -12,6 +12,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -97,6 +98,79 @@ def copy_file(src: Path, dst: Path) -> Path:
     with atomic_path(dst) as tmp:
         shutil.copyfile(src, tmp)
     return Path(dst)
+
+
+def rotate(path: Path, previous: Path) -> bool:
+    """Move `path` to `previous` (replacing it) before `path` is rewritten, so one older version survives a
+    damaged rewrite. Returns whether there was anything to move."""
+    path = Path(path)
+    if not path.exists():
+        return False
+    os.replace(path, previous)
+    return True
+
+
+class LockHeld(RuntimeError):
+    pass
+
+
+def _lock_owner(path: Path) -> tuple[int, str] | None:
+    try:
+        pid, _, host = path.read_text().strip().partition(" ")
+        return int(pid), host
+    except (FileNotFoundError, ValueError):
+        return None
+
+
+@contextlib.contextmanager
+def pid_lock(path: Path, log=print) -> Iterator[Path]:
+    """Hold the lock file `path` ("<pid> <host>") while the block runs; a second holder fails at once with
+    LockHeld naming the folder and the owner. A lock left by a dead process on this host is broken (logged)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    me = (os.getpid(), socket.gethostname())
+    tmp = temp_path(path)
+    tmp.write_text(f"{me[0]} {me[1]}\n")
+    try:
+        for _ in range(5):
+            try:  # link() is atomic and fails if `path` exists, and the lock is never seen without its pid
+                os.link(tmp, path)
+                break
+            except FileExistsError:
+                pass
+            owner = _lock_owner(path)
+            if owner is None:
+                continue  # vanished (released) between link and read: try again
+            pid, host = owner
+            if host != me[1] or pid_alive(pid):
+                raise LockHeld(f"run folder {path.parent} is in use by process {pid} on {host} (lock {path}); "
+                               f"remove the lock if that process is not a trainer")
+            # Set the stale lock aside before deleting it: of two processes breaking it at once, one gets it;
+            # should that be a fresh lock a racer just took, it goes back.
+            aside = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+            try:
+                os.replace(path, aside)
+            except FileNotFoundError:
+                continue
+            taken = _lock_owner(aside)
+            if taken is not None and taken != owner and pid_alive(taken[0]):
+                with contextlib.suppress(FileExistsError):
+                    os.link(aside, path)
+                aside.unlink()
+                raise LockHeld(f"run folder {path.parent} is in use by process {taken[0]} on {taken[1]} "
+                               f"(lock {path})")
+            aside.unlink()
+            log(f"removed stale lock {path} of process {pid}, which is no longer running")
+        else:
+            raise LockHeld(f"could not take the lock {path} of run folder {path.parent}")
+    finally:
+        tmp.unlink()
+    try:
+        yield path
+    finally:
+        if _lock_owner(path) == me:  # never remove a lock someone else took after a forced break
+            with contextlib.suppress(FileNotFoundError):
+                path.unlink()
 
 
 def pid_alive(pid: int) -> bool:

@@ -22,10 +22,13 @@ Used by the tokenizer and dynamics trainers. Typical loop::
 from __future__ import annotations
 
 import contextlib
+import ctypes
 import json
 import math
+import os
 import random
 import signal
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -36,12 +39,12 @@ import numpy as np
 import torch
 from torch import nn
 
-from .files import save_torch
+from .files import replace, rotate, save_torch
 
 __all__ = [
     "OptimConfig", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context",
-    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint",
-    "RunningRMS", "Progress", "StopRequested", "format_seconds",
+    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "resume_checkpoint",
+    "CheckpointUnreadable", "RunningRMS", "Progress", "StopRequested", "ParentWatch", "format_seconds",
 ]
 
 
@@ -139,9 +142,10 @@ def set_rng_state(state: dict) -> None:
 
 def save_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, step: int = 0,
                     data_position: Any = None, extra: dict | None = None,
-                    config: dict | None = None, kind: str | None = None) -> Path:
+                    config: dict | None = None, kind: str | None = None, previous=None) -> Path:
     """Atomically write model + training state + RNG states. `config`/`kind` are stored top-level
-    (contract: `load_*` functions rebuild the model from `config`)."""
+    (contract: `load_*` functions rebuild the model from `config`). With `previous`, the checkpoint at `path`
+    is moved there first, so a damaged `path` still leaves one good checkpoint to resume from."""
     ckpt = {
         "model": model.state_dict(),
         "optimizer": optimizer.state_dict() if optimizer is not None else None,
@@ -153,8 +157,14 @@ def save_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, s
         "config": config,
         "kind": kind,
     }
+    if previous is not None:
+        rotate(path, previous)
     save_torch(ckpt, path)
     return Path(path)
+
+
+class CheckpointUnreadable(ValueError):
+    pass
 
 
 def read_checkpoint(path) -> dict:
@@ -164,7 +174,7 @@ def read_checkpoint(path) -> dict:
     try:
         return torch.load(path, map_location="cpu", weights_only=False)
     except Exception as e:  # corrupt / not a torch file
-        raise ValueError(f"cannot read checkpoint {path}: {e}") from e
+        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {e}") from e
 
 
 def load_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, strict: bool = False,
@@ -209,6 +219,28 @@ def load_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, s
         "unexpected_keys": unexpected,
         "mismatched_keys": mismatched,
     }
+
+
+def resume_checkpoint(candidates, *, log: Callable[[str], None] = print, set_aside: bool = True,
+                      **load_kwargs) -> tuple[Path | None, dict | None]:
+    """load_checkpoint from the first readable of `candidates` (newest first). An unreadable one is logged,
+    naming it, and (`set_aside`) moved to `<stem>.damaged<suffix>` so the next rotation cannot push the good
+    older one out. Returns (path, info), or (None, None) when none exists or none is readable (start fresh)."""
+    damaged = []
+    for path in map(Path, candidates):
+        if not path.exists():
+            continue
+        try:
+            return path, load_checkpoint(path, log=log, **load_kwargs)
+        except CheckpointUnreadable as e:
+            aside = path.with_name(f"{path.stem}.damaged{path.suffix}")
+            if set_aside:
+                replace(path, aside)
+            log(f"WARNING: {e}" + (f" (moved to {aside})" if set_aside else ""))
+            damaged.append(path)
+    if damaged:
+        log(f"WARNING: no readable checkpoint among {[str(p) for p in damaged]}: training starts from scratch")
+    return None, None
 
 
 # ---------------------------------------------------------------------------- loss normalization
@@ -387,4 +419,81 @@ class StopRequested:
         for sig, handler in self._previous.items():
             signal.signal(sig, handler)
         self._previous.clear()
+        return False
+
+
+# ---------------------------------------------------------------------------- parent death
+
+class ParentWatch:
+    """Context manager noticing when the process that started this one dies (its parent pid changes: this
+    process was reparented to init or a subreaper), so a trainer does not train on unseen after its launcher,
+    e.g. a Dagster step process, was killed. It then calls `on_orphan` once (the trainer stops after the
+    current step, checkpointing), and exits the process hard if it is still running `grace_s` later (a loop
+    stuck in I/O or a collective never gets to stop).
+
+    A daemon thread polls the parent pid every `interval` seconds; on Linux, PR_SET_PDEATHSIG also delivers
+    `signum` at once (main thread only). That signal fires when the parent *thread* exits too, so it only
+    prompts the same pid check."""
+
+    def __init__(self, on_orphan: Callable[[], None], interval: float = 0.5, grace_s: float = 60.0,
+                 log: Callable[[str], None] = print, signum: int = signal.SIGUSR2):
+        self.on_orphan = on_orphan
+        self.interval = interval
+        self.grace_s = grace_s
+        self.log = log
+        self.signum = signum
+        self.parent = os.getppid()
+        self.orphaned = False
+        self._lock = threading.Lock()
+        self._done = threading.Event()
+        self._previous = None
+        self._prctl = None
+
+    def check(self) -> bool:
+        if os.getppid() == self.parent:
+            return False
+        with self._lock:
+            if self.orphaned:
+                return True
+            self.orphaned = True
+        with contextlib.suppress(Exception):  # stdout may be a pipe to the dead parent
+            self.log(f"parent process {self.parent} is gone: stopping after the current step")
+        self.on_orphan()
+        if not self._done.is_set():
+            threading.Thread(target=self._deadline, daemon=True).start()
+        return True
+
+    def _deadline(self):
+        if not self._done.wait(self.grace_s):
+            with contextlib.suppress(Exception):
+                self.log(f"still running {self.grace_s}s after the parent died: exiting")
+            os._exit(1)
+
+    def _poll(self):
+        while not self._done.wait(self.interval):
+            if self.check():
+                return
+
+    def _on_signal(self, signum, frame):
+        self.check()
+
+    def __enter__(self) -> "ParentWatch":
+        if self.parent <= 1:  # started by init (or as pid 1): no launcher to outlive
+            return self
+        if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
+            with contextlib.suppress(OSError, AttributeError):
+                prctl = ctypes.CDLL(None, use_errno=True).prctl
+                self._previous = signal.signal(self.signum, self._on_signal)
+                if prctl(1, int(self.signum), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
+                    self._prctl = prctl
+        threading.Thread(target=self._poll, daemon=True, name="parent-watch").start()
+        self.check()  # the parent may have died before the signal was armed
+        return self
+
+    def __exit__(self, *exc) -> bool:
+        self._done.set()
+        if self._prctl is not None:
+            self._prctl(1, 0, 0, 0, 0)
+        if self._previous is not None:
+            signal.signal(self.signum, self._previous)
         return False

@@ -275,3 +275,106 @@ def test_time_limit_stops_with_a_usable_model(tmp_path):
     assert r["stopped_by"] == "time_limit" and r["steps"] == 1 and not r["completed"]
     assert read_checkpoint(tmp_path / "run" / "last.pt")["step"] == 1
     load_world_model(r["checkpoint"])
+
+
+def _running(pid: int) -> bool:
+    """Alive and not a zombie (an orphan's zombie waits for whoever adopted it to reap it)."""
+    try:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+    except (FileNotFoundError, ProcessLookupError):
+        return False
+
+
+def test_trainer_stops_when_its_parent_is_killed(tmp_path):
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    trainer_log = tmp_path / "trainer.out"
+    cmd = [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config",
+           json.dumps(cli_config(stores, steps=100000, ckpt_every=1000)), "--out", str(out)]
+    # The launcher stands in for the Dagster step process: it starts the trainer (output to a file, not a pipe
+    # to itself, which would break on its death anyway), reports its pid and waits on it.
+    launcher = subprocess.Popen(
+        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], "
+         "'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()", str(trainer_log), *cmd],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    trainer = int(launcher.stdout.readline())
+    try:
+        wait_for_step(out, 3, launcher)
+        launcher.send_signal(signal.SIGKILL)
+        launcher.wait()
+        seen = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["step"]
+        t = time.time()
+        while _running(trainer) and time.time() - t < 10:
+            time.sleep(0.1)
+        assert not _running(trainer), f"trainer {trainer} still running 10 s after its parent was killed"
+    finally:
+        if _running(trainer):
+            os.kill(trainer, signal.SIGKILL)
+    text = trainer_log.read_text()
+    assert "parent process" in text, text[-2000:]
+    result = json.loads((out / "result.json").read_text())
+    assert result["stopped_by"] == "parent_died" and not result["completed"]
+    # It checkpointed on the way out, long before its first boundary (step 1000).
+    assert read_checkpoint(out / "last.pt")["step"] == result["steps"] >= seen
+    assert not (out / "trainer.lock").exists()
+
+
+def test_one_trainer_per_run_folder_and_stale_locks_are_broken(tmp_path):
+    from ahriuwu_core.files import LockHeld
+
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    first = run_cli(cli_config(stores, steps=100000, ckpt_every=1000), out)
+    try:
+        wait_for_step(out, 1, first)
+        second = run_cli(cli_config(stores, steps=3), out)
+        assert second.wait(timeout=120) != 0
+        text = second.stdout.read().decode()
+        assert "LockHeld" in text and f"run folder {out} is in use by process {first.pid}" in text, text[-2000:]
+        assert first.poll() is None  # the owner trains on
+    finally:
+        first.send_signal(signal.SIGKILL)
+        first.wait()
+    # SIGKILL left the lock behind, naming a dead pid: the next trainer breaks it, says so, and releases its own.
+    assert (out / "trainer.lock").read_text().split()[0] == str(first.pid)
+    lines = []
+    r = train_dynamics(stores, tiny_cfg(steps=2), tmp_path / "other", log=lines.append)
+    assert r["completed"] and not (tmp_path / "other" / "trainer.lock").exists()
+    lines.clear()
+    r = train_dynamics(stores, tiny_cfg(steps=2), out, log=lines.append)
+    assert r["completed"]
+    assert any(f"removed stale lock {out / 'trainer.lock'} of process {first.pid}" in s for s in lines), lines
+    assert not (out / "trainer.lock").exists()
+    # A live owner in this process's view: a real sleeping process named in the lock.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / "trainer.lock").write_text(f"{sleeper.pid} {__import__('socket').gethostname()}\n")
+        with pytest.raises(LockHeld, match=f"{out} is in use by process {sleeper.pid}"):
+            train_dynamics(stores, tiny_cfg(steps=2), out, log=lambda s: None)
+        assert (out / "trainer.lock").read_text().split()[0] == str(sleeper.pid)  # not taken over
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+
+
+def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    train_dynamics(stores, tiny_cfg(steps=4), out, log=lambda s: None)  # boundaries at 2 and 4
+    assert read_checkpoint(out / "last.pt")["step"] == 4 and read_checkpoint(out / "last.prev.pt")["step"] == 2
+    size = (out / "last.pt").stat().st_size
+    with open(out / "last.pt", "r+b") as f:
+        f.truncate(size // 2)
+    lines = []
+    r = train_dynamics(stores, tiny_cfg(steps=6), out, log=lines.append)
+    assert any(f"cannot read checkpoint {out / 'last.pt'}" in s for s in lines), lines
+    assert f"resumed dynamics training from {out / 'last.prev.pt'} at step 2" in lines
+    assert r["completed"] and r["resumed_from_step"] == 2
+    assert (out / "last.damaged.pt").stat().st_size == size // 2  # kept for inspection, out of the rotation
+    assert read_checkpoint(out / "last.pt")["step"] == 6 and read_checkpoint(out / "last.prev.pt")["step"] == 4
+    for name in ("last.pt", "last.prev.pt"):
+        (out / name).write_bytes(b"not a checkpoint")
+    lines.clear()
+    r = train_dynamics(stores, tiny_cfg(steps=2), out, log=lines.append)
+    assert r["completed"] and r["resumed_from_step"] == 0
+    assert any("training starts from scratch" in s and str(out / "last.prev.pt") in s for s in lines), lines

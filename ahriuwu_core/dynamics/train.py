@@ -5,8 +5,10 @@
 
 CONFIG.json (a path or an inline JSON object): {"preset": "demo", "train_stores": [paths] or "latents_dir": dir,
 "device": "cpu"|"cuda", ...any DynamicsTrainConfig field ("model" and "optim" dicts merge over the preset)}.
-Outputs in DIR: last.pt (resume state, rewritten every ckpt_every steps), dynamics.pt (final model),
-train_log.jsonl, result.json (the returned metrics). Rerunning the same command resumes from last.pt.
+Outputs in DIR: last.pt (resume state, rewritten every ckpt_every steps; the one before it kept as last.prev.pt),
+dynamics.pt (final model), train_log.jsonl, result.json (the returned metrics), and trainer.lock while training
+(one trainer per folder). Rerunning the same command resumes from last.pt, or last.prev.pt if last.pt is damaged.
+The trainer stops (checkpointing) when the process that started it dies, unless run with --outlive-parent.
 """
 from __future__ import annotations
 
@@ -25,9 +27,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..files import write_json
-from ..training import (OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint,
-                        make_optimizer, make_scheduler, read_checkpoint, save_checkpoint)
+from ..files import pid_lock, write_json
+from ..training import (OptimConfig, ParentWatch, Progress, RunningRMS, StopRequested, autocast_context,
+                        make_optimizer, make_scheduler, read_checkpoint, resume_checkpoint, save_checkpoint)
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
@@ -124,17 +126,25 @@ def _ranks_in_sync(model, device) -> bool:
 
 
 def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device="cpu",
-                   log: Callable[[str], None] = print, report: Callable[[dict], None] | None = None) -> dict:
+                   log: Callable[[str], None] = print, report: Callable[[dict], None] | None = None,
+                   exit_with_parent: bool = True) -> dict:
     """Train (or resume, from out_dir/last.pt) a world model on latent stores. Writes out_dir/dynamics.pt when
-    all steps are done, plus last.pt, train_log.jsonl and result.json (rank 0 only). Returns the metrics."""
+    all steps are done, plus last.pt, train_log.jsonl and result.json (rank 0 only). Returns the metrics.
+
+    Rank 0 holds out_dir/trainer.lock throughout: a second trainer on the folder raises files.LockHeld. With
+    `exit_with_parent`, the death of the parent process stops training after the current step."""
     out_dir = Path(out_dir)
-    device = torch.device(device)
+    distributed = dist.is_available() and dist.is_initialized()
+    is_main = (dist.get_rank() if distributed else 0) == 0
+    say = log if is_main else (lambda s: None)
+    with pid_lock(out_dir / "trainer.lock", log=say) if is_main else contextlib.nullcontext():
+        return _train(train_stores, cfg, out_dir, torch.device(device), say, report, exit_with_parent)
+
+
+def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) -> dict:
     distributed = dist.is_available() and dist.is_initialized()
     rank, world = (dist.get_rank(), dist.get_world_size()) if distributed else (0, 1)
     is_main = rank == 0
-    if is_main:
-        out_dir.mkdir(parents=True, exist_ok=True)
-    say = log if is_main else (lambda s: None)
 
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
@@ -148,14 +158,16 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     opt = make_optimizer(model, cfg.optim)
     sched = make_scheduler(opt, cfg.optim, cfg.steps)
     normalizer = RunningRMS()
-    last = out_dir / "last.pt"
+    last, prev = out_dir / "last.pt", out_dir / "last.prev.pt"
     start, extra = 0, {}
-    if last.exists():
-        info = load_checkpoint(last, model=model, optimizer=opt, scheduler=sched, log=say)
+    # Every rank reads the same files; one moving a damaged file aside is enough (others then skip to prev).
+    resumed_path, info = resume_checkpoint([last, prev], model=model, optimizer=opt, scheduler=sched, log=say,
+                                           set_aside=is_main)
+    if resumed_path is not None:
         start, extra = info["step"], info["extra"]
         if "normalizer" in extra:
             normalizer.load_state_dict(extra["normalizer"])
-        say(f"resumed dynamics training from {last} at step {start}")
+        say(f"resumed dynamics training from {resumed_path} at step {start}")
     else:  # latent stats from frames drawn with step 0 (training steps start at 1), the same on every rank
         model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device, first=0)["latents"])
     resumed_from = start
@@ -185,7 +197,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise NonFiniteLossError(f"refusing to save non-finite weights at step {step} ({last})")
         if is_main:
-            save_checkpoint(last, model=model, optimizer=opt, scheduler=sched, step=step,
+            save_checkpoint(last, previous=prev, model=model, optimizer=opt, scheduler=sched, step=step,
                             data_position={"step": step}, config=dataclasses.asdict(model_cfg), kind=KIND,
                             extra={"normalizer": normalizer.state_dict(), "recent_losses": losses[-20:],
                                    "loss_first": loss_first, "loss_min": loss_min,
@@ -194,7 +206,9 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
             dist.barrier()
 
     step = start
-    with StopRequested(log=say) as stop:
+    with contextlib.ExitStack() as guards:
+        stop = guards.enter_context(StopRequested(log=say))
+        watch = guards.enter_context(ParentWatch(lambda: stop.request("step"), log=say)) if exit_with_parent else None
         for step in range(start + 1, cfg.steps + 1):
             B, T = cfg.batch_shape(step)
             # This rank's slice of the global batch: examples [rank*B, (rank+1)*B), each drawn (window,
@@ -247,7 +261,8 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
             if boundary or want_stop:
                 checkpoint(step)
             if want_stop and step < cfg.steps:
-                stopped_by = "time_limit" if hit_time_limit else (stop.mode or "peer")
+                stopped_by = ("time_limit" if hit_time_limit else "parent_died" if watch and watch.orphaned
+                              else stop.mode or "peer")
                 say(f"stopping at step {step} ({stopped_by}); rerun to resume from {last}")
                 break
 
@@ -328,11 +343,13 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="JSON file or inline JSON object")
     ap.add_argument("--out", required=True, help="output directory (resumes from OUT/last.pt)")
+    ap.add_argument("--outlive-parent", action="store_true",
+                    help="keep training when the launching process dies (default: checkpoint and stop)")
     args = ap.parse_args(argv)
     text = args.config if args.config.lstrip().startswith("{") else Path(args.config).read_text()
     cfg, stores, device = config_from_json(json.loads(text))
     with distributed(device) as device:
-        result = train_dynamics(stores, cfg, Path(args.out), device=device)
+        result = train_dynamics(stores, cfg, Path(args.out), device=device, exit_with_parent=not args.outlive_parent)
     if int(os.environ.get("RANK", "0")) == 0:
         print(json.dumps({k: result[k] for k in ("steps", "completed", "stopped_by", "loss_last", "params")}))
     return 0
