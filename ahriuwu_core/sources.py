@@ -52,6 +52,7 @@ class SourceConfig:
     retries: int = 5                    # yt-dlp's per-request retries, and our retries of transient failures
     backoff_s: float = 2.0              # exponential backoff base between our retries
     archive: bool = True                # yt-dlp download archive: reruns skip finished videos
+    max_duration_s: float = 4 * 3600    # longer videos are refused (0: no cap); live streams always are
     demo: object | None = None          # DemoConfig for kind="demo" (None: DemoConfig())
 
 
@@ -147,7 +148,7 @@ def format_selector(max_height: int) -> str:
 
 
 def _ydl_params(cfg: SourceConfig, log, **extra) -> dict:
-    from yt_dlp.utils import parse_bytes
+    from yt_dlp.utils import match_filter_func, parse_bytes
 
     h = int(cfg.max_height)
     params = {
@@ -158,6 +159,9 @@ def _ydl_params(cfg: SourceConfig, log, **extra) -> dict:
         "retries": cfg.retries, "fragment_retries": cfg.retries, "extractor_retries": min(cfg.retries, 3),
         "socket_timeout": 30,
         "noplaylist": True,
+        # what yt-dlp knows before downloading; a direct file's duration is checked after its download
+        "match_filter": match_filter_func("!is_live" + (f" & duration <=? {cfg.max_duration_s:g}"
+                                                        if cfg.max_duration_s else "")),
     }
     if cfg.rate_limit:
         rate = parse_bytes(str(cfg.rate_limit))
@@ -485,12 +489,20 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
                 # the archive lists it but its folder is gone (deleted on purpose): download again
                 info = _with_retries(what, lambda: download(False), cfg, log, out=final)
                 files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
+            if not files and info is not None and info.get("is_live"):
+                raise VideoFetchError(f"{what}: a live stream; only finished videos are fetched")
+            if not files and info is not None and cfg.max_duration_s and (info.get("duration") or 0) > cfg.max_duration_s:
+                raise VideoFetchError(f"{what}: {info['duration']:.0f} s long, over the maximum duration "
+                                      f"max_duration_s={cfg.max_duration_s:g}")
             if not files or info is None:
                 raise VideoFetchError(f"{what}: yt-dlp finished without writing a video file")
             video = files[0]
             if info.get("id") and info["id"] != video_id:
                 log(f"{what}: yt-dlp calls it {info['id']!r}; keeping the catalog id {video_id!r}")
             probed = _probe(video)
+            if cfg.max_duration_s and (probed.get("duration") or 0) > cfg.max_duration_s:
+                raise VideoFetchError(f"{what}: {probed['duration']:.0f} s long, over the maximum duration "
+                                      f"max_duration_s={cfg.max_duration_s:g}")
             # a direct file's info has no real title (the generic extractor uses the id): keep the listing's
             title = info.get("title") if info.get("title") not in (None, "", video_id) else (listed_title or video_id)
             description = info.get("description") or listed_description

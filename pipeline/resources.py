@@ -56,6 +56,7 @@ class ProjectResource(ConfigurableResource):
     cookies_file: str = ""
     rate_limit: str = ""
     retries: int = 5  # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
+    max_duration_s: float = 4 * 3600  # longer videos are refused (0: no cap); live streams always are
     hud_layout: str = ""  # a key of frames.HUD_LAYOUTS; empty: the preset's, except that the demo's layout is
                           # applied to the demo source only (another game has no HUD mask unless configured)
 
@@ -97,7 +98,7 @@ class ProjectResource(ConfigurableResource):
 
         kind, _, value = self.source.partition(":")
         common = dict(max_height=self.max_height, cookies_file=self.cookies_file or None,
-                      rate_limit=self.rate_limit or None, retries=self.retries)
+                      rate_limit=self.rate_limit or None, retries=self.retries, max_duration_s=self.max_duration_s)
         if kind == "demo":
             return SourceConfig(kind="demo", demo=get_preset(self.preset).demo, **common)
         if kind in ("folder", "filelist"):
@@ -122,6 +123,7 @@ def resources_from_env() -> dict:
             cookies_file=env("AHRIUWU_COOKIES", ""),
             rate_limit=env("AHRIUWU_RATE_LIMIT", ""),
             retries=int(env("AHRIUWU_RETRIES", "5")),
+            max_duration_s=float(env("AHRIUWU_MAX_DURATION_S", str(4 * 3600))),
             hud_layout=env("AHRIUWU_HUD_LAYOUT", ""),
         ),
     }

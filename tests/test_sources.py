@@ -413,3 +413,27 @@ def test_disk_full_is_named_and_not_retried(tmp_path, monkeypatch):
     assert len(opened) == 1  # one attempt: a retry cannot free space
     assert "no space left on device writing" in msg and str(out / "clip_0") in msg and "attempts" not in msg
     assert not (out / "clip_0").exists() and not list(out.glob(".*tmp-*"))
+
+
+def test_too_long_videos_and_live_streams_are_refused(tmp_path):
+    """A video over max_duration_s fails its fetch with an error that says so, and leaves nothing behind; yt-dlp's
+    match filter refuses live streams and known-too-long videos before downloading them."""
+    from ahriuwu_core.sources import VideoFetchError, _ydl_params
+
+    src = tmp_path / "src"
+    media.make_clip(src / "long.mp4", seconds=3.0, fps=20, width=64, height=48)
+    cfg = SourceConfig(kind="folder", path=str(src), max_duration_s=2.0)
+    [entry] = sources.list_videos(cfg, tmp_path, log=quiet)
+    out = tmp_path / "videos"
+    with pytest.raises(VideoFetchError, match=r"long.*3 s long, over the maximum duration max_duration_s=2"):
+        sources.fetch_video(entry, out, cfg, log=quiet)
+    assert not (out / "long").exists() and not list(out.glob(".*tmp-*"))
+    fetched = sources.fetch_video(entry, out, SourceConfig(kind="folder", path=str(src), max_duration_s=10.0),
+                                  log=quiet)
+    assert fetched["duration"] == pytest.approx(3.0, abs=0.1)  # under the cap it is fetched
+
+    refuse = _ydl_params(cfg, quiet)["match_filter"]
+    assert "does not pass filter" in refuse({"id": "x", "is_live": True, "duration": 1}, incomplete=False)
+    assert "does not pass filter" in refuse({"id": "x", "duration": 7200}, incomplete=False)
+    assert refuse({"id": "x", "duration": 1.5}, incomplete=False) is None
+    assert refuse({"id": "x"}, incomplete=False) is None  # unknown before the download: checked after it
