@@ -8,8 +8,6 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import signal
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +22,7 @@ from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 from ahriuwu_core.evaluate import clip_starts
 from ahriuwu_core.metrics import psnr
 from tests._checks import recorded
+from tests._servers import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -192,11 +191,6 @@ def test_recorded_checks_match_their_inputs(graph):
     assert recorded(instance, "evaluation", "split_disjoint")[0]
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
@@ -221,7 +215,7 @@ def test_ui_in_a_real_browser(graph):
 
     instance, _, data_root, home, _ = graph
     ARTIFACTS.mkdir(exist_ok=True)
-    port = _free_port()
+    port = free_port()
     env = {**os.environ, "DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
            "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}
     log = open(ARTIFACTS / "dagster-dev.log", "w")
@@ -292,11 +286,7 @@ def test_ui_in_a_real_browser(graph):
             page.screenshot(path=str(ARTIFACTS / "evaluation-strip.png"))
             browser.close()
     finally:
-        os.killpg(server.pid, signal.SIGTERM)
-        try:
-            server.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(server.pid, signal.SIGKILL)
+        stop_group(server)
         log.close()
 
 

@@ -4,10 +4,7 @@ from __future__ import annotations
 
 import io
 import json
-import os
 import shutil
-import signal
-import socket
 import struct
 import subprocess
 import time
@@ -16,6 +13,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+
+from tests._servers import free_port, stop_group
 
 ROOT = Path(__file__).resolve().parents[1]
 ARTIFACTS = ROOT / "test-artifacts"
@@ -34,16 +33,10 @@ def data_root(tmp_path_factory):
     return root
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
 @pytest.fixture(scope="module")
 def server(data_root):
     """`make play` on a free port, as a user starts it; stopped with SIGTERM to its process group."""
-    port = _free_port()
+    port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "play-server.log", "w")
     proc = subprocess.Popen(["make", "-s", "play", f"DATA_ROOT={data_root}", f"PLAY_PORT={port}",
@@ -62,11 +55,7 @@ def server(data_root):
                 time.sleep(0.5)
         yield {"url": url, "ws": f"ws://127.0.0.1:{port}/ws", "info": info, "root": data_root}
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(timeout=30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
         log.close()
     assert "play: open http://127.0.0.1:" in (ARTIFACTS / "play-server.log").read_text()
 
