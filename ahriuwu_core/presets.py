@@ -10,11 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 
 from ahriuwu_core.demo_game import DemoConfig
+from ahriuwu_core.dynamics.model import DynamicsConfig
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig
 from ahriuwu_core.evaluate import EvalConfig
 from ahriuwu_core.frames import FramesConfig
 from ahriuwu_core.split import SplitConfig
-from ahriuwu_core.tokenizer import TokenizerTrainConfig
+from ahriuwu_core.tokenizer import CNNTokenizerConfig, TokenizerTrainConfig, TransformerTokenizerConfig
 from ahriuwu_core.training import OptimConfig
 
 
@@ -42,30 +43,31 @@ _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the pr
     # CPU minutes on 64x64 demo frames: 4x4 pixel blocks -> a 16x16 grid x 16 channels, every conv at 16x16,
     # a PCA-initialised linear path beside the ResNet path (it starts near the best linear code).
     "demo": TokenizerTrainConfig(
-        kind="cnn", model=dict(image_size=64, channels=(), patch=4, mid_channels=96, mid_blocks=2, latent_dim=16,
-                               linear_skip=True),
+        kind="cnn", model=CNNTokenizerConfig(image_size=64, channels=(), patch=4, mid_channels=96, mid_blocks=2,
+                                             latent_dim=16, linear_skip=True),
         steps=300, batch_size=16, lpips_frames=4, pca_init_frames=512, max_train_seconds=130.0,
         optim=OptimConfig(lr=5e-4, warmup_steps=20, weight_decay=0.0, min_lr_ratio=0.05),
         log_every=25, ckpt_every=100, eval_frames=64),
     # One latent per 8x8 patch (64 x 32), each starting from its own patch (cell_skip); figures in bench/RESULTS.md.
     "demo_transformer": TokenizerTrainConfig(
         kind="transformer",
-        model=dict(image_size=64, patch_size=8, num_latents=64, latent_dim=32, d_model=128, n_layers=3,
-                   dec_layers=3, n_heads=4, softcap=50.0, cell_skip=True),
+        model=TransformerTokenizerConfig(image_size=64, patch_size=8, num_latents=64, latent_dim=32, d_model=128,
+                                         n_layers=3, dec_layers=3, n_heads=4, softcap=50.0, cell_skip=True),
         steps=900, batch_size=16, lpips_frames=4, mask_max=0.9, mask_start_step=350, mask_warmup_steps=250,
         lpips_start_step=500,  # MSE-only warm start: cheaper steps, higher held-out PSNR (bench/RESULTS.md)
         optim=OptimConfig(lr=1.5e-3, warmup_steps=30, weight_decay=0.01, min_lr_ratio=0.05),
         log_every=25, ckpt_every=100, eval_frames=64, max_train_seconds=300.0),
     # The original project's CNN: 256x256 -> 16x16 grid x 256 channels.
     "seed": TokenizerTrainConfig(
-        kind="cnn", model=dict(image_size=256, channels=(64, 128, 256, 256), blocks_per_stage=2, latent_dim=256),
+        kind="cnn", model=CNNTokenizerConfig(image_size=256, channels=(64, 128, 256, 256), blocks_per_stage=2,
+                                             latent_dim=256),
         steps=100_000, batch_size=32, lpips_frames=8,
         optim=OptimConfig(lr=3e-4, warmup_steps=1000), log_every=100, ckpt_every=2000, eval_frames=256),
     # The paper's: 256x256, 16x16 patches, 512 latents x 16 -> reshaped to 256 x 32 for the dynamics model.
     "seed_transformer": TokenizerTrainConfig(
         kind="transformer",
-        model=dict(image_size=256, patch_size=16, num_latents=512, latent_dim=16, d_model=768, n_layers=12,
-                   dec_layers=12, n_heads=12, softcap=50.0, out_tokens=256),
+        model=TransformerTokenizerConfig(image_size=256, patch_size=16, num_latents=512, latent_dim=16, d_model=768,
+                                         n_layers=12, dec_layers=12, n_heads=12, softcap=50.0, out_tokens=256),
         steps=100_000, batch_size=32, frames_per_sample=2, lpips_frames=8, mask_max=0.9,
         mask_start_step=2000, mask_warmup_steps=10_000,
         optim=OptimConfig(lr=3e-4, warmup_steps=2000), log_every=100, ckpt_every=2000, eval_frames=256),
@@ -76,12 +78,13 @@ _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the pr
 # The demo model: 2x2 blocks of the 16x16x16 CNN grid (64 tokens x 64 channels, so the 128-wide stream carries a
 # token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior and the
 # action on every latent token -- each measured to help at this scale (bench/RESULTS.md, world model).
-_DEMO_MODEL = dict(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
-                   max_frames=32, time_every=1, space_rope=True, persistence_prior=True, action_to_latents=True)
-_SEED_MODEL = dict(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
-                   max_frames=64)
-_MEDIUM_MODEL = dict(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16, k_max=64,
-                     max_frames=96)
+_DEMO_MODEL = DynamicsConfig(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
+                             max_frames=32, time_every=1, space_rope=True, persistence_prior=True,
+                             action_to_latents=True)
+_SEED_MODEL = DynamicsConfig(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
+                             max_frames=64)
+_MEDIUM_MODEL = DynamicsConfig(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16,
+                               k_max=64, max_frames=96)
 
 _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the presets pick from
     # CPU demo (`make demo`'s budget; timings in bench/RESULTS.md). No single-image examples
@@ -107,8 +110,7 @@ _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the pre
 
 def _dynamics(name: str, **changes) -> DynamicsTrainConfig:
     base = _DYNAMICS[name]
-    model = {**base.model, **changes.pop("model", {})}
-    return replace(base, model=model, **changes)
+    return replace(base, model=replace(base.model, **changes.pop("model", {})), **changes)
 
 
 _DEMO_SPLIT = SplitConfig(heldout_ids=("demo_006", "demo_007"), heldout_fraction=0.0)

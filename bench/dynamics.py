@@ -39,7 +39,7 @@ def peak_rss_mb() -> float:
 
 def build(preset: str, device, **over) -> WorldModel:
     n, d = PRESET_LATENTS[preset]
-    cfg = DynamicsConfig(**{**get_preset(preset).dynamics.model, "num_tokens": n, "token_dim": d, **over})
+    cfg = dataclasses.replace(get_preset(preset).dynamics.model, num_tokens=n, token_dim=d, **over)
     return WorldModel(cfg).to(device)
 
 

@@ -35,7 +35,7 @@ HORIZONS = (1, 4, 8, 16)
 
 def apply_overrides(cfg, pairs: list[str]):
     """'field=value', 'model.field=value' and 'optim.field=value' (value parsed as JSON, else a string)."""
-    model, optim, top = dict(cfg.model), {}, {}
+    model, optim, top = {}, {}, {}
     for pair in pairs:
         key, _, raw = pair.partition("=")
         try:
@@ -48,7 +48,8 @@ def apply_overrides(cfg, pairs: list[str]):
             optim[key[len("optim."):]] = value
         else:
             top[key] = value
-    return dataclasses.replace(cfg, model=model, optim=dataclasses.replace(cfg.optim, **optim), **top)
+    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model),
+                               optim=dataclasses.replace(cfg.optim, **optim), **top)
 
 
 def summarize(m: dict) -> dict:

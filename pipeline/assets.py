@@ -30,7 +30,6 @@ from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from ahriuwu_core.files import copy_file
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
-from ahriuwu_core.presets import get_preset
 from pipeline.report import image_markdown, loss_curve_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
@@ -74,24 +73,10 @@ FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_bloc
     "eager_after_blocking_checks")
 
 
-class PresetConfig(Config):
-    """Launchpad config for the training stages. Empty fields mean: the project's preset (AHRIUWU_PRESET)."""
-
-    preset: str = ""
-
-
 class VideosConfig(Config):
     """refetch: download again even when the video is already there (e.g. its source file changed)."""
 
     refetch: bool = False
-
-
-class TokenizerConfig(PresetConfig):
-    kind: str = ""  # "cnn" or "transformer"; empty: the preset's
-
-
-def _preset_name(config: PresetConfig, project: ProjectResource) -> str:
-    return config.preset or project.preset
 
 
 @asset(
@@ -149,16 +134,17 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     if video_path is None:
         raise FileNotFoundError(f"no downloaded video for {video_id!r} in {video_dir}: materialize `videos` first")
     actions = next((video_dir / n for n in FETCHED_SIDECARS if (video_dir / n).exists()), None)
+    preset = project.preset_config()
     stats = extract_frames(
         video_path,
         storage.layout.frames_store(video_id),
-        project.frames_config(),
+        preset.frames,
         actions_path=actions,
         video_id=video_id,
     )
     store = storage.layout.frames_store(video_id)
     return MaterializeResult(
-        metadata={**_scalars(stats), "path": MetadataValue.path(str(store))},
+        metadata={**_scalars(stats), "path": MetadataValue.path(str(store)), "preset": preset.name},
         data_version=DataVersion(stats["content_hash"]),
         check_results=[
             _check("frame_count", *check_frame_count(stats)),
@@ -193,7 +179,8 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     from ahriuwu_core.split import check_split_disjoint
 
     video_ids = context.instance.get_dynamic_partitions(video_partitions.name)
-    manifest = manifest_lib.build_manifest(storage.path, video_ids, project.split_config())
+    preset = project.preset_config()
+    manifest = manifest_lib.build_manifest(storage.path, video_ids, preset.split)
     split_ok, split_details = check_split_disjoint(manifest["train"], manifest["heldout"])
     if not split_ok:  # never publish a manifest whose split leaks: training would read it
         raise ValueError(f"dataset split leaks: {split_details}")
@@ -203,6 +190,7 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     return MaterializeResult(
         metadata={
             "path": MetadataValue.path(str(path)),
+            "preset": preset.name,
             "num_videos": len(manifest["videos"]),
             "num_train": len(manifest["train"]),
             "num_heldout": len(manifest["heldout"]),
@@ -233,15 +221,14 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
 )
 def tokenizer(
     context: AssetExecutionContext,
-    config: TokenizerConfig,
     storage: StorageResource,
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
     from ahriuwu_core.tokenizer import train_tokenizer
 
-    preset = get_preset(_preset_name(config, project))
-    train_cfg = preset.tokenizer_config(config.kind)
+    preset = project.preset_config()
+    train_cfg = preset.tokenizer_config()
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
     run_dir = _run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
@@ -296,11 +283,10 @@ def latents(
         storage.layout.tokenizer_checkpoint,
         out,
         device=compute.torch_device(),
-        preset=project.preset,
         code_version=CODE_VERSIONS["tokenizer"],
     )
     return MaterializeResult(
-        metadata={**_scalars(stats), "path": MetadataValue.path(str(out))},
+        metadata={**_scalars(stats), "path": MetadataValue.path(str(out)), "preset": project.preset_config().name},
         data_version=DataVersion(stats["content_hash"]),
     )
 
@@ -327,13 +313,12 @@ def latents(
 )
 def dynamics(
     context: AssetExecutionContext,
-    config: PresetConfig,
     storage: StorageResource,
     compute: ComputeResource,
     project: ProjectResource,
     pipes_subprocess_client: PipesSubprocessClient,
 ):
-    preset = get_preset(_preset_name(config, project))
+    preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
     _require_published(context, storage, "tokenizer")
@@ -396,7 +381,6 @@ def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device
 )
 def evaluation(
     context: AssetExecutionContext,
-    config: PresetConfig,
     storage: StorageResource,
     compute: ComputeResource,
     project: ProjectResource,
@@ -404,7 +388,7 @@ def evaluation(
     from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan, evaluate
     from ahriuwu_core.split import check_split_disjoint
 
-    preset = get_preset(_preset_name(config, project))
+    preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
     for stage in ("tokenizer", "dynamics"):
@@ -441,6 +425,7 @@ def evaluation(
     metrics = result["metrics"]
     metadata = {
         **result["flat"],
+        "preset": preset.name,
         "report": MetadataValue.path(str(result["report_path"])),
         "metrics_table": MetadataValue.md(metrics_table_markdown(metrics)),
         "psnr_table": metrics_table(metrics),

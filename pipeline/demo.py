@@ -63,13 +63,13 @@ class PeakRSS:
         self.peak_bytes = max(self.peak_bytes, self.current_bytes())
 
 
-def _run(selection, instance, resources, partition_key=None, log=print) -> bool:
+def _run_stage(selection, instance, resources, partition_key=None, log=print, run_config=None) -> bool:
     keys = AssetSelection.assets(*selection)
     start = time.perf_counter()
     with PeakRSS() as rss:
         result = materialize(
             ALL_ASSETS, selection=keys, instance=instance, resources=resources, partition_key=partition_key,
-            raise_on_error=False, tags={"ahriuwu/launched_by": "make-demo"},
+            raise_on_error=False, tags={"ahriuwu/launched_by": "make-demo"}, run_config=run_config,
         )
     names = "+".join(a.key.to_user_string() for a in selection)
     where = f"[{partition_key}]" if partition_key else ""
@@ -82,17 +82,22 @@ def _run(selection, instance, resources, partition_key=None, log=print) -> bool:
     return result.success
 
 
-def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, bool]:
-    """Materialize the whole graph in dependency order, one stage per run; return success per step."""
+def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=None) -> dict[str, bool]:
+    """Materialize the whole graph in dependency order, one stage per run; return success per step. run_config:
+    the same launchpad config for every run (e.g. a resource override)."""
     outcome = {}
+
+    def run(selection, partition_key=None) -> bool:
+        return _run_stage(selection, instance, resources, partition_key, log, run_config)
+
     start = time.perf_counter()
     ids = register_source(instance, resources, log)
     log(f"source listed ({len(ids)} videos; the demo source renders its videos on first listing) in "
         f"{time.perf_counter() - start:.1f}s")
     for vid in ids:
-        outcome[f"videos[{vid}]"] = _run([videos], instance, resources, vid, log)
+        outcome[f"videos[{vid}]"] = run([videos], vid)
         if outcome[f"videos[{vid}]"]:
-            outcome[f"frames[{vid}]"] = _run([frames], instance, resources, vid, log)
+            outcome[f"frames[{vid}]"] = run([frames], vid)
     failed = None  # the first failed shared stage: what depends on it is not run (and counts as failed)
 
     def shared(stage):
@@ -102,7 +107,7 @@ def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, 
             log(f"{name}: skipped, upstream `{failed}` failed")
             outcome[name] = False
             return
-        outcome[name] = _run([stage], instance, resources, log=log)
+        outcome[name] = run([stage])
         failed = None if outcome[name] else name
 
     for stage in (dataset_manifest, tokenizer):
@@ -110,7 +115,7 @@ def run_all(instance: DagsterInstance, resources: dict, log=print) -> dict[str, 
     if not failed:
         for vid in ids:
             if outcome.get(f"frames[{vid}]"):
-                outcome[f"latents[{vid}]"] = _run([latents], instance, resources, vid, log)
+                outcome[f"latents[{vid}]"] = run([latents], vid)
     for stage in (dynamics, evaluation):
         shared(stage)
     return outcome

@@ -45,12 +45,17 @@ class ComputeResource(ConfigurableResource):
 
 
 class ProjectResource(ConfigurableResource):
-    """The preset (demo, seed, medium) and the video source the sensor lists.
+    """The preset (tiny, demo, seed, medium), the tokenizer kind and the video source the sensor lists.
+
+    This resource is the run's whole configuration: every stage reads `preset_config()`, so a value set in the
+    launchpad (its resources section) applies to every stage of that run, and no asset has a config field of
+    its own that could disagree.
 
     source: `demo`, `folder:/path`, `filelist:/path/urls.txt`, `urls:URL1,URL2`, `channel:URL` or `playlist:URL`.
     """
 
     preset: str = "demo"
+    tokenizer_kind: str = ""  # "cnn" or "transformer"; empty: the preset's first
     source: str = "demo"
     max_height: int = 720
     cookies_file: str = ""
@@ -66,22 +71,25 @@ class ProjectResource(ConfigurableResource):
     def is_demo(self) -> bool:
         return self.source.partition(":")[0] == "demo"
 
-    def frames_config(self):
+    def preset_config(self):
+        """The preset resolved for this project into one typed value: the source decides the HUD layout and the
+        split (the preset's fixed held-out ids are the demo's; any other source gets a stable hash split, about
+        25%, at least one held-out video of two or more), and `tokenizer_kind` picks the tokenizer."""
         import dataclasses
 
         from ahriuwu_core.presets import get_preset
-
-        cfg = get_preset(self.preset).frames
-        layout = self.hud_layout or (cfg.hud_layout if cfg.hud_layout != "demo" or self.is_demo else "none")
-        return dataclasses.replace(cfg, hud_layout=layout)
-
-    def split_config(self):
-        """The preset's split for the demo; for any other source a stable hash split (about 25%, at least one
-        held-out video of two or more)."""
-        from ahriuwu_core.presets import get_preset
         from ahriuwu_core.split import SplitConfig
 
-        return get_preset(self.preset).split if self.is_demo else SplitConfig()
+        preset = get_preset(self.preset)
+        frames = preset.frames
+        layout = self.hud_layout or (frames.hud_layout if frames.hud_layout != "demo" or self.is_demo else "none")
+        kind = self.tokenizer_kind or next(iter(preset.tokenizers))
+        return dataclasses.replace(
+            preset,
+            frames=dataclasses.replace(frames, hud_layout=layout),
+            split=preset.split if self.is_demo else SplitConfig(),
+            tokenizers={kind: preset.tokenizer_config(kind)},
+        )
 
     def motion_estimator(self):
         """None (the evaluation's default: phase correlation with the HUD faded out), or for the demo, whose camera
@@ -93,14 +101,13 @@ class ProjectResource(ConfigurableResource):
         return estimate_scroll
 
     def source_config(self):
-        from ahriuwu_core.presets import get_preset
         from ahriuwu_core.sources import SourceConfig
 
         kind, _, value = self.source.partition(":")
         common = dict(max_height=self.max_height, cookies_file=self.cookies_file or None,
                       rate_limit=self.rate_limit or None, retries=self.retries, max_duration_s=self.max_duration_s)
         if kind == "demo":
-            return SourceConfig(kind="demo", demo=get_preset(self.preset).demo, **common)
+            return SourceConfig(kind="demo", demo=self.preset_config().demo, **common)
         if kind in ("folder", "filelist"):
             return SourceConfig(kind=kind, path=value, **common)
         if kind in ("urls", "channel", "playlist"):
@@ -118,6 +125,7 @@ def resources_from_env() -> dict:
         "pipes_subprocess_client": PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
         "project": ProjectResource(
             preset=env("AHRIUWU_PRESET", "demo"),
+            tokenizer_kind=env("AHRIUWU_TOKENIZER", ""),
             source=env("AHRIUWU_SOURCE", "demo"),
             max_height=int(env("AHRIUWU_MAX_HEIGHT", "720")),
             cookies_file=env("AHRIUWU_COOKIES", ""),

@@ -14,19 +14,26 @@ from tests._other_game import write_other_game
 
 
 
-def run_folder(tmp: Path, videos: dict[str, dict]):
-    """Write the named videos (kwargs of write_other_game) into a folder source and materialize everything."""
+def run_folder(tmp: Path, videos: dict[str, dict], env: dict | None = None, run_config: dict | None = None,
+               inspect=None):
+    """Write the named videos (kwargs of write_other_game) into a folder source and materialize everything
+    (env: environment overrides; run_config: launchpad config for every run; inspect(instance): called before
+    the instance is disposed)."""
     src = tmp / "source"
     for i, (name, kw) in enumerate(videos.items()):
         write_other_game(src / f"{name}.mp4", seed=i, **kw)
     mp = pytest.MonkeyPatch()
     _, data_root = scratch_project(tmp, src, mp)
+    for key, value in (env or {}).items():
+        mp.setenv(key, value)
     try:
         from pipeline.demo import run_all
         from pipeline.resources import resources_from_env
 
         instance = DagsterInstance.get()
-        outcome = run_all(instance, resources_from_env(), log=lambda s: None)
+        outcome = run_all(instance, resources_from_env(), log=lambda s: None, run_config=run_config)
+        if inspect is not None:
+            inspect(instance)
         failures = {}
         for run in instance.get_runs():
             if run.status.value == "FAILURE":
@@ -93,3 +100,25 @@ def test_a_single_video_trains_and_evaluation_says_there_is_no_heldout_video(tmp
     manifest = json.loads((root / "manifest.json").read_text())
     assert manifest["train"] == ["only"] and manifest["heldout"] == []
     assert not (root / "reports").exists() or not list((root / "reports").glob("*/metrics.json"))
+
+
+def test_a_launchpad_preset_reaches_every_stage_of_the_run(tmp_path):
+    """The environment says `demo`, the launchpad's resources section says `tiny`: every stage trains, encodes
+    and evaluates with tiny's configs (tiny's 16 tokenizer steps and 12 world-model steps, where demo's would take
+    minutes) and records `tiny`."""
+    from dagster import AssetKey
+
+    recorded = {}
+
+    def inspect(instance):
+        for name in ("frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"):
+            event = instance.get_latest_materialization_event(AssetKey(name))
+            recorded[name] = {k: v.value for k, v in event.asset_materialization.metadata.items()
+                              if k in ("preset", "steps")}
+
+    outcome, failures, root = run_folder(tmp_path, {"a": {}, "b": {}}, env={"AHRIUWU_PRESET": "demo"},
+                                         run_config={"resources": {"project": {"config": {"preset": "tiny"}}}},
+                                         inspect=inspect)
+    assert all(outcome.values()), (outcome, failures)
+    assert {name: r["preset"] for name, r in recorded.items()} == dict.fromkeys(recorded, "tiny")
+    assert recorded["tokenizer"]["steps"] == 16 and recorded["dynamics"]["steps"] == 12

@@ -53,3 +53,31 @@ def test_instance_retries_only_crashed_runs(tmp_path, monkeypatch):
     assert config["run_monitoring"]["enabled"]  # what detects a crashed run worker in the first place
     with DagsterInstance.get() as instance:  # DAGSTER_HOME is `home`: Dagster validates the file against its schema
         assert instance.get_settings("run_retries") == config["run_retries"]
+
+
+def test_the_project_resource_is_the_only_configuration():
+    """No asset has a config field that could disagree with the run's resolved preset (only `videos`' operation
+    flag `refetch`), and every stage reads the preset through the project resource."""
+    from pipeline.definitions import ALL_ASSETS
+
+    fields = {}
+    for asset in ALL_ASSETS:
+        config_type = asset.op.config_schema.as_field().config_type  # `Any` for an asset without config
+        fields[asset.key.to_user_string()] = sorted(getattr(config_type, "fields", None) or {})
+    assert fields == {"videos": ["refetch"], "frames": [], "dataset_manifest": [], "tokenizer": [], "latents": [],
+                      "dynamics": [], "evaluation": []}
+    for asset in ALL_ASSETS:
+        if asset.key.to_user_string() != "videos":
+            assert "project" in asset.required_resource_keys, asset.key
+
+
+def test_the_resolved_preset_follows_the_source_and_the_tokenizer_kind():
+    from ahriuwu_core.presets import get_preset
+    from pipeline.resources import ProjectResource
+
+    demo = ProjectResource(preset="demo", source="demo").preset_config()
+    assert demo.frames.hud_layout == "demo" and demo.split == get_preset("demo").split
+    other = ProjectResource(preset="demo", source="folder:/videos", tokenizer_kind="transformer").preset_config()
+    assert other.frames.hud_layout == "none" and other.split.heldout_ids == ()  # the hash split
+    assert other.tokenizer_config().kind == "transformer" and list(other.tokenizers) == ["transformer"]
+    assert ProjectResource(preset="seed", source="folder:/v").preset_config().frames.hud_layout == "replay"

@@ -1,5 +1,7 @@
 """World model architecture: shapes, live conditioning paths, causality, KV cache, presets."""
 
+from dataclasses import replace
+
 import pytest
 import torch
 
@@ -142,7 +144,7 @@ def test_softcap_off_uses_sdpa_matching_the_explicit_path_and_still_causal(monke
 
 
 def preset_params(name, n=256, d=32):
-    cfg = DynamicsConfig(**{**get_preset(name).dynamics.model, "num_tokens": n, "token_dim": d})
+    cfg = replace(get_preset(name).dynamics.model, num_tokens=n, token_dim=d)
     with torch.device("meta"):
         return WorldModel(cfg).num_params()
 
@@ -153,9 +155,9 @@ def test_preset_parameter_counts_and_designs():
     assert preset_params("medium") > 2 * preset_params("seed")
     # The GPU presets keep the paper's design; the demo picks the small-scale options.
     for name in ("seed", "medium"):
-        cfg = DynamicsConfig(**{**get_preset(name).dynamics.model, "num_tokens": 256, "token_dim": 32})
+        cfg = replace(get_preset(name).dynamics.model, num_tokens=256, token_dim=32)
         assert (cfg.time_every, cfg.space_rope, cfg.persistence_prior, cfg.action_to_latents) == (4, False, False, False)
-    demo = DynamicsConfig(**{**get_preset("demo").dynamics.model, "num_tokens": 256, "token_dim": 16})
+    demo = replace(get_preset("demo").dynamics.model, num_tokens=256, token_dim=16)
     assert (demo.time_every, demo.space_rope, demo.persistence_prior, demo.action_to_latents) == (1, True, True, True)
 
 
@@ -166,8 +168,8 @@ def _preset_model_configs():
     for name, preset in PRESETS.items():
         for kind, tok_cfg in preset.tokenizers.items():
             tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)
-            yield f"{name}/{kind}", DynamicsConfig(**{**preset.dynamics.model, "num_tokens": tok.num_tokens,
-                                                      "token_dim": tok.token_dim})
+            yield f"{name}/{kind}", replace(preset.dynamics.model, num_tokens=tok.num_tokens,
+                                            token_dim=tok.token_dim)
 
 
 def test_every_preset_has_a_residual_stream_wide_enough_for_its_tokens():
@@ -181,10 +183,10 @@ def test_demo_shaped_model_learns_to_return_its_input_frame(prior):
     """The demo preset's token layout and width, trained a few hundred steps to output the clean frame it is
     given (tau=1), reconstructs it almost perfectly: the path from input to output can carry a whole frame. With
     the prior on and no previous frame, the prior adds nothing, so the network itself must carry it."""
-    model_cfg = {**get_preset("demo").dynamics.model, "num_tokens": 256, "token_dim": 16, "n_layers": 2,
-                 "persistence_prior": prior}
+    model_cfg = replace(get_preset("demo").dynamics.model, num_tokens=256, token_dim=16, n_layers=2,
+                        persistence_prior=prior)
     torch.manual_seed(0)
-    model = WorldModel(DynamicsConfig(**model_cfg))
+    model = WorldModel(model_cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
     gen = torch.Generator().manual_seed(0)
     for _ in range(200):

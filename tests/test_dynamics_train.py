@@ -224,7 +224,7 @@ def test_signals_checkpoint_and_exit_cleanly(tmp_path, sig, boundary):
 def test_config_from_json_merges_preset():
     cfg, stores, device = config_from_json({"preset": "demo", "train_stores": ["a.zarr"], "steps": 7,
                                             "model": {"d_model": 64}, "optim": {"lr": 0.1}})
-    assert cfg.steps == 7 and cfg.model["d_model"] == 64 and cfg.model["pack"] == 4
+    assert cfg.steps == 7 and cfg.model.d_model == 64 and cfg.model.pack == 4
     assert cfg.optim.lr == 0.1 and cfg.optim.warmup_steps == 30 and stores == [Path("a.zarr")]
     with pytest.raises(ValueError, match="unknown dynamics preset"):
         config_from_json({"preset": "nope", "train_stores": ["a"]})

@@ -43,7 +43,8 @@ class NonFiniteLossError(RuntimeError):
 
 @dataclass
 class DynamicsTrainConfig:
-    model: dict = field(default_factory=dict)   # DynamicsConfig overrides (num_tokens/token_dim come from data)
+    model: DynamicsConfig = field(default_factory=DynamicsConfig)  # its num_tokens, token_dim and action space
+                                                                   # are replaced by the training data's
     steps: int = 1000
     batch_size: int = 16         # per rank: the global batch is batch_size x world size
     seq_len: int = 16            # short batches
@@ -63,17 +64,13 @@ class DynamicsTrainConfig:
     time_limit_s: float = 0.0    # > 0: checkpoint and stop once training has run this long
     num_threads: int = 0         # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
 
+    def __post_init__(self):  # dicts (from JSON) become the typed configs
+        self.model = _typed(DynamicsConfig, self.model, "DynamicsTrainConfig.model")
+        self.optim = _typed(OptimConfig, self.optim, "DynamicsTrainConfig.optim")
+
     @classmethod
     def from_dict(cls, d: dict) -> "DynamicsTrainConfig":
-        d = dict(d)
-        names = {f.name for f in dataclasses.fields(cls)}
-        unknown = set(d) - names
-        if unknown:
-            raise ValueError(f"DynamicsTrainConfig: unknown fields {sorted(unknown)}")
-        optim = d.pop("optim", {})
-        if isinstance(optim, dict):
-            optim = OptimConfig(**optim)
-        return cls(optim=optim, **d)
+        return _typed(cls, d, "DynamicsTrainConfig")
 
     def objective(self) -> ObjectiveConfig:
         return ObjectiveConfig(self.single_image_fraction, self.context_noise, self.context_prefix_prob,
@@ -87,17 +84,36 @@ class DynamicsTrainConfig:
         return self.batch_size, self.seq_len
 
 
+def _typed(cls, value, what: str):
+    """`value` as a `cls`: itself, or built from a dict of its fields (an unknown field is an error)."""
+    if isinstance(value, cls):
+        return value
+    unknown = set(value) - {f.name for f in dataclasses.fields(cls)}
+    if unknown:
+        raise ValueError(f"{what}: unknown fields {sorted(unknown)}")
+    return cls(**value)
+
+
 def load_world_model(path, device="cpu") -> WorldModel:
+    return load_dynamics(path, device)[0]
+
+
+def load_dynamics(path, device="cpu") -> tuple[WorldModel, DynamicsTrainConfig]:
+    """The world model and the config it was trained with (rollouts must corrupt context as training did), from
+    one read of the checkpoint."""
     ckpt = read_checkpoint(path)
     if ckpt.get("kind") not in (KIND, None) or not ckpt.get("config"):
         raise ValueError(f"{path} is not a dynamics checkpoint (kind={ckpt.get('kind')!r})")
+    train_config = (ckpt.get("extra") or {}).get("train_config")
+    if not isinstance(train_config, dict):
+        raise ValueError(f"{path}: dynamics checkpoint without its training config (extra.train_config)")
     model = WorldModel(DynamicsConfig(**ckpt["config"]))
     # Checkpoints from before latent standardization lack the stats; their defaults (0, 1) are what they used.
     result = model.load_state_dict(ckpt["model"], strict=False)
     bad = sorted(set(result.missing_keys) - {"latent_mean", "latent_std"}) + list(result.unexpected_keys)
     if bad:
         raise ValueError(f"{path}: dynamics checkpoint does not match its config (keys {bad})")
-    return model.to(device).eval()
+    return model.to(device).eval(), DynamicsTrainConfig.from_dict(train_config)
 
 
 
@@ -148,10 +164,10 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
 
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
-    # The action space comes from the data (the labelled stores' recorded space) unless the config fixes one.
-    data = LatentWindows(train_stores, cfg.model.get("action_num_classes"), cfg.stride, rank, world, cfg.in_memory)
-    model_cfg = DynamicsConfig(**{**cfg.model, "num_tokens": data.num_tokens, "token_dim": data.token_dim,
-                                  "action_num_classes": data.action_num_classes})
+    # The token layout and the action space come from the data (the labelled stores' recorded space).
+    data = LatentWindows(train_stores, stride=cfg.stride, rank=rank, world_size=world, in_memory=cfg.in_memory)
+    model_cfg = dataclasses.replace(cfg.model, num_tokens=data.num_tokens, token_dim=data.token_dim,
+                                    action_num_classes=data.action_num_classes)
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = WorldModel(model_cfg).to(device)
     params = model.num_params()
@@ -199,7 +215,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         if is_main:
             save_checkpoint(last, previous=prev, model=model, optimizer=opt, scheduler=sched, step=step,
                             data_position={"step": step}, config=dataclasses.asdict(model_cfg), kind=KIND,
-                            extra={"normalizer": normalizer.state_dict(), "recent_losses": losses[-20:],
+                            extra={"train_config": dataclasses.asdict(cfg),
+                                   "normalizer": normalizer.state_dict(), "recent_losses": losses[-20:],
                                    "loss_first": loss_first, "loss_min": loss_min,
                                    "nonfinite_skipped": skipped_total})
         if distributed:
@@ -272,7 +289,6 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     final = out_dir / "dynamics.pt"
     usable = completed or stopped_by == "time_limit"  # a time-boxed run still yields its model
     if usable and is_main:
-        # The train config rides along: rollouts must corrupt context exactly as training did (context_noise).
         save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
                         extra={"train_config": dataclasses.asdict(cfg)})
     tail = losses[-10:]

@@ -231,19 +231,15 @@ class PlaySession:
 
 def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig = PlayConfig(), device="cpu") -> PlayWorld:
     """Load a tokenizer / dynamics checkpoint pair onto `device` and open the frames stores to start from."""
-    from ..dynamics.train import load_world_model
-    from ..evaluate import training_context_noise
+    from ..dynamics.train import load_dynamics
     from ..tokenizer import load_tokenizer
-    from ..training import read_checkpoint
 
     for path in (tokenizer_path, dynamics_path):
         if not Path(path).exists():
             raise FileNotFoundError(f"play: checkpoint not found: {path}")
     tokenizer = load_tokenizer(tokenizer_path, device=device)
-    model = load_world_model(dynamics_path, device=device)
-    noise = training_context_noise(dynamics_path)
-    train_config = (read_checkpoint(dynamics_path).get("extra") or {}).get("train_config") or {}
-    longest = max(int(train_config.get("seq_len") or 0), int(train_config.get("long_seq_len") or 0))
-    window = longest - 1 if longest > 1 else None
-    return PlayWorld(tokenizer, model, stores, cfg, context_noise=0.1 if noise is None else noise, window=window,
-                     device=device)
+    model, trained = load_dynamics(dynamics_path, device=device)
+    # The cache keeps what the model saw in training: its longest sequence, less the frame being generated.
+    window = max(trained.seq_len, trained.long_seq_len) - 1
+    return PlayWorld(tokenizer, model, stores, cfg, context_noise=trained.context_noise,
+                     window=window if window > 0 else None, device=device)

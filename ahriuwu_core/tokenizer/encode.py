@@ -32,7 +32,7 @@ def encode_frames(model, frames: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64, device="cpu", preset: str = "",
+def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64, device="cpu",
                  code_version: str = "", tokenizer=None) -> dict:
     frames_store, tokenizer_path, out_store = Path(frames_store), Path(tokenizer_path), Path(out_store)
     t0 = time.monotonic()
@@ -77,7 +77,6 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
             "video_id": src.attrs.get("video_id", frames_store.stem),
             "tokenizer_sha256": file_sha256(tokenizer_path) if tokenizer_path.is_file() else "",
             "tokenizer_code_version": code_version or tokenizer_code_version(),
-            "tokenizer_preset": preset,
             "tokenizer_kind": getattr(model, "kind", ""),
             "num_frames": int(T), "tokens": int(N), "dim": int(D),
             "content_hash": content_hash,

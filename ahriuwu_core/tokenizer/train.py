@@ -40,7 +40,7 @@ MODEL_CLASSES = {"cnn": (CNNTokenizer, CNNTokenizerConfig),
 @dataclass
 class TokenizerTrainConfig:
     kind: str = "cnn"                   # "cnn" | "transformer"
-    model: dict = field(default_factory=dict)   # overrides of the kind's model config
+    model: CNNTokenizerConfig | TransformerTokenizerConfig | None = None  # the kind's config; None: its defaults
     steps: int = 1000
     batch_size: int = 16
     frames_per_sample: int = 1          # consecutive frames per sample (T)
@@ -66,8 +66,22 @@ class TokenizerTrainConfig:
             self.optim = OptimConfig(**self.optim)
         if self.kind not in MODEL_CLASSES:
             raise ValueError(f"unknown tokenizer kind {self.kind!r} (expected one of {sorted(MODEL_CLASSES)})")
+        self.model = model_config(self.kind, self.model)  # a dict (from JSON) becomes the kind's typed config
 
 
+def model_config(kind: str, model_cfg=None):
+    """The typed model config of a tokenizer kind: its defaults, a dict of its fields, or the config itself."""
+    cfg_cls = MODEL_CLASSES[kind][1]
+    if model_cfg is None:
+        return cfg_cls()
+    if isinstance(model_cfg, dict):
+        unknown = set(model_cfg) - {f.name for f in dataclasses.fields(cfg_cls)}
+        if unknown:
+            raise ValueError(f"unknown {kind} tokenizer config fields {sorted(unknown)}")
+        return cfg_cls(**model_cfg)
+    if not isinstance(model_cfg, cfg_cls):
+        raise ValueError(f"a {kind} tokenizer needs a {cfg_cls.__name__}, got {type(model_cfg).__name__}")
+    return model_cfg
 
 
 def code_version() -> str:
@@ -82,16 +96,7 @@ def code_version() -> str:
 def build_tokenizer(kind: str, model_cfg=None) -> nn.Module:
     if kind not in MODEL_CLASSES:
         raise ValueError(f"unknown tokenizer kind {kind!r} (expected one of {sorted(MODEL_CLASSES)})")
-    cls, cfg_cls = MODEL_CLASSES[kind]
-    if model_cfg is None:
-        model_cfg = cfg_cls()
-    elif isinstance(model_cfg, dict):
-        known = {f.name for f in dataclasses.fields(cfg_cls)}
-        unknown = set(model_cfg) - known
-        if unknown:
-            raise ValueError(f"unknown {kind} tokenizer config fields {sorted(unknown)}")
-        model_cfg = cfg_cls(**model_cfg)
-    return cls(model_cfg)
+    return MODEL_CLASSES[kind][0](model_config(kind, model_cfg))
 
 
 def count_params(model: nn.Module) -> int:
