@@ -51,11 +51,6 @@ def catalog_entry(root: Path, video_id: str) -> dict:
     return json.loads(path.read_text())
 
 
-def catalog_ids(root: Path) -> list[str]:
-    folder = DataLayout(root).catalog_dir
-    return sorted(p.stem for p in folder.glob("*.json")) if folder.exists() else []
-
-
 def video_files(root: Path, video_id: str) -> list[Path]:
     """Every file or folder the per-video stages write for `video_id`."""
     return [_entry_path(root, video_id), *DataLayout(root).per_video_outputs(video_id)]

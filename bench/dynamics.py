@@ -20,7 +20,7 @@ import numpy as np
 import torch
 
 from ahriuwu_core.dynamics.data import write_latent_store
-from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
+from ahriuwu_core.dynamics.model import KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.testing.toy import make_toy_latents

@@ -10,21 +10,18 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store  # noqa: E402
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel  # noqa: E402
-from ahriuwu_core.dynamics.objective import shortcut_forcing_loss  # noqa: E402
-from ahriuwu_core.testing.toy import make_toy_latents  # noqa: E402
-from ahriuwu_core.presets import get_preset  # noqa: E402
-from ahriuwu_core.training import make_optimizer  # noqa: E402
+from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
+from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
+from ahriuwu_core.testing.toy import make_toy_latents
+from ahriuwu_core.presets import get_preset
+from ahriuwu_core.training import make_optimizer
 
 
 def loader_rate(stores, cfg, in_memory: bool, seconds: float) -> float:

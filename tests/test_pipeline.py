@@ -307,7 +307,7 @@ def _materialize(instance, resources, names, partition=None, run_config=None):
 def test_nothing_is_stale_after_a_full_run(graph):
     instance, *_ = graph
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.staleness import unsynced_partitions
+    from tests._staleness import unsynced_partitions
 
     # The UI test re-ran frames[demo_000] on the same input: same content, same data version, nothing stale.
     assert unsynced_partitions(instance, ALL_ASSETS) == set()
@@ -318,7 +318,7 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
     from ahriuwu_core.demo_game import write_demo_videos
     from ahriuwu_core.presets import get_preset
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.staleness import stale_partitions, unsynced_partitions
+    from tests._staleness import stale_partitions, unsynced_partitions
 
     # New bytes for demo_001 at its source: another seed renders another game.
     other = data_root / "other_seed"
@@ -351,7 +351,7 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
 def test_bumping_a_code_version_stales_it_and_its_downstream(graph):
     instance, *_ = graph
     from pipeline.definitions import ALL_ASSETS
-    from pipeline.staleness import stale_partitions, unsynced_partitions
+    from tests._staleness import stale_partitions, unsynced_partitions
 
     bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="bumped")) if a.key.path == ["tokenizer"]
               else a for a in ALL_ASSETS]

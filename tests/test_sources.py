@@ -11,6 +11,7 @@ import av
 import pytest
 
 from ahriuwu_core import sources
+from ahriuwu_core.layout import DataLayout
 from ahriuwu_core.testing import media
 from ahriuwu_core.sources import SourceConfig, SourceEntry, VideoFetchError
 
@@ -337,7 +338,6 @@ def _file_url(path: Path) -> str:
 def test_sensor_and_demo_registration_add_exactly_the_good_partitions(tmp_path, http_server, monkeypatch):
     from dagster import DagsterInstance, SkipReason, build_sensor_context
 
-    from ahriuwu_core import catalog
     from pipeline.demo import register_source
     from pipeline.resources import resources_from_env
     from pipeline.sensors import new_videos_sensor
@@ -359,7 +359,7 @@ def test_sensor_and_demo_registration_add_exactly_the_good_partitions(tmp_path, 
         assert len(keys) == 3 and keys[:2] == ["good", "ok"] and keys[2].startswith("good-")
         instance.add_dynamic_partitions(request.partitions_def_name, keys)
         assert sorted(instance.get_dynamic_partitions("videos")) == sorted(keys)
-        assert catalog.catalog_ids(data_root) == sorted(keys)
+        assert sorted(p.stem for p in DataLayout(data_root).catalog_dir.glob("*.json")) == sorted(keys)
         context = build_sensor_context(instance=instance, cursor=result.cursor,
                                        resources={k: resources[k] for k in ("storage", "project")})
         again = new_videos_sensor(context)

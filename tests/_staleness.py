@@ -1,4 +1,4 @@
-"""What the UI's "Materialize unsynced" would rerun: asset partitions that are stale (a dependency's data or the
+"""Test support: what the UI's "Materialize unsynced" would rerun: asset partitions that are stale (a dependency's data or the
 code version changed) plus everything downstream of them (unsynced).
 
 Staleness is read from the provenance Dagster records on every materialization (its code version, and each
