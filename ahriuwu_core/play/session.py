@@ -64,7 +64,7 @@ class PlayWorld:
         self.clips: list[Clip] = []
         self._groups = {}
         names, fps = None, None
-        from ..evaluate import clip_starts
+        from ..eval.rollouts import clip_starts
 
         for store in stores:
             store = Path(store)
@@ -232,7 +232,7 @@ class PlaySession:
 def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig = PlayConfig(), device="cpu") -> PlayWorld:
     """Load a tokenizer / dynamics checkpoint pair onto `device` and open the frames stores to start from."""
     from ..dynamics.train import load_world_model
-    from ..evaluate import training_context_noise
+    from ..eval.rollouts import training_context_noise
     from ..tokenizer import load_tokenizer
     from ..training import read_checkpoint
 
