@@ -1,4 +1,6 @@
-"""The action convention, stated once for every producer and consumer.
+"""Game-independent conventions: how actions line up with frames, the default action space, the HUD layouts.
+
+The action convention, stated once for every producer and consumer:
 
 Sidecar (what a game or recorder logs): a record at time t holds the action in force from t until the next
 record -- the keys held down from t on. Its effect shows in the frames that come after t.
@@ -10,10 +12,14 @@ the action that causes a change sits on the very frame that shows it.
 
 Moves are screen directions: 0 = still, 1..8 = E, NE, N, NW, W, SW, S, SE (y down on screen). With the camera
 locked on the player, the map scrolls opposite to the move.
+
+HUD layouts: per game, boxes (x, y, w, h) in a reference pixel size; the frames stage scales them to each video
+and masks them out of the losses and metrics.
 """
 from __future__ import annotations
 
 import math
+from dataclasses import dataclass
 
 import numpy as np
 
@@ -29,6 +35,18 @@ def fetched_sidecar_name(sidecar_name: str) -> str:
 
 # Unit screen vectors (x right, y down) of moves 1..8.
 MOVE_UNIT = {k: (math.cos((k - 1) * math.pi / 4), -math.sin((k - 1) * math.pi / 4)) for k in range(1, 9)}
+_DIAG = 1 / math.sqrt(2)
+MOVE_VECTORS = np.array(  # the same directions indexed by move 0..8, diagonals exactly 1/sqrt(2) (what a game moves by)
+    [(0, 0), (1, 0), (_DIAG, -_DIAG), (0, -1), (-_DIAG, -_DIAG), (-1, 0), (-_DIAG, _DIAG), (0, 1), (_DIAG, _DIAG)],
+    dtype=np.float64)
+
+
+def move_from_vector(dx: float, dy: float) -> int:
+    """The move (1..8) whose direction is closest to the screen vector (dx, dy); 0 for a zero vector."""
+    if dx == 0 and dy == 0:
+        return 0
+    sector = int(round(math.atan2(-dy, dx) / (math.pi / 4))) % 8
+    return sector + 1
 
 
 def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int, fps: float,
@@ -47,3 +65,31 @@ def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int,
 def has_move_component(components, num_classes) -> bool:
     """Whether an action space's first component is the 8-direction move above (what action agreement reads)."""
     return bool(components) and components[0] == "move" and list(num_classes)[:1] == [9]
+
+
+# The action space a store records when its video has no sidecar: the 8-way move (plus still) and 4 abilities.
+DEFAULT_ACTION_COMPONENTS = ("move", "ability")
+DEFAULT_ACTION_NUM_CLASSES = (9, 5)
+
+
+@dataclass
+class HudLayout:
+    reference_size: tuple[int, int]             # (w, h) the boxes are given in
+    boxes: dict[str, tuple[int, int, int, int]]  # name -> (x, y, w, h)
+
+
+HUD_LAYOUTS = {
+    "none": HudLayout((1920, 1080), {}),
+    "demo": HudLayout((640, 360), {"minimap": (528, 248, 112, 112), "abilities_health": (192, 312, 256, 48)}),
+    "replay": HudLayout((1920, 1080), {
+        "blue_team_panel": (0, 145, 100, 500),
+        "red_team_panel": (1820, 145, 100, 500),
+        "channel_watermark": (0, 958, 300, 122),
+        "player_hud": (0, 773, 310, 185),
+        "scorecard": (600, 847, 740, 233),
+        "objective_timers": (1340, 980, 270, 100),
+        "minimap": (1650, 810, 270, 270),
+        "top_scoreboard": (385, 0, 1150, 100),
+    }),
+    "live": HudLayout((1920, 1080), {}),  # not mapped yet
+}

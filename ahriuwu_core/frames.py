@@ -12,9 +12,9 @@ Resize modes (`FramesConfig.resize_mode`):
   letterbox  scale to fit inside, pad with zero bars; bars are marked in the HUD mask.
 Rotation metadata (display matrix) is applied, so phone videos come out upright.
 
-HUD: boxes per layout in the layout's reference pixel size, scaled to the source size and mapped through the
-same resize into a (height, width) uint8 mask (1 = HUD). Pixels are never painted over: later stages leave
-masked pixels out of the losses and metrics. An output pixel is HUD if it overlaps a box at all (conservative).
+HUD: boxes per layout (`conventions.HUD_LAYOUTS`) in its reference pixel size, scaled to the source size and
+mapped through the same resize into a (height, width) uint8 mask (1 = HUD). Pixels are never painted over: later
+stages leave masked pixels out of the losses and metrics. An output pixel is HUD if it overlaps a box at all (conservative).
 
 Output (see the design contract): frames uint8 (T, H, W, 3) chunked (chunk_frames, H, W, 3) so the training
 reader fetches a window of consecutive frames with one or two chunk reads; actions int16 (T, C); has_actions
@@ -37,36 +37,11 @@ import av.video.reformatter
 import numpy as np
 import zarr
 
-from ahriuwu_core.conventions import actions_leading_into
 from ahriuwu_core.checked_store import create_array, open_checked
+from ahriuwu_core.conventions import (
+    DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS, actions_leading_into,
+)
 from ahriuwu_core.files import atomic_path
-from ahriuwu_core.demo_game import DEMO_HUD_REGIONS
-
-DEFAULT_ACTION_COMPONENTS = ("move", "ability")
-DEFAULT_ACTION_NUM_CLASSES = (9, 5)
-
-
-@dataclass
-class HudLayout:
-    reference_size: tuple[int, int]             # (w, h) the boxes are given in
-    boxes: dict[str, tuple[int, int, int, int]]  # name -> (x, y, w, h)
-
-
-HUD_LAYOUTS = {
-    "none": HudLayout((1920, 1080), {}),
-    "demo": HudLayout((640, 360), dict(DEMO_HUD_REGIONS)),
-    "replay": HudLayout((1920, 1080), {
-        "blue_team_panel": (0, 145, 100, 500),
-        "red_team_panel": (1820, 145, 100, 500),
-        "channel_watermark": (0, 958, 300, 122),
-        "player_hud": (0, 773, 310, 185),
-        "scorecard": (600, 847, 740, 233),
-        "objective_timers": (1340, 980, 270, 100),
-        "minimap": (1650, 810, 270, 270),
-        "top_scoreboard": (385, 0, 1150, 100),
-    }),
-    "live": HudLayout((1920, 1080), {}),  # not mapped yet
-}
 
 _INTERPOLATIONS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "fast_bilinear": "FAST_BILINEAR"}
 
@@ -81,7 +56,7 @@ class FramesConfig:
     width: int = 64
     height: int = 64
     resize_mode: str = "squash"       # "squash" (default, keeps the whole screen) | "crop" | "letterbox"
-    hud_layout: str = "none"          # key of HUD_LAYOUTS
+    hud_layout: str = "none"          # key of conventions.HUD_LAYOUTS
     chunk_frames: int = 32            # time chunk of the frames array (training reads windows of ~16-64 frames)
     interpolation: str = "area"       # swscale filter for the downscale
     min_source_side: int = 32         # smaller sources are rejected: upscaled thumbnails teach the model nothing

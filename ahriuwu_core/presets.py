@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
-from ahriuwu_core.demo_game import DemoConfig
+from ahriuwu_core.demo.video import DemoConfig
 from ahriuwu_core.dynamics.model import DynamicsConfig
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig
-from ahriuwu_core.evaluate import EvalConfig
+from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.frames import FramesConfig
 from ahriuwu_core.split import SplitConfig
 from ahriuwu_core.tokenizer import CNNTokenizerConfig, TokenizerTrainConfig, TransformerTokenizerConfig

@@ -323,7 +323,7 @@ def _disambiguate(entries: list[SourceEntry], log) -> list[SourceEntry]:
 
 def _list_source(cfg: SourceConfig, data_root: Path, log) -> Listing:
     if cfg.kind == "demo":
-        from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
+        from ahriuwu_core.demo.video import DemoConfig, write_demo_videos
 
         from ahriuwu_core.layout import DataLayout
 

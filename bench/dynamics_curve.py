@@ -25,7 +25,8 @@ from pathlib import Path
 import torch
 
 from ahriuwu_core.dynamics.train import train_dynamics
-from ahriuwu_core.evaluate import EvalConfig, evaluate
+from ahriuwu_core.eval.config import EvalConfig
+from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.manifest import read_manifest, stores_by_split
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.training import read_checkpoint

@@ -18,7 +18,8 @@ from pathlib import Path
 import torch
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
-from ahriuwu_core.evaluate import EvalConfig, evaluate
+from ahriuwu_core.eval.config import EvalConfig
+from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.tokenizer.train import build_tokenizer
 from ahriuwu_core.training import save_checkpoint
@@ -27,7 +28,7 @@ OUT = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "out" / "evaluate
 
 
 def demo_store() -> Path:
-    from ahriuwu_core.demo_game import DemoConfig, write_demo_videos
+    from ahriuwu_core.demo.video import DemoConfig, write_demo_videos
     from ahriuwu_core.frames import FramesConfig, extract_frames
 
     store = OUT / "demo_006.zarr"

@@ -66,7 +66,7 @@ def steer(world, frames: int = 40) -> None:
     import numpy as np
 
     from ahriuwu_core.conventions import MOVE_UNIT
-    from ahriuwu_core.demo_game import estimate_scroll
+    from ahriuwu_core.demo.motion import estimate_scroll
     from ahriuwu_core.play.session import PlaySession
 
     for name, move in (("east", 1), ("north", 3), ("west", 5), ("south", 7)):

@@ -41,7 +41,7 @@ def main() -> None:
 
     from dagster import AssetSelection, DagsterInstance, build_sensor_context, evaluate_automation_conditions, materialize
 
-    from ahriuwu_core.demo_game import write_demo_videos
+    from ahriuwu_core.demo.video import write_demo_videos
     from ahriuwu_core.presets import get_preset
     from pipeline.definitions import ALL_ASSETS, defs
     from pipeline.demo import run_all

@@ -385,7 +385,8 @@ def evaluation(
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
-    from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan, evaluate
+    from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
+    from ahriuwu_core.eval.run import evaluate
     from ahriuwu_core.split import check_split_disjoint
 
     preset = project.preset_config()

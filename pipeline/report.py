@@ -21,7 +21,7 @@ def loss_curve_markdown(train_log) -> str | None:
 
 def metrics_table_markdown(metrics: dict) -> str:
     """PSNR per horizon, one column per model variant or baseline (from metrics.json's shape)."""
-    from ahriuwu_core.evaluate import series_label
+    from ahriuwu_core.eval.report import series_label
 
     names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
     header = [series_label(metrics, n) for n in names]
@@ -36,7 +36,7 @@ def metrics_table_markdown(metrics: dict) -> str:
 def metrics_table(metrics: dict) -> MetadataValue:
     """The same PSNR-per-horizon figures as a Dagster table (sortable in the UI, typed columns); a series covering
     fewer clips says so in its column description."""
-    from ahriuwu_core.evaluate import series_label
+    from ahriuwu_core.eval.report import series_label
 
     names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
     gap = metrics.get("action_gap_db") or [None] * len(metrics["horizons"])

@@ -62,7 +62,7 @@ class ProjectResource(ConfigurableResource):
     rate_limit: str = ""
     retries: int = 5  # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
     max_duration_s: float = 4 * 3600  # longer videos are refused (0: no cap); live streams always are
-    hud_layout: str = ""  # a key of frames.HUD_LAYOUTS; empty: the preset's, except that the demo's layout is
+    hud_layout: str = ""  # a key of conventions.HUD_LAYOUTS; empty: the preset's, except that the demo's layout is
                           # applied to the demo source only (another game has no HUD mask unless configured)
 
     # What depends on the source being the built-in demo, in one place: its HUD layout, its fixed held-out ids,
@@ -96,7 +96,7 @@ class ProjectResource(ConfigurableResource):
         keeps the champion centred, its estimator that fades the champion out too."""
         if not self.is_demo:
             return None
-        from ahriuwu_core.demo_game import estimate_scroll
+        from ahriuwu_core.demo.motion import estimate_scroll
 
         return estimate_scroll
 

@@ -9,12 +9,16 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ahriuwu_core.demo_game import (
-    DEMO_HUD_REGIONS, MOVE_VECTORS, DemoConfig, DemoGame, ability_icon_rects, estimate_scroll,
-    find_minimap_marker, hud_regions, main, minimap_marker_position, move_from_vector, play_demo,
-    write_demo_videos,
+from ahriuwu_core.conventions import MOVE_VECTORS, move_from_vector
+from ahriuwu_core.demo.__main__ import main
+from ahriuwu_core.demo.game import DemoGame
+from ahriuwu_core.demo.hud import (
+    DEMO_HUD_REGIONS, ability_icon_rects, find_minimap_marker, hud_regions, minimap_marker_position,
 )
-from ahriuwu_core.demo_map import WORLD_SIZE
+from ahriuwu_core.demo.map import WORLD_SIZE
+from ahriuwu_core.demo.motion import estimate_scroll
+from ahriuwu_core.demo.policy import play_demo
+from ahriuwu_core.demo.video import DemoConfig, write_demo_videos
 
 CLIP = DemoConfig(num_videos=1, duration_s=3.0, seed=1)
 

@@ -1,15 +1,17 @@
 """The world model learns: on toy latents with a strong action effect, a short training run lowers the loss,
 beats copy-last-frame, and follows its actions (true actions beat shuffled ones by a wide margin)."""
 import numpy as np
+import pytest
 import torch
 
 from ahriuwu_core.dynamics.data import write_latent_store
 from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig, load_world_model, train_dynamics
-from ahriuwu_core.evaluate import shuffled_actions
+from ahriuwu_core.eval.action_control import shuffled_actions
 from ahriuwu_core.training import OptimConfig
-from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 MODEL = dict(pack=4, d_model=64, n_layers=3, n_heads=4, n_kv_heads=2, time_every=1, n_registers=1, k_max=4,
              space_rope=True, persistence_prior=True, action_to_latents=True)

@@ -9,7 +9,9 @@ import torch
 from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.presets import get_preset
-from tests._dynamics import one_thread, TINY, tiny  # noqa: F401  (autouse fixture)
+from tests._dynamics import TINY, tiny
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def inputs(B=2, T=4, seed=0):

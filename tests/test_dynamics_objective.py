@@ -1,13 +1,15 @@
 """Shortcut-forcing formulas against hand-computed values (paper convention: tau=1 clean)."""
 import math
 
+import pytest
 import torch
 
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import (ObjectiveConfig, add_noise, bootstrap_target, flow_step, ramp_weight,
                                              sample_signal_levels, sample_step_sizes, shortcut_forcing_loss)
-from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def t(*v):

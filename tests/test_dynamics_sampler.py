@@ -7,7 +7,9 @@ import torch
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import denoise, rollout, sample_frames
-from tests._dynamics import one_thread, TINY  # noqa: F401  (autouse fixture)
+from tests._dynamics import TINY
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 def tiny(**over):

@@ -18,8 +18,9 @@ from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,
                                          load_world_model, train_dynamics)
 from ahriuwu_core.training import OptimConfig, read_checkpoint
-from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
 from tests._tensorboard import event_files, scalars
+
+pytestmark = pytest.mark.usefixtures("one_thread")
 
 
 REPO = Path(__file__).resolve().parents[1]

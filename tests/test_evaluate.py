@@ -13,7 +13,13 @@ import zarr
 from PIL import Image
 
 from ahriuwu_core.checked_store import create_array
-from ahriuwu_core import evaluate as E
+from ahriuwu_core.eval import __main__ as EM
+from ahriuwu_core.eval import action_control as EA
+from ahriuwu_core.eval import checks as EK
+from ahriuwu_core.eval import config as EC
+from ahriuwu_core.eval import report as EP
+from ahriuwu_core.eval import rollouts as ER
+from ahriuwu_core.eval import run as EV
 from ahriuwu_core import metrics as M
 from ahriuwu_core import report as R
 from ahriuwu_core import split as S
@@ -21,6 +27,8 @@ from ahriuwu_core.split import heldout_score
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.tokenizer.cnn import CNNTokenizer, CNNTokenizerConfig
 from ahriuwu_core.training import save_checkpoint
+
+pytestmark = pytest.mark.usefixtures("one_thread_module")
 
 SIZE = 32  # smallest frame AlexNet-LPIPS accepts comfortably
 CONTEXT, HORIZON = 3, 4
@@ -57,17 +65,8 @@ def tiny_world_model(tokenizer, k_max=4):
     return WorldModel(cfg).eval()
 
 
-@pytest.fixture(autouse=True, scope="module")
-def one_thread():
-    # tiny models: thread start-up costs more than it saves, and other test suites share the 2 cores
-    before = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(before)
-
-
 @pytest.fixture(scope="module")
-def setup(one_thread, tmp_path_factory):
+def setup(one_thread_module, tmp_path_factory):
     root = tmp_path_factory.mktemp("eval")
     tok = tiny_tokenizer()
     wm = tiny_world_model(tok)
@@ -82,7 +81,7 @@ def setup(one_thread, tmp_path_factory):
 def small_cfg(**kw):
     base = dict(context=CONTEXT, horizon=HORIZON, sampling_steps=(2, 8), clips_per_video=2, strip_horizons=(1, 4))
     base.update(kw)
-    return E.EvalConfig(**base)
+    return EC.EvalConfig(**base)
 
 
 # --------------------------------------------------------------------------------------------- split
@@ -134,27 +133,27 @@ def test_check_split_disjoint_flags_overlap_and_empty_heldout():
 
 
 def test_clip_starts_even_and_bounded():
-    assert E.clip_starts(100, 20, 3) == [0, 40, 80]
-    assert E.clip_starts(100, 20, 1) == [40]
-    assert E.clip_starts(10, 20, 2) == []
+    assert ER.clip_starts(100, 20, 3) == [0, 40, 80]
+    assert ER.clip_starts(100, 20, 1) == [40]
+    assert ER.clip_starts(10, 20, 2) == []
 
 
 def test_read_clips_errors_name_the_store(tmp_path):
     with pytest.raises(FileNotFoundError, match="nope.zarr"):
-        E.read_clips(tmp_path / "nope.zarr", small_cfg())
+        ER.read_clips(tmp_path / "nope.zarr", small_cfg())
     store = write_frames_store(tmp_path / "short.zarr", "short", num_frames=5)
-    with pytest.raises(E.VideoTooShort, match="short"):
-        E.read_clips(store, small_cfg())
+    with pytest.raises(ER.VideoTooShort, match="short"):
+        ER.read_clips(store, small_cfg())
 
 
 def test_shuffled_actions_permutes_future_only():
     actions = torch.arange(2 * 6 * 2).reshape(2, 6, 2)
-    out = E.shuffled_actions(actions, context=2, seed=0)
+    out = EA.shuffled_actions(actions, context=2, seed=0)
     assert torch.equal(out[:, :2], actions[:, :2])
     assert not torch.equal(out, actions)
     rows = lambda a: sorted(map(tuple, a[:, 2:].reshape(-1, 2).tolist()))
     assert rows(out) == rows(actions)  # same multiset of future actions
-    assert torch.equal(out, E.shuffled_actions(actions, context=2, seed=0))  # deterministic
+    assert torch.equal(out, EA.shuffled_actions(actions, context=2, seed=0))  # deterministic
 
 
 def test_scroll_agreement_counts_opposite_motion():
@@ -162,7 +161,7 @@ def test_scroll_agreement_counts_opposite_motion():
     moves = np.array([5, 1, 3, 0])  # moves[t] led into frame t: (ignored), E, N, still
     # player moves E -> map content moves W (dx<0); player N -> content moves down (dy>0)
     scrolls = iter([(-2.0, 0.0), (0.0, -3.0), (5.0, 5.0)])
-    agree, counted = E.scroll_agreement(frames, moves, lambda a, b: next(scrolls))
+    agree, counted = EA.scroll_agreement(frames, moves, lambda a, b: next(scrolls))
     # step 1 (move E, scroll W): agree; step 2 (move N, scroll up): disagree; step 3 (still): not counted
     assert (agree, counted) == (1, 2)
 
@@ -170,9 +169,9 @@ def test_scroll_agreement_counts_opposite_motion():
 def test_persistence_baseline_matches_direct_computation(setup, tmp_path):
     cfg = small_cfg(sampling_steps=(2,), also_zero_context_noise=False, lpips_net=None, gif=False,
                     quick_eval=False, action_agreement=False)
-    result = E.evaluate_models(setup["tok"], setup["wm"], _rollout(), setup["stores"][:1], cfg, tmp_path,
+    result = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), setup["stores"][:1], cfg, tmp_path,
                                train_context_noise=0.2, log=lambda s: None)
-    clips = E.read_clips(setup["stores"][0], cfg)
+    clips = ER.read_clips(setup["stores"][0], cfg)
     mask = clips.hud_mask
     C = CONTEXT
     expected = []
@@ -197,7 +196,7 @@ def _rollout():
 def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     cfg = small_cfg(sampling_steps=(2, 64))  # 64 > k_max=4 -> clamped to 4
     out = tmp_path / "run1"
-    result = E.evaluate(setup["tok_path"], setup["dyn_path"], setup["stores"], cfg, out,
+    result = EV.evaluate(setup["tok_path"], setup["dyn_path"], setup["stores"], cfg, out,
                         lineage={"videos": ["demo_006", "vid_b"], "code_versions": {"evaluation": "x"}},
                         log=lambda s: None)
     m = json.loads((out / "metrics.json").read_text())
@@ -216,16 +215,16 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     assert math.isfinite(m["quick_eval_latent_psnr"])
     assert set(m["latent_mse"]) >= {"model_k2", "model_k4", "persistence"}
     # the tokenizer ceiling is decode(encode(gt)) on the horizon frames
-    clips = E.read_clips(setup["stores"][0], cfg)
+    clips = ER.read_clips(setup["stores"][0], cfg)
     with torch.no_grad():
         gt = torch.from_numpy(clips.frames).permute(0, 1, 4, 2, 3).float() / 255
         rec = setup["tok"].decode(setup["tok"].encode(gt))[:, CONTEXT:]
-    clips_b = E.read_clips(setup["stores"][1], cfg)
+    clips_b = ER.read_clips(setup["stores"][1], cfg)
     with torch.no_grad():
         gt_b = torch.from_numpy(clips_b.frames).permute(0, 1, 4, 2, 3).float() / 255
         rec_b = setup["tok"].decode(setup["tok"].encode(gt_b))[:, CONTEXT:]
-    both = np.concatenate([M.psnr(E._to_uint8(rec), clips.frames[:, CONTEXT:], clips.hud_mask),
-                           M.psnr(E._to_uint8(rec_b), clips_b.frames[:, CONTEXT:], clips_b.hud_mask)])
+    both = np.concatenate([M.psnr(ER.to_uint8(rec), clips.frames[:, CONTEXT:], clips.hud_mask),
+                           M.psnr(ER.to_uint8(rec_b), clips_b.frames[:, CONTEXT:], clips_b.hud_mask)])
     assert np.allclose(m["psnr"]["tokenizer_ceiling"], both.mean(axis=0))
     # files
     report = (out / "report.md").read_text()
@@ -247,11 +246,11 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
 def test_short_video_is_skipped_and_named(setup, tmp_path):
     short = write_frames_store(tmp_path / "short.zarr", "short", num_frames=5)
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
-    res = E.evaluate_models(setup["tok"], setup["wm"], _rollout(), [short, setup["stores"][1]], cfg,
+    res = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), [short, setup["stores"][1]], cfg,
                             tmp_path / "o", train_context_noise=0.1, log=lambda s: None)
     assert res["metrics"]["videos"] == ["vid_b"] and res["metrics"]["skipped_videos"] == ["short"]
     with pytest.raises(ValueError, match="short"):
-        E.evaluate_models(setup["tok"], setup["wm"], _rollout(), [short], cfg, tmp_path / "p",
+        EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), [short], cfg, tmp_path / "p",
                           train_context_noise=0.1, log=lambda s: None)
 
 
@@ -263,9 +262,9 @@ def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
     create_array(group, "latents", data=lat)
     create_array(group, "actions", data=np.ones((10, 2), np.int16))
     create_array(group, "has_actions", data=np.ones(10, bool))
-    value = E.quick_eval_latents(wm, [tmp_path / "v.zarr"], window=6, windows_per_video=1, seed=5)
-    start = E.clip_starts(10, 6, 1)[0]
-    direct = E.quick_latent_psnr(wm, torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),
+    value = ER.quick_eval_latents(wm, [tmp_path / "v.zarr"], window=6, windows_per_video=1, seed=5)
+    start = ER.clip_starts(10, 6, 1)[0]
+    direct = ER.quick_latent_psnr(wm, torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),
                                  torch.ones(1, 6, 2, dtype=torch.long), torch.ones(1, 6, dtype=torch.bool), seed=5)
     assert value == pytest.approx(direct) and math.isfinite(value)
 
@@ -288,7 +287,7 @@ def test_quick_latent_psnr_is_one_step_from_tau_half_by_hand():
     model = Affine()
     g = torch.Generator().manual_seed(0)
     lat = torch.rand(2, 5, 6, 3, generator=g) * 2 - 1
-    value = E.quick_latent_psnr(model, lat, None, None, seed=4)
+    value = ER.quick_latent_psnr(model, lat, None, None, seed=4)
     noise = torch.randn(lat.shape, generator=torch.Generator().manual_seed(5))  # the seed + 1 stream
     pred = (0.8 * (0.5 * noise + 0.5 * (lat - 0.2) / 0.5) + 0.1) * 0.5 + 0.2
     mse = ((pred - lat) ** 2).mean(dim=(-2, -1)).double()
@@ -305,11 +304,11 @@ def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
         return context[:, -1:].expand(-1, horizon, -1, -1)
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False)
-    res = E.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, setup["stores"][:1], cfg, tmp_path,
+    res = EV.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, setup["stores"][:1], cfg, tmp_path,
                             train_context_noise=0.1, log=lambda s: None)
     assert res["metrics"]["action_gap_db"] == [0.0] * HORIZON
     # ...and without action labels there is no gap to report
-    res = E.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, setup["stores"][1:], cfg,
+    res = EV.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, setup["stores"][1:], cfg,
                             tmp_path / "b", train_context_noise=0.1, log=lambda s: None)
     assert res["metrics"]["action_gap_db"] == [] and not res["metrics"]["action_gap_available"]
 
@@ -322,10 +321,10 @@ def test_action_gap_has_the_sign_and_size_of_the_models_use_of_actions(setup, tm
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False,
                     mean_readout=False)
-    clips = E.read_clips(setup["stores"][0], cfg)
+    clips = ER.read_clips(setup["stores"][0], cfg)
     truth = {}
     for i in range(len(clips.starts)):
-        latents = encode_frames(setup["tok"], E._to_device_frames(clips.frames[i:i + 1], "cpu"))
+        latents = encode_frames(setup["tok"], ER.to_device_frames(clips.frames[i:i + 1], "cpu"))
         truth[clips.actions[i].tobytes()] = latents[0, CONTEXT:]
 
     def oracle(invert):
@@ -337,22 +336,22 @@ def test_action_gap_has_the_sign_and_size_of_the_models_use_of_actions(setup, tm
             return torch.stack([truth[clips.actions[b].tobytes()] if r is None else r for b, r in enumerate(rows)])
         return rollout_fn
 
-    res = E.evaluate_models(setup["tok"], setup["wm"], oracle(False), setup["stores"][:1], cfg, tmp_path / "a",
+    res = EV.evaluate_models(setup["tok"], setup["wm"], oracle(False), setup["stores"][:1], cfg, tmp_path / "a",
                             train_context_noise=0.1, log=lambda s: None)
     m = res["metrics"]
     assert m["psnr"]["model_k2"] == pytest.approx(m["psnr"]["tokenizer_ceiling"], abs=1e-9)
     # By hand: PSNR of the decoded truth minus PSNR of the decoded copy of the last context latent, per horizon.
     with torch.no_grad():
-        true_u8 = E._to_uint8(setup["tok"].decode(torch.stack(list(truth.values()))))
-        copy = torch.stack([encode_frames(setup["tok"], E._to_device_frames(clips.frames[i:i + 1], "cpu"))[0, CONTEXT - 1:CONTEXT]
+        true_u8 = ER.to_uint8(setup["tok"].decode(torch.stack(list(truth.values()))))
+        copy = torch.stack([encode_frames(setup["tok"], ER.to_device_frames(clips.frames[i:i + 1], "cpu"))[0, CONTEXT - 1:CONTEXT]
                             .expand(HORIZON, -1, -1) for i in range(len(clips.starts))])
-        copy_u8 = E._to_uint8(setup["tok"].decode(copy))
+        copy_u8 = ER.to_uint8(setup["tok"].decode(copy))
     future = clips.frames[:, CONTEXT:]
     expected = (M.psnr(true_u8, future, clips.hud_mask) - M.psnr(copy_u8, future, clips.hud_mask)).mean(0)
     gap = np.array(m["action_gap_db"])
     np.testing.assert_allclose(gap, expected, atol=1e-6)
     assert np.abs(gap).max() > 0.01, gap  # the shuffle really changed the outcome
-    res = E.evaluate_models(setup["tok"], setup["wm"], oracle(True), setup["stores"][:1], cfg, tmp_path / "b",
+    res = EV.evaluate_models(setup["tok"], setup["wm"], oracle(True), setup["stores"][:1], cfg, tmp_path / "b",
                             train_context_noise=0.1, log=lambda s: None)
     np.testing.assert_allclose(res["metrics"]["action_gap_db"], -gap, atol=1e-9)
 
@@ -364,16 +363,16 @@ def test_nan_model_is_flagged_end_to_end(setup, tmp_path):
         return torch.full((context.shape[0], horizon, *context.shape[2:]), float("nan"))
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
-    res = E.evaluate_models(setup["tok"], setup["wm"], nan_rollout, setup["stores"][:1], cfg, tmp_path,
+    res = EV.evaluate_models(setup["tok"], setup["wm"], nan_rollout, setup["stores"][:1], cfg, tmp_path,
                             train_context_noise=0.1, log=lambda s: None)
-    ok, details = E.check_no_nan(res["metrics"])
+    ok, details = EK.check_no_nan(res["metrics"])
     assert not ok and "latent_mse.model_k2[0]" in details["non_finite"]
     assert "| no_nan | FAIL |" in (tmp_path / "report.md").read_text()
 
 
 def test_cli_end_to_end(setup, tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "ahriuwu_core.evaluate", "--tokenizer", str(setup["tok_path"]), "--dynamics",
+    cmd = [sys.executable, "-m", "ahriuwu_core.eval", "--tokenizer", str(setup["tok_path"]), "--dynamics",
            str(setup["dyn_path"]), "--frames", *map(str, setup["stores"]), "--out", str(out), "--context",
            str(CONTEXT), "--horizon", str(HORIZON), "--steps", "2", "4", "--clips-per-video", "1",
            "--strip-horizons", "1", "3", "--device", "cpu", "--lpips-net", "none", "--no-zero-noise", "--lineage", '{"run": "cli"}']
@@ -390,7 +389,7 @@ def test_cli_end_to_end(setup, tmp_path):
 
 def test_cli_bad_store_names_it(setup, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.zarr"):
-        E.main(["--tokenizer", str(setup["tok_path"]), "--dynamics", str(setup["dyn_path"]), "--frames",
+        EM.main(["--tokenizer", str(setup["tok_path"]), "--dynamics", str(setup["dyn_path"]), "--frames",
                 str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "o"), "--device", "cpu"])
 
 
@@ -408,41 +407,41 @@ def _metrics(model_h1=30.0, persistence_h1=25.0, k4=(30.0, 28.0), k64=(30.5, 28.
 
 
 def test_check_beats_persistence():
-    ok, d = E.check_beats_persistence(_metrics())
+    ok, d = EK.check_beats_persistence(_metrics())
     assert ok and d["margin_db"] == pytest.approx(5.0) and d["margin_ci95_low"] == pytest.approx(4.0)
-    ok, d = E.check_beats_persistence(_metrics(model_h1=24.0))  # a failing model
+    ok, d = EK.check_beats_persistence(_metrics(model_h1=24.0))  # a failing model
     assert not ok
-    ok, _ = E.check_beats_persistence(_metrics(model_h1=float("nan")))
+    ok, _ = EK.check_beats_persistence(_metrics(model_h1=float("nan")))
     assert not ok
     # A positive mean margin whose interval reaches below 0 is not a win: too few clips or too much spread.
-    ok, d = E.check_beats_persistence(_metrics(model_h1=26.0, spread=1.5))
+    ok, d = EK.check_beats_persistence(_metrics(model_h1=26.0, spread=1.5))
     assert not ok and d["margin_db"] == pytest.approx(1.0) and d["margin_ci95_low"] == pytest.approx(-0.5)
 
 
 def test_check_few_steps_close():
-    ok, d = E.check_few_steps_close(_metrics())  # K=64 0.5 dB above K=4 at both horizons
+    ok, d = EK.check_few_steps_close(_metrics())  # K=64 0.5 dB above K=4 at both horizons
     assert ok and d["max_abs_diff_db"] == pytest.approx(0.5)
-    ok, d = E.check_few_steps_close(_metrics(k64=(30.2, 29.0)))  # a good mean, but 1 dB apart at h=2
+    ok, d = EK.check_few_steps_close(_metrics(k64=(30.2, 29.0)))  # a good mean, but 1 dB apart at h=2
     assert not ok and d["max_abs_diff_db"] == pytest.approx(1.0)
     # K=64 on a subset of clips: compared with K=4 on exactly those clips, not with K=4 on all of them
     m = _metrics(k64=(31.0, 29.0))
     m["psnr_same_clips"] = {"model_k64": {"clips": 4, "model_k4": [30.8, 28.9], "model_k64": [31.0, 29.0]}}
-    ok, d = E.check_few_steps_close(m)
+    ok, d = EK.check_few_steps_close(m)
     assert ok and d["clips"] == 4 and d["max_abs_diff_db"] == pytest.approx(0.2)
 
 
 def test_check_no_nan_flags_nan_and_inf_with_paths():
-    ok, _ = E.check_no_nan(_metrics())
+    ok, _ = EK.check_no_nan(_metrics())
     assert ok
     bad = _metrics()
     bad["psnr"]["model_k64"][1] = float("nan")
     bad["quick_eval_latent_psnr"] = float("inf")
-    ok, d = E.check_no_nan(bad)
+    ok, d = EK.check_no_nan(bad)
     assert not ok and set(d["non_finite"]) == {"psnr.model_k64[1]", "quick_eval_latent_psnr"}
 
 
 def test_run_checks_names():
-    names = set(E.run_checks(_metrics()))
+    names = set(EK.run_checks(_metrics()))
     assert names == {"beats_persistence_h1", "no_nan", "k4_within_0.5db_of_k64"}
 
 
@@ -464,11 +463,11 @@ def test_plot_and_small_png(tmp_path):
 def test_many_steps_variant_on_a_subset_is_compared_on_the_same_clips(setup, tmp_path):
     cfg = small_cfg(sampling_steps=(2, 4), clips_per_video=2, many_steps_clips_per_video=1, lpips_net=None,
                     gif=False, quick_eval=False, mean_readout=False, also_zero_context_noise=False)
-    m = E.evaluate_models(setup["tok"], setup["wm"], _rollout(), setup["stores"], cfg, tmp_path,
+    m = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), setup["stores"], cfg, tmp_path,
                           train_context_noise=0.1, log=lambda s: None)["metrics"]
     assert m["clips"] == 4 and m["clips_per_series"]["model_k2"] == 4 and m["clips_per_series"]["model_k4"] == 2
     same = m["psnr_same_clips"]["model_k4"]
     assert same["clips"] == 2 and len(same["model_k2"]) == HORIZON
     assert same["model_k2"] != m["psnr"]["model_k2"]  # K=2 on the 2 subset clips, not on all 4
     assert "model_k4" not in m["psnr_margin_ci95_low"] and "model_k2" in m["psnr_margin_ci95_low"]
-    assert E.series_label(m, "model_k4") == "model_k4 (2 clips)" and E.series_label(m, "model_k2") == "model_k2"
+    assert EP.series_label(m, "model_k4") == "model_k4 (2 clips)" and EP.series_label(m, "model_k2") == "model_k2"

@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 
 from ahriuwu_core import frames
+from ahriuwu_core.conventions import HUD_LAYOUTS
 from ahriuwu_core.testing import media
 from ahriuwu_core.frames import FramesConfig, FramesError
 
@@ -147,7 +148,7 @@ def test_crop_keeps_the_centre(tmp_path):
 
 def brute_force_mask(layout, src_w, src_h, out_w, out_h):
     """Independent squash mask: output pixel (r, c) covers source rect [c*sx, (c+1)*sx) x [r*sy, (r+1)*sy)."""
-    hud = frames.HUD_LAYOUTS[layout]
+    hud = HUD_LAYOUTS[layout]
     kx, ky = src_w / hud.reference_size[0], src_h / hud.reference_size[1]
     sx, sy = src_w / out_w, src_h / out_h
     mask = np.zeros((out_h, out_w), np.uint8)

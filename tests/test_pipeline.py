@@ -21,7 +21,7 @@ import pytest
 import zarr
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
-from ahriuwu_core.evaluate import clip_starts
+from ahriuwu_core.eval.rollouts import clip_starts
 from ahriuwu_core.metrics import psnr
 from tests._checks import recorded
 from tests._servers import free_port, stop_group
@@ -178,7 +178,7 @@ def test_links_tables_checkpoints_and_curves(graph):
 
 def test_recorded_checks_match_their_inputs(graph):
     """Every check of the graph run, read back from the instance, says what its inputs say."""
-    from ahriuwu_core.evaluate import check_beats_persistence, check_few_steps_close, check_no_nan
+    from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
 
     instance, _, data_root, _, _ = graph
     for vid in instance.get_dynamic_partitions("videos"):
@@ -315,7 +315,7 @@ def test_nothing_is_stale_after_a_full_run(graph):
 
 def test_changing_one_video_stales_exactly_its_lineage(graph):
     instance, resources, data_root, *_ = graph
-    from ahriuwu_core.demo_game import write_demo_videos
+    from ahriuwu_core.demo.video import write_demo_videos
     from ahriuwu_core.presets import get_preset
     from pipeline.definitions import ALL_ASSETS
     from tests._staleness import stale_partitions, unsynced_partitions

@@ -229,7 +229,7 @@ def _scroll_agreement(log, move):
     import base64
 
     from ahriuwu_core.conventions import MOVE_UNIT
-    from ahriuwu_core.demo_game import estimate_scroll
+    from ahriuwu_core.demo.motion import estimate_scroll
 
     def pixels(entry):
         return np.frombuffer(base64.b64decode(entry["dream"]), np.uint8).reshape(entry["height"], entry["width"], 3)

@@ -158,7 +158,7 @@ def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
 
 
 def test_demo_source_goes_through_yt_dlp(tmp_path):
-    from ahriuwu_core.demo_game import DemoConfig
+    from ahriuwu_core.demo.video import DemoConfig
 
     cfg = SourceConfig(kind="demo", demo=DemoConfig(num_videos=2, duration_s=0.5, width=128, height=72))
     entries = sources.list_videos(cfg, tmp_path, log=quiet)

@@ -64,7 +64,7 @@ class PlayWorld:
         self.clips: list[Clip] = []
         self._groups = {}
         names, fps = None, None
-        from ..evaluate import clip_starts
+        from ..eval.rollouts import clip_starts
 
         for store in stores:
             store = Path(store)

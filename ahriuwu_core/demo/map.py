@@ -1,8 +1,9 @@
 """The demo game's world: a 2048x2048 textured MOBA-style map, its lanes and towers, and numpy drawing helpers.
 
-Private helper of `demo_game.py`. The map is the same for every seed (like a real game's map), built once per
-process and cached. Features are large and high-contrast (lanes ~140 px wide, river, rock walls, tree clumps,
-grass brightness varying over ~100-250 px) so the camera's scroll stays visible after a 640x360 -> 64x64 resize.
+Used by the demo's `game`, `render` and `hud`. The map is the same for every seed (like a real game's map),
+built once per process and cached. Features are large and high-contrast (lanes ~140 px wide, river, rock walls,
+tree clumps, grass brightness varying over ~100-250 px) so the camera's scroll stays visible after a
+640x360 -> 64x64 resize.
 """
 from __future__ import annotations
 
@@ -139,6 +140,10 @@ class Sprite:
         patch = view * (1 - self.alpha[sy0:sy1, sx0:sx1])  # float32
         patch += self.rgb[sy0:sy1, sx0:sx1]
         view[:] = patch
+
+
+def clamp(v: float, lo: float, hi: float) -> float:
+    return lo if v < lo else hi if v > hi else v
 
 
 def fill_rect(img: np.ndarray, x: int, y: int, w: int, h: int, color) -> None:
