@@ -25,7 +25,6 @@ from __future__ import annotations
 
 import errno
 import hashlib
-import json
 import math
 import time
 from dataclasses import dataclass
@@ -38,10 +37,9 @@ import numpy as np
 import zarr
 
 from ahriuwu_core.checked_store import create_array, open_checked
-from ahriuwu_core.conventions import (
-    DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS, actions_leading_into,
-)
+from ahriuwu_core.conventions import DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS
 from ahriuwu_core.files import atomic_path
+from ahriuwu_core.sidecar import SidecarError, align_actions, load_actions
 
 _INTERPOLATIONS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "fast_bilinear": "FAST_BILINEAR"}
 
@@ -109,70 +107,6 @@ def hud_mask(geometry: Geometry, layout: str) -> np.ndarray:
         rows = slice(max(0, math.floor(c + eps)), max(0, min(g.height, math.ceil(d - eps))))
         mask[rows, cols] = 1
     return mask
-
-
-def _read_sidecar(path: Path) -> tuple[list, list, list, dict]:
-    """(components, num_classes, records, header) from a JSON sidecar ({"components", "num_classes", "frames": [...]})
-    or a JSON Lines one (a header line {"components", "num_classes"}, then one record per line)."""
-    if path.suffix == ".jsonl":
-        try:
-            lines = [json.loads(line) for line in path.read_text().splitlines() if line.strip()]
-        except (OSError, ValueError) as e:
-            raise FramesError(f"actions sidecar {path}: not readable JSON Lines ({e})") from e
-        if not lines or not isinstance(lines[0], dict) or "components" not in lines[0]:
-            raise FramesError(f"actions sidecar {path}: the first line must be the header "
-                              '{"components": [...], "num_classes": [...]}')
-        doc = {**lines[0], "frames": lines[1:]}
-    else:
-        try:
-            doc = json.loads(path.read_text())
-        except (OSError, ValueError) as e:
-            raise FramesError(f"actions sidecar {path}: not readable JSON ({e})") from e
-    try:
-        return list(doc["components"]), [int(n) for n in doc["num_classes"]], doc["frames"], doc
-    except (KeyError, TypeError, ValueError) as e:
-        raise FramesError(f"actions sidecar {path}: needs 'components', 'num_classes', 'frames' ({e!r})") from e
-
-
-def load_actions(path) -> dict:
-    """Read and validate an actions sidecar (JSON or JSON Lines, see the README); FramesError naming the file
-    otherwise."""
-    path = Path(path)
-    components, num_classes, records, header = _read_sidecar(path)
-    if len(components) != len(num_classes) or not components or not all(isinstance(c, str) for c in components):
-        raise FramesError(f"actions sidecar {path}: components {components} vs num_classes {num_classes}")
-    if any(n < 1 for n in num_classes):
-        raise FramesError(f"actions sidecar {path}: every component needs at least one class ({num_classes})")
-    if not isinstance(records, list) or not records:
-        raise FramesError(f"actions sidecar {path}: no action records")
-    times = np.empty(len(records), np.float64)
-    values = np.empty((len(records), len(components)), np.int16)
-    for i, rec in enumerate(records):
-        try:
-            times[i] = float(rec["t"])
-            for j, (name, n) in enumerate(zip(components, num_classes)):
-                v = rec[name]
-                if isinstance(v, bool) or int(v) != v or not 0 <= v < n:
-                    raise ValueError(f"{name}={v!r} not in [0, {n})")
-                values[i, j] = int(v)
-        except (KeyError, TypeError, ValueError) as e:
-            raise FramesError(f"actions sidecar {path}: frame record {i} invalid ({e!r})") from e
-    if not np.all(np.isfinite(times)) or np.any(np.diff(times) <= 0):
-        bad = int(np.argmax(np.diff(times) <= 0)) + 1 if len(times) > 1 else 0
-        raise FramesError(f"actions sidecar {path}: times must be finite and strictly increasing (record {bad})")
-    # The last record is in force for one more typical record interval, not forever: a log that stops early must
-    # not label the rest of the video with its last keys. "hold_last": true in the header says it does hold.
-    hold_last = bool(header.get("hold_last", False))
-    step = float(np.median(np.diff(times))) if len(times) > 1 else 0.0
-    until = math.inf if hold_last else times[-1] + step
-    return {"components": components, "num_classes": num_classes, "times": times, "values": values, "until": until}
-
-
-def align_actions(actions: dict | None, num_frames: int, fps: int) -> tuple[np.ndarray, np.ndarray]:
-    """Per output frame k: the action that led into it (see `conventions`), and whether there is one."""
-    if actions is None:
-        return np.zeros((num_frames, len(DEFAULT_ACTION_COMPONENTS)), np.int16), np.zeros(num_frames, bool)
-    return actions_leading_into(actions["times"], actions["values"], num_frames, fps, actions.get("until", math.inf))
 
 
 class _StepJitter:
@@ -274,7 +208,10 @@ def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), ac
     video_id = video_id or video_path.stem
     if cfg.hud_layout not in HUD_LAYOUTS:
         raise ValueError(f"unknown hud_layout {cfg.hud_layout!r}; known: {sorted(HUD_LAYOUTS)}")
-    actions = load_actions(actions_path) if actions_path is not None else None
+    try:
+        actions = load_actions(actions_path) if actions_path is not None else None
+    except SidecarError as e:  # the video's own error: it fails this video's partition, never its siblings
+        raise FramesError(str(e)) from e
     start = time.perf_counter()
     try:
         with atomic_path(out_store) as tmp, _open_video(video_path) as container:
