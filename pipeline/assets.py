@@ -7,6 +7,7 @@ content-derived data version, so staleness follows the data, and a `code_version
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -245,12 +246,16 @@ def tokenizer(
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
     run_dir = _run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
+    # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
+    # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
+    # the parent is a shell the demo may well outlive (nohup).
     result = train_tokenizer(
-        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info
+        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info,
+        exit_with_parent=multiprocessing.parent_process() is not None,
     )
     if not result["completed"]:
-        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
-                           f"resume from {result['checkpoint']}")
+        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing "
+                           f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}")
     # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
     # by the next run), and the published path that readers load -- published only when the check passed.
     result["checkpoint"] = Path(result["checkpoint"])

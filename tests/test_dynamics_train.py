@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -20,6 +19,7 @@ from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError
 from ahriuwu_core.training import OptimConfig, read_checkpoint
 from tests._dynamics import one_thread  # noqa: F401  (autouse fixture)
 from tests._tensorboard import event_files, scalars
+from tests._trainers import kill_parent_of, wait_for_step
 
 
 REPO = Path(__file__).resolve().parents[1]
@@ -159,19 +159,6 @@ def run_cli(config: dict, out: Path, **popen):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 
 
-def wait_for_step(out: Path, step: int, proc, timeout=90):
-    log = out / "train_log.jsonl"
-    t = time.time()
-    while time.time() - t < timeout:
-        if log.exists():
-            lines = log.read_text().splitlines()
-            if lines and json.loads(lines[-1])["step"] >= step:
-                return
-        assert proc.poll() is None, proc.stdout.read().decode()
-        time.sleep(0.05)
-    raise AssertionError("training did not reach step %d" % step)
-
-
 def cli_config(stores, **over):
     return {"train_stores": [str(s) for s in stores], "device": "cpu", "model": TINY_MODEL, "steps": 400,
             "batch_size": 2, "seq_len": 4, "long_seq_len": 8, "long_ratio": 0.5, "stride": 2,
@@ -277,39 +264,13 @@ def test_time_limit_stops_with_a_usable_model(tmp_path):
     load_world_model(r["checkpoint"])
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie waits for whoever adopted it to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def test_trainer_stops_when_its_parent_is_killed(tmp_path):
     stores = make_stores(tmp_path)
     out = tmp_path / "run"
     trainer_log = tmp_path / "trainer.out"
     cmd = [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config",
            json.dumps(cli_config(stores, steps=100000, ckpt_every=1000)), "--out", str(out)]
-    # The launcher stands in for the Dagster step process: it starts the trainer (output to a file, not a pipe
-    # to itself, which would break on its death anyway), reports its pid and waits on it.
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], "
-         "'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()", str(trainer_log), *cmd],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    trainer = int(launcher.stdout.readline())
-    try:
-        wait_for_step(out, 3, launcher)
-        launcher.send_signal(signal.SIGKILL)
-        launcher.wait()
-        seen = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["step"]
-        t = time.time()
-        while _running(trainer) and time.time() - t < 10:
-            time.sleep(0.1)
-        assert not _running(trainer), f"trainer {trainer} still running 10 s after its parent was killed"
-    finally:
-        if _running(trainer):
-            os.kill(trainer, signal.SIGKILL)
+    seen = kill_parent_of(cmd, out, trainer_log)
     text = trainer_log.read_text()
     assert "parent process" in text, text[-2000:]
     result = json.loads((out / "result.json").read_text())

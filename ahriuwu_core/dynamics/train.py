@@ -27,9 +27,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..files import pid_lock, write_json
-from ..training import (OptimConfig, ParentWatch, Progress, RunningRMS, StopRequested, autocast_context,
-                        make_optimizer, make_scheduler, read_checkpoint, resume_checkpoint, save_checkpoint)
+from ..files import write_json
+from ..training import (OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler,
+                        read_checkpoint, resume_checkpoint, run_folder_lock, save_checkpoint, stop_guards)
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
@@ -137,7 +137,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     distributed = dist.is_available() and dist.is_initialized()
     is_main = (dist.get_rank() if distributed else 0) == 0
     say = log if is_main else (lambda s: None)
-    with pid_lock(out_dir / "trainer.lock", log=say) if is_main else contextlib.nullcontext():
+    with run_folder_lock(out_dir, log=say) if is_main else contextlib.nullcontext():
         return _train(train_stores, cfg, out_dir, torch.device(device), say, report, exit_with_parent)
 
 
@@ -206,9 +206,7 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             dist.barrier()
 
     step = start
-    with contextlib.ExitStack() as guards:
-        stop = guards.enter_context(StopRequested(log=say))
-        watch = guards.enter_context(ParentWatch(lambda: stop.request("step"), log=say)) if exit_with_parent else None
+    with stop_guards(say, exit_with_parent) as (stop, watch):
         for step in range(start + 1, cfg.steps + 1):
             B, T = cfg.batch_shape(step)
             # This rank's slice of the global batch: examples [rank*B, (rank+1)*B), each drawn (window,
