@@ -350,10 +350,8 @@ def dynamics(
     spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
                                 "train_stores": [str(p) for p in stores["train"]],
                                 "out_dir": str(out_dir), "device": compute.torch_device()}, indent=1))
-    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
-    if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
-        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
-    result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
+    result = pipes_subprocess_client.run(context=context, command=dynamics_command(compute, spec, out_dir),
+                                         ).get_materialize_result()
     checkpoint = out_dir / "dynamics.pt"
     checks = _dynamics_checks(checkpoint, out_dir, stores["train"], compute.torch_device())
     where = _publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
@@ -365,6 +363,20 @@ def dynamics(
         check_results=[_check(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
                        for name, (passed, details) in checks.items()],
     )
+
+
+def dynamics_command(compute: ComputeResource, spec: Path, out_dir: Path) -> list[str]:
+    """The dynamics asset's external process: one trainer, N local DDP ranks (the loopback-only launcher), or,
+    with a rendezvous endpoint, torchrun's c10d rendezvous there, which other nodes join."""
+    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
+    if compute.rdzv_endpoint:
+        command = ["-m", "torch.distributed.run", f"--nnodes={compute.nnodes}",
+                   f"--nproc_per_node={compute.nproc_per_node}", "--rdzv-backend=c10d",
+                   f"--rdzv-endpoint={compute.rdzv_endpoint}", f"--rdzv-id={out_dir.name}", *command]
+    elif compute.nproc_per_node > 1:
+        command = ["-m", "ahriuwu_core.dynamics.launch", f"--nproc={compute.nproc_per_node}",
+                   f"--store-dir={out_dir}", "--", sys.executable, *command]
+    return [sys.executable, *command]
 
 
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:

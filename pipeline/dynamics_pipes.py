@@ -1,7 +1,9 @@
-"""The external process of the `dynamics` asset, launched through Dagster Pipes, alone or under torchrun.
+"""The external process of the `dynamics` asset, launched through Dagster Pipes: alone, as local DDP ranks, or
+under torchrun on a cluster (pipeline.assets.dynamics_command).
 
     python -m pipeline.dynamics_pipes --spec SPEC.json                      # one process
-    torchrun --nproc_per_node N -m pipeline.dynamics_pipes --spec SPEC.json  # DDP, here or on a cluster
+    python -m ahriuwu_core.dynamics.launch --nproc N --store-dir DIR -- python -m pipeline.dynamics_pipes ...
+    torchrun --nnodes M --nproc_per_node N ... -m pipeline.dynamics_pipes --spec SPEC.json  # a cluster
 
 Every rank trains; rank 0 alone talks to Dagster (logs, then the materialization with its data version). A run
 stopped before its model is usable (SIGTERM, SIGUSR1) fails with the step to resume from; once the launching

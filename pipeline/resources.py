@@ -44,7 +44,11 @@ class ComputeResource(ConfigurableResource):
     """`auto` picks CUDA when a GPU is visible, else the CPU."""
 
     device: str = "auto"
-    nproc_per_node: int = 1  # > 1: training runs under torchrun (DDP)
+    nproc_per_node: int = 1  # > 1: dynamics training runs as N DDP ranks on this machine, reachable only locally
+    # A cluster: torchrun's c10d rendezvous at HOST:PORT (it listens on every interface: other nodes join there)
+    # for `nnodes` nodes; empty: single node, nothing listening off loopback.
+    rdzv_endpoint: str = ""
+    nnodes: int = 1
 
     def torch_device(self) -> str:
         if self.device != "auto":
@@ -178,7 +182,9 @@ def resources_from_env() -> dict:
     return {
         "storage": storage,
         "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),
-                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1"))),
+                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
+                                   rdzv_endpoint=env("AHRIUWU_RDZV_ENDPOINT", ""),
+                                   nnodes=int(env("AHRIUWU_NNODES", "1"))),
         "pipes_subprocess_client": PipesSubprocessClient(
             cwd=str(PROJECT_ROOT), context_injector=DataRootContextInjector(storage.path),
             message_reader=DataRootMessageReader(storage.path)),

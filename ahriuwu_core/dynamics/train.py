@@ -316,7 +316,8 @@ def config_from_json(obj: dict) -> tuple[DynamicsTrainConfig, list[Path], str | 
 
 @contextlib.contextmanager
 def distributed(device: str | None = None):
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU); yield this rank's device.
+    """Join the process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU), started by torchrun or by
+    ahriuwu_core.dynamics.launch; yield this rank's device.
 
     The same entry point then runs alone or as one of N data-parallel ranks."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -329,7 +330,10 @@ def distributed(device: str | None = None):
             device = f"cuda:{local}"
         else:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # torchrun's env:// store, or the FileStore of ahriuwu_core.dynamics.launch (nothing listening).
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
+                                init_method=os.environ.get("AHRIUWU_DIST_INIT", "env://"),
+                                rank=int(os.environ["RANK"]), world_size=world)
     try:
         yield device
     finally:
