@@ -339,3 +339,30 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
     r = train_dynamics(stores, tiny_cfg(steps=2), out, log=lines.append)
     assert r["completed"] and r["resumed_from_step"] == 0
     assert any("training starts from scratch" in s and str(out / "last.prev.pt") in s for s in lines), lines
+
+
+def test_stores_over_the_memory_threshold_are_read_window_by_window(tmp_path, monkeypatch):
+    from ahriuwu_core.dynamics import data as data_mod
+
+    small = make_stores(tmp_path / "small")  # latents 24 x 4 x 3 float16: 576 bytes each
+    big = make_stores(tmp_path / "big", n=1, frames=40)  # 960 bytes
+    read = []
+    real_read = data_mod.read_checked
+    monkeypatch.setattr(data_mod, "read_checked", lambda path, arr: read.append((Path(path), arr.name))
+                        or real_read(path, arr))
+    data = LatentWindows(small + big, stride=2, in_memory=True, in_memory_max_bytes=600)
+    assert [v.in_memory for v in data.videos] == [True, True, False]
+    assert isinstance(data.videos[2].latents, zarr.Array)
+    assert (big[0], "/latents") not in read and (small[0], "/latents") in read, read  # never loaded whole
+    whole = LatentWindows(small + big, stride=2, in_memory=True)
+    for step in range(1, 6):
+        a, b = data.batch(4, 8, 0, step), whole.batch(4, 8, 0, step)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # Training reads the same numbers either way: the same weights, bit for bit.
+    lines = []
+    streamed = train_dynamics(small + big, tiny_cfg(steps=3, in_memory_max_bytes=0), tmp_path / "s",
+                              log=lines.append)
+    loaded = train_dynamics(small + big, tiny_cfg(steps=3), tmp_path / "m", log=lambda s: None)
+    assert any("3 videos (3 read from zarr window by window)" in s for s in lines), lines
+    a, b = (load_world_model(r["checkpoint"]).state_dict() for r in (streamed, loaded))
+    assert all(torch.equal(a[k], b[k]) for k in a)

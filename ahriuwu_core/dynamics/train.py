@@ -60,6 +60,7 @@ class DynamicsTrainConfig:
     seed: int = 0
     max_nonfinite: int = 5       # consecutive non-finite losses before giving up
     in_memory: bool = True       # load latent stores into RAM (small data); else read windows from zarr
+    in_memory_max_bytes: int = 1 << 30  # ... only those whose latents take at most this; larger: from zarr
     time_limit_s: float = 0.0    # > 0: checkpoint and stop once training has run this long
     num_threads: int = 0         # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
 
@@ -149,7 +150,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     # The action space comes from the data (the labelled stores' recorded space) unless the config fixes one.
-    data = LatentWindows(train_stores, cfg.model.get("action_num_classes"), cfg.stride, rank, world, cfg.in_memory)
+    data = LatentWindows(train_stores, cfg.model.get("action_num_classes"), cfg.stride, rank, world, cfg.in_memory,
+                         in_memory_max_bytes=cfg.in_memory_max_bytes)
     model_cfg = DynamicsConfig(**{**cfg.model, "num_tokens": data.num_tokens, "token_dim": data.token_dim,
                                   "action_num_classes": data.action_num_classes})
     torch.manual_seed(cfg.seed)  # identical init on every rank
@@ -176,7 +178,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     say(f"dynamics: {params:,} params, {data.num_tokens}x{data.token_dim} latents, "
-        f"{model_cfg.tokens_per_frame} tokens/frame, {len(data.videos)} videos, world size {world}")
+        f"{model_cfg.tokens_per_frame} tokens/frame, {len(data.videos)} videos "
+        f"({sum(not v.in_memory for v in data.videos)} read from zarr window by window), world size {world}")
 
     obj_cfg = cfg.objective()
     frames_per_step = cfg.batch_size * cfg.seq_len * world
