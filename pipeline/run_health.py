@@ -20,6 +20,10 @@ from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunSta
 from ahriuwu_core.files import process_started
 
 HOST_TAG = "ahriuwu/host"
+# A pid whose process started this long after the pid was recorded is a reused one. Generous: /proc's boot time
+# is whole seconds and the wall clock may be stepped meanwhile, and failing a live run is far worse than
+# noticing a dead one late (a reused pid only delays it until that process ends).
+REUSE_MARGIN_S = 60.0
 
 
 def host_tags() -> dict[str, str]:
@@ -52,7 +56,7 @@ def run_alive(instance: DagsterInstance, run: DagsterRun, count_self: bool = Tru
                 return True
             continue
         started = process_started(pid)
-        if started is not None and started <= recorded + 1.0:  # /proc's boot time is whole seconds
+        if started is not None and started <= recorded + REUSE_MARGIN_S:
             return True
     return False
 
@@ -74,7 +78,8 @@ def reap_dead_runs(instance: DagsterInstance, log=print) -> list[str]:
     freed = []
     for run_id in instance.event_log_storage.get_concurrency_run_ids():
         run = instance.get_run_by_id(run_id)
-        if run is None or (run.is_finished and not run_alive(instance, run, count_self=False)):
+        # A finished run this host cannot judge is left to the daemon (it frees slots 60 s after a run ends).
+        if run is None or (run.is_finished and run_alive(instance, run, count_self=False) is False):
             instance.event_log_storage.free_concurrency_slots_for_run(run_id)
             log(f"run {run_id}: freed the pool slots it still held ({run.status.value if run else 'deleted'})")
             freed.append(run_id)

@@ -1,5 +1,6 @@
 """A run killed while it holds the `gpu` pool slot: the next `make demo` marks it failed, frees the slot and
-completes; a demo waiting for a slot a live run holds sleeps, and stops at once on SIGTERM."""
+goes on, and so does the daemon's run monitoring (through the run launcher); a demo waiting for a slot a live
+run holds sleeps, and stops at once on SIGTERM."""
 from __future__ import annotations
 
 import os
@@ -13,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterInstance, DagsterRunStatus, asset, materialize
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, asset, materialize
 from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
@@ -163,3 +164,57 @@ def test_process_started_tells_running_from_gone_and_zombie():
     assert process_started(proc.pid) is None  # a zombie, not yet reaped, is gone
     proc.wait()
     assert process_started(proc.pid) is None
+
+
+HOLD_GPU = """
+import sys, time
+from dagster import DagsterInstance, asset, materialize
+from pipeline.run_health import host_tags
+
+@asset(pool="gpu")
+def holder():
+    print("holding", flush=True)
+    time.sleep(120)
+
+materialize([holder], instance=DagsterInstance.get(), tags=host_tags())
+"""
+
+
+def test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slots(tmp_path, monkeypatch):
+    import datetime
+    import logging
+
+    from dagster._daemon.monitoring import concurrency, run_monitoring
+
+    scratch_project(tmp_path, tmp_path / "no_videos", monkeypatch)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_GPU], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"holding\n"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    instance = DagsterInstance.get()
+    run = instance.get_runs(limit=1)[0]
+    assert run.status == DagsterRunStatus.STARTED
+
+    class Workspace:  # what the monitoring iterations use of the daemon's workspace (no run is resumed)
+        def __init__(self):
+            self.instance = instance
+
+        def create_request_context(self):
+            return None
+
+    list(run_monitoring.execute_run_monitoring_iteration(Workspace(), logging.getLogger("test")))
+    run = instance.get_run_by_id(run.run_id)
+    assert run.status == DagsterRunStatus.FAILURE
+    failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1].dagster_event.message
+    assert f"the run's process {proc.pid} on {socket.gethostname()} died" in failure, failure
+    gpu = lambda: instance.event_log_storage.get_concurrency_info("gpu").claimed_slots  # noqa: E731
+    assert gpu(), "slots are freed free_slots_after_run_end_seconds after the run ends, not at once"
+    assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=61)
+    monkeypatch.setattr(concurrency, "get_current_datetime", lambda: later)
+    list(concurrency.execute_concurrency_slots_iteration(Workspace(), logging.getLogger("test")))
+    assert gpu() == []
+    instance.dispose()
