@@ -13,6 +13,7 @@ import os
 import re
 import shutil
 import socket
+import sys
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
@@ -181,6 +182,22 @@ def pid_alive(pid: int) -> bool:
     except PermissionError:  # someone else's live process
         return True
     return True
+
+
+def process_started(pid: int) -> float | None:
+    """When the running process `pid` started (epoch seconds, within about a second), or None when no such
+    process runs (a zombie counts as gone). Comparing it with when a pid was recorded tells a reused pid from
+    the process that recorded it. Off Linux, without /proc: 0.0 (started, time unknown) while the pid is alive."""
+    if not sys.platform.startswith("linux"):
+        return 0.0 if pid_alive(pid) else None
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        boot = next(int(line.split()[1]) for line in open("/proc/stat") if line.startswith("btime"))
+    except (FileNotFoundError, ProcessLookupError):
+        return None
+    if fields[0] in ("Z", "X"):
+        return None
+    return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
 def sweep(folder: Path) -> list[Path]:

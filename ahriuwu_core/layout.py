@@ -9,6 +9,7 @@
     <root>/latents/<id>.zarr      each video's frames encoded by the published tokenizer
     <root>/dynamics/dynamics.pt   the published world model; dynamics/runs/<key>/ its training runs
     <root>/reports/<run>/         each evaluation's report, metrics and pictures
+    <root>/tmp/                   running processes' scratch (Dagster Pipes session files); swept of dead ones'
 """
 from __future__ import annotations
 
@@ -89,3 +90,9 @@ class DataLayout:
 
     def report_dir(self, run_name: str) -> Path:
         return self.root / "reports" / run_name
+
+    @property
+    def tmp_dir(self) -> Path:
+        """Scratch of running processes, each entry named with its pid (files.temp_path) so that files.sweep
+        removes what a killed one left."""
+        return self.root / "tmp"

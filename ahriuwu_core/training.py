@@ -39,12 +39,13 @@ import numpy as np
 import torch
 from torch import nn
 
-from .files import replace, rotate, save_torch
+from .files import pid_lock, replace, rotate, save_torch
 
 __all__ = [
     "OptimConfig", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context",
     "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "resume_checkpoint",
-    "CheckpointUnreadable", "RunningRMS", "Progress", "StopRequested", "ParentWatch", "format_seconds",
+    "CheckpointUnreadable", "RunningRMS", "Progress", "StopRequested", "ParentWatch", "stop_guards",
+    "run_folder_lock", "format_seconds",
 ]
 
 
@@ -497,3 +498,23 @@ class ParentWatch:
         if self._previous is not None:
             signal.signal(self.signum, self._previous)
         return False
+
+
+# ---------------------------------------------------------------------------- what every trainer holds
+
+def run_folder_lock(out_dir, log: Callable[[str], None] = print):
+    """One trainer per run folder: out_dir/trainer.lock (files.pid_lock) while training; a second trainer on the
+    folder fails at once with files.LockHeld naming the owner, and a dead owner's lock is broken."""
+    return pid_lock(Path(out_dir) / "trainer.lock", log=log)
+
+
+@contextlib.contextmanager
+def stop_guards(log: Callable[[str], None] = print, exit_with_parent: bool = True):
+    """StopRequested and, with `exit_with_parent`, a ParentWatch that asks it to stop after the current step.
+    Yields (stop, watch or None); `watch.orphaned` says whether the parent's death was the reason."""
+    with StopRequested(log=log) as stop:
+        if not exit_with_parent:
+            yield stop, None
+            return
+        with ParentWatch(lambda: stop.request(StopRequested.STEP), log=log) as watch:
+            yield stop, watch

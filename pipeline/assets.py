@@ -7,6 +7,7 @@ content-derived data version, so staleness follows the data, and a `code_version
 import dataclasses
 import hashlib
 import json
+import multiprocessing
 import sys
 import time
 from pathlib import Path
@@ -232,12 +233,16 @@ def tokenizer(
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
     run_dir = _run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
+    # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
+    # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
+    # the parent is a shell the demo may well outlive (nohup).
     result = train_tokenizer(
-        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info
+        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info,
+        exit_with_parent=multiprocessing.parent_process() is not None,
     )
     if not result["completed"]:
-        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
-                           f"resume from {result['checkpoint']}")
+        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing "
+                           f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}")
     # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
     # by the next run), and the published path that readers load -- published only when the check passed.
     result["checkpoint"] = Path(result["checkpoint"])
@@ -330,10 +335,8 @@ def dynamics(
     spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
                                 "train_stores": [str(p) for p in stores["train"]],
                                 "out_dir": str(out_dir), "device": compute.torch_device()}, indent=1))
-    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
-    if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
-        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
-    result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
+    result = pipes_subprocess_client.run(context=context, command=dynamics_command(compute, spec, out_dir),
+                                         ).get_materialize_result()
     checkpoint = out_dir / "dynamics.pt"
     checks = _dynamics_checks(checkpoint, out_dir, stores["train"], compute.torch_device())
     where = _publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
@@ -345,6 +348,20 @@ def dynamics(
         check_results=[_check(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
                        for name, (passed, details) in checks.items()],
     )
+
+
+def dynamics_command(compute: ComputeResource, spec: Path, out_dir: Path) -> list[str]:
+    """The dynamics asset's external process: one trainer, N local DDP ranks (the loopback-only launcher), or,
+    with a rendezvous endpoint, torchrun's c10d rendezvous there, which other nodes join."""
+    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
+    if compute.rdzv_endpoint:
+        command = ["-m", "torch.distributed.run", f"--nnodes={compute.nnodes}",
+                   f"--nproc_per_node={compute.nproc_per_node}", "--rdzv-backend=c10d",
+                   f"--rdzv-endpoint={compute.rdzv_endpoint}", f"--rdzv-id={out_dir.name}", *command]
+    elif compute.nproc_per_node > 1:
+        command = ["-m", "ahriuwu_core.dynamics.launch", f"--nproc={compute.nproc_per_node}",
+                   f"--store-dir={out_dir}", "--", sys.executable, *command]
+    return [sys.executable, *command]
 
 
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:

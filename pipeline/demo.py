@@ -6,6 +6,7 @@ pictures. One bad video fails its own partition only; training uses the videos t
 from __future__ import annotations
 
 import argparse
+import signal
 import sys
 import threading
 import time
@@ -16,6 +17,7 @@ from ahriuwu_core import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, video_partitions, videos
 from pipeline.definitions import ALL_ASSETS
 from pipeline.resources import resources_from_env
+from pipeline.run_health import host_tags, wait_for_pool
 
 
 def register_source(instance: DagsterInstance, resources: dict, log=print) -> list[str]:
@@ -63,13 +65,20 @@ class PeakRSS:
         self.peak_bytes = max(self.peak_bytes, self.current_bytes())
 
 
+# Never retried by the daemon: its in-process job does not exist in the code location, and a rerun of the demo
+# runs the stage again anyway.
+DEMO_TAGS = {"ahriuwu/launched_by": "make-demo", "dagster/max_retries": "0"}
+
+
 def _run_stage(selection, instance, resources, partition_key=None, log=print, run_config=None) -> bool:
     keys = AssetSelection.assets(*selection)
+    for pool in sorted({a.op.pool for a in selection if a.op.pool}):
+        wait_for_pool(instance, pool, log)
     start = time.perf_counter()
     with PeakRSS() as rss:
         result = materialize(
             ALL_ASSETS, selection=keys, instance=instance, resources=resources, partition_key=partition_key,
-            raise_on_error=False, tags={"ahriuwu/launched_by": "make-demo"}, run_config=run_config,
+            raise_on_error=False, tags=DEMO_TAGS | host_tags(), run_config=run_config,
         )
     names = "+".join(a.key.to_user_string() for a in selection)
     where = f"[{partition_key}]" if partition_key else ""
@@ -79,7 +88,18 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
                if not e.passed and e.blocking]
     status = "ok" if result.success else "FAILED" + (f" (blocking check {', '.join(blocked)})" if blocked else "")
     log(f"{names}{where}: {status} in {time.perf_counter() - start:.1f}s, peak RSS {rss.peak_bytes / 2**20:.0f} MiB")
+    if _interrupted(result):  # Dagster turned SIGTERM/Ctrl-C into a failed step or run: stop here too
+        raise KeyboardInterrupt(f"during {names}{where}")
     return result.success
+
+
+def _interrupted(result) -> bool:
+    for event in result.all_events:
+        error = getattr(event.event_specific_data, "error", None) if event.is_step_failure or event.is_run_failure \
+            else None
+        if error is not None and error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
+            return True
+    return False
 
 
 def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=None) -> dict[str, bool]:
@@ -121,11 +141,23 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
     return outcome
 
 
+def _interrupt(signum, frame):
+    raise KeyboardInterrupt(signal.Signals(signum).name)
+
+
 def main(argv=None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
+    # SIGTERM acts as Ctrl-C (as Dagster also sets it once a run ends): between runs (waiting for a pool slot,
+    # say) it stops the demo at once; during a run Dagster turns either into a failed step or run, and the demo
+    # stops after that run.
+    signal.signal(signal.SIGTERM, _interrupt)
     instance = DagsterInstance.get()
     start = time.perf_counter()
-    outcome = run_all(instance, resources_from_env())
+    try:
+        outcome = run_all(instance, resources_from_env())
+    except KeyboardInterrupt as e:
+        print(f"interrupted{f' {e}' if str(e) else ''} after {time.perf_counter() - start:.0f}s", file=sys.stderr)
+        return 130
     failed = [k for k, ok in outcome.items() if not ok]
     print(f"materialized {len(outcome) - len(failed)}/{len(outcome)} steps in {time.perf_counter() - start:.0f}s")
     if failed:

@@ -5,10 +5,20 @@ same code the same way (see README "Configuration").
 """
 from __future__ import annotations
 
+import contextlib
 import os
+import shutil
 from pathlib import Path
+from typing import Iterator
 
-from dagster import ConfigurableResource, PipesSubprocessClient
+from dagster import (
+    ConfigurableResource,
+    PipesContextInjector,
+    PipesFileContextInjector,
+    PipesFileMessageReader,
+    PipesMessageReader,
+    PipesSubprocessClient,
+)
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -34,7 +44,11 @@ class ComputeResource(ConfigurableResource):
     """`auto` picks CUDA when a GPU is visible, else the CPU."""
 
     device: str = "auto"
-    nproc_per_node: int = 1  # > 1: training runs under torchrun (DDP)
+    nproc_per_node: int = 1  # > 1: dynamics training runs as N DDP ranks on this machine, reachable only locally
+    # A cluster: torchrun's c10d rendezvous at HOST:PORT (it listens on every interface: other nodes join there)
+    # for `nnodes` nodes; empty: single node, nothing listening off loopback.
+    rdzv_endpoint: str = ""
+    nnodes: int = 1
 
     def torch_device(self) -> str:
         if self.device != "auto":
@@ -116,13 +130,71 @@ class ProjectResource(ConfigurableResource):
                          "channel:URL or playlist:URL")
 
 
+@contextlib.contextmanager
+def _session_dir(base: Path) -> Iterator[Path]:
+    """A Pipes session's own folder in `base`, the data root's tmp/ (not $TMPDIR), named with this process's pid
+    like every temp of the project, so that files.sweep removes what a killed step process left; removed at
+    close."""
+    from ahriuwu_core.files import sweep, temp_path
+
+    base.mkdir(parents=True, exist_ok=True)
+    sweep(base)
+    folder = temp_path(base / "pipes")
+    folder.mkdir()
+    try:
+        yield folder
+    finally:
+        shutil.rmtree(folder, ignore_errors=True)
+
+
+class DataRootContextInjector(PipesContextInjector):
+    """Dagster's file context injector, its file in a session folder under the data root."""
+
+    def __init__(self, root: Path):
+        from ahriuwu_core.layout import DataLayout
+
+        self.folder = DataLayout(root).tmp_dir
+
+    @contextlib.contextmanager
+    def inject_context(self, context_data) -> Iterator[dict]:
+        with _session_dir(self.folder) as folder:
+            with PipesFileContextInjector(str(folder / "context.json")).inject_context(context_data) as params:
+                yield params
+
+    def no_messages_debug_text(self) -> str:
+        return f"Attempted to inject context via a file under {self.folder}"
+
+
+class DataRootMessageReader(PipesMessageReader):
+    """Dagster's file message reader, its file in a session folder under the data root."""
+
+    def __init__(self, root: Path):
+        from ahriuwu_core.layout import DataLayout
+
+        self.folder = DataLayout(root).tmp_dir
+
+    @contextlib.contextmanager
+    def read_messages(self, handler) -> Iterator[dict]:
+        with _session_dir(self.folder) as folder:
+            with PipesFileMessageReader(str(folder / "messages.jsonl")).read_messages(handler) as params:
+                yield params
+
+    def no_messages_debug_text(self) -> str:
+        return f"Attempted to read messages from a file under {self.folder}"
+
+
 def resources_from_env() -> dict:
     env = os.environ.get
+    storage = StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets"))
     return {
-        "storage": StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets")),
+        "storage": storage,
         "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),
-                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1"))),
-        "pipes_subprocess_client": PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
+                                   rdzv_endpoint=env("AHRIUWU_RDZV_ENDPOINT", ""),
+                                   nnodes=int(env("AHRIUWU_NNODES", "1"))),
+        "pipes_subprocess_client": PipesSubprocessClient(
+            cwd=str(PROJECT_ROOT), context_injector=DataRootContextInjector(storage.path),
+            message_reader=DataRootMessageReader(storage.path)),
         "project": ProjectResource(
             preset=env("AHRIUWU_PRESET", "demo"),
             tokenizer_kind=env("AHRIUWU_TOKENIZER", ""),

@@ -4,7 +4,6 @@ import os
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import numpy as np
@@ -19,6 +18,7 @@ from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError
                                          load_world_model, train_dynamics)
 from ahriuwu_core.training import OptimConfig, read_checkpoint
 from tests._tensorboard import event_files, scalars
+from tests._trainers import kill_parent_of, wait_for_step
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -160,19 +160,6 @@ def run_cli(config: dict, out: Path, **popen):
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
 
 
-def wait_for_step(out: Path, step: int, proc, timeout=90):
-    log = out / "train_log.jsonl"
-    t = time.time()
-    while time.time() - t < timeout:
-        if log.exists():
-            lines = log.read_text().splitlines()
-            if lines and json.loads(lines[-1])["step"] >= step:
-                return
-        assert proc.poll() is None, proc.stdout.read().decode()
-        time.sleep(0.05)
-    raise AssertionError("training did not reach step %d" % step)
-
-
 def cli_config(stores, **over):
     return {"train_stores": [str(s) for s in stores], "device": "cpu", "model": TINY_MODEL, "steps": 400,
             "batch_size": 2, "seq_len": 4, "long_seq_len": 8, "long_ratio": 0.5, "stride": 2,
@@ -278,39 +265,13 @@ def test_time_limit_stops_with_a_usable_model(tmp_path):
     load_world_model(r["checkpoint"])
 
 
-def _running(pid: int) -> bool:
-    """Alive and not a zombie (an orphan's zombie waits for whoever adopted it to reap it)."""
-    try:
-        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-    except (FileNotFoundError, ProcessLookupError):
-        return False
-
-
 def test_trainer_stops_when_its_parent_is_killed(tmp_path):
     stores = make_stores(tmp_path)
     out = tmp_path / "run"
     trainer_log = tmp_path / "trainer.out"
     cmd = [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config",
            json.dumps(cli_config(stores, steps=100000, ckpt_every=1000)), "--out", str(out)]
-    # The launcher stands in for the Dagster step process: it starts the trainer (output to a file, not a pipe
-    # to itself, which would break on its death anyway), reports its pid and waits on it.
-    launcher = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], "
-         "'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()", str(trainer_log), *cmd],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-    trainer = int(launcher.stdout.readline())
-    try:
-        wait_for_step(out, 3, launcher)
-        launcher.send_signal(signal.SIGKILL)
-        launcher.wait()
-        seen = json.loads((out / "train_log.jsonl").read_text().splitlines()[-1])["step"]
-        t = time.time()
-        while _running(trainer) and time.time() - t < 10:
-            time.sleep(0.1)
-        assert not _running(trainer), f"trainer {trainer} still running 10 s after its parent was killed"
-    finally:
-        if _running(trainer):
-            os.kill(trainer, signal.SIGKILL)
+    seen = kill_parent_of(cmd, out, trainer_log)
     text = trainer_log.read_text()
     assert "parent process" in text, text[-2000:]
     result = json.loads((out / "result.json").read_text())
@@ -379,3 +340,30 @@ def test_damaged_last_checkpoint_falls_back_to_the_previous_one(tmp_path):
     r = train_dynamics(stores, tiny_cfg(steps=2), out, log=lines.append)
     assert r["completed"] and r["resumed_from_step"] == 0
     assert any("training starts from scratch" in s and str(out / "last.prev.pt") in s for s in lines), lines
+
+
+def test_stores_over_the_memory_threshold_are_read_window_by_window(tmp_path, monkeypatch):
+    from ahriuwu_core.dynamics import data as data_mod
+
+    small = make_stores(tmp_path / "small")  # latents 24 x 4 x 3 float16: 576 bytes each
+    big = make_stores(tmp_path / "big", n=1, frames=40)  # 960 bytes
+    read = []
+    real_read = data_mod.read_checked
+    monkeypatch.setattr(data_mod, "read_checked", lambda path, arr: read.append((Path(path), arr.name))
+                        or real_read(path, arr))
+    data = LatentWindows(small + big, stride=2, in_memory=True, in_memory_max_bytes=600)
+    assert [v.in_memory for v in data.videos] == [True, True, False]
+    assert isinstance(data.videos[2].latents, zarr.Array)
+    assert (big[0], "/latents") not in read and (small[0], "/latents") in read, read  # never loaded whole
+    whole = LatentWindows(small + big, stride=2, in_memory=True)
+    for step in range(1, 6):
+        a, b = data.batch(4, 8, 0, step), whole.batch(4, 8, 0, step)
+        assert all(torch.equal(a[k], b[k]) for k in a)
+    # Training reads the same numbers either way: the same weights, bit for bit.
+    lines = []
+    streamed = train_dynamics(small + big, tiny_cfg(steps=3, in_memory_max_bytes=0), tmp_path / "s",
+                              log=lines.append)
+    loaded = train_dynamics(small + big, tiny_cfg(steps=3), tmp_path / "m", log=lambda s: None)
+    assert any("3 videos (3 read from zarr window by window)" in s for s in lines), lines
+    a, b = (load_world_model(r["checkpoint"]).state_dict() for r in (streamed, loaded))
+    assert all(torch.equal(a[k], b[k]) for k in a)

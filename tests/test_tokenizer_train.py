@@ -128,3 +128,49 @@ def test_tiny_cnn_learns(tmp_path, stores):
     mean_psnr = float(np.mean(psnr(np.broadcast_to(mean_image.round().astype(np.uint8), heldout.shape), heldout)))
     assert res["heldout_psnr"] > mean_psnr + 2.0, (res["heldout_psnr"], mean_psnr)
     assert res["collapse_passed"] is True
+
+
+def test_trainer_stops_when_its_parent_is_killed_and_holds_its_folder(tmp_path, stores):
+    import dataclasses
+    import socket
+    import subprocess
+    import sys
+
+    from ahriuwu_core.files import LockHeld
+    from ahriuwu_core.training import read_checkpoint
+
+    from ._trainers import kill_parent_of
+
+    train, _ = stores
+    out = tmp_path / "run"
+    cfg = dataclasses.asdict(_cfg(steps=100000, ckpt_every=1000))
+    script = ("import json, sys; from ahriuwu_core.tokenizer import TokenizerTrainConfig, train_tokenizer; "
+              "r = train_tokenizer(json.loads(sys.argv[2]), [], TokenizerTrainConfig(**json.loads(sys.argv[1])), "
+              "sys.argv[3], evaluate=False); print(json.dumps(r))")
+    log = tmp_path / "trainer.out"
+    seen = kill_parent_of([sys.executable, "-c", script, json.dumps(cfg), json.dumps([str(p) for p in train]),
+                           str(out)], out, log)
+    text = log.read_text()
+    assert "parent process" in text and "Traceback" not in text, text[-2000:]
+    result = json.loads(text.splitlines()[-1])
+    assert result["stopped_by"] == "parent_died" and not result["completed"]
+    # It checkpointed on the way out, long before its first boundary (step 1000), and released its folder.
+    assert read_checkpoint(out / "last.pt")["step"] == result["steps"] >= seen
+    assert not (out / "trainer.lock").exists() and not (out / "tokenizer.pt").exists()
+
+    # A live owner named in the lock: a second trainer on the folder refuses at once, and leaves the lock alone.
+    sleeper = subprocess.Popen(["sleep", "60"])
+    try:
+        (out / "trainer.lock").write_text(f"{sleeper.pid} {socket.gethostname()}\n")
+        with pytest.raises(LockHeld, match=f"run folder {out} is in use by process {sleeper.pid}"):
+            train_tokenizer(train, [], _cfg(steps=2), out, evaluate=False, log=lambda s: None)
+        assert (out / "trainer.lock").read_text().split()[0] == str(sleeper.pid)
+    finally:
+        sleeper.kill()
+        sleeper.wait()
+    # Now its owner is dead: the next trainer breaks the lock, says so, resumes and releases its own.
+    lines = []
+    res = train_tokenizer(train, [], _cfg(steps=result["steps"] + 1), out, evaluate=False, log=lines.append)
+    assert res["completed"] and res["stopped_by"] is None and not (out / "trainer.lock").exists()
+    assert any(f"removed stale lock {out / 'trainer.lock'} of process {sleeper.pid}" in s for s in lines), lines
+    assert any(f"resumed tokenizer training from {out / 'last.pt'} at step {result['steps']}" in s for s in lines)

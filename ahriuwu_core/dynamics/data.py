@@ -40,9 +40,15 @@ class LatentVideo:
     def num_frames(self) -> int:
         return int(self.latents.shape[0])
 
+    @property
+    def in_memory(self) -> bool:
+        return isinstance(self.latents, np.ndarray)
 
-def open_latent_video(path, in_memory: bool = True) -> LatentVideo:
-    """A latent store's latents and its action labels as stored (no actions arrays: an unlabelled video)."""
+
+def open_latent_video(path, in_memory: bool = True, max_bytes: int | None = None) -> LatentVideo:
+    """A latent store's latents and its action labels as stored (no actions arrays: an unlabelled video).
+    `in_memory` loads the latents whole, unless they take more than `max_bytes`: those are read window by window
+    from zarr (each chunk still checksummed), so a long video never has to fit in RAM."""
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"latent store not found: {path}")
@@ -66,7 +72,8 @@ def open_latent_video(path, in_memory: bool = True) -> LatentVideo:
         raise ValueError(f"latent store {path}: {actions.shape[1]} action components stored, its action space "
                          f"{list(classes)} has {len(classes)}")
     data = lat
-    if in_memory:  # the whole store is read: verify it against its content_hash (the encode step's)
+    if in_memory and (max_bytes is None or lat.nbytes <= max_bytes):
+        # The whole store is read: verify it against its content_hash (the encode step's).
         data = read_checked(path, lat).astype(np.float16)
         check = HashCheck(path, group.attrs.get("content_hash"))
         check.update(data)
@@ -100,12 +107,14 @@ def common_action_space(videos: list["LatentVideo"], default: tuple) -> tuple[in
 
 class LatentWindows:
     def __init__(self, stores, action_num_classes: tuple | None = None, stride: int = 4, rank: int = 0,
-                 world_size: int = 1, in_memory: bool = True, default_action_space: tuple = (9, 5)):
+                 world_size: int = 1, in_memory: bool = True, default_action_space: tuple = (9, 5),
+                 in_memory_max_bytes: int | None = None):
         """action_num_classes: the model's action space; None takes it from the labelled stores (their
-        `action_num_classes`), or `default_action_space` when no store is labelled."""
+        `action_num_classes`), or `default_action_space` when no store is labelled. `in_memory` loads each
+        store whose latents take at most `in_memory_max_bytes` (None: any); the others are read from zarr."""
         if not stores:
             raise ValueError("LatentWindows: no latent stores given")
-        self.videos = [open_latent_video(p, in_memory) for p in stores]
+        self.videos = [open_latent_video(p, in_memory, in_memory_max_bytes) for p in stores]
         space = common_action_space(self.videos, default_action_space)
         if action_num_classes is not None and tuple(action_num_classes) != space and any(
                 v.has_actions.any() for v in self.videos):

@@ -27,9 +27,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..files import pid_lock, write_json
-from ..training import (OptimConfig, ParentWatch, Progress, RunningRMS, StopRequested, autocast_context,
-                        make_optimizer, make_scheduler, read_checkpoint, resume_checkpoint, save_checkpoint)
+from ..files import write_json
+from ..training import (OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler,
+                        read_checkpoint, resume_checkpoint, run_folder_lock, save_checkpoint, stop_guards)
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
@@ -61,6 +61,7 @@ class DynamicsTrainConfig:
     seed: int = 0
     max_nonfinite: int = 5       # consecutive non-finite losses before giving up
     in_memory: bool = True       # load latent stores into RAM (small data); else read windows from zarr
+    in_memory_max_bytes: int = 1 << 30  # ... only those whose latents take at most this; larger: from zarr
     time_limit_s: float = 0.0    # > 0: checkpoint and stop once training has run this long
     num_threads: int = 0         # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
 
@@ -153,7 +154,7 @@ def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device
     distributed = dist.is_available() and dist.is_initialized()
     is_main = (dist.get_rank() if distributed else 0) == 0
     say = log if is_main else (lambda s: None)
-    with pid_lock(out_dir / "trainer.lock", log=say) if is_main else contextlib.nullcontext():
+    with run_folder_lock(out_dir, log=say) if is_main else contextlib.nullcontext():
         return _train(train_stores, cfg, out_dir, torch.device(device), say, report, exit_with_parent)
 
 
@@ -165,7 +166,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     # The token layout and the action space come from the data (the labelled stores' recorded space).
-    data = LatentWindows(train_stores, stride=cfg.stride, rank=rank, world_size=world, in_memory=cfg.in_memory)
+    data = LatentWindows(train_stores, stride=cfg.stride, rank=rank, world_size=world, in_memory=cfg.in_memory,
+                         in_memory_max_bytes=cfg.in_memory_max_bytes)
     model_cfg = dataclasses.replace(cfg.model, num_tokens=data.num_tokens, token_dim=data.token_dim,
                                     action_num_classes=data.action_num_classes)
     torch.manual_seed(cfg.seed)  # identical init on every rank
@@ -192,7 +194,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         from torch.nn.parallel import DistributedDataParallel
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
     say(f"dynamics: {params:,} params, {data.num_tokens}x{data.token_dim} latents, "
-        f"{model_cfg.tokens_per_frame} tokens/frame, {len(data.videos)} videos, world size {world}")
+        f"{model_cfg.tokens_per_frame} tokens/frame, {len(data.videos)} videos "
+        f"({sum(not v.in_memory for v in data.videos)} read from zarr window by window), world size {world}")
 
     obj_cfg = cfg.objective()
     frames_per_step = cfg.batch_size * cfg.seq_len * world
@@ -223,9 +226,7 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             dist.barrier()
 
     step = start
-    with contextlib.ExitStack() as guards:
-        stop = guards.enter_context(StopRequested(log=say))
-        watch = guards.enter_context(ParentWatch(lambda: stop.request("step"), log=say)) if exit_with_parent else None
+    with stop_guards(say, exit_with_parent) as (stop, watch):
         for step in range(start + 1, cfg.steps + 1):
             B, T = cfg.batch_shape(step)
             # This rank's slice of the global batch: examples [rank*B, (rank+1)*B), each drawn (window,
@@ -334,7 +335,8 @@ def config_from_json(obj: dict) -> tuple[DynamicsTrainConfig, list[Path], str | 
 
 @contextlib.contextmanager
 def distributed(device: str | None = None):
-    """Join the torchrun process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU); yield this rank's device.
+    """Join the process group when WORLD_SIZE > 1 (NCCL on CUDA, gloo on CPU), started by torchrun or by
+    ahriuwu_core.dynamics.launch; yield this rank's device.
 
     The same entry point then runs alone or as one of N data-parallel ranks."""
     world = int(os.environ.get("WORLD_SIZE", "1"))
@@ -347,7 +349,10 @@ def distributed(device: str | None = None):
             device = f"cuda:{local}"
         else:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo")
+        # torchrun's env:// store, or the FileStore of ahriuwu_core.dynamics.launch (nothing listening).
+        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
+                                init_method=os.environ.get("AHRIUWU_DIST_INIT", "env://"),
+                                rank=int(os.environ["RANK"]), world_size=world)
     try:
         yield device
     finally:

@@ -1,6 +1,7 @@
 """Tokenizer training: presets, build/load, frame-window sampling from zarr frames stores, the training loop
 (AdamW + warmup/cosine, grad clipping, bf16 autocast on CUDA, exact resume from out_dir/last.pt, graceful
-stop on SIGTERM/SIGUSR1), held-out evaluation and the collapse guard.
+stop on SIGTERM/SIGUSR1 and when the launching process dies, one trainer per folder via out_dir/trainer.lock),
+held-out evaluation and the collapse guard.
 
 CLI: python -m ahriuwu_core.tokenizer.train --preset demo --frames A.zarr B.zarr --heldout C.zarr --out DIR
 """
@@ -25,8 +26,8 @@ from ..checked_store import HashCheck, read as read_checked
 from ..frames import open_frames
 from ..report import small_png_bytes
 from ..training import (
-    OptimConfig, Progress, RunningRMS, StopRequested, autocast_context, load_checkpoint, make_optimizer,
-    make_scheduler, read_checkpoint, save_checkpoint,
+    OptimConfig, Progress, RunningRMS, autocast_context, load_checkpoint, make_optimizer, make_scheduler,
+    read_checkpoint, run_folder_lock, save_checkpoint, stop_guards,
 )
 from .cnn import CNNTokenizer, CNNTokenizerConfig
 from .losses import ReconstructionLoss, build_lpips
@@ -237,12 +238,22 @@ def _mask_ratio(cfg: TokenizerTrainConfig, step: int) -> float:
 
 
 def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out_dir, device="cpu",
-                    log=print, lpips_model: nn.Module | None = None, evaluate: bool = True) -> dict:
+                    log=print, lpips_model: nn.Module | None = None, evaluate: bool = True,
+                    exit_with_parent: bool = True) -> dict:
     """Train (or resume from out_dir/last.pt), write out_dir/tokenizer.pt atomically and evaluate on the held-out
-    stores. A SIGTERM/SIGUSR1 stop leaves last.pt and returns {"completed": False, ...} without tokenizer.pt."""
+    stores. A SIGTERM/SIGUSR1 stop leaves last.pt and returns {"completed": False, ...} without tokenizer.pt.
+
+    Holds out_dir/trainer.lock throughout: a second trainer on the folder raises files.LockHeld. With
+    `exit_with_parent`, the death of the parent process stops training after the current step, checkpointing
+    ({"stopped_by": "parent_died"})."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
-    device = torch.device(device)
+    with run_folder_lock(out_dir, log=log):
+        return _train(train_stores, heldout_stores, cfg, out_dir, torch.device(device), log, lpips_model,
+                      evaluate, exit_with_parent)
+
+
+def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model, evaluate, exit_with_parent):
     torch.manual_seed(cfg.seed)
     np.random.seed(cfg.seed)
     model = build_tokenizer(cfg.kind, cfg.model).to(device)
@@ -281,7 +292,7 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
     t0 = time.monotonic()
     cpu0 = time.process_time()
     step = start
-    stopped = False
+    stopped = ""  # what stopped training early: a StopRequested mode, or "parent_died"
     model.train()
 
     def save(step_):
@@ -290,7 +301,7 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
                         extra={"rms": rms.state_dict(), "train_seconds": prior_seconds + time.monotonic() - t0},
                         **ckpt_meta)
 
-    with StopRequested(log=log) as stop:
+    with stop_guards(log, exit_with_parent) as (stop, watch):
         for step in range(start + 1, cfg.steps + 1):
             x, game = sampler.sample(cfg.batch_size)
             x, game = x.to(device, non_blocking=True), game.to(device)
@@ -313,14 +324,15 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
                 log(f"tokenizer: max_train_seconds={cfg.max_train_seconds} reached at step {step}; finishing")
                 break
             if stop.should_stop(boundary):
-                stopped = True
+                stopped = "parent_died" if watch and watch.orphaned else stop.mode
                 break
     progress.close()
     train_seconds = prior_seconds + time.monotonic() - t0
     result = {"steps": step, "params": n_params, "train_seconds": train_seconds, "completed": not stopped,
               "train_cpu_seconds": time.process_time() - cpu0,  # this process only (wall time varies with load)
               "train_frames_per_s": (step - start) * frames_per_step / max(1e-9, time.monotonic() - t0),
-              "kind": cfg.kind, "tokens": model.num_tokens, "dim": model.token_dim, "checkpoint": None}
+              "kind": cfg.kind, "tokens": model.num_tokens, "dim": model.token_dim, "checkpoint": None,
+              "stopped_by": stopped or None}
     if stopped:
         result["checkpoint"] = str(last)
         return result
@@ -356,13 +368,16 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
+    ap.add_argument("--outlive-parent", action="store_true",
+                    help="keep training when the launching process dies (default: checkpoint and stop)")
     args = ap.parse_args(argv)
     from ..presets import get_preset  # the one registry (it imports this module: imported late)
 
     cfg = dataclasses.replace(get_preset(args.preset).tokenizer_config(args.kind))
     if args.steps:
         cfg.steps = args.steps
-    res = train_tokenizer(args.frames, args.heldout, cfg, Path(args.out), device=args.device)
+    res = train_tokenizer(args.frames, args.heldout, cfg, Path(args.out), device=args.device,
+                          exit_with_parent=not args.outlive_parent)
     res.pop("strip_png", None)
     print(json.dumps(res, indent=1, default=str))
 

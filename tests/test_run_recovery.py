@@ -1,0 +1,220 @@
+"""A run killed while it holds the `gpu` pool slot: the next `make demo` marks it failed, frees the slot and
+goes on, and so does the daemon's run monitoring (through the run launcher); a demo waiting for a slot a live
+run holds sleeps, and stops at once on SIGTERM."""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import pytest
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, asset, materialize
+from dagster._core.launcher import WorkerStatus
+from dagster._core.storage.tags import WILL_RETRY_TAG
+
+from ahriuwu_core.files import process_started
+from ahriuwu_core.layout import DataLayout
+from pipeline.run_health import host_tags
+from tests._instance import scratch_project
+
+ROOT = Path(__file__).resolve().parents[1]
+DEMO = [sys.executable, "-m", "pipeline.demo"]
+
+
+@pytest.fixture(scope="module")
+def demo_videos(tmp_path_factory) -> Path:
+    """The tiny preset's demo videos, rendered once (each test's demo finds them and skips rendering)."""
+    from ahriuwu_core.demo_game import write_demo_videos
+    from ahriuwu_core.presets import get_preset
+
+    folder = tmp_path_factory.mktemp("demo_source")
+    write_demo_videos(folder, get_preset("tiny").demo)
+    return folder
+
+
+def _project(tmp_path: Path, demo_videos: Path, monkeypatch) -> dict:
+    _, data_root = scratch_project(tmp_path, demo_videos, monkeypatch)
+    monkeypatch.setenv("AHRIUWU_SOURCE", "demo")
+    shutil.copytree(demo_videos, DataLayout(data_root).demo_source)
+    return {**os.environ, "OMP_NUM_THREADS": "2"}  # PYTHONPATH and the scratch project travel with it
+
+
+def _wait_for(log: Path, text: str, proc: subprocess.Popen, timeout: float) -> None:
+    deadline = time.time() + timeout
+    while text not in log.read_text():
+        assert proc.poll() is None, f"exited ({proc.returncode}) before {text!r}:\n{log.read_text()[-3000:]}"
+        assert time.time() < deadline, f"no {text!r} after {timeout}s:\n{log.read_text()[-3000:]}"
+        time.sleep(0.1)
+
+
+def _cpu_seconds(pid: int) -> float:
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")  # utime + stime
+
+
+def test_a_run_killed_in_a_gpu_step_frees_its_slot_and_the_rerun_completes(tmp_path, demo_videos, monkeypatch):
+    env = _project(tmp_path, demo_videos, monkeypatch)
+    log = tmp_path / "first.log"
+    with open(log, "w") as out:
+        first = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        _wait_for(log, 'Started execution of step "tokenizer"', first, 120)
+    finally:
+        os.killpg(first.pid, signal.SIGKILL)
+        first.wait()
+    instance = DagsterInstance.get()
+    killed = instance.get_runs(limit=1)[0]
+    gpu = instance.event_log_storage.get_concurrency_info("gpu")
+    # What used to hang the rerun: the dead run is STARTED and holds the only `gpu` slot.
+    assert killed.status == DagsterRunStatus.STARTED
+    assert [(s.run_id, s.step_key) for s in gpu.claimed_slots] == [(killed.run_id, "tokenizer")]
+    # The daemon's health check (the launcher dagster.yaml configures) sees it dead too.
+    health = instance.run_launcher.check_run_worker_health(killed)
+    assert health.status == WorkerStatus.FAILED and str(first.pid) in health.msg
+
+    # The rerun must get past the tokenizer into the next GPU stage; it is stopped there (SIGTERM) to save time.
+    start = time.time()
+    log = tmp_path / "rerun.log"
+    with open(log, "w") as out:
+        rerun = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                 start_new_session=True)
+    try:
+        _wait_for(log, "latents[demo_000]: ok", rerun, 240)
+        print(f"rerun reached latents in {time.time() - start:.1f}s")
+        rerun.send_signal(signal.SIGTERM)
+        assert rerun.wait(timeout=30) == 130
+    finally:
+        if rerun.poll() is None:
+            os.killpg(rerun.pid, signal.SIGKILL)
+            rerun.wait()
+    text = log.read_text()
+    host = socket.gethostname()
+    assert f"run {killed.run_id}: the run's process {first.pid} on {host} died (killed?): marked failed" in text
+    assert f"run {killed.run_id}: freed the pool slots it still held (FAILURE)" in text
+    assert "tokenizer: ok" in text and "\ninterrupted" in text
+    killed = instance.get_run_by_id(killed.run_id)
+    assert killed.status == DagsterRunStatus.FAILURE
+    assert killed.tags[WILL_RETRY_TAG] == "false"  # the demo reruns it; the daemon must not retry it as well
+    assert instance.event_log_storage.get_concurrency_info("gpu").claimed_slots == []
+    instance.dispose()
+
+
+def test_waiting_for_a_slot_a_live_run_holds_sleeps_and_sigterm_stops_it(tmp_path, demo_videos, monkeypatch):
+    env = _project(tmp_path, demo_videos, monkeypatch)
+    instance = DagsterInstance.get()
+    held, release = threading.Event(), threading.Event()
+
+    @asset(pool="gpu")
+    def holder():
+        held.set()
+        release.wait(120)
+
+    # A live run of this (test) process holds the slot: materialized in a thread, it blocks until released.
+    outcome = {}
+    thread = threading.Thread(target=lambda: outcome.update(
+        ok=materialize([holder], instance=instance, tags=host_tags(), raise_on_error=False).success))
+    thread.start()
+    log = tmp_path / "demo.log"
+    try:
+        assert held.wait(60)
+        with open(log, "w") as out:
+            demo = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                    start_new_session=True)
+        try:
+            _wait_for(log, "waiting for a `gpu` pool slot (1 in all), held by run", demo, 120)
+            holder_run = next(r for r in instance.get_runs() if "ahriuwu/launched_by" not in r.tags)
+            assert instance.run_launcher.check_run_worker_health(holder_run).status == WorkerStatus.RUNNING
+            cpu = _cpu_seconds(demo.pid)
+            time.sleep(3)
+            used = _cpu_seconds(demo.pid) - cpu
+            assert used < 0.5, f"the waiting demo used {used:.2f} CPU seconds in 3 s: it spins"
+            demo.send_signal(signal.SIGTERM)
+            sent = time.time()
+            assert demo.wait(timeout=10) == 130
+            print(f"stopped {time.time() - sent:.2f}s after SIGTERM")
+        finally:
+            if demo.poll() is None:
+                os.killpg(demo.pid, signal.SIGKILL)
+                demo.wait()
+        assert "\ninterrupted after" in log.read_text(), log.read_text()[-3000:]
+        assert "Traceback" not in log.read_text()
+        # It never started its tokenizer run.
+        assert not any(AssetKey("tokenizer") in (r.asset_selection or ()) for r in instance.get_runs())
+    finally:
+        release.set()
+        thread.join(60)
+    assert outcome == {"ok": True}  # the live holder was left alone
+    instance.dispose()
+
+
+def test_process_started_tells_running_from_gone_and_zombie():
+    before = time.time()
+    proc = subprocess.Popen(["sleep", "30"])
+    started = process_started(proc.pid)
+    assert started is not None and before - 1.5 <= started <= time.time() + 1.5
+    proc.kill()
+    time.sleep(0.2)
+    assert process_started(proc.pid) is None  # a zombie, not yet reaped, is gone
+    proc.wait()
+    assert process_started(proc.pid) is None
+
+
+HOLD_GPU = """
+import sys, time
+from dagster import DagsterInstance, asset, materialize
+from pipeline.run_health import host_tags
+
+@asset(pool="gpu")
+def holder():
+    print("holding", flush=True)
+    time.sleep(120)
+
+materialize([holder], instance=DagsterInstance.get(), tags=host_tags())
+"""
+
+
+def test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slots(tmp_path, monkeypatch):
+    import datetime
+    import logging
+
+    from dagster._daemon.monitoring import concurrency, run_monitoring
+
+    scratch_project(tmp_path, tmp_path / "no_videos", monkeypatch)
+    proc = subprocess.Popen([sys.executable, "-c", HOLD_GPU], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
+                            stderr=subprocess.DEVNULL, start_new_session=True)
+    try:
+        assert proc.stdout.readline() == b"holding\n"
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    instance = DagsterInstance.get()
+    run = instance.get_runs(limit=1)[0]
+    assert run.status == DagsterRunStatus.STARTED
+
+    class Workspace:  # what the monitoring iterations use of the daemon's workspace (no run is resumed)
+        def __init__(self):
+            self.instance = instance
+
+        def create_request_context(self):
+            return None
+
+    list(run_monitoring.execute_run_monitoring_iteration(Workspace(), logging.getLogger("test")))
+    run = instance.get_run_by_id(run.run_id)
+    assert run.status == DagsterRunStatus.FAILURE
+    failure = instance.all_logs(run.run_id, of_type=DagsterEventType.RUN_FAILURE)[-1].dagster_event.message
+    assert f"the run's process {proc.pid} on {socket.gethostname()} died" in failure, failure
+    gpu = lambda: instance.event_log_storage.get_concurrency_info("gpu").claimed_slots  # noqa: E731
+    assert gpu(), "slots are freed free_slots_after_run_end_seconds after the run ends, not at once"
+    assert instance.run_monitoring_settings["free_slots_after_run_end_seconds"] == 60
+    later = datetime.datetime.now(datetime.timezone.utc) + datetime.timedelta(seconds=61)
+    monkeypatch.setattr(concurrency, "get_current_datetime", lambda: later)
+    list(concurrency.execute_concurrency_slots_iteration(Workspace(), logging.getLogger("test")))
+    assert gpu() == []
+    instance.dispose()
