@@ -102,12 +102,17 @@ def copy_file(src: Path, dst: Path) -> Path:
 
 
 def rotate(path: Path, previous: Path) -> bool:
-    """Move `path` to `previous` (replacing it) before `path` is rewritten, so one older version survives a
-    damaged rewrite. Returns whether there was anything to move."""
-    path = Path(path)
+    """Make `previous` (replacing it) a copy of `path` before `path` is rewritten, so one older version survives
+    a damaged rewrite. `path` itself stays in place until its atomic rewrite replaces it: a kill at any moment
+    leaves both names readable. Returns whether there was anything to keep."""
+    path, previous = Path(path), Path(previous)
     if not path.exists():
         return False
-    os.replace(path, previous)
+    with atomic_path(previous) as tmp:
+        try:
+            os.link(path, tmp)  # a second name for the same bytes: instant, and the rewrite makes a new file
+        except OSError:
+            shutil.copy2(path, tmp)
     return True
 
 

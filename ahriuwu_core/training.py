@@ -1,5 +1,5 @@
-"""Shared training machinery: optimizer, LR schedule, autocast, checkpoints with exact resume,
-loss-term RMS normalization, progress/JSONL logging and signal-driven graceful stop.
+"""Shared training machinery: optimizer, LR schedule, autocast, loss-term RMS normalization, progress/JSONL
+logging. Checkpoints live in `checkpoint`, stopping and folder ownership in `run_control`.
 
 Used by the tokenizer and dynamics trainers. Typical loop::
 
@@ -22,31 +22,20 @@ Used by the tokenizer and dynamics trainers. Typical loop::
 from __future__ import annotations
 
 import contextlib
-import ctypes
 import json
 import math
-import os
-import random
-import signal
-import sys
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable
+from typing import Callable
 
 import numpy as np
 import torch
 from torch import nn
 
-from .files import pid_lock, replace, rotate, save_torch
 
-__all__ = [
-    "OptimConfig", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context",
-    "rng_state", "set_rng_state", "save_checkpoint", "load_checkpoint", "resume_checkpoint",
-    "CheckpointUnreadable", "RunningRMS", "Progress", "StopRequested", "ParentWatch", "stop_guards",
-    "run_folder_lock", "format_seconds",
-]
+__all__ = ["OptimConfig", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context", "RunningRMS",
+           "Progress", "format_seconds"]
 
 
 # ---------------------------------------------------------------------------- optimizer / LR
@@ -119,129 +108,6 @@ def autocast_context(device: torch.device | str):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
-
-
-# ---------------------------------------------------------------------------- RNG + checkpoints
-
-def rng_state() -> dict:
-    state = {"python": random.getstate(), "numpy": np.random.get_state(), "torch": torch.get_rng_state()}
-    if torch.cuda.is_available() and torch.cuda.is_initialized():
-        state["cuda"] = torch.cuda.get_rng_state_all()
-    return state
-
-
-def set_rng_state(state: dict) -> None:
-    random.setstate(state["python"])
-    np.random.set_state(state["numpy"])
-    torch.set_rng_state(state["torch"])
-    if "cuda" in state and torch.cuda.is_available():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-        raise
-
-
-def save_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, step: int = 0,
-                    data_position: Any = None, extra: dict | None = None,
-                    config: dict | None = None, kind: str | None = None, previous=None) -> Path:
-    """Atomically write model + training state + RNG states. `config`/`kind` are stored top-level
-    (contract: `load_*` functions rebuild the model from `config`). With `previous`, the checkpoint at `path`
-    is moved there first, so a damaged `path` still leaves one good checkpoint to resume from."""
-    ckpt = {
-        "model": model.state_dict(),
-        "optimizer": optimizer.state_dict() if optimizer is not None else None,
-        "scheduler": scheduler.state_dict() if scheduler is not None else None,
-        "step": int(step),
-        "rng": rng_state(),
-        "data_position": data_position,
-        "extra": extra or {},
-        "config": config,
-        "kind": kind,
-    }
-    if previous is not None:
-        rotate(path, previous)
-    save_torch(ckpt, path)
-    return Path(path)
-
-
-class CheckpointUnreadable(ValueError):
-    pass
-
-
-def read_checkpoint(path) -> dict:
-    path = Path(path)
-    if not path.is_file():
-        raise FileNotFoundError(f"checkpoint not found: {path}")
-    try:
-        return torch.load(path, map_location="cpu", weights_only=False)
-    except Exception as e:  # corrupt / not a torch file
-        raise CheckpointUnreadable(f"cannot read checkpoint {path}: {e}") from e
-
-
-def load_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, strict: bool = False,
-                    restore_rng: bool = True, log: Callable[[str], None] = print) -> dict:
-    """Load weights (non-strict by default: missing/unexpected/shape-mismatched keys are reported, not
-    fatal), optimizer/scheduler state when given and present, and the RNG states.
-
-    Returns {"step", "data_position", "extra", "config", "kind", "missing_keys", "unexpected_keys",
-    "mismatched_keys"}."""
-    ckpt = read_checkpoint(path)
-    if "model" not in ckpt:
-        raise ValueError(f"checkpoint {path} has no 'model' state dict")
-    state = ckpt["model"]
-    own = model.state_dict()
-    mismatched = [k for k, v in state.items() if k in own and tuple(own[k].shape) != tuple(v.shape)]
-    if mismatched and strict:
-        raise ValueError(f"checkpoint {path}: shape mismatch for {mismatched}")
-    state = {k: v for k, v in state.items() if k not in mismatched}
-    result = model.load_state_dict(state, strict=strict)
-    missing = sorted(set(result.missing_keys) | set(mismatched))
-    unexpected = list(result.unexpected_keys)
-    if missing or unexpected:
-        log(f"checkpoint {path}: missing keys {missing}, unexpected keys {unexpected}"
-            + (f", shape-mismatched (not loaded) {mismatched}" if mismatched else ""))
-    partial = bool(missing or unexpected)
-    if optimizer is not None and ckpt.get("optimizer") is not None:
-        if partial:
-            log(f"checkpoint {path}: model keys differ, optimizer state not restored")
-        else:
-            optimizer.load_state_dict(ckpt["optimizer"])
-    if scheduler is not None and ckpt.get("scheduler") is not None:
-        scheduler.load_state_dict(ckpt["scheduler"])
-    if restore_rng and ckpt.get("rng"):
-        set_rng_state(ckpt["rng"])
-    return {
-        "step": int(ckpt.get("step", 0)),
-        "data_position": ckpt.get("data_position"),
-        "extra": ckpt.get("extra") or {},
-        "config": ckpt.get("config"),
-        "kind": ckpt.get("kind"),
-        "missing_keys": missing,
-        "unexpected_keys": unexpected,
-        "mismatched_keys": mismatched,
-    }
-
-
-def resume_checkpoint(candidates, *, log: Callable[[str], None] = print, set_aside: bool = True,
-                      **load_kwargs) -> tuple[Path | None, dict | None]:
-    """load_checkpoint from the first readable of `candidates` (newest first). An unreadable one is logged,
-    naming it, and (`set_aside`) moved to `<stem>.damaged<suffix>` so the next rotation cannot push the good
-    older one out. Returns (path, info), or (None, None) when none exists or none is readable (start fresh)."""
-    damaged = []
-    for path in map(Path, candidates):
-        if not path.exists():
-            continue
-        try:
-            return path, load_checkpoint(path, log=log, **load_kwargs)
-        except CheckpointUnreadable as e:
-            aside = path.with_name(f"{path.stem}.damaged{path.suffix}")
-            if set_aside:
-                replace(path, aside)
-            log(f"WARNING: {e}" + (f" (moved to {aside})" if set_aside else ""))
-            damaged.append(path)
-    if damaged:
-        log(f"WARNING: no readable checkpoint among {[str(p) for p in damaged]}: training starts from scratch")
-    return None, None
 
 
 # ---------------------------------------------------------------------------- loss normalization
@@ -366,155 +232,3 @@ class Progress:
         if self.writer is not None:
             self.writer.close()
             self.writer = None
-
-
-# ---------------------------------------------------------------------------- graceful stop
-
-class StopRequested:
-    """Context manager turning signals into a stop request the training loop polls:
-
-    - SIGTERM -> stop at the next checkpoint boundary (`should_stop(at_boundary=True)` becomes True);
-    - SIGUSR1 -> stop after the current step (`should_stop(...)` is True at once, boundary or not).
-
-    On stop the loop must save its checkpoint before leaving, so the run resumes exactly. Handlers are
-    installed on __enter__ (main thread only; elsewhere only `request()` works) and the previous handlers
-    are restored on __exit__. `request("boundary" | "step")` triggers the same programmatically."""
-
-    BOUNDARY = "boundary"
-    STEP = "step"
-
-    def __init__(self, install_handlers: bool = True, log: Callable[[str], None] = print):
-        self.install_handlers = install_handlers
-        self.log = log
-        self.mode: str | None = None
-        self._previous: dict = {}
-
-    def request(self, mode: str = BOUNDARY) -> None:
-        if mode not in (self.BOUNDARY, self.STEP):
-            raise ValueError(f"stop mode must be 'boundary' or 'step', got {mode!r}")
-        if self.mode != self.STEP:  # "step" is the stronger request; never downgrade it
-            self.mode = mode
-
-    @property
-    def requested(self) -> bool:
-        return self.mode is not None
-
-    def should_stop(self, at_boundary: bool = False) -> bool:
-        if self.mode == self.STEP:
-            return True
-        return self.mode == self.BOUNDARY and at_boundary
-
-    def _on_signal(self, signum, frame):
-        mode = self.STEP if signum == signal.SIGUSR1 else self.BOUNDARY
-        self.log(f"received {signal.Signals(signum).name}: stopping "
-                 + ("after the current step" if mode == self.STEP else "at the next checkpoint boundary"))
-        self.request(mode)
-
-    def __enter__(self) -> "StopRequested":
-        if self.install_handlers and threading.current_thread() is threading.main_thread():
-            for sig in (signal.SIGTERM, signal.SIGUSR1):
-                self._previous[sig] = signal.signal(sig, self._on_signal)
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        for sig, handler in self._previous.items():
-            signal.signal(sig, handler)
-        self._previous.clear()
-        return False
-
-
-# ---------------------------------------------------------------------------- parent death
-
-class ParentWatch:
-    """Context manager noticing when the process that started this one dies (its parent pid changes: this
-    process was reparented to init or a subreaper), so a trainer does not train on unseen after its launcher,
-    e.g. a Dagster step process, was killed. It then calls `on_orphan` once (the trainer stops after the
-    current step, checkpointing), and exits the process hard if it is still running `grace_s` later (a loop
-    stuck in I/O or a collective never gets to stop).
-
-    A daemon thread polls the parent pid every `interval` seconds; on Linux, PR_SET_PDEATHSIG also delivers
-    `signum` at once (main thread only). That signal fires when the parent *thread* exits too, so it only
-    prompts the same pid check."""
-
-    def __init__(self, on_orphan: Callable[[], None], interval: float = 0.5, grace_s: float = 60.0,
-                 log: Callable[[str], None] = print, signum: int = signal.SIGUSR2):
-        self.on_orphan = on_orphan
-        self.interval = interval
-        self.grace_s = grace_s
-        self.log = log
-        self.signum = signum
-        self.parent = os.getppid()
-        self.orphaned = False
-        self._lock = threading.Lock()
-        self._done = threading.Event()
-        self._previous = None
-        self._prctl = None
-
-    def check(self) -> bool:
-        if os.getppid() == self.parent:
-            return False
-        with self._lock:
-            if self.orphaned:
-                return True
-            self.orphaned = True
-        with contextlib.suppress(Exception):  # stdout may be a pipe to the dead parent
-            self.log(f"parent process {self.parent} is gone: stopping after the current step")
-        self.on_orphan()
-        if not self._done.is_set():
-            threading.Thread(target=self._deadline, daemon=True).start()
-        return True
-
-    def _deadline(self):
-        if not self._done.wait(self.grace_s):
-            with contextlib.suppress(Exception):
-                self.log(f"still running {self.grace_s}s after the parent died: exiting")
-            os._exit(1)
-
-    def _poll(self):
-        while not self._done.wait(self.interval):
-            if self.check():
-                return
-
-    def _on_signal(self, signum, frame):
-        self.check()
-
-    def __enter__(self) -> "ParentWatch":
-        if self.parent <= 1:  # started by init (or as pid 1): no launcher to outlive
-            return self
-        if sys.platform.startswith("linux") and threading.current_thread() is threading.main_thread():
-            with contextlib.suppress(OSError, AttributeError):
-                prctl = ctypes.CDLL(None, use_errno=True).prctl
-                self._previous = signal.signal(self.signum, self._on_signal)
-                if prctl(1, int(self.signum), 0, 0, 0) == 0:  # PR_SET_PDEATHSIG
-                    self._prctl = prctl
-        threading.Thread(target=self._poll, daemon=True, name="parent-watch").start()
-        self.check()  # the parent may have died before the signal was armed
-        return self
-
-    def __exit__(self, *exc) -> bool:
-        self._done.set()
-        if self._prctl is not None:
-            self._prctl(1, 0, 0, 0, 0)
-        if self._previous is not None:
-            signal.signal(self.signum, self._previous)
-        return False
-
-
-# ---------------------------------------------------------------------------- what every trainer holds
-
-def run_folder_lock(out_dir, log: Callable[[str], None] = print):
-    """One trainer per run folder: out_dir/trainer.lock (files.pid_lock) while training; a second trainer on the
-    folder fails at once with files.LockHeld naming the owner, and a dead owner's lock is broken."""
-    return pid_lock(Path(out_dir) / "trainer.lock", log=log)
-
-
-@contextlib.contextmanager
-def stop_guards(log: Callable[[str], None] = print, exit_with_parent: bool = True):
-    """StopRequested and, with `exit_with_parent`, a ParentWatch that asks it to stop after the current step.
-    Yields (stop, watch or None); `watch.orphaned` says whether the parent's death was the reason."""
-    with StopRequested(log=log) as stop:
-        if not exit_with_parent:
-            yield stop, None
-            return
-        with ParentWatch(lambda: stop.request(StopRequested.STEP), log=log) as watch:
-            yield stop, watch

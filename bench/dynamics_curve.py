@@ -29,7 +29,7 @@ from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.manifest import read_manifest, stores_by_split
 from ahriuwu_core.presets import get_preset
-from ahriuwu_core.training import read_checkpoint
+from ahriuwu_core.checkpoint import read_checkpoint
 
 HORIZONS = (1, 4, 8, 16)
 

@@ -22,7 +22,7 @@ from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.tokenizer.train import build_tokenizer
-from ahriuwu_core.training import save_checkpoint
+from ahriuwu_core.checkpoint import save_checkpoint
 
 OUT = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "out" / "evaluate"))
 

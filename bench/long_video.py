@@ -68,7 +68,7 @@ def main() -> None:
     OUT.mkdir(parents=True, exist_ok=True)
     from ahriuwu_core.presets import get_preset
     from ahriuwu_core.tokenizer import build_tokenizer
-    from ahriuwu_core.training import save_checkpoint
+    from ahriuwu_core.checkpoint import save_checkpoint
 
     tok_cfg = get_preset("demo").tokenizer_config("cnn")
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)  # untrained: the cost does not depend on the weights

@@ -13,7 +13,8 @@ from pathlib import Path
 
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig
 from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.training import OptimConfig, read_checkpoint
+from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.checkpoint import read_checkpoint
 from tests._trainers import REPO, running, wait_for_step
 from tests.test_dynamics_train import TINY_MODEL, make_stores
 

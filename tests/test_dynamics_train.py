@@ -16,7 +16,8 @@ from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,
                                          load_world_model, train_dynamics)
-from ahriuwu_core.training import OptimConfig, read_checkpoint
+from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.checkpoint import read_checkpoint
 from tests._tensorboard import event_files, scalars
 from tests._trainers import kill_parent_of, wait_for_step
 

@@ -26,7 +26,7 @@ from ahriuwu_core import split as S
 from ahriuwu_core.split import heldout_score
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.tokenizer.cnn import CNNTokenizer, CNNTokenizerConfig
-from ahriuwu_core.training import save_checkpoint
+from ahriuwu_core.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 

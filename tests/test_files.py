@@ -50,3 +50,16 @@ def test_sweep_removes_only_dead_writers_leftovers(tmp_path):
         assert alive.exists() and mine.exists() and all(p.exists() for p in keep)
     finally:
         live.kill()
+
+
+def test_rotate_keeps_both_names_readable(tmp_path):
+    """The current file stays in place while its previous copy is made; the rewrite then replaces only it."""
+    from ahriuwu_core.files import rotate, write_bytes
+
+    last, prev = tmp_path / "last.pt", tmp_path / "last.prev.pt"
+    assert rotate(last, prev) is False and not prev.exists()
+    write_bytes(last, b"one")
+    assert rotate(last, prev) and last.read_bytes() == b"one" and prev.read_bytes() == b"one"
+    write_bytes(last, b"two")
+    assert last.read_bytes() == b"two" and prev.read_bytes() == b"one"
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", "last.pt"]  # no temps left

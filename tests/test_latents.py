@@ -5,7 +5,7 @@ import zarr
 
 from ahriuwu_core.tokenizer import build_tokenizer, encode_video
 from ahriuwu_core.tokenizer.encode import file_sha256
-from ahriuwu_core.training import save_checkpoint
+from ahriuwu_core.checkpoint import save_checkpoint
 from dataclasses import asdict
 
 from ._tokenizer_stores import make_frames_store

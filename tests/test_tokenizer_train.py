@@ -137,7 +137,7 @@ def test_trainer_stops_when_its_parent_is_killed_and_holds_its_folder(tmp_path, 
     import sys
 
     from ahriuwu_core.files import LockHeld
-    from ahriuwu_core.training import read_checkpoint
+    from ahriuwu_core.checkpoint import read_checkpoint
 
     from ._trainers import kill_parent_of
 

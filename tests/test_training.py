@@ -9,9 +9,10 @@ import pytest
 import torch
 from torch import nn
 
+from ahriuwu_core.checkpoint import load_checkpoint, save_checkpoint
+from ahriuwu_core.run_control import StopRequested
 from ahriuwu_core.training import (
-    OptimConfig, Progress, RunningRMS, StopRequested, format_seconds, load_checkpoint, lr_multiplier,
-    make_optimizer, make_scheduler, save_checkpoint,
+    OptimConfig, Progress, RunningRMS, format_seconds, lr_multiplier, make_optimizer, make_scheduler,
 )
 
 

@@ -21,7 +21,7 @@ import sys
 import time
 
 from ..files import temp_path
-from ..training import ParentWatch
+from ..run_control import ParentWatch
 
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
 

@@ -27,9 +27,10 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
+from ..checkpoint import read_checkpoint, resume_checkpoint, save_checkpoint
 from ..files import write_json
-from ..training import (OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler,
-                        read_checkpoint, resume_checkpoint, run_folder_lock, save_checkpoint, stop_guards)
+from ..run_control import run_folder_lock, stop_guards
+from ..training import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss

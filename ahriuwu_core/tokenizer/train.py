@@ -23,12 +23,11 @@ from PIL import Image
 from torch import nn
 
 from ..checked_store import HashCheck, read as read_checked
+from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from ..frames import open_frames
 from ..report import small_png_bytes
-from ..training import (
-    OptimConfig, Progress, RunningRMS, autocast_context, load_checkpoint, make_optimizer, make_scheduler,
-    read_checkpoint, run_folder_lock, save_checkpoint, stop_guards,
-)
+from ..run_control import run_folder_lock, stop_guards
+from ..training import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
 from .cnn import CNNTokenizer, CNNTokenizerConfig
 from .losses import ReconstructionLoss, build_lpips
 from .quality import attention_entropy, collapse_check, heldout_metrics, recon_strip, reconstruct
