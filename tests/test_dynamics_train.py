@@ -231,6 +231,35 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path):
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
                           text=True, timeout=180)
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    _assert_matches_one_process(out, cfg, stores, tmp_path / "one")
+
+
+def test_two_nodes_on_loopback_match_one_process(tmp_path):
+    """2 nodes x 1 process, joined by torchrun's c10d rendezvous on 127.0.0.1 (the cluster route's launch),
+    train the same model as 1 process on the global batch."""
+    from tests._servers import free_port
+
+    stores = make_stores(tmp_path, n=2)
+    out = tmp_path / "nodes"
+    cfg = cli_config(stores, steps=4, ckpt_every=2)
+    endpoint = f"127.0.0.1:{free_port()}"
+    nodes = [subprocess.Popen(
+        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
+         f"--rdzv-endpoint={endpoint}", "--rdzv-id=two-nodes", "--max-restarts=0",
+         "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(cfg), "--out", str(out)],
+        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        for _ in range(2)]
+    try:
+        outputs = [node.communicate(timeout=240)[0].decode() for node in nodes]
+    finally:
+        for node in nodes:
+            node.kill()
+    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    _assert_matches_one_process(out, cfg, stores, tmp_path / "one")
+
+
+def _assert_matches_one_process(out, cfg, stores, one_dir):
+    """The 2-rank run in `out` against 1 process on the same global batch (2 x cfg's batch_size)."""
     result = json.loads((out / "result.json").read_text())
     assert result["world_size"] == 2 and result["completed"] and result["steps"] == 4
     assert result["ranks_in_sync"] is True  # both ranks end with bit-identical weights (all-reduced over gloo)
@@ -238,8 +267,8 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path):
     assert len(event_files(out)) == 1 and [s for s, _ in scalars(out)["train/loss"]] == [1, 2, 3, 4]
     ddp = load_world_model(out / "dynamics.pt").state_dict()
 
-    one_cfg, _, _ = config_from_json({**cfg, "batch_size": 4})
-    single = train_dynamics(stores, one_cfg, tmp_path / "one", log=lambda s: None)
+    one_cfg, _, _ = config_from_json({**cfg, "batch_size": 2 * cfg["batch_size"]})
+    single = train_dynamics(stores, one_cfg, one_dir, log=lambda s: None)
     one = load_world_model(single["checkpoint"]).state_dict()
     torch.manual_seed(0)  # the trainer's init (seed 0), to size the updates the tolerance is measured against
     init = WorldModel(DynamicsConfig(**single["model_config"])).state_dict()
@@ -253,7 +282,7 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path):
     assert diff <= 1e-3 * moved
     # The logged losses are global-batch values, so they agree too.
     logs = [json.loads(line)["loss"] for line in (out / "train_log.jsonl").read_text().splitlines()]
-    ref = [json.loads(line)["loss"] for line in (tmp_path / "one" / "train_log.jsonl").read_text().splitlines()]
+    ref = [json.loads(line)["loss"] for line in (one_dir / "train_log.jsonl").read_text().splitlines()]
     print(f"max relative loss gap = {max(abs(x - y) / y for x, y in zip(logs, ref)):.3g}")
     assert np.allclose(logs, ref, rtol=1e-5, atol=0)
 
