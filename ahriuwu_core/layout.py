@@ -9,6 +9,7 @@
     <root>/latents/<id>.zarr      each video's frames encoded by the published tokenizer
     <root>/dynamics/dynamics.pt   the published world model; dynamics/runs/<key>/ its training runs
     <root>/reports/<run>/         each evaluation's report, metrics and pictures
+    <root>/locks/<host>/          one lock file per GPU of that host, held by the step using it (devices.py)
 """
 from __future__ import annotations
 
@@ -89,3 +90,9 @@ class DataLayout:
 
     def report_dir(self, run_name: str) -> Path:
         return self.root / "reports" / run_name
+
+    def device_locks(self, host: str) -> Path:
+        """The GPU lock files of one host: GPU indices are per machine, and the data root may be shared."""
+        if not host or "/" in host or host in (".", ".."):
+            raise ValueError(f"DataLayout.device_locks: {host!r} is not a host name")
+        return self.root / "locks" / host

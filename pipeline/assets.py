@@ -232,9 +232,9 @@ def tokenizer(
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
     run_dir = _run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
-    result = train_tokenizer(
-        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info
-    )
+    with compute.step_device(storage, context.log.info) as device:
+        result = train_tokenizer(stores["train"], stores["heldout"], train_cfg, run_dir, device=device,
+                                 log=context.log.info)
     if not result["completed"]:
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing; rematerialize to "
                            f"resume from {result['checkpoint']}")
@@ -278,13 +278,14 @@ def latents(
     video_id = context.partition_key
     out = storage.layout.latents_store(video_id)
     _require_published(context, storage, "tokenizer")
-    stats = encode_video(
-        storage.layout.frames_store(video_id),
-        storage.layout.tokenizer_checkpoint,
-        out,
-        device=compute.torch_device(),
-        code_version=CODE_VERSIONS["tokenizer"],
-    )
+    with compute.step_device(storage, context.log.info) as device:
+        stats = encode_video(
+            storage.layout.frames_store(video_id),
+            storage.layout.tokenizer_checkpoint,
+            out,
+            device=device,
+            code_version=CODE_VERSIONS["tokenizer"],
+        )
     return MaterializeResult(
         metadata={**_scalars(stats), "path": MetadataValue.path(str(out)), "preset": project.preset_config().name},
         data_version=DataVersion(stats["content_hash"]),
@@ -326,16 +327,19 @@ def dynamics(
     out_dir = _run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
                        CODE_VERSIONS["dynamics"])
     spec = out_dir / "spec.json"
-    # The resolved config travels whole: the external process never looks a preset up again.
-    spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
-                                "train_stores": [str(p) for p in stores["train"]],
-                                "out_dir": str(out_dir), "device": compute.torch_device()}, indent=1))
-    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
-    if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
-        command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}", *command]
-    result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]).get_materialize_result()
-    checkpoint = out_dir / "dynamics.pt"
-    checks = _dynamics_checks(checkpoint, out_dir, stores["train"], compute.torch_device())
+    with compute.step_device(storage, context.log.info, distributed=compute.nproc_per_node > 1) as device:
+        # The resolved config travels whole: the external process never looks a preset up again.
+        spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
+                                    "train_stores": [str(p) for p in stores["train"]],
+                                    "out_dir": str(out_dir), "device": device}, indent=1))
+        command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
+        if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
+            command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}",
+                       *command]
+        result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]
+                                             ).get_materialize_result()
+        checkpoint = out_dir / "dynamics.pt"
+        checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
     where = _publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
                                storage.layout.dynamics_checkpoint, context)
     curve = loss_curve_markdown(out_dir / "train_log.jsonl")
@@ -411,17 +415,18 @@ def evaluation(
         "code_versions": CODE_VERSIONS,
         "run_id": context.run.run_id,
     }
-    result = evaluate(
-        storage.layout.tokenizer_checkpoint,
-        storage.layout.dynamics_checkpoint,
-        stores["heldout"],
-        preset.evaluation,
-        storage.layout.report_dir(run_name),
-        lineage=lineage,
-        device=compute.torch_device(),
-        log=context.log.info,
-        estimate_motion=project.motion_estimator(),
-    )
+    with compute.step_device(storage, context.log.info) as device:
+        result = evaluate(
+            storage.layout.tokenizer_checkpoint,
+            storage.layout.dynamics_checkpoint,
+            stores["heldout"],
+            preset.evaluation,
+            storage.layout.report_dir(run_name),
+            lineage=lineage,
+            device=device,
+            log=context.log.info,
+            estimate_motion=project.motion_estimator(),
+        )
     metrics = result["metrics"]
     metadata = {
         **result["flat"],

@@ -6,7 +6,10 @@ same code the same way (see README "Configuration").
 from __future__ import annotations
 
 import os
+import socket
+from contextlib import contextmanager
 from pathlib import Path
+from typing import Iterator
 
 from dagster import ConfigurableResource, PipesSubprocessClient
 
@@ -31,17 +34,27 @@ class StorageResource(ConfigurableResource):
 
 
 class ComputeResource(ConfigurableResource):
-    """`auto` picks CUDA when a GPU is visible, else the CPU."""
+    """`auto` picks a GPU when one is visible, else the CPU; `cuda` requires a GPU; anything else ("cpu",
+    "cuda:1") is used as given."""
 
     device: str = "auto"
     nproc_per_node: int = 1  # > 1: training runs under torchrun (DDP)
 
-    def torch_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
+    @contextmanager
+    def step_device(self, storage: StorageResource, log=None, distributed: bool = False) -> Iterator[str]:
+        """The device of one GPU step, held until the block ends. With `auto` or `cuda` each concurrent step
+        leases its own GPU ("cuda:<i>", the first free one), so a `gpu` pool limit of N spreads N steps over N
+        GPUs. distributed: a torchrun launch, whose ranks pick their GPUs by LOCAL_RANK, so it takes no lease."""
+        from ahriuwu_core.devices import leased_torch_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if distributed:
+            import torch
+
+            yield self.device if self.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+            return
+        with leased_torch_device(self.device, storage.layout.device_locks(socket.gethostname()),
+                                 on_wait=log) as device:
+            yield device
 
 
 class ProjectResource(ConfigurableResource):
