@@ -13,6 +13,7 @@ from pathlib import Path
 
 from dagster import (
     AssetCheckResult,
+    AssetSelection,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -71,6 +72,30 @@ FETCH_NEW_VIDEO = (
 # and never past a failed blocking check upstream.
 FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
     "eager_after_blocking_checks")
+
+# Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow the new tokenizer
+# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it, and the evaluation
+# follows the world model. New videos alone (new latents, a new manifest) retrain nothing.
+_TOKENIZER_UPDATED = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
+    AssetSelection.assets("tokenizer"))
+# No latents partition left that has not been updated since the tokenizer was (all_deps_match would be satisfied by
+# any one partition of a partitioned dep).
+_REENCODED = ~AutomationCondition.any_deps_match(~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)).allow(
+    AssetSelection.assets("latents"))
+AFTER_NEW_TOKENIZER = (
+    _TOKENIZER_UPDATED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & _REENCODED
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after_new_tokenizer_and_its_latents")
+AFTER_NEW_WORLD_MODEL = (
+    AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(AssetSelection.assets("dynamics"))
+    .since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after_new_world_model")
 
 
 class VideosConfig(Config):
@@ -300,6 +325,7 @@ def latents(
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    automation_condition=AFTER_NEW_TOKENIZER,
     check_specs=[
         AssetCheckSpec("finite_loss", asset="dynamics", blocking=True,
                        description="every logged training loss and the final loss are finite"),
@@ -344,7 +370,8 @@ def dynamics(
                                storage.layout.dynamics_checkpoint, context)
     curve = loss_curve_markdown(out_dir / "train_log.jsonl")
     return MaterializeResult(
-        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {})},
+        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
+                  "manifest_version": manifest["version"]},
         data_version=result.data_version,
         check_results=[_check(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
                        for name, (passed, details) in checks.items()],
@@ -373,6 +400,7 @@ def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    automation_condition=AFTER_NEW_WORLD_MODEL,
     check_specs=[
         AssetCheckSpec("beats_persistence_h1", asset="evaluation",
                        description="the 95% interval of the model's PSNR margin over copy-last-frame at h=1 is above 0"),
@@ -402,7 +430,7 @@ def evaluation(
                   "out, so there is nothing to evaluate on. Add videos (about 1 in 4 is held out).")
         context.log.warning(reason)
         return MaterializeResult(
-            metadata={"status": reason, "heldout_videos": "none"},
+            metadata={"status": reason, "heldout_videos": "none", "manifest_version": manifest["version"]},
             check_results=[_check(name, False, {"reason": reason})
                            for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")])
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
@@ -437,6 +465,7 @@ def evaluation(
         "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
         "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
         "heldout_videos": ", ".join(metrics["videos"]),
+        "manifest_version": manifest["version"],
         # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
         "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
         "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"
