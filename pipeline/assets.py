@@ -7,7 +7,6 @@ content-derived data version, so staleness follows the data, and a `code_version
 import dataclasses
 import hashlib
 import json
-import sys
 import time
 from pathlib import Path
 
@@ -31,6 +30,7 @@ from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from ahriuwu_core.files import copy_file
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
+from pipeline.cluster import K8sLauncher, launch_dynamics
 from pipeline.report import image_markdown, loss_curve_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
@@ -344,6 +344,7 @@ def dynamics(
     compute: ComputeResource,
     project: ProjectResource,
     pipes_subprocess_client: PipesSubprocessClient,
+    k8s: K8sLauncher,
 ):
     preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)
@@ -353,17 +354,16 @@ def dynamics(
     out_dir = _run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
                        CODE_VERSIONS["dynamics"])
     spec = out_dir / "spec.json"
+    remote = compute.launcher == "k8s"
     with compute.step_device(storage, context.log.info, distributed=compute.nproc_per_node > 1) as device:
-        # The resolved config travels whole: the external process never looks a preset up again.
+        # The resolved config travels whole: the external process never looks a preset up again. A pod picks
+        # its own GPUs, so it gets the configured device rather than one of this machine's.
         spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
                                     "train_stores": [str(p) for p in stores["train"]],
-                                    "out_dir": str(out_dir), "device": device}, indent=1))
-        command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
-        if compute.nproc_per_node > 1:  # DDP: the same entry point under torchrun
-            command = ["-m", "torch.distributed.run", "--standalone", f"--nproc_per_node={compute.nproc_per_node}",
-                       *command]
-        result = pipes_subprocess_client.run(context=context, command=[sys.executable, *command]
-                                             ).get_materialize_result()
+                                    "out_dir": str(out_dir), "device": compute.device if remote else device},
+                                   indent=1))
+        result = launch_dynamics(context, compute.launcher, spec, storage.path, compute.nproc_per_node,
+                                 pipes_subprocess_client, k8s).get_materialize_result()
         checkpoint = out_dir / "dynamics.pt"
         checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
     where = _publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,

@@ -13,6 +13,8 @@ from typing import Iterator
 
 from dagster import ConfigurableResource, PipesSubprocessClient
 
+from pipeline.cluster import K8sLauncher
+
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
@@ -39,6 +41,7 @@ class ComputeResource(ConfigurableResource):
 
     device: str = "auto"
     nproc_per_node: int = 1  # > 1: training runs under torchrun (DDP)
+    launcher: str = "subprocess"  # where dynamics training runs: "subprocess" or "k8s" (pipeline/cluster.py)
 
     @contextmanager
     def step_device(self, storage: StorageResource, log=None, distributed: bool = False) -> Iterator[str]:
@@ -134,8 +137,12 @@ def resources_from_env() -> dict:
     return {
         "storage": StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets")),
         "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),
-                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1"))),
+                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
+                                   launcher=env("AHRIUWU_LAUNCHER", "subprocess")),
         "pipes_subprocess_client": PipesSubprocessClient(cwd=str(PROJECT_ROOT)),
+        "k8s": K8sLauncher(image=env("AHRIUWU_K8S_IMAGE", ""), namespace=env("AHRIUWU_K8S_NAMESPACE", "default"),
+                           volume_claim=env("AHRIUWU_K8S_VOLUME_CLAIM", "ahriuwu-data"),
+                           gpus=int(env("AHRIUWU_K8S_GPUS", "0"))),
         "project": ProjectResource(
             preset=env("AHRIUWU_PRESET", "demo"),
             tokenizer_kind=env("AHRIUWU_TOKENIZER", ""),
