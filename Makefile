@@ -13,10 +13,11 @@ $(STAMP): pyproject.toml
 	$(PY) -m pip install -q -e '.[dev]'
 	@touch $@
 
-# Debian packages: ffmpeg (the CLI baseline in bench/ and tests), chromium (the UI test's headless browser).
+# Debian packages: ffmpeg (the CLI baseline in bench/ and tests), chromium (the UI test's headless browser),
+# postgresql (the server tests/test_postgres.py starts; its binaries live under /usr/lib/postgresql/<ver>/bin).
 system-deps:
-	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null || \
-	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium >/dev/null; }
+	@command -v ffmpeg >/dev/null && command -v chromium >/dev/null && ls /usr/lib/postgresql/*/bin/initdb >/dev/null 2>&1 || \
+	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium postgresql >/dev/null; }
 
 setup: $(STAMP) system-deps
 	@$(PY) -m ahriuwu_core.lpips_weights

@@ -10,6 +10,7 @@
     <root>/dynamics/dynamics.pt   the published world model; dynamics/runs/<key>/ its training runs
     <root>/reports/<run>/         each evaluation's report, metrics and pictures
     <root>/tmp/                   running processes' scratch (Dagster Pipes session files); swept of dead ones'
+    <root>/locks/<host>/          one lock file per GPU of that host, held by the step using it (devices.py)
 """
 from __future__ import annotations
 
@@ -96,3 +97,9 @@ class DataLayout:
         """Scratch of running processes, each entry named with its pid (files.temp_path) so that files.sweep
         removes what a killed one left."""
         return self.root / "tmp"
+
+    def device_locks(self, host: str) -> Path:
+        """The GPU lock files of one host: GPU indices are per machine, and the data root may be shared."""
+        if not host or "/" in host or host in (".", ".."):
+            raise ValueError(f"DataLayout.device_locks: {host!r} is not a host name")
+        return self.root / "locks" / host

@@ -89,3 +89,17 @@ def stores_by_split(root: Path, manifest: dict, kind: str) -> dict[str, list[Pat
             raise FileNotFoundError(f"{kind} stores missing for {split} videos: {', '.join(p.stem for p in absent)}")
         out[split] = paths
     return out
+
+
+def check_trained_on_current(trained_on: str | None, current: str | None) -> tuple[bool, dict]:
+    """Whether a model was trained (or evaluated) on the current dataset: the manifest version it recorded against
+    the manifest's version now. (passed, details)."""
+    details = {"trained_on_manifest": trained_on or "unknown", "current_manifest": current or "none"}
+    if current is None:
+        return False, {**details, "reason": "there is no dataset manifest"}
+    if trained_on is None:
+        return False, {**details, "reason": "no manifest version recorded (never materialized, or before it was "
+                                            "recorded)"}
+    if trained_on != current:
+        return False, {**details, "reason": "the dataset changed since: rematerialize to use the current data"}
+    return True, {**details, "reason": "trained on the current dataset"}

@@ -323,13 +323,13 @@ def _disambiguate(entries: list[SourceEntry], log) -> list[SourceEntry]:
 
 def _list_source(cfg: SourceConfig, data_root: Path, log) -> Listing:
     if cfg.kind == "demo":
-        from ahriuwu_core.demo.video import DemoConfig, write_demo_videos
-
+        # Listed without rendering (a sensor tick must stay short); each video is rendered when it is fetched.
+        from ahriuwu_core.demo.video import DemoConfig, demo_video_paths, discard_stale_demo_videos
         from ahriuwu_core.layout import DataLayout
 
-        demo_dir = DataLayout(data_root).demo_source
-        paths = write_demo_videos(demo_dir, cfg.demo if cfg.demo is not None else DemoConfig())
-        return Listing(_local_entries(sorted(Path(p) for p in paths), "demo"))
+        demo_dir, demo = DataLayout(data_root).demo_source, cfg.demo if cfg.demo is not None else DemoConfig()
+        discard_stale_demo_videos(demo_dir, demo, log)
+        return Listing(_local_entries(demo_video_paths(demo_dir, demo), "demo"))
     if cfg.kind == "folder":
         return Listing(_local_entries(_folder_videos(Path(cfg.path)), "folder"))
     if cfg.kind == "filelist":
@@ -468,6 +468,10 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
         meta = json.loads((final / "meta.json").read_text())
         return {**meta, "skipped": True}
     local = _local_path(url)
+    if cfg.kind == "demo" and kind == "demo" and local is not None:  # the demo is rendered on first fetch
+        from ahriuwu_core.demo.video import DemoConfig, ensure_demo_video
+
+        ensure_demo_video(local, cfg.demo if cfg.demo is not None else DemoConfig(), log)
     if local is not None and local.is_file() and local.stat().st_size == 0:  # yt-dlp's words: "no data blocks"
         raise VideoFetchError(f"video {video_id} ({url}): {local} is an empty file (0 bytes)")
     try:

@@ -8,12 +8,12 @@ import dataclasses
 import hashlib
 import json
 import multiprocessing
-import sys
 import time
 from pathlib import Path
 
 from dagster import (
     AssetCheckResult,
+    AssetSelection,
     AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
@@ -31,6 +31,7 @@ from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from ahriuwu_core.files import copy_file
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
+from pipeline.cluster import K8sLauncher, launch_dynamics
 from pipeline.report import image_markdown, loss_curve_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
@@ -72,6 +73,30 @@ FETCH_NEW_VIDEO = (
 # and never past a failed blocking check upstream.
 FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
     "eager_after_blocking_checks")
+
+# Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow the new tokenizer
+# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it, and the evaluation
+# follows the world model. New videos alone (new latents, a new manifest) retrain nothing.
+_TOKENIZER_UPDATED = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
+    AssetSelection.assets("tokenizer"))
+# No latents partition left that has not been updated since the tokenizer was (all_deps_match would be satisfied by
+# any one partition of a partitioned dep).
+_REENCODED = ~AutomationCondition.any_deps_match(~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)).allow(
+    AssetSelection.assets("latents"))
+AFTER_NEW_TOKENIZER = (
+    _TOKENIZER_UPDATED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & _REENCODED
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after_new_tokenizer_and_its_latents")
+AFTER_NEW_WORLD_MODEL = (
+    AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(AssetSelection.assets("dynamics"))
+    .since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after_new_world_model")
 
 
 class VideosConfig(Config):
@@ -236,10 +261,9 @@ def tokenizer(
     # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
     # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
     # the parent is a shell the demo may well outlive (nohup).
-    result = train_tokenizer(
-        stores["train"], stores["heldout"], train_cfg, run_dir, device=compute.torch_device(), log=context.log.info,
-        exit_with_parent=multiprocessing.parent_process() is not None,
-    )
+    with compute.step_device(storage, context.log.info) as device:
+        result = train_tokenizer(stores["train"], stores["heldout"], train_cfg, run_dir, device=device,
+                                 log=context.log.info, exit_with_parent=multiprocessing.parent_process() is not None)
     if not result["completed"]:
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing "
                            f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}")
@@ -283,13 +307,14 @@ def latents(
     video_id = context.partition_key
     out = storage.layout.latents_store(video_id)
     _require_published(context, storage, "tokenizer")
-    stats = encode_video(
-        storage.layout.frames_store(video_id),
-        storage.layout.tokenizer_checkpoint,
-        out,
-        device=compute.torch_device(),
-        code_version=CODE_VERSIONS["tokenizer"],
-    )
+    with compute.step_device(storage, context.log.info) as device:
+        stats = encode_video(
+            storage.layout.frames_store(video_id),
+            storage.layout.tokenizer_checkpoint,
+            out,
+            device=device,
+            code_version=CODE_VERSIONS["tokenizer"],
+        )
     return MaterializeResult(
         metadata={**_scalars(stats), "path": MetadataValue.path(str(out)), "preset": project.preset_config().name},
         data_version=DataVersion(stats["content_hash"]),
@@ -304,6 +329,7 @@ def latents(
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    automation_condition=AFTER_NEW_TOKENIZER,
     check_specs=[
         AssetCheckSpec("finite_loss", asset="dynamics", blocking=True,
                        description="every logged training loss and the final loss are finite"),
@@ -322,6 +348,7 @@ def dynamics(
     compute: ComputeResource,
     project: ProjectResource,
     pipes_subprocess_client: PipesSubprocessClient,
+    k8s: K8sLauncher,
 ):
     preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)
@@ -331,37 +358,28 @@ def dynamics(
     out_dir = _run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
                        CODE_VERSIONS["dynamics"])
     spec = out_dir / "spec.json"
-    # The resolved config travels whole: the external process never looks a preset up again.
-    spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
-                                "train_stores": [str(p) for p in stores["train"]],
-                                "out_dir": str(out_dir), "device": compute.torch_device()}, indent=1))
-    result = pipes_subprocess_client.run(context=context, command=dynamics_command(compute, spec, out_dir),
-                                         ).get_materialize_result()
-    checkpoint = out_dir / "dynamics.pt"
-    checks = _dynamics_checks(checkpoint, out_dir, stores["train"], compute.torch_device())
+    remote = compute.launcher == "k8s"
+    with compute.step_device(storage, context.log.info, distributed=compute.nproc_per_node > 1) as device:
+        # The resolved config travels whole: the external process never looks a preset up again. A pod picks
+        # its own GPUs, so it gets the configured device rather than one of this machine's.
+        spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
+                                    "train_stores": [str(p) for p in stores["train"]],
+                                    "out_dir": str(out_dir), "device": compute.device if remote else device},
+                                   indent=1))
+        result = launch_dynamics(context, compute, spec, storage.path, pipes_subprocess_client,
+                                 k8s).get_materialize_result()
+        checkpoint = out_dir / "dynamics.pt"
+        checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
     where = _publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
                                storage.layout.dynamics_checkpoint, context)
     curve = loss_curve_markdown(out_dir / "train_log.jsonl")
     return MaterializeResult(
-        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {})},
+        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
+                  "manifest_version": manifest["version"]},
         data_version=result.data_version,
         check_results=[_check(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
                        for name, (passed, details) in checks.items()],
     )
-
-
-def dynamics_command(compute: ComputeResource, spec: Path, out_dir: Path) -> list[str]:
-    """The dynamics asset's external process: one trainer, N local DDP ranks (the loopback-only launcher), or,
-    with a rendezvous endpoint, torchrun's c10d rendezvous there, which other nodes join."""
-    command = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
-    if compute.rdzv_endpoint:
-        command = ["-m", "torch.distributed.run", f"--nnodes={compute.nnodes}",
-                   f"--nproc_per_node={compute.nproc_per_node}", "--rdzv-backend=c10d",
-                   f"--rdzv-endpoint={compute.rdzv_endpoint}", f"--rdzv-id={out_dir.name}", *command]
-    elif compute.nproc_per_node > 1:
-        command = ["-m", "ahriuwu_core.dynamics.launch", f"--nproc={compute.nproc_per_node}",
-                   f"--store-dir={out_dir}", "--", sys.executable, *command]
-    return [sys.executable, *command]
 
 
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
@@ -386,6 +404,7 @@ def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    automation_condition=AFTER_NEW_WORLD_MODEL,
     check_specs=[
         AssetCheckSpec("beats_persistence_h1", asset="evaluation",
                        description="the 95% interval of the model's PSNR margin over copy-last-frame at h=1 is above 0"),
@@ -416,7 +435,7 @@ def evaluation(
                   "out, so there is nothing to evaluate on. Add videos (about 1 in 4 is held out).")
         context.log.warning(reason)
         return MaterializeResult(
-            metadata={"status": reason, "heldout_videos": "none"},
+            metadata={"status": reason, "heldout_videos": "none", "manifest_version": manifest["version"]},
             check_results=[_check(name, False, {"reason": reason})
                            for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")])
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
@@ -429,17 +448,18 @@ def evaluation(
         "code_versions": CODE_VERSIONS,
         "run_id": context.run.run_id,
     }
-    result = evaluate(
-        storage.layout.tokenizer_checkpoint,
-        storage.layout.dynamics_checkpoint,
-        stores["heldout"],
-        preset.evaluation,
-        storage.layout.report_dir(run_name),
-        lineage=lineage,
-        device=compute.torch_device(),
-        log=context.log.info,
-        estimate_motion=project.motion_estimator(),
-    )
+    with compute.step_device(storage, context.log.info) as device:
+        result = evaluate(
+            storage.layout.tokenizer_checkpoint,
+            storage.layout.dynamics_checkpoint,
+            stores["heldout"],
+            preset.evaluation,
+            storage.layout.report_dir(run_name),
+            lineage=lineage,
+            device=device,
+            log=context.log.info,
+            estimate_motion=project.motion_estimator(),
+        )
     metrics = result["metrics"]
     metadata = {
         **result["flat"],
@@ -450,6 +470,7 @@ def evaluation(
         "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
         "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
         "heldout_videos": ", ".join(metrics["videos"]),
+        "manifest_version": manifest["version"],
         # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
         "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
         "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"

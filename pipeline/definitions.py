@@ -3,12 +3,15 @@ from dagster import Definitions
 
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, videos
 from pipeline.resources import resources_from_env
-from pipeline.sensors import automation_sensor, new_videos_sensor
+from pipeline.retraining import FRESHNESS_CHECKS, weekly_retrain
+from pipeline.sensors import automation_sensor, new_videos_sensor, training_automation_sensor
 
 ALL_ASSETS = [videos, frames, dataset_manifest, tokenizer, latents, dynamics, evaluation]
 
 defs = Definitions(
     assets=ALL_ASSETS,
-    sensors=[new_videos_sensor, automation_sensor],
+    asset_checks=FRESHNESS_CHECKS,
+    schedules=[weekly_retrain],
+    sensors=[new_videos_sensor, automation_sensor, training_automation_sensor],
     resources=resources_from_env(),
 )

@@ -8,6 +8,8 @@ from __future__ import annotations
 import contextlib
 import os
 import shutil
+import socket
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
@@ -19,6 +21,8 @@ from dagster import (
     PipesMessageReader,
     PipesSubprocessClient,
 )
+
+from pipeline.cluster import K8sLauncher
 
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
@@ -41,7 +45,8 @@ class StorageResource(ConfigurableResource):
 
 
 class ComputeResource(ConfigurableResource):
-    """`auto` picks CUDA when a GPU is visible, else the CPU."""
+    """`auto` picks a GPU when one is visible, else the CPU; `cuda` requires a GPU; anything else ("cpu",
+    "cuda:1") is used as given."""
 
     device: str = "auto"
     nproc_per_node: int = 1  # > 1: dynamics training runs as N DDP ranks on this machine, reachable only locally
@@ -49,13 +54,23 @@ class ComputeResource(ConfigurableResource):
     # for `nnodes` nodes; empty: single node, nothing listening off loopback.
     rdzv_endpoint: str = ""
     nnodes: int = 1
+    launcher: str = "subprocess"  # where dynamics training runs: "subprocess" or "k8s" (pipeline/cluster.py)
 
-    def torch_device(self) -> str:
-        if self.device != "auto":
-            return self.device
-        import torch
+    @contextmanager
+    def step_device(self, storage: StorageResource, log=None, distributed: bool = False) -> Iterator[str]:
+        """The device of one GPU step, held until the block ends. With `auto` or `cuda` each concurrent step
+        leases its own GPU ("cuda:<i>", the first free one), so a `gpu` pool limit of N spreads N steps over N
+        GPUs. distributed: a torchrun launch, whose ranks pick their GPUs by LOCAL_RANK, so it takes no lease."""
+        from ahriuwu_core.devices import leased_torch_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
+        if distributed:
+            import torch
+
+            yield self.device if self.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
+            return
+        with leased_torch_device(self.device, storage.layout.device_locks(socket.gethostname()),
+                                 on_wait=log) as device:
+            yield device
 
 
 class ProjectResource(ConfigurableResource):
@@ -191,10 +206,14 @@ def resources_from_env() -> dict:
         "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),
                                    nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
                                    rdzv_endpoint=env("AHRIUWU_RDZV_ENDPOINT", ""),
-                                   nnodes=int(env("AHRIUWU_NNODES", "1"))),
+                                   nnodes=int(env("AHRIUWU_NNODES", "1")),
+                                   launcher=env("AHRIUWU_LAUNCHER", "subprocess")),
         "pipes_subprocess_client": PipesSubprocessClient(
             cwd=str(PROJECT_ROOT), context_injector=DataRootContextInjector(storage.path),
             message_reader=DataRootMessageReader(storage.path)),
+        "k8s": K8sLauncher(image=env("AHRIUWU_K8S_IMAGE", ""), namespace=env("AHRIUWU_K8S_NAMESPACE", "default"),
+                           volume_claim=env("AHRIUWU_K8S_VOLUME_CLAIM", "ahriuwu-data"),
+                           gpus=int(env("AHRIUWU_K8S_GPUS", "0"))),
         "project": ProjectResource(
             preset=env("AHRIUWU_PRESET", "demo"),
             tokenizer_kind=env("AHRIUWU_TOKENIZER", ""),

@@ -1,6 +1,7 @@
 """Automation: a sensor that turns new videos at the source into partitions, and Declarative Automation that
-requests the per-video runs (the assets' conditions; one mechanism, so no run is requested twice). Training stays
-on demand (see README "Automating training")."""
+requests the per-video runs (the assets' conditions; one mechanism, so no run is requested twice). Training starts
+on demand or from the `weekly_retrain` schedule; what follows a new tokenizer is automated (pipeline/retraining.py).
+"""
 
 import hashlib
 import json
@@ -17,7 +18,7 @@ from dagster import (
 )
 
 from ahriuwu_core import catalog
-from pipeline.assets import dataset_manifest, frames, latents, video_partitions, videos
+from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, video_partitions, videos
 from pipeline.resources import ProjectResource, StorageResource
 
 _STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "on") == "on" else DefaultSensorStatus.STOPPED
@@ -55,6 +56,15 @@ def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource
 automation_sensor = AutomationConditionSensorDefinition(
     name="per_video_automation",
     target=AssetSelection.assets(videos, frames, dataset_manifest, latents),
+    default_status=_STATUS,
+    minimum_interval_seconds=60,
+)
+
+# What follows a new tokenizer or world model (AFTER_NEW_TOKENIZER, AFTER_NEW_WORLD_MODEL), and the freshness checks
+# when the manifest changes. Nothing here starts a tokenizer retrain.
+training_automation_sensor = AutomationConditionSensorDefinition(
+    name="training_automation",
+    target=AssetSelection.assets(dynamics, evaluation),
     default_status=_STATUS,
     minimum_interval_seconds=60,
 )

@@ -15,6 +15,7 @@ from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, DagsterInstance
                      materialize)
 
 from ahriuwu_core.testing import media
+from tests._daemon import Daemon, shape
 from tests._instance import ROOT, scratch_project
 
 # Raised inside dagster's own evaluate_automation_conditions (its asset selection), not by the project.
@@ -30,65 +31,6 @@ def project(tmp_path, monkeypatch):
     instance = DagsterInstance.get()
     yield Daemon(instance, resources_from_env()), src
     instance.dispose()
-
-
-class Daemon:
-    """What the daemon does, one call at a time: sensor ticks, automation ticks, launching their runs. Counts every
-    (asset, partition) requested by either, the sensor's own run requests included."""
-
-    def __init__(self, instance, resources):
-        from pipeline.definitions import defs
-
-        self.instance, self.resources, self.defs = instance, resources, defs
-        self.cursor = None
-        self.requested: Counter = Counter()
-
-    def _count(self, run_requests):
-        for req in run_requests:
-            for key in req.asset_selection:
-                self.requested[(key.to_user_string(), req.partition_key)] += 1
-        return run_requests
-
-    def sensor_tick(self) -> list:
-        """The real new_videos sensor; applies its partition requests as the daemon does. Returns its run requests."""
-        from pipeline.sensors import new_videos_sensor
-
-        context = build_sensor_context(instance=self.instance,
-                                       resources={k: self.resources[k] for k in ("storage", "project")})
-        result = new_videos_sensor(context)
-        for req in getattr(result, "dynamic_partitions_requests", None) or []:
-            self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
-        return self._count(list(getattr(result, "run_requests", None) or []))
-
-    def automation_tick(self) -> list:
-        """One evaluation of the assets' conditions; returns its run requests, grouped as the daemon groups them."""
-        from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
-
-        result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
-        self.cursor = result.cursor
-        return self._count(build_run_requests(entity_subsets=result._requested_subsets,  # noqa: SLF001
-                                              asset_graph=self.defs.resolve_asset_graph(), run_tags=None,
-                                              emit_backfills=False))
-
-    def launch(self, run_requests) -> list[bool]:
-        """Execute the run requests in process (success per run; failures are recorded, not raised)."""
-        from pipeline.definitions import ALL_ASSETS
-
-        return [materialize(ALL_ASSETS, selection=req.asset_selection, partition_key=req.partition_key,
-                            instance=self.instance, resources=self.resources, raise_on_error=False).success
-                for req in run_requests]
-
-    def start_run(self, assets: list[str], partition: str) -> str:
-        """A run of `assets` for `partition` that has started and not yet executed them (as launched from the UI)."""
-        keys = [AssetKey(a) for a in assets]
-        job = self.defs.resolve_implicit_job_def_def_for_assets(keys)
-        run = self.instance.create_run_for_job(job, asset_selection=frozenset(keys), status=DagsterRunStatus.STARTED,
-                                               tags={"dagster/partition": partition})
-        return run.run_id
-
-
-def shape(run_requests) -> list[tuple[str | None, list[str]]]:
-    return sorted((r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in run_requests)
 
 
 @pytest.mark.parametrize("first", ["automation", "sensor"])
@@ -199,7 +141,7 @@ def test_latents_wait_for_the_tokenizers_blocking_check(project, monkeypatch):
     assert daemon.requested[("latents", "clip_a")] == 1
 
 
-def test_automation_off_stops_both_sensors():
+def test_automation_off_stops_every_sensor():
     code = ("import json, os; from pipeline.definitions import defs; "
             "print(json.dumps({s.name: s.default_status.value for s in defs.sensors}))")
     statuses = {}
@@ -208,5 +150,6 @@ def test_automation_off_stops_both_sensors():
                              env={**os.environ, "AHRIUWU_AUTOMATION": value, "OMP_NUM_THREADS": "1"})
         assert out.returncode == 0, out.stderr[-2000:]
         statuses[value] = json.loads(out.stdout.strip().splitlines()[-1])
-    assert statuses["off"] == {"new_videos": "STOPPED", "per_video_automation": "STOPPED"}
-    assert statuses["on"] == {"new_videos": "RUNNING", "per_video_automation": "RUNNING"}
+    names = ("new_videos", "per_video_automation", "training_automation")
+    assert statuses["off"] == dict.fromkeys(names, "STOPPED")
+    assert statuses["on"] == dict.fromkeys(names, "RUNNING")

@@ -11,8 +11,7 @@ import time
 from pathlib import Path
 
 from ahriuwu_core.dynamics.launch import launch
-from pipeline.assets import dynamics_command
-from pipeline.resources import ComputeResource
+from pipeline.cluster import dynamics_command
 from tests._trainers import REPO
 from tests.test_dynamics_pipes import _spec
 
@@ -61,7 +60,7 @@ def _listening(pid: int) -> set[tuple[str, int]]:
 def test_two_ranks_listen_on_loopback_only(tmp_path):
     out = tmp_path / "run"
     spec = _spec(tmp_path, out, steps=30)
-    command = dynamics_command(ComputeResource(device="cpu", nproc_per_node=2), spec, out)
+    command = dynamics_command(spec, nproc_per_node=2, python=sys.executable)
     assert command[1:3] == ["-m", "ahriuwu_core.dynamics.launch"]
     proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
                             stdout=subprocess.PIPE, stderr=subprocess.STDOUT)

@@ -30,7 +30,7 @@ DEMO = [sys.executable, "-m", "pipeline.demo"]
 @pytest.fixture(scope="module")
 def demo_videos(tmp_path_factory) -> Path:
     """The tiny preset's demo videos, rendered once (each test's demo finds them and skips rendering)."""
-    from ahriuwu_core.demo_game import write_demo_videos
+    from ahriuwu_core.demo.video import write_demo_videos
     from ahriuwu_core.presets import get_preset
 
     folder = tmp_path_factory.mktemp("demo_source")

@@ -163,8 +163,9 @@ def test_demo_source_goes_through_yt_dlp(tmp_path):
     cfg = SourceConfig(kind="demo", demo=DemoConfig(num_videos=2, duration_s=0.5, width=128, height=72))
     entries = sources.list_videos(cfg, tmp_path, log=quiet)
     assert [e.video_id for e in entries] == ["demo_000", "demo_001"]
-    assert (tmp_path / "demo_source" / "demo_000.mp4").exists()
+    assert not (tmp_path / "demo_source" / "demo_000.mp4").exists()  # listed, rendered when fetched
     meta = sources.fetch_video(entries[1], tmp_path / "videos", cfg, log=quiet)
+    assert (tmp_path / "demo_source" / "demo_001.mp4").exists()
     info = json.loads((tmp_path / "videos" / "demo_001" / "info.json").read_text())
     assert info["extractor_key"] == "Generic" and info["webpage_url"].startswith("file://")
     assert meta["has_actions"] and (tmp_path / "videos" / "demo_001" / "actions.json").exists()

@@ -112,15 +112,51 @@ def _is_complete(mp4_path: Path, cfg: DemoConfig, seed: int) -> bool:
         return False
 
 
+def demo_video_paths(out_dir: Path, cfg: DemoConfig = DemoConfig()) -> list[Path]:
+    """Where the demo's videos live: out_dir/demo_000.mp4 ... demo_{n-1}.mp4 (each with `<stem>.actions.json`)."""
+    return [Path(out_dir) / f"demo_{k:03d}.mp4" for k in range(cfg.num_videos)]
+
+
+def _demo_seed(mp4_path: Path, cfg: DemoConfig) -> int:
+    """Video k (demo_<k>.mp4) uses seed cfg.seed*1000+k."""
+    stem = Path(mp4_path).stem
+    index = stem.removeprefix("demo_")
+    if not (stem.startswith("demo_") and index.isdigit()):
+        raise ValueError(f"{mp4_path} is not a demo video path (demo_<index>.mp4)")
+    return cfg.seed * 1000 + int(index)
+
+
+def discard_stale_demo_videos(out_dir: Path, cfg: DemoConfig = DemoConfig(), log=print) -> None:
+    """Delete the demo videos rendered with other settings (a cheap look at each sidecar), so that
+    `ensure_demo_video` renders them again; complete, current ones stay."""
+    for path in demo_video_paths(out_dir, cfg):
+        if path.exists() and not _is_complete(path, cfg, _demo_seed(path, cfg)):
+            path.with_name(path.stem + ".actions.json").unlink(missing_ok=True)
+            path.unlink(missing_ok=True)
+            log(f"demo video {path} was rendered with other settings: removed, rendered again when fetched")
+
+
+def ensure_demo_video(mp4_path: Path, cfg: DemoConfig = DemoConfig(), log=print) -> Path:
+    """Render one demo video (and its sidecar) unless it is there; the mp4 is renamed into place last, so one that
+    exists is complete."""
+    mp4_path = Path(mp4_path)
+    seed = _demo_seed(mp4_path, cfg)
+    if mp4_path.exists() and mp4_path.with_name(mp4_path.stem + ".actions.json").exists():
+        return mp4_path
+    mp4_path.parent.mkdir(parents=True, exist_ok=True)
+    write_demo_video(mp4_path, cfg, seed)
+    log(f"demo video {mp4_path} written ({cfg.num_frames} frames, seed {seed})")
+    return mp4_path
+
+
 def write_demo_videos(out_dir: Path, cfg: DemoConfig = DemoConfig(), log=print) -> list[Path]:
     """Write out_dir/demo_000.mp4 (+ demo_000.actions.json) ... demo_{n-1}; video k uses seed cfg.seed*1000+k.
     Idempotent: a video whose mp4 and sidecar exist and were made with the same settings is skipped."""
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []
-    for k in range(cfg.num_videos):
-        path = out_dir / f"demo_{k:03d}.mp4"
-        seed = cfg.seed * 1000 + k
+    for path in demo_video_paths(out_dir, cfg):
+        seed = _demo_seed(path, cfg)
         if _is_complete(path, cfg, seed):
             log(f"demo video {path} exists, skipped")
         else:
