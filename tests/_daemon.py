@@ -68,10 +68,6 @@ class Daemon:
         return run.run_id
 
 
-def shape(run_requests) -> list[tuple[str | None, list[str]]]:
-    return sorted((r.partition_key, sorted(k.to_user_string() for k in r.asset_selection)) for r in run_requests)
-
-
 def _keys(request) -> list:
     """The assets a run request selects; for a request of checks alone, its checks (an asset's own checks run
     with it)."""

@@ -10,9 +10,8 @@ import sys
 from collections import Counter
 
 import pytest
-from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, DagsterInstance, DagsterRunStatus,
-                     MaterializeResult, RunConfig, asset, build_sensor_context, evaluate_automation_conditions,
-                     materialize)
+from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, DagsterInstance, MaterializeResult, RunConfig,
+                     asset, materialize)
 
 from ahriuwu_core.testing import media
 from tests._daemon import Daemon, shape
