@@ -43,8 +43,9 @@ def test_the_dynamics_pod(tmp_path):
     assert env["AHRIUWU_DATA_ROOT"] == str(data_root) and env["DAGSTER_PIPES_CONTEXT"] == "ctx"
 
     [ddp] = _pod(launcher, spec, data_root, nproc=8)["spec"]["containers"]
-    assert ddp["command"] == ["python", "-m", "torch.distributed.run", "--standalone", "--nproc_per_node=8", "-m",
-                              "pipeline.dynamics_pipes", "--spec", str(spec)]
+    # 8 ranks in the pod through the loopback-only launcher (its ranks meet through a file in the run folder)
+    assert ddp["command"] == ["python", "-m", "ahriuwu_core.dynamics.launch", "--nproc=8", f"--store-dir={spec.parent}",
+                              "--", "python", "-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
     assert ddp["resources"]["limits"] == {"nvidia.com/gpu": "8"}
     assert _pod(launcher.model_copy(update={"gpus": 2}), spec, data_root, nproc=1)["spec"]["containers"][0][
         "resources"]["limits"] == {"nvidia.com/gpu": "2"}

@@ -1,4 +1,4 @@
-"""sources.py through the real yt-dlp code paths, offline: file:// URLs and a local HTTP server on 127.0.0.1."""
+"""The sources package through the real yt-dlp code paths, offline: file:// URLs and a local HTTP server on 127.0.0.1."""
 import functools
 import hashlib
 import http.server
@@ -14,6 +14,7 @@ from ahriuwu_core import sources
 from ahriuwu_core.layout import DataLayout
 from ahriuwu_core.testing import media
 from ahriuwu_core.sources import SourceConfig, SourceEntry, VideoFetchError
+from ahriuwu_core.sources.ytdlp import ydl_params
 
 
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
@@ -174,13 +175,13 @@ def test_demo_source_goes_through_yt_dlp(tmp_path):
 
 def test_config_errors(tmp_path):
     with pytest.raises(ValueError, match="rate_limit"):
-        sources._ydl_params(SourceConfig(rate_limit="fast"), quiet)
-    assert sources._ydl_params(SourceConfig(rate_limit="2M"), quiet)["ratelimit"] == 2 * 1024 * 1024
+        ydl_params(SourceConfig(rate_limit="fast"), quiet)
+    assert ydl_params(SourceConfig(rate_limit="2M"), quiet)["ratelimit"] == 2 * 1024 * 1024
     with pytest.raises(VideoFetchError, match="cookies"):
-        sources._ydl_params(SourceConfig(cookies_file=str(tmp_path / "c.txt")), quiet)
+        ydl_params(SourceConfig(cookies_file=str(tmp_path / "c.txt")), quiet)
     (tmp_path / "c.txt").write_text("# Netscape HTTP Cookie File\n")
-    assert sources._ydl_params(SourceConfig(cookies_file=str(tmp_path / "c.txt")), quiet)["cookiefile"]
-    assert "height<=?480" in sources._ydl_params(SourceConfig(max_height=480), quiet)["format"]
+    assert ydl_params(SourceConfig(cookies_file=str(tmp_path / "c.txt")), quiet)["cookiefile"]
+    assert "height<=?480" in ydl_params(SourceConfig(max_height=480), quiet)["format"]
     with pytest.raises(ValueError, match="kind"):
         sources.list_videos(SourceConfig(kind="torrent"), tmp_path)
 
@@ -242,7 +243,7 @@ def _fake_formats():
 def test_format_selection_is_video_only_and_capped(max_height, expected):
     import yt_dlp
 
-    params = sources._ydl_params(SourceConfig(max_height=max_height), quiet)
+    params = ydl_params(SourceConfig(max_height=max_height), quiet)
     with yt_dlp.YoutubeDL(params) as ydl:
         info = {"id": "abc", "title": "t", "extractor": "fake", "extractor_key": "Fake",
                 "webpage_url": "https://example.invalid/abc", "formats": _fake_formats()}
@@ -259,7 +260,7 @@ def test_format_selection_prefers_frame_rates_that_20_divides():
                 "width": h * 16 // 9, "vcodec": vcodec, "acodec": "none", "tbr": h * fps / 30, "protocol": "https"}
     formats = [f("136", 720, 30, "avc1.4d401f"), f("298", 720, 60, "avc1.4d4020"), f("302", 720, 60, "vp09.00.40.08"),
                f("137", 1080, 60, "avc1.640028"), f("135", 480, 30, "avc1.4d401e")]
-    params = sources._ydl_params(SourceConfig(max_height=720), quiet)
+    params = ydl_params(SourceConfig(max_height=720), quiet)
     with yt_dlp.YoutubeDL(params) as ydl:
         info = {"id": "abc", "title": "t", "extractor": "fake", "extractor_key": "Fake",
                 "webpage_url": "https://example.invalid/abc", "formats": formats}
@@ -419,7 +420,7 @@ def test_disk_full_is_named_and_not_retried(tmp_path, monkeypatch):
 def test_too_long_videos_and_live_streams_are_refused(tmp_path):
     """A video over max_duration_s fails its fetch with an error that says so, and leaves nothing behind; yt-dlp's
     match filter refuses live streams and known-too-long videos before downloading them."""
-    from ahriuwu_core.sources import VideoFetchError, _ydl_params
+    from ahriuwu_core.sources import VideoFetchError
 
     src = tmp_path / "src"
     media.make_clip(src / "long.mp4", seconds=3.0, fps=20, width=64, height=48)
@@ -433,7 +434,7 @@ def test_too_long_videos_and_live_streams_are_refused(tmp_path):
                                   log=quiet)
     assert fetched["duration"] == pytest.approx(3.0, abs=0.1)  # under the cap it is fetched
 
-    refuse = _ydl_params(cfg, quiet)["match_filter"]
+    refuse = ydl_params(cfg, quiet)["match_filter"]
     assert "does not pass filter" in refuse({"id": "x", "is_live": True, "duration": 1}, incomplete=False)
     assert "does not pass filter" in refuse({"id": "x", "duration": 7200}, incomplete=False)
     assert refuse({"id": "x", "duration": 1.5}, incomplete=False) is None
