@@ -1,5 +1,5 @@
 """The external process of the `dynamics` asset, launched through Dagster Pipes: alone, as local DDP ranks, or
-under torchrun on a cluster (pipeline.assets.dynamics_command).
+under torchrun on a cluster (pipeline.cluster.dynamics_command).
 
     python -m pipeline.dynamics_pipes --spec SPEC.json                      # one process
     python -m ahriuwu_core.dynamics.launch --nproc N --store-dir DIR -- python -m pipeline.dynamics_pipes ...

@@ -1,0 +1,147 @@
+"""What every stage shares: the video partitions, the owner, the code versions, the automation conditions,
+and the helpers that publish a training output and turn results into metadata and check results."""
+
+import hashlib
+import json
+from pathlib import Path
+
+from dagster import (
+    AssetCheckResult,
+    AssetSelection,
+    AssetCheckSeverity,
+    AssetExecutionContext,
+    AutomationCondition,
+    DynamicPartitionsDefinition,
+    MetadataValue,
+)
+
+from ahriuwu_core.files import copy_file
+from pipeline.resources import StorageResource
+
+
+video_partitions = DynamicPartitionsDefinition(name="videos")
+# Who answers for every stage (the UI's owner column and filters). Asset tags: `compute` (cpu or gpu, as its
+# pool says) and `scope` (per_video: one partition per video; dataset: one over the whole dataset).
+OWNER = "team:ml"
+
+# Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
+# downstream stale. Kept here, one place, so the UI and the tests agree.
+# frames 2: actions lead into their frame (conventions.py), time-step jitter recorded. dynamics 3: block packing,
+# persistence prior, 2D space RoPE, action on latent tokens. dynamics 4: each example's window, corruption and
+# noise drawn from (seed, step, example index), so N ranks train exactly what one process does on their union.
+# evaluation 2: 16 clips per video, bootstrap intervals, persistence_motion and mean-readout series, per-frame
+# encoding. frames 3, latents 2: every chunk written and zstd-checksummed (`checked_store`), so damage is an error.
+CODE_VERSIONS = {
+    "videos": "1",
+    "frames": "3",
+    "dataset_manifest": "1",
+    "tokenizer": "2",
+    "latents": "2",
+    "dynamics": "4",
+    "evaluation": "2",
+}
+
+
+# Automation. The new_videos sensor only adds partitions; these conditions request every per-video run, so each
+# stage of a new video is requested once. None requests while a run for it is in flight, and a failed run is not
+# retried until its input changes (a video's fetch: until materialized by hand).
+# A fetch is requested once per partition that becomes missing (also those already there at the first evaluation,
+# unlike on_missing()), then not again whether or not its run has been launched yet.
+FETCH_NEW_VIDEO = (
+    AutomationCondition.missing().newly_true().since(
+        AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & ~AutomationCondition.in_progress()
+    & ~AutomationCondition.execution_failed()
+).with_label("newly_missing_once")
+# eager(): once per new partition or input update (since_last_handled), not while it or an input is in progress;
+# and never past a failed blocking check upstream.
+FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
+    "eager_after_blocking_checks")
+
+# Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow the new tokenizer
+# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it, and the evaluation
+# follows the world model. New videos alone (new latents, a new manifest) retrain nothing.
+_TOKENIZER_UPDATED = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
+    AssetSelection.assets("tokenizer"))
+# No latents partition left that has not been updated since the tokenizer was (all_deps_match would be satisfied by
+# any one partition of a partitioned dep).
+_REENCODED = ~AutomationCondition.any_deps_match(~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)).allow(
+    AssetSelection.assets("latents"))
+AFTER_NEW_TOKENIZER = (
+    _TOKENIZER_UPDATED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & _REENCODED
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after_new_tokenizer_and_its_latents")
+AFTER_NEW_WORLD_MODEL = (
+    AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(AssetSelection.assets("dynamics"))
+    .since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("after_new_world_model")
+
+
+def require_published(context: AssetExecutionContext, storage: StorageResource, stage: str) -> None:
+    """A clear error when an upstream training asset has no published output: name it, and its last failure."""
+    path = storage.layout.checkpoint(stage)
+    if path.exists():
+        return
+    detail = "it has never been materialized"
+    from dagster import DagsterRunStatus, RunsFilter
+
+    failed = context.instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.FAILURE]), limit=50)
+    for run in failed:
+        if run.asset_selection and any(k.to_user_string() == stage for k in run.asset_selection):
+            detail = f"its latest run {run.run_id} failed"
+            break
+    raise RuntimeError(f"upstream asset `{stage}` has no published checkpoint ({path}): {detail}. Fix and "
+                       f"materialize `{stage}` first.")
+
+
+def training_run_dir(storage: StorageResource, stage: str, *inputs) -> Path:
+    """A training run's folder, keyed by everything it depends on: a rerun on the same inputs resumes from its
+    last checkpoint, a rerun on new data or config starts fresh (never resumes a finished run on other data)."""
+    key = hashlib.sha256(json.dumps([str(i) for i in inputs]).encode()).hexdigest()[:16]
+    path = storage.layout.run_dir(stage, key)
+    path.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def publish_if_passed(passed: bool, src: Path, dst: Path, context: AssetExecutionContext) -> dict:
+    """Publish a training run's output only when its blocking checks passed; otherwise the previous published
+    one stays, and the failed one stays in its run folder. Returns metadata saying where each is."""
+    where = {"checkpoint": MetadataValue.path(str(src)), "published": bool(passed)}
+    if passed:
+        where["published_checkpoint"] = MetadataValue.path(str(_publish(src, dst)))
+        return where
+    kept = MetadataValue.path(str(dst)) if dst.exists() else "none (never published)"
+    where["kept_published_checkpoint"] = kept
+    context.log.warning(f"a blocking check failed: {src} is not published; {dst} "
+                        f"{'keeps the previous one' if dst.exists() else 'stays absent'}")
+    return where
+
+
+def _publish(src: Path, dst: Path) -> Path:
+    """Copy a finished checkpoint to the stage's well-known path atomically (readers never see half a file)."""
+    return copy_file(src, dst)
+
+
+def check_result(name: str, passed: bool, details: dict, severity=AssetCheckSeverity.WARN) -> AssetCheckResult:
+    return AssetCheckResult(check_name=name, passed=bool(passed), metadata=scalars(details), severity=severity)
+
+
+def scalars(stats: dict) -> dict:
+    """The numbers and strings of a stats dict, as Dagster metadata (nested values become JSON)."""
+    out = {}
+    for key, value in stats.items():
+        if isinstance(value, (bool, MetadataValue)):
+            out[key] = value
+        elif isinstance(value, (int, float, str)):
+            out[key] = value
+        elif isinstance(value, Path):
+            out[key] = MetadataValue.path(str(value))
+        elif isinstance(value, (list, tuple, dict)) and len(json.dumps(value, default=str)) < 2000:
+            out[key] = MetadataValue.json(value if isinstance(value, dict) else {"values": list(value)})
+    return out

@@ -1,0 +1,115 @@
+"""Evaluation: held-out rollouts of the published tokenizer and world model, scored against baselines."""
+
+import time
+
+from dagster import (
+    AssetCheckSpec,
+    AssetExecutionContext,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    asset,
+)
+
+from ahriuwu_core import manifest as manifest_lib
+from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
+from pipeline.assets.common import (
+    AFTER_NEW_WORLD_MODEL, CODE_VERSIONS, OWNER, check_result, require_published,
+)
+from pipeline.assets.ingest import dataset_manifest
+from pipeline.assets.training import dynamics, tokenizer
+from pipeline.report import image_markdown, metrics_table, metrics_table_markdown
+from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
+
+
+@asset(
+    deps=[dynamics, tokenizer, dataset_manifest],
+    group_name="evaluation",
+    code_version=CODE_VERSIONS["evaluation"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
+    pool="gpu",
+    automation_condition=AFTER_NEW_WORLD_MODEL,
+    check_specs=[
+        AssetCheckSpec("beats_persistence_h1", asset="evaluation",
+                       description="the 95% interval of the model's PSNR margin over copy-last-frame at h=1 is above 0"),
+        AssetCheckSpec("few_steps_close", asset="evaluation", description="K=4 within 1 dB of K=64 (mean over horizons)"),
+        AssetCheckSpec("no_nan", asset="evaluation", description="no NaN or inf in any metric"),
+        AssetCheckSpec("split_disjoint", asset="evaluation", description="evaluated videos never reached training"),
+    ],
+    description="Held-out rollouts: C context frames, then H frames predicted autoregressively; PSNR/SSIM/LPIPS "
+    "per horizon against copy-last-frame and the tokenizer's ceiling, action controllability, and pictures.",
+)
+def evaluation(
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    compute: ComputeResource,
+    project: ProjectResource,
+) -> MaterializeResult:
+    from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
+    from ahriuwu_core.eval.run import evaluate
+    from ahriuwu_core.split import check_split_disjoint
+
+    preset = project.preset_config()
+    manifest = manifest_lib.read_manifest(storage.path)
+    stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
+    for stage in ("tokenizer", "dynamics"):
+        require_published(context, storage, stage)
+    if not stores["heldout"]:  # a single-video dataset: say so, score nothing (never the training data)
+        reason = (f"no held-out video: the dataset has {len(manifest['train'])} training video(s) and none held "
+                  "out, so there is nothing to evaluate on. Add videos (about 1 in 4 is held out).")
+        context.log.warning(reason)
+        return MaterializeResult(
+            metadata={"status": reason, "heldout_videos": "none", "manifest_version": manifest["version"]},
+            check_results=[check_result(name, False, {"reason": reason})
+                           for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")])
+    run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
+    lineage = {
+        "manifest_version": manifest["version"],
+        "videos": manifest["heldout"],
+        "train_videos": manifest["train"],
+        "tokenizer_sha256": manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint),
+        "dynamics_sha256": manifest_lib.file_sha256(storage.layout.dynamics_checkpoint),
+        "code_versions": CODE_VERSIONS,
+        "run_id": context.run.run_id,
+    }
+    with compute.step_device(storage, context.log.info) as device:
+        result = evaluate(
+            storage.layout.tokenizer_checkpoint,
+            storage.layout.dynamics_checkpoint,
+            stores["heldout"],
+            preset.evaluation,
+            storage.layout.report_dir(run_name),
+            lineage=lineage,
+            device=device,
+            log=context.log.info,
+            estimate_motion=project.motion_estimator(),
+        )
+    metrics = result["metrics"]
+    metadata = {
+        **result["flat"],
+        "preset": preset.name,
+        "report": MetadataValue.path(str(result["report_path"])),
+        "metrics_table": MetadataValue.md(metrics_table_markdown(metrics)),
+        "psnr_table": metrics_table(metrics),
+        "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
+        "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
+        "heldout_videos": ", ".join(metrics["videos"]),
+        "manifest_version": manifest["version"],
+        # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
+        "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
+        "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"
+                                           else f"make play DATA_ROOT={storage.path}"),
+    }
+    evaluated = metrics["videos"]
+    return MaterializeResult(
+        metadata=metadata,
+        data_version=DataVersion(manifest_lib.file_sha256(result["metrics_path"])),
+        check_results=[
+            check_result("beats_persistence_h1", *check_beats_persistence(metrics, 1)),
+            check_result("few_steps_close", *check_few_steps_close(metrics)),
+            check_result("no_nan", *check_no_nan(metrics)),
+            check_result("split_disjoint", *check_split_disjoint(manifest["train"] + manifest["missing"], evaluated)),
+        ],
+    )

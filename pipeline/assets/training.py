@@ -1,0 +1,193 @@
+"""Training: the tokenizer, each video's latents, and the world model (launched through Dagster Pipes)."""
+
+import dataclasses
+import json
+import multiprocessing
+from pathlib import Path
+
+from dagster import (
+    AssetCheckSeverity,
+    AssetCheckSpec,
+    AssetExecutionContext,
+    DataVersion,
+    MaterializeResult,
+    MetadataValue,
+    PipesSubprocessClient,
+    asset,
+)
+
+from ahriuwu_core import manifest as manifest_lib
+from pipeline.assets.common import (
+    AFTER_NEW_TOKENIZER, CODE_VERSIONS, FOLLOW_INPUTS, OWNER, check_result, publish_if_passed,
+    require_published, scalars, training_run_dir, video_partitions,
+)
+from pipeline.assets.ingest import dataset_manifest, frames
+from pipeline.cluster import K8sLauncher, launch_dynamics
+from pipeline.report import image_markdown, loss_curve_markdown
+from pipeline.resources import ComputeResource, ProjectResource, StorageResource
+
+
+@asset(
+    deps=[dataset_manifest],
+    group_name="training",
+    code_version=CODE_VERSIONS["tokenizer"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
+    pool="gpu",
+    check_specs=[
+        AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True,
+                       description="distinct held-out frames keep distinct latents and reconstructions")
+    ],
+    description="A frame tokenizer (CNN or block-causal MAE transformer, tanh bottleneck) trained on the "
+    "training split with MSE + 0.2 LPIPS; reports held-out reconstruction quality.",
+)
+def tokenizer(
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    compute: ComputeResource,
+    project: ProjectResource,
+) -> MaterializeResult:
+    from ahriuwu_core.tokenizer import train_tokenizer
+
+    preset = project.preset_config()
+    train_cfg = preset.tokenizer_config()
+    manifest = manifest_lib.read_manifest(storage.path)
+    stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
+    run_dir = training_run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
+    # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
+    # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
+    # the parent is a shell the demo may well outlive (nohup).
+    with compute.step_device(storage, context.log.info) as device:
+        result = train_tokenizer(stores["train"], stores["heldout"], train_cfg, run_dir, device=device,
+                                 log=context.log.info, exit_with_parent=multiprocessing.parent_process() is not None)
+    if not result["completed"]:
+        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing "
+                           f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}")
+    # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
+    # by the next run), and the published path that readers load -- published only when the check passed.
+    result["checkpoint"] = Path(result["checkpoint"])
+    collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
+    passed = bool(result["collapse_passed"])
+    where = publish_if_passed(passed, result["checkpoint"], storage.layout.tokenizer_checkpoint, context)
+    strip = result.pop("strip_png", None)
+    metadata = {**scalars(result), **where, "preset": preset.name, "kind": train_cfg.kind}
+    if strip:
+        metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
+    if curve := loss_curve_markdown(run_dir / "train_log.jsonl"):
+        metadata["loss_curve"] = MetadataValue.md(curve)
+    return MaterializeResult(
+        metadata=metadata,
+        data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
+        check_results=[check_result("not_collapsed", passed, {**collapse, **where}, AssetCheckSeverity.ERROR)],
+    )
+
+
+@asset(
+    partitions_def=video_partitions,
+    deps=[frames, tokenizer],
+    group_name="training",
+    code_version=CODE_VERSIONS["latents"],
+    kinds={"pytorch", "zarr"},
+    tags={"compute": "gpu", "scope": "per_video"},
+    owners=[OWNER],
+    pool="gpu",
+    automation_condition=FOLLOW_INPUTS,  # waits for the tokenizer's not_collapsed check
+    description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
+    "name the tokenizer checkpoint that made it.",
+)
+def latents(
+    context: AssetExecutionContext, storage: StorageResource, compute: ComputeResource, project: ProjectResource
+) -> MaterializeResult:
+    from ahriuwu_core.tokenizer import encode_video
+
+    video_id = context.partition_key
+    out = storage.layout.latents_store(video_id)
+    require_published(context, storage, "tokenizer")
+    with compute.step_device(storage, context.log.info) as device:
+        stats = encode_video(
+            storage.layout.frames_store(video_id),
+            storage.layout.tokenizer_checkpoint,
+            out,
+            device=device,
+            code_version=CODE_VERSIONS["tokenizer"],
+        )
+    return MaterializeResult(
+        metadata={**scalars(stats), "path": MetadataValue.path(str(out)), "preset": project.preset_config().name},
+        data_version=DataVersion(stats["content_hash"]),
+    )
+
+
+@asset(
+    deps=[latents, dataset_manifest, tokenizer],
+    group_name="training",
+    code_version=CODE_VERSIONS["dynamics"],
+    kinds={"pytorch"},
+    tags={"compute": "gpu", "scope": "dataset"},
+    owners=[OWNER],
+    pool="gpu",
+    automation_condition=AFTER_NEW_TOKENIZER,
+    check_specs=[
+        AssetCheckSpec("finite_loss", asset="dynamics", blocking=True,
+                       description="every logged training loss and the final loss are finite"),
+        AssetCheckSpec("loss_improved", asset="dynamics", blocking=True,
+                       description="the mean of the last logged losses is below the first's by more than 2 "
+                       "standard errors (not judged with fewer than 3 logged losses at each end)"),
+        AssetCheckSpec("action_alive", asset="dynamics", blocking=True,
+                       description="the prediction changes when the actions change, on fixed training windows"),
+    ],
+    description="The world model: a space/time factorized transformer over latent tokens trained with flow "
+    "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
+)
+def dynamics(
+    context: AssetExecutionContext,
+    storage: StorageResource,
+    compute: ComputeResource,
+    project: ProjectResource,
+    pipes_subprocess_client: PipesSubprocessClient,
+    k8s: K8sLauncher,
+):
+    preset = project.preset_config()
+    manifest = manifest_lib.read_manifest(storage.path)
+    stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
+    require_published(context, storage, "tokenizer")
+    tokenizer_sha = manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint)
+    out_dir = training_run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
+                       CODE_VERSIONS["dynamics"])
+    spec = out_dir / "spec.json"
+    remote = compute.launcher == "k8s"
+    with compute.step_device(storage, context.log.info, distributed=compute.nproc_per_node > 1) as device:
+        # The resolved config travels whole: the external process never looks a preset up again. A pod picks
+        # its own GPUs, so it gets the configured device rather than one of this machine's.
+        spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
+                                    "train_stores": [str(p) for p in stores["train"]],
+                                    "out_dir": str(out_dir), "device": compute.device if remote else device},
+                                   indent=1))
+        result = launch_dynamics(context, compute, spec, storage.path, pipes_subprocess_client,
+                                 k8s).get_materialize_result()
+        checkpoint = out_dir / "dynamics.pt"
+        checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
+    where = publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
+                               storage.layout.dynamics_checkpoint, context)
+    curve = loss_curve_markdown(out_dir / "train_log.jsonl")
+    return MaterializeResult(
+        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
+                  "manifest_version": manifest["version"]},
+        data_version=result.data_version,
+        check_results=[check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
+                       for name, (passed, details) in checks.items()],
+    )
+
+
+def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
+    """The dynamics asset's blocking checks on its run folder: name -> (passed, metadata)."""
+    from ahriuwu_core.dynamics.checks import check_action_alive, check_finite_loss, check_loss_improved, logged_losses
+    from ahriuwu_core.dynamics.train import load_world_model
+
+    losses = logged_losses(out_dir / "train_log.jsonl")
+    trained = json.loads((out_dir / "result.json").read_text())
+    return {
+        "finite_loss": check_finite_loss(losses, trained.get("loss_last")),
+        "loss_improved": check_loss_improved(losses),
+        "action_alive": check_action_alive(load_world_model(checkpoint, device), train_stores),
+    }
