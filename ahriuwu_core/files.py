@@ -217,3 +217,22 @@ def sweep(folder: Path) -> list[Path]:
             _remove(entry)
             removed.append(entry)
     return removed
+
+
+def prune_runs(runs_dir: Path, keep: int, current: Path, lock_name: str = "trainer.lock", log=print) -> list[Path]:
+    """Remove the oldest run folders in `runs_dir` (by last change) beyond the `keep` newest, never `current` and
+    never one whose lock a live process on this host holds; keep <= 0 keeps all. Returns what was removed."""
+    runs_dir, current = Path(runs_dir), Path(current).resolve()
+    if keep <= 0 or not runs_dir.is_dir():
+        return []
+    runs = sorted((p for p in runs_dir.iterdir() if p.is_dir() and not _LEFTOVER.match(p.name)),
+                  key=lambda p: p.stat().st_mtime, reverse=True)
+    removed = []
+    for run in runs[keep:]:
+        owner = _lock_owner(run / lock_name)
+        if run.resolve() == current or (owner and owner[1] == socket.gethostname() and pid_alive(owner[0])):
+            continue
+        _remove(run)
+        removed.append(run)
+        log(f"removed old training run {run} (keeping the {keep} newest)")
+    return removed

@@ -28,9 +28,11 @@ PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
 class StorageResource(ConfigurableResource):
-    """The data root: videos, zarr stores, checkpoints and reports live under it."""
+    """The data root: videos, zarr stores, checkpoints and reports live under it. keep_runs: training run
+    folders kept per stage (the newest; 0 keeps all)."""
 
     root: str = "assets"
+    keep_runs: int = 3
 
     @property
     def path(self) -> Path:
@@ -200,7 +202,7 @@ class DataRootMessageReader(PipesMessageReader):
 
 def resources_from_env() -> dict:
     env = os.environ.get
-    storage = StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets"))
+    storage = StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets"), keep_runs=int(env("AHRIUWU_KEEP_RUNS", "3")))
     return {
         "storage": storage,
         "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),

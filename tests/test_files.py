@@ -63,3 +63,24 @@ def test_rotate_keeps_both_names_readable(tmp_path):
     write_bytes(last, b"two")
     assert last.read_bytes() == b"two" and prev.read_bytes() == b"one"
     assert sorted(p.name for p in tmp_path.iterdir()) == ["last.prev.pt", "last.pt"]  # no temps left
+
+
+def test_old_run_folders_are_pruned_but_never_the_current_or_a_live_one(tmp_path):
+    import socket
+    import time
+
+    from ahriuwu_core.files import prune_runs
+
+    runs = tmp_path / "runs"
+    for name in ["a", "b", "c", "d", "e"]:
+        (runs / name).mkdir(parents=True)
+        (runs / name / "last.pt").write_bytes(b"x")
+    (runs / "b" / "trainer.lock").write_text(f"{os.getpid()} {socket.gethostname()}")  # a live trainer's
+    (runs / "c" / "trainer.lock").write_text(f"999999999 {socket.gethostname()}")  # a dead one's
+    for i, name in enumerate(["a", "b", "c", "d", "e"]):  # a oldest ... e newest
+        t = time.time() - 100 + i
+        os.utime(runs / name, (t, t))
+    removed = prune_runs(runs, keep=2, current=runs / "a", log=lambda m: None)
+    assert sorted(p.name for p in removed) == ["c"]
+    assert sorted(p.name for p in runs.iterdir()) == ["a", "b", "d", "e"]
+    assert prune_runs(runs, keep=0, current=runs / "e") == []  # 0 keeps all

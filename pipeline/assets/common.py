@@ -2,6 +2,7 @@
 and the helpers that publish a training output and turn results into metadata and check results."""
 
 import hashlib
+import os
 import json
 from pathlib import Path
 
@@ -15,7 +16,7 @@ from dagster import (
     MetadataValue,
 )
 
-from ahriuwu_core.files import copy_file
+from ahriuwu_core.files import copy_file, prune_runs
 from pipeline.resources import StorageResource
 
 
@@ -100,12 +101,16 @@ def require_published(context: AssetExecutionContext, storage: StorageResource, 
                        f"materialize `{stage}` first.")
 
 
-def training_run_dir(storage: StorageResource, stage: str, *inputs) -> Path:
+def training_run_dir(storage: StorageResource, stage: str, *inputs, log=print) -> Path:
     """A training run's folder, keyed by everything it depends on: a rerun on the same inputs resumes from its
-    last checkpoint, a rerun on new data or config starts fresh (never resumes a finished run on other data)."""
+    last checkpoint, a rerun on new data or config starts fresh (never resumes a finished run on other data).
+    Older run folders beyond `storage.keep_runs` are removed (each holds a resume checkpoint with optimizer
+    state); the published checkpoint is a copy, so it stays."""
     key = hashlib.sha256(json.dumps([str(i) for i in inputs]).encode()).hexdigest()[:16]
     path = storage.layout.run_dir(stage, key)
     path.mkdir(parents=True, exist_ok=True)
+    os.utime(path)  # the newest run, whatever the folder's age, for the pruning below
+    prune_runs(path.parent, storage.keep_runs, current=path, log=log)
     return path
 
 

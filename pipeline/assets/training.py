@@ -54,7 +54,8 @@ def tokenizer(
     train_cfg = preset.tokenizer_config()
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
-    run_dir = training_run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg, CODE_VERSIONS["tokenizer"])
+    run_dir = training_run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg,
+                               CODE_VERSIONS["tokenizer"], log=context.log.info)
     # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
     # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
     # the parent is a shell the demo may well outlive (nohup).
@@ -153,7 +154,7 @@ def dynamics(
     require_published(context, storage, "tokenizer")
     tokenizer_sha = manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint)
     out_dir = training_run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
-                       CODE_VERSIONS["dynamics"])
+                               CODE_VERSIONS["dynamics"], log=context.log.info)
     spec = out_dir / "spec.json"
     remote = compute.launcher == "k8s"
     with compute.step_device(storage, context.log.info, distributed=compute.nproc_per_node > 1) as device:
