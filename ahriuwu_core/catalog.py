@@ -32,16 +32,28 @@ def _entry_path(root: Path, video_id: str) -> Path:
     return DataLayout(root).catalog_entry(video_id)
 
 
-def register_videos(root: Path, entries: list[dict]) -> list[str]:
-    """Record entries (each with at least `video_id` and `url`); return the ids that were new."""
+def register_videos(root: Path, entries: list[dict], source: str = "") -> list[str]:
+    """Record entries (each with at least `video_id` and `url`) as listed from `source` (the project's source
+    setting, e.g. `folder:/videos`); return the ids that were new."""
     new = []
     for entry in entries:
         path = _entry_path(root, entry["video_id"])
         if path.exists():
             continue
-        write_json(path, entry, default=str)
+        write_json(path, {**entry, "source": source} if source else entry, default=str)
         new.append(entry["video_id"])
     return new
+
+
+def of_source(root: Path, video_ids, source: str) -> tuple[list[str], list[str]]:
+    """(ids registered from `source`, ids registered from another one). An entry that records no source counts
+    as `source`'s."""
+    mine, others = [], []
+    for video_id in video_ids:
+        path = _entry_path(root, video_id)
+        recorded = json.loads(path.read_text()).get("source") if path.exists() else None
+        (mine if recorded in (None, "", source) else others).append(video_id)
+    return mine, others
 
 
 def catalog_entry(root: Path, video_id: str) -> dict:

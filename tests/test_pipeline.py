@@ -359,3 +359,33 @@ def test_bumping_a_code_version_stales_it_and_its_downstream(graph):
     ids = instance.get_dynamic_partitions("videos")
     assert unsynced_partitions(instance, bumped) == (
         {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids})
+
+
+def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(graph):
+    """One dataset per identity: the resolved frame settings are part of `frames`' code version, the source is
+    part of the manifest's; a different value stales that asset and what follows it, nothing else."""
+    instance, resources, *_ = graph
+    from pipeline.assets.common import DEPLOYMENT_PROJECT, frames_code_version, manifest_code_version
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.resources import ProjectResource
+    from tests._staleness import stale_partitions, unsynced_partitions
+
+    here = DEPLOYMENT_PROJECT
+    layout = "none" if here.preset_config().frames.hud_layout == "replay" else "replay"
+    other_frames = ProjectResource(preset=here.preset, source=here.source, hud_layout=layout)
+    other_source = ProjectResource(preset=here.preset, source="folder:/elsewhere", hud_layout=here.hud_layout)
+    assert frames_code_version(other_frames) != frames_code_version(here)
+    assert manifest_code_version(other_source) != manifest_code_version(here)
+
+    def deployed(name, version):
+        return [a.map_asset_specs(lambda s: s.replace_attributes(code_version=version)) if a.key.path == [name]
+                else a for a in ALL_ASSETS]
+
+    ids = instance.get_dynamic_partitions("videos")
+    training = {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids}
+    assets = deployed("frames", frames_code_version(other_frames))
+    assert stale_partitions(instance, assets) == sorted(("frames", v) for v in ids)
+    assert unsynced_partitions(instance, assets) == {("frames", v) for v in ids} | {("dataset_manifest", None)} | training
+    assets = deployed("dataset_manifest", manifest_code_version(other_source))
+    assert stale_partitions(instance, assets) == [("dataset_manifest", None)]
+    assert unsynced_partitions(instance, assets) == {("dataset_manifest", None)} | training

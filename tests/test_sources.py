@@ -439,3 +439,18 @@ def test_too_long_videos_and_live_streams_are_refused(tmp_path):
     assert "does not pass filter" in refuse({"id": "x", "duration": 7200}, incomplete=False)
     assert refuse({"id": "x", "duration": 1.5}, incomplete=False) is None
     assert refuse({"id": "x"}, incomplete=False) is None  # unknown before the download: checked after it
+
+
+def test_the_catalog_tells_videos_of_the_configured_source_from_the_others(tmp_path):
+    """One dataset per source: the manifest keeps the videos registered from the configured source (and those
+    that record none) and leaves out the others, e.g. the demo's after switching to a channel."""
+    from ahriuwu_core import catalog
+
+    root = tmp_path / "data"
+    catalog.register_videos(root, [{"video_id": "demo_000", "url": "file:///d.mp4"}], "demo")
+    catalog.register_videos(root, [{"video_id": "abc", "url": "https://youtu.be/abc"}], "channel:https://c")
+    catalog.register_videos(root, [{"video_id": "old", "url": "file:///o.mp4"}])
+    assert catalog.catalog_entry(root, "abc")["source"] == "channel:https://c"
+    assert catalog.of_source(root, ["abc", "demo_000", "old"], "channel:https://c") == (["abc", "old"],
+                                                                                       ["demo_000"])
+    assert catalog.of_source(root, ["abc", "demo_000"], "demo") == (["demo_000"], ["abc"])

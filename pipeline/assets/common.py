@@ -1,6 +1,7 @@
 """What every stage shares: the video partitions, the owner, the code versions, the automation conditions,
 and the helpers that publish a training output and turn results into metadata and check results."""
 
+import dataclasses
 import hashlib
 import os
 import json
@@ -17,7 +18,7 @@ from dagster import (
 )
 
 from ahriuwu_core.files import copy_file, prune_runs
-from pipeline.resources import StorageResource
+from pipeline.resources import StorageResource, resources_from_env
 
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
@@ -41,6 +42,29 @@ CODE_VERSIONS = {
     "dynamics": "4",
     "evaluation": "2",
 }
+
+# One dataset per identity: the settings a per-video output depends on take part in its code version, so that
+# changing them (AHRIUWU_PRESET's frame size, AHRIUWU_HUD_LAYOUT, AHRIUWU_SOURCE) stales exactly what they change.
+# Read from the environment the definitions load with (`dagster dev`, `make demo`); a launchpad resource
+# override changes what a run computes but not these versions.
+
+
+def settings_version(value) -> str:
+    """A short hash of a configuration value, for a code version."""
+    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
+
+
+def frames_code_version(project) -> str:
+    """frames: its code's version and the resolved frame settings (size, resize mode, HUD layout)."""
+    return f'{CODE_VERSIONS["frames"]}.{settings_version(dataclasses.asdict(project.preset_config().frames))}'
+
+
+def manifest_code_version(project) -> str:
+    """dataset_manifest: its code's version and the source whose videos it lists."""
+    return f'{CODE_VERSIONS["dataset_manifest"]}.{settings_version(project.source)}'
+
+
+DEPLOYMENT_PROJECT = resources_from_env()["project"]
 
 
 # Automation. The new_videos sensor only adds partitions; these conditions request every per-video run, so each

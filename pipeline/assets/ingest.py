@@ -17,7 +17,8 @@ from dagster import (
 from ahriuwu_core import catalog, manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from pipeline.assets.common import (
-    CODE_VERSIONS, FETCH_NEW_VIDEO, FOLLOW_INPUTS, OWNER, check_result, scalars, video_partitions,
+    CODE_VERSIONS, DEPLOYMENT_PROJECT, FETCH_NEW_VIDEO, FOLLOW_INPUTS, OWNER, check_result, frames_code_version,
+    manifest_code_version, scalars, video_partitions,
 )
 from pipeline.resources import ProjectResource, StorageResource
 
@@ -62,7 +63,7 @@ def videos(
     partitions_def=video_partitions,
     deps=[videos],
     group_name="ingest",
-    code_version=CODE_VERSIONS["frames"],
+    code_version=frames_code_version(DEPLOYMENT_PROJECT),
     kinds={"pyav", "zarr"},
     tags={"compute": "cpu", "scope": "per_video"},
     owners=[OWNER],
@@ -105,7 +106,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
 @asset(
     deps=[frames],
     group_name="dataset",
-    code_version=CODE_VERSIONS["dataset_manifest"],
+    code_version=manifest_code_version(DEPLOYMENT_PROJECT),
     kinds={"json"},
     tags={"compute": "cpu", "scope": "dataset"},
     owners=[OWNER],
@@ -127,7 +128,12 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
 def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
     from ahriuwu_core.split import check_split_disjoint
 
-    video_ids = context.instance.get_dynamic_partitions(video_partitions.name)
+    # One dataset per source: partitions registered from another source (say, the demo's, before switching to a
+    # channel) stay in the instance but never reach training.
+    video_ids, others = catalog.of_source(storage.path, context.instance.get_dynamic_partitions(video_partitions.name),
+                                          project.source)
+    if others:
+        context.log.info(f"{len(others)} video(s) registered from another source left out: {', '.join(others[:10])}")
     preset = project.preset_config()
     manifest = manifest_lib.build_manifest(storage.path, video_ids, preset.split)
     split_ok, split_details = check_split_disjoint(manifest["train"], manifest["heldout"])
@@ -140,6 +146,8 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
         metadata={
             "path": MetadataValue.path(str(path)),
             "preset": preset.name,
+            "source": project.source,
+            "other_source_videos": len(others),
             "num_videos": len(manifest["videos"]),
             "num_train": len(manifest["train"]),
             "num_heldout": len(manifest["heldout"]),
