@@ -1,4 +1,5 @@
 """Dynamics training: latent windows, mixed labels, resume, non-finite handling, signals, SIGKILL, DDP."""
+import dataclasses
 import json
 import os
 import signal
@@ -235,26 +236,47 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path):
 
 
 def test_two_nodes_on_loopback_match_one_process(tmp_path):
-    """2 nodes x 1 process, joined by torchrun's c10d rendezvous on 127.0.0.1 (the cluster route's launch),
-    train the same model as 1 process on the global batch."""
+    """The cluster route as the dynamics asset launches it: `pipeline.cluster.dynamics_command` with a c10d
+    rendezvous on 127.0.0.1 for 2 nodes x 1 process, both running the pipeline's entry point
+    (`pipeline.dynamics_pipes`) in one Dagster Pipes session, as every node of a cluster job gets the same
+    environment. Whichever node is rank 0 reports to Dagster; the model is the one 1 process trains on the
+    global batch."""
+    from dagster import (AssetExecutionContext, PipesTempFileContextInjector, PipesTempFileMessageReader, asset,
+                         materialize, open_pipes_session)
+
+    from ahriuwu_core.dynamics.train import DynamicsTrainConfig
+    from pipeline.cluster import dynamics_command
     from tests._servers import free_port
 
     stores = make_stores(tmp_path, n=2)
     out = tmp_path / "nodes"
+    out.mkdir()
     cfg = cli_config(stores, steps=4, ckpt_every=2)
-    endpoint = f"127.0.0.1:{free_port()}"
-    nodes = [subprocess.Popen(
-        [sys.executable, "-m", "torch.distributed.run", "--nnodes=2", "--nproc_per_node=1", "--rdzv-backend=c10d",
-         f"--rdzv-endpoint={endpoint}", "--rdzv-id=two-nodes", "--max-restarts=0",
-         "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(cfg), "--out", str(out)],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-        for _ in range(2)]
-    try:
-        outputs = [node.communicate(timeout=240)[0].decode() for node in nodes]
-    finally:
-        for node in nodes:
-            node.kill()
-    assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+    train_cfg = DynamicsTrainConfig.from_dict({k: v for k, v in cfg.items() if k not in ("train_stores", "device")})
+    spec = out / "spec.json"
+    spec.write_text(json.dumps({"preset": "test", "config": dataclasses.asdict(train_cfg), "out_dir": str(out),
+                                "train_stores": cfg["train_stores"], "device": "cpu"}))
+    command = dynamics_command(spec, 1, sys.executable, rdzv_endpoint=f"127.0.0.1:{free_port()}", nnodes=2)
+    outputs = []
+
+    @asset(key="dynamics")
+    def on_two_nodes(context: AssetExecutionContext):
+        with open_pipes_session(context, PipesTempFileContextInjector(), PipesTempFileMessageReader()) as session:
+            env = {**os.environ, "OMP_NUM_THREADS": "1", **session.get_bootstrap_env_vars()}
+            nodes = [subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                     for _ in range(2)]
+            try:
+                outputs.extend(node.communicate(timeout=240)[0].decode() for node in nodes)
+            finally:
+                for node in nodes:
+                    node.kill()
+            assert [node.returncode for node in nodes] == [0, 0], "\n".join(o[-3000:] for o in outputs)
+        yield from session.get_results()
+
+    result = materialize([on_two_nodes])
+    assert result.success
+    [mat] = result.asset_materializations_for_node("dynamics")
+    assert mat.metadata["world_size"].value == 2 and mat.metadata["steps"].value == 4
     _assert_matches_one_process(out, cfg, stores, tmp_path / "one")
 
 
