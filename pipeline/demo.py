@@ -6,6 +6,7 @@ pictures. One bad video fails its own partition only; training uses the videos t
 from __future__ import annotations
 
 import argparse
+import os
 import signal
 import sys
 import threading
@@ -88,7 +89,9 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
                if not e.passed and e.blocking]
     status = "ok" if result.success else "FAILED" + (f" (blocking check {', '.join(blocked)})" if blocked else "")
     log(f"{names}{where}: {status} in {time.perf_counter() - start:.1f}s, peak RSS {rss.peak_bytes / 2**20:.0f} MiB")
-    if _interrupted(result):  # Dagster turned SIGTERM/Ctrl-C into a failed step or run: stop here too
+    # Dagster turned SIGTERM/Ctrl-C into a failed step or run, or received one where it only records it (and
+    # then dropped it): stop here too.
+    if _interrupted(result) or SIGNALS.stop_requested():
         raise KeyboardInterrupt(f"during {names}{where}")
     return result.success
 
@@ -145,12 +148,41 @@ def _interrupt(signum, frame):
     raise KeyboardInterrupt(signal.Signals(signum).name)
 
 
+class SignalLog:
+    """Every SIGTERM / SIGINT this process receives, through the signal wakeup fd: Python writes each signal's
+    number there whatever handler is installed, so it also sees those Dagster's run catches and drops (it swaps
+    the handlers while a run executes, and forgets an interrupt no step acted on when the run ends)."""
+
+    def __init__(self):
+        self._read = None
+
+    def start(self) -> None:
+        read, write = os.pipe()
+        os.set_blocking(read, False)
+        os.set_blocking(write, False)
+        signal.set_wakeup_fd(write, warn_on_full_buffer=False)
+        self._read = read
+
+    def stop_requested(self) -> bool:
+        if self._read is None:
+            return False
+        try:
+            received = os.read(self._read, 4096)
+        except BlockingIOError:
+            return False
+        return any(n in (signal.SIGTERM, signal.SIGINT) for n in received)
+
+
+SIGNALS = SignalLog()
+
+
 def main(argv=None) -> int:
     argparse.ArgumentParser(description=__doc__).parse_args(argv)
     # SIGTERM acts as Ctrl-C (as Dagster also sets it once a run ends): between runs (waiting for a pool slot,
     # say) it stops the demo at once; during a run Dagster turns either into a failed step or run, and the demo
     # stops after that run.
     signal.signal(signal.SIGTERM, _interrupt)
+    SIGNALS.start()
     instance = DagsterInstance.get()
     start = time.perf_counter()
     try:

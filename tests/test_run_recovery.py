@@ -218,3 +218,21 @@ def test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slots(tmp_p
     list(concurrency.execute_concurrency_slots_iteration(Workspace(), logging.getLogger("test")))
     assert gpu() == []
     instance.dispose()
+
+
+def test_a_sigterm_that_a_run_catches_and_drops_still_stops_the_demo():
+    """Inside a run Dagster replaces the handlers with one that only records the interrupt, and forgets it when
+    the run ends; the demo's SignalLog (the signal wakeup fd) still sees it."""
+    script = (
+        "import os, signal\n"
+        "from pipeline.demo import SignalLog\n"
+        "log = SignalLog()\n"
+        "log.start()\n"
+        "assert not log.stop_requested()\n"
+        "signal.signal(signal.SIGTERM, lambda *a: None)  # what a run installs: record, do not raise\n"
+        "os.kill(os.getpid(), signal.SIGTERM)\n"
+        "assert log.stop_requested() and not log.stop_requested()\n"
+        "print('seen')\n")
+    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
+                          env={**os.environ, "AHRIUWU_AUTOMATION": "off"})
+    assert done.returncode == 0 and done.stdout.strip().endswith("seen"), done.stdout + done.stderr
