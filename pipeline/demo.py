@@ -31,7 +31,7 @@ def register_source(instance: DagsterInstance, resources: dict, log=print) -> li
     for s in listing.skipped:
         log(f"skipped {s.entry}: {s.reason}")
     entries = [entry_dict(e) for e in listing.entries]
-    catalog.register_videos(storage.path, entries, project.source)
+    catalog.register_videos(storage.path, entries, project.setting("source"))
     ids = list(dict.fromkeys(e["video_id"] for e in entries))
     known = set(instance.get_dynamic_partitions(video_partitions.name))
     instance.add_dynamic_partitions(video_partitions.name, [i for i in ids if i not in known])

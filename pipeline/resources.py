@@ -75,32 +75,54 @@ class ComputeResource(ConfigurableResource):
             yield device
 
 
+# ProjectResource's environment variables and defaults (README "Configuration"), and the field values that mean
+# "unset" where that is not the empty string.
+_PROJECT_ENV = {
+    "preset": ("AHRIUWU_PRESET", "demo"), "tokenizer_kind": ("AHRIUWU_TOKENIZER", ""),
+    "source": ("AHRIUWU_SOURCE", "demo"), "max_height": ("AHRIUWU_MAX_HEIGHT", "720"),
+    "cookies_file": ("AHRIUWU_COOKIES", ""), "rate_limit": ("AHRIUWU_RATE_LIMIT", ""),
+    "retries": ("AHRIUWU_RETRIES", "5"), "max_duration_s": ("AHRIUWU_MAX_DURATION_S", str(4 * 3600)),
+    "hud_layout": ("AHRIUWU_HUD_LAYOUT", ""),
+}
+_UNSET = {"max_height": 0, "retries": -1, "max_duration_s": -1.0}
+
+
 class ProjectResource(ConfigurableResource):
     """The preset (tiny, demo, seed, medium), the tokenizer kind and the video source the sensor lists.
 
     This resource is the run's whole configuration: every stage reads `preset_config()`, so a value set in the
     launchpad (its resources section) applies to every stage of that run, and no asset has a config field of
-    its own that could disagree.
+    its own that could disagree. Every field left unset reads its environment variable (`setting`).
 
     source: `demo`, `folder:/path`, `filelist:/path/urls.txt`, `urls:URL1,URL2`, `channel:URL` or `playlist:URL`.
     """
 
-    preset: str = "demo"
-    tokenizer_kind: str = ""  # "cnn" or "transformer"; empty: the preset's first
-    source: str = "demo"
-    max_height: int = 720
+    preset: str = ""          # tiny, demo, seed or medium
+    tokenizer_kind: str = ""  # "cnn" or "transformer"; unset: the preset's first
+    source: str = ""
+    max_height: int = 0
     cookies_file: str = ""
     rate_limit: str = ""
-    retries: int = 5  # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
-    max_duration_s: float = 4 * 3600  # longer videos are refused (0: no cap); live streams always are
-    hud_layout: str = ""  # a key of conventions.HUD_LAYOUTS; empty: the preset's, except that the demo's layout is
-                          # applied to the demo source only (another game has no HUD mask unless configured)
+    retries: int = -1         # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
+    max_duration_s: float = -1.0  # longer videos are refused (0: no cap); live streams always are
+    hud_layout: str = ""      # a key of conventions.HUD_LAYOUTS; unset: the preset's, except that the demo's layout
+                              # is applied to the demo source only (another game has no HUD mask unless configured)
+
+    def setting(self, name: str):
+        """The field's value, or, left at its unset default, its environment variable's (else the project's
+        default). Dagster builds a resource overridden in the launchpad from the class defaults plus the fields
+        given there, so an unset field must mean "as the deployment says", not a fixed value."""
+        value = getattr(self, name)
+        if value != type(value)(_UNSET.get(name, "")):
+            return value
+        var, default = _PROJECT_ENV[name]
+        return type(value)(os.environ.get(var) or default)
 
     # What depends on the source being the built-in demo, in one place: its HUD layout, its fixed held-out ids,
     # and its champion-aware scroll estimate apply to the demo only.
     @property
     def is_demo(self) -> bool:
-        return self.source.partition(":")[0] == "demo"
+        return self.setting("source").partition(":")[0] == "demo"
 
     def preset_config(self):
         """The preset resolved for this project into one typed value: the source decides the HUD layout and the
@@ -111,10 +133,11 @@ class ProjectResource(ConfigurableResource):
         from ahriuwu_core.presets import get_preset
         from ahriuwu_core.split import SplitConfig
 
-        preset = get_preset(self.preset)
+        preset = get_preset(self.setting("preset"))
         frames = preset.frames
-        layout = self.hud_layout or (frames.hud_layout if frames.hud_layout != "demo" or self.is_demo else "none")
-        kind = self.tokenizer_kind or next(iter(preset.tokenizers))
+        layout = self.setting("hud_layout") or (
+            frames.hud_layout if frames.hud_layout != "demo" or self.is_demo else "none")
+        kind = self.setting("tokenizer_kind") or next(iter(preset.tokenizers))
         return dataclasses.replace(
             preset,
             frames=dataclasses.replace(frames, hud_layout=layout),
@@ -134,16 +157,17 @@ class ProjectResource(ConfigurableResource):
     def source_config(self):
         from ahriuwu_core.sources import SourceConfig
 
-        kind, _, value = self.source.partition(":")
-        common = dict(max_height=self.max_height, cookies_file=self.cookies_file or None,
-                      rate_limit=self.rate_limit or None, retries=self.retries, max_duration_s=self.max_duration_s)
+        kind, _, value = self.setting("source").partition(":")
+        common = dict(max_height=self.setting("max_height"), cookies_file=self.setting("cookies_file") or None,
+                      rate_limit=self.setting("rate_limit") or None, retries=self.setting("retries"),
+                      max_duration_s=self.setting("max_duration_s"))
         if kind == "demo":
             return SourceConfig(kind="demo", demo=self.preset_config().demo, **common)
         if kind in ("folder", "filelist"):
             return SourceConfig(kind=kind, path=value, **common)
         if kind in ("urls", "channel", "playlist"):
             return SourceConfig(kind=kind, urls=[u for u in value.split(",") if u], **common)
-        raise ValueError(f"AHRIUWU_SOURCE={self.source!r}: expected demo, folder:PATH, filelist:PATH, urls:URL,..., "
+        raise ValueError(f"AHRIUWU_SOURCE={self.setting('source')!r}: expected demo, folder:PATH, filelist:PATH, urls:URL,..., "
                          "channel:URL or playlist:URL")
 
 
@@ -216,15 +240,5 @@ def resources_from_env() -> dict:
         "k8s": K8sLauncher(image=env("AHRIUWU_K8S_IMAGE", ""), namespace=env("AHRIUWU_K8S_NAMESPACE", "default"),
                            volume_claim=env("AHRIUWU_K8S_VOLUME_CLAIM", "ahriuwu-data"),
                            gpus=int(env("AHRIUWU_K8S_GPUS", "0"))),
-        "project": ProjectResource(
-            preset=env("AHRIUWU_PRESET", "demo"),
-            tokenizer_kind=env("AHRIUWU_TOKENIZER", ""),
-            source=env("AHRIUWU_SOURCE", "demo"),
-            max_height=int(env("AHRIUWU_MAX_HEIGHT", "720")),
-            cookies_file=env("AHRIUWU_COOKIES", ""),
-            rate_limit=env("AHRIUWU_RATE_LIMIT", ""),
-            retries=int(env("AHRIUWU_RETRIES", "5")),
-            max_duration_s=float(env("AHRIUWU_MAX_DURATION_S", str(4 * 3600))),
-            hud_layout=env("AHRIUWU_HUD_LAYOUT", ""),
-        ),
+        "project": ProjectResource(),  # every field from its environment variable
     }

@@ -45,7 +45,7 @@ def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource
     new_ids = list(dict.fromkeys(e["video_id"] for e in entries if e["video_id"] not in known))
     if not new_ids and context.cursor == listing_hash:
         return SkipReason(f"no new videos among {len(entries)} listed{skipped}")
-    catalog.register_videos(storage.path, entries, project.source)
+    catalog.register_videos(storage.path, entries, project.setting("source"))
     return SensorResult(
         dynamic_partitions_requests=[video_partitions.build_add_request(new_ids)] if new_ids else [],
         cursor=listing_hash,

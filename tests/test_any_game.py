@@ -114,7 +114,7 @@ def test_a_launchpad_preset_reaches_every_stage_of_the_run(tmp_path):
         for name in ("frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"):
             event = instance.get_latest_materialization_event(AssetKey(name))
             recorded[name] = {k: v.value for k, v in event.asset_materialization.metadata.items()
-                              if k in ("preset", "steps")}
+                              if k in ("preset", "steps", "source", "num_videos")}
 
     outcome, failures, root = run_folder(tmp_path, {"a": {}, "b": {}}, env={"AHRIUWU_PRESET": "demo"},
                                          run_config={"resources": {"project": {"config": {"preset": "tiny"}}}},
@@ -122,3 +122,6 @@ def test_a_launchpad_preset_reaches_every_stage_of_the_run(tmp_path):
     assert all(outcome.values()), (outcome, failures)
     assert {name: r["preset"] for name, r in recorded.items()} == dict.fromkeys(recorded, "tiny")
     assert recorded["tokenizer"]["steps"] == 16 and recorded["dynamics"]["steps"] == 12
+    # The override changed the preset only: the source stays the environment's, and both videos are its.
+    manifest = recorded["dataset_manifest"]
+    assert manifest["source"].startswith("folder:") and manifest["num_videos"] == 2

@@ -81,3 +81,25 @@ def test_the_resolved_preset_follows_the_source_and_the_tokenizer_kind():
     assert other.frames.hud_layout == "none" and other.split.heldout_ids == ()  # the hash split
     assert other.tokenizer_config().kind == "transformer" and list(other.tokenizers) == ["transformer"]
     assert ProjectResource(preset="seed", source="folder:/v").preset_config().frames.hud_layout == "replay"
+
+
+def test_a_launchpad_override_of_one_field_keeps_the_others_from_the_environment(monkeypatch):
+    """Dagster builds an overridden resource from the class defaults plus the launchpad's fields; the project's
+    unset fields read the environment, so overriding the preset keeps the deployment's source."""
+    from dagster import asset, materialize
+
+    from pipeline.resources import ProjectResource
+
+    monkeypatch.setenv("AHRIUWU_PRESET", "demo")
+    monkeypatch.setenv("AHRIUWU_SOURCE", "folder:/videos")
+
+    @asset(required_resource_keys={"project"})  # this module's annotations are strings (__future__)
+    def probe(context):
+        project = context.resources.project
+        return project.setting("preset"), project.setting("source"), project.preset_config().name
+
+    result = materialize([probe], resources={"project": ProjectResource()},
+                         run_config={"resources": {"project": {"config": {"preset": "tiny"}}}})
+    assert result.output_for_node("probe") == ("tiny", "folder:/videos", "tiny")
+    assert materialize([probe], resources={"project": ProjectResource()}).output_for_node("probe")[:2] == (
+        "demo", "folder:/videos")

@@ -372,8 +372,8 @@ def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(g
 
     here = DEPLOYMENT_PROJECT
     layout = "none" if here.preset_config().frames.hud_layout == "replay" else "replay"
-    other_frames = ProjectResource(preset=here.preset, source=here.source, hud_layout=layout)
-    other_source = ProjectResource(preset=here.preset, source="folder:/elsewhere", hud_layout=here.hud_layout)
+    other_frames = ProjectResource(hud_layout=layout)  # the rest from the environment, as `here`
+    other_source = ProjectResource(source="folder:/elsewhere")
     assert frames_code_version(other_frames) != frames_code_version(here)
     assert manifest_code_version(other_source) != manifest_code_version(here)
 

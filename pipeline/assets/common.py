@@ -61,7 +61,7 @@ def frames_code_version(project) -> str:
 
 def manifest_code_version(project) -> str:
     """dataset_manifest: its code's version and the source whose videos it lists."""
-    return f'{CODE_VERSIONS["dataset_manifest"]}.{settings_version(project.source)}'
+    return f'{CODE_VERSIONS["dataset_manifest"]}.{settings_version(project.setting("source"))}'
 
 
 DEPLOYMENT_PROJECT = resources_from_env()["project"]

@@ -131,7 +131,7 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
     # One dataset per source: partitions registered from another source (say, the demo's, before switching to a
     # channel) stay in the instance but never reach training.
     video_ids, others = catalog.of_source(storage.path, context.instance.get_dynamic_partitions(video_partitions.name),
-                                          project.source)
+                                          project.setting("source"))
     if others:
         context.log.info(f"{len(others)} video(s) registered from another source left out: {', '.join(others[:10])}")
     preset = project.preset_config()
@@ -146,7 +146,7 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
         metadata={
             "path": MetadataValue.path(str(path)),
             "preset": preset.name,
-            "source": project.source,
+            "source": project.setting("source"),
             "other_source_videos": len(others),
             "num_videos": len(manifest["videos"]),
             "num_train": len(manifest["train"]),
