@@ -182,6 +182,9 @@ def main(argv=None) -> int:
     # say) it stops the demo at once; during a run Dagster turns either into a failed step or run, and the demo
     # stops after that run.
     signal.signal(signal.SIGTERM, _interrupt)
+    # Dagster maps SIGTERM to SIGINT's handler after each run. A process started in the background without job
+    # control inherits an ignored SIGINT, which would make every later SIGTERM ignored too: take Ctrl-C back.
+    signal.signal(signal.SIGINT, signal.default_int_handler)
     SIGNALS.start()
     instance = DagsterInstance.get()
     start = time.perf_counter()

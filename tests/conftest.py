@@ -5,6 +5,13 @@ import pytest
 import torch
 
 
+# The code location's code versions include the deployment's settings (frame settings, source: see
+# pipeline/assets/common.py), read from the environment when the definitions are first imported. Import them
+# now, before any test changes the environment, so that the versions a test's in-process runs record match those
+# of a `dagster dev` the test starts with the default source (the tiny preset's frame settings are the demo's).
+import pipeline.definitions  # noqa: F401
+
+
 @contextlib.contextmanager
 def _single_torch_thread():
     """Tiny models: extra threads only thrash on the shared CPU. The previous count is restored after."""

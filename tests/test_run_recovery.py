@@ -236,3 +236,20 @@ def test_a_sigterm_that_a_run_catches_and_drops_still_stops_the_demo():
     done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
                           env={**os.environ, "AHRIUWU_AUTOMATION": "off"})
     assert done.returncode == 0 and done.stdout.strip().endswith("seen"), done.stdout + done.stderr
+
+
+def test_sigterm_stops_a_demo_started_with_sigint_ignored(tmp_path, demo_videos, monkeypatch):
+    """`python -m pipeline.demo &` from a script inherits an ignored SIGINT, and Dagster gives SIGTERM SIGINT's
+    handler after each run: the demo takes SIGINT back, so SIGTERM still stops it between and during runs."""
+    env = _project(tmp_path, demo_videos, monkeypatch)
+    log = tmp_path / "demo.log"
+    with open(log, "w") as out:
+        demo = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+    try:
+        _wait_for(log, "frames[", demo, 120)  # past its first runs
+        demo.send_signal(signal.SIGTERM)
+        assert demo.wait(timeout=60) == 130, log.read_text()[-3000:]
+    finally:
+        if demo.poll() is None:
+            os.killpg(demo.pid, signal.SIGKILL)
