@@ -9,18 +9,16 @@ import signal
 import socket
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 
 import pytest
-from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus, asset, materialize
+from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatus
 from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from ahriuwu_core.files import process_started
 from ahriuwu_core.layout import DataLayout
-from pipeline.run_health import host_tags
 from tests._instance import scratch_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -106,24 +104,40 @@ def test_a_run_killed_in_a_gpu_step_frees_its_slot_and_the_rerun_completes(tmp_p
     instance.dispose()
 
 
+HOLDER = """
+import sys, time
+from pathlib import Path
+from dagster import DagsterInstance, asset, materialize
+from pipeline.run_health import host_tags
+
+release = Path(sys.argv[1])
+
+
+@asset(pool="gpu")
+def holder():
+    print("holding the gpu slot", flush=True)
+    deadline = time.time() + 120
+    while not release.exists() and time.time() < deadline:
+        time.sleep(0.1)
+
+
+sys.exit(0 if materialize([holder], instance=DagsterInstance.get(), tags=host_tags(), raise_on_error=False).success
+         else 1)
+"""
+
+
 def test_waiting_for_a_slot_a_live_run_holds_sleeps_and_sigterm_stops_it(tmp_path, demo_videos, monkeypatch):
     env = _project(tmp_path, demo_videos, monkeypatch)
     instance = DagsterInstance.get()
-    held, release = threading.Event(), threading.Event()
-
-    @asset(pool="gpu")
-    def holder():
-        held.set()
-        release.wait(120)
-
-    # A live run of this (test) process holds the slot: materialized in a thread, it blocks until released.
-    outcome = {}
-    thread = threading.Thread(target=lambda: outcome.update(
-        ok=materialize([holder], instance=instance, tags=host_tags(), raise_on_error=False).success))
-    thread.start()
+    # A live run of another process holds the slot: it blocks until the release file appears.
+    release = tmp_path / "release"
+    holder_log = tmp_path / "holder.log"
+    with open(holder_log, "w") as out:
+        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(release)], cwd=ROOT, env=env, stdout=out,
+                                  stderr=subprocess.STDOUT, start_new_session=True)
     log = tmp_path / "demo.log"
     try:
-        assert held.wait(60)
+        _wait_for(holder_log, "holding the gpu slot", holder, 120)
         with open(log, "w") as out:
             demo = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
                                     start_new_session=True)
@@ -148,9 +162,13 @@ def test_waiting_for_a_slot_a_live_run_holds_sleeps_and_sigterm_stops_it(tmp_pat
         # It never started its tokenizer run.
         assert not any(AssetKey("tokenizer") in (r.asset_selection or ()) for r in instance.get_runs())
     finally:
-        release.set()
-        thread.join(60)
-    assert outcome == {"ok": True}  # the live holder was left alone
+        release.touch()
+        try:
+            holder.wait(120)
+        finally:
+            if holder.poll() is None:
+                os.killpg(holder.pid, signal.SIGKILL)
+    assert holder.returncode == 0, holder_log.read_text()[-3000:]  # the live holder was left alone
     instance.dispose()
 
 
