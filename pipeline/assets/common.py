@@ -18,7 +18,7 @@ from dagster import (
 )
 
 from ahriuwu_core.files import copy_file, prune_runs
-from pipeline.resources import StorageResource, resources_from_env
+from pipeline.resources import ProjectResource, StorageResource
 
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
@@ -64,7 +64,7 @@ def manifest_code_version(project) -> str:
     return f'{CODE_VERSIONS["dataset_manifest"]}.{settings_version(project.setting("source"))}'
 
 
-DEPLOYMENT_PROJECT = resources_from_env()["project"]
+DEPLOYMENT_PROJECT = ProjectResource()  # every field from the environment, as resources_from_env builds it
 
 
 # Automation. The new_videos sensor only adds partitions; these conditions request every per-video run, so each
