@@ -76,11 +76,12 @@ _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the pr
 # ------------------------------------------------------------------------------------------- world models
 
 # The demo model: 2x2 blocks of the 16x16x16 CNN grid (64 tokens x 64 channels, so the 128-wide stream carries a
-# token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior and the
-# action on every latent token -- each measured to help at this scale (bench/RESULTS.md, world model).
+# token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior through a
+# 3x3 action-chosen filter, and the action on every latent token -- each measured to help at this scale
+# (bench/RESULTS.md, world model).
 _DEMO_MODEL = DynamicsConfig(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
                              max_frames=32, time_every=1, space_rope=True, persistence_prior=True,
-                             action_to_latents=True)
+                             prior_kernel=3, action_to_latents=True)
 _SEED_MODEL = DynamicsConfig(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
                              max_frames=64)
 _MEDIUM_MODEL = DynamicsConfig(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16,
@@ -89,11 +90,14 @@ _MEDIUM_MODEL = DynamicsConfig(pack=1, d_model=1024, n_layers=16, n_heads=16, n_
 _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the presets pick from
     # CPU demo (`make demo`'s budget; timings in bench/RESULTS.md). No single-image examples
     # (rollouts never generate without context), most examples with a context-level prefix, 3/4 of the
-    # examples on the finest step (in a few hundred steps the bootstrap targets teach little).
+    # examples on the finest step (in a few hundred steps the bootstrap targets teach little). The prior's filters
+    # learn at 10x the rate (they must move far in a few hundred steps); inference uses a 0.99 weight average
+    # (the live weights at this learning rate are noisy, and worse than the prior alone).
     "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,
                                 long_ratio=0.25, stride=2, optim=OptimConfig(lr=2e-3, warmup_steps=30,
-                                weight_decay=0.01), ckpt_every=60, log_every=10, time_limit_s=540.0,
-                                shortcut_fraction=0.25, single_image_fraction=0.0, context_prefix_prob=0.8),
+                                weight_decay=0.01), prior_lr_scale=10.0, ema_decay=0.99, ckpt_every=60,
+                                log_every=10, time_limit_s=540.0, shortcut_fraction=0.25, single_image_fraction=0.0,
+                                context_prefix_prob=0.8),
     "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
                                 long_ratio=0.1, stride=4, optim=OptimConfig(lr=3e-4, warmup_steps=1000),
                                 ckpt_every=1000, log_every=50),

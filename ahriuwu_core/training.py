@@ -34,7 +34,7 @@ import torch
 from torch import nn
 
 
-__all__ = ["OptimConfig", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context", "RunningRMS",
+__all__ = ["OptimConfig", "WeightAverage", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context", "RunningRMS",
            "Progress", "format_seconds"]
 
 
@@ -56,20 +56,26 @@ class OptimConfig:
 _NO_DECAY_NAME_PARTS = ("norm", "embed", "token", "pos_", "bias")
 
 
-def make_optimizer(model: nn.Module, cfg: OptimConfig) -> torch.optim.AdamW:
-    """AdamW with weight decay only on >=2-D weights that are not norms, biases or embeddings."""
+def make_optimizer(model: nn.Module, cfg: OptimConfig, lr_scale: dict[str, float] | None = None) -> torch.optim.AdamW:
+    """AdamW with weight decay only on >=2-D weights that are not norms, biases or embeddings. `lr_scale` maps a
+    parameter-name prefix to a learning-rate multiple for those parameters (their own groups, no decay)."""
     embedding_params = {id(m.weight) for m in model.modules() if isinstance(m, nn.Embedding)}
     decay, no_decay = [], []
+    scaled: dict[str, list] = {prefix: [] for prefix in (lr_scale or {})}
     for name, p in model.named_parameters():
         if not p.requires_grad:
             continue
         lname = name.lower()
-        if p.ndim < 2 or id(p) in embedding_params or any(s in lname for s in _NO_DECAY_NAME_PARTS):
+        prefix = next((k for k in scaled if name.startswith(k)), None)
+        if prefix is not None:
+            scaled[prefix].append(p)
+        elif p.ndim < 2 or id(p) in embedding_params or any(s in lname for s in _NO_DECAY_NAME_PARTS):
             no_decay.append(p)
         else:
             decay.append(p)
     groups = [{"params": decay, "weight_decay": cfg.weight_decay},
               {"params": no_decay, "weight_decay": 0.0}]
+    groups += [{"params": ps, "weight_decay": 0.0, "lr": cfg.lr * lr_scale[k]} for k, ps in scaled.items() if ps]
     on_cuda = any(p.is_cuda for p in model.parameters())
     kwargs = {"fused": True} if on_cuda else {}
     return torch.optim.AdamW(groups, lr=cfg.lr, betas=tuple(cfg.betas), **kwargs)
@@ -108,6 +114,39 @@ def autocast_context(device: torch.device | str):
     if device.type == "cuda":
         return torch.autocast("cuda", dtype=torch.bfloat16)
     return contextlib.nullcontext()
+
+
+# ------------------------------------------------------------------------------- weight averaging
+
+class WeightAverage:
+    """Exponential moving average of a model's parameters, what inference uses: it averages out the step-to-step
+    noise of a high learning rate. The decay ramps in as min(decay, (1+n)/(10+n)) after n updates, so an early
+    average is not dominated by the initial weights."""
+
+    def __init__(self, model: nn.Module, decay: float):
+        if not 0.0 < decay < 1.0:
+            raise ValueError(f"WeightAverage decay must be in (0, 1), got {decay}")
+        self.decay, self.updates = decay, 0
+        self.params = {k: p.detach().float().clone() for k, p in model.named_parameters()}
+
+    @torch.no_grad()
+    def update(self, model: nn.Module) -> None:
+        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
+        for k, p in model.named_parameters():
+            self.params[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
+        self.updates += 1
+
+    def averaged_state(self, model: nn.Module) -> dict:
+        """The model's state dict with the averaged parameters (buffers as they are)."""
+        state = model.state_dict()
+        return {k: self.params[k].to(v.dtype) if k in self.params else v for k, v in state.items()}
+
+    def state_dict(self) -> dict:
+        return {"decay": self.decay, "updates": self.updates, "params": self.params}
+
+    def load_state_dict(self, state: dict) -> None:
+        self.decay, self.updates = state["decay"], int(state["updates"])
+        self.params = {k: v.float().clone() for k, v in state["params"].items()}
 
 
 # ---------------------------------------------------------------------------- loss normalization

@@ -115,19 +115,29 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert sorted(step for step, _ in scalars(out)["train/loss"]) == [1, 2, 3, 4, 5, 6]  # each once, files in any order
 
 
-def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path):
+@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_lr_scale": 5.0,
+                                      "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3}}])
+def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, options):
     stores = make_stores(tmp_path)
-    straight = train_dynamics(stores, tiny_cfg(steps=6), tmp_path / "a", log=lambda s: None)
+    straight = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "a", log=lambda s: None)
 
     def stop_after_3(rec):  # SIGUSR1 during step 3 -> stops after it with last.pt written
         if rec.get("step") == 3 and "loss" in rec:
             os.kill(os.getpid(), signal.SIGUSR1)
-    first = train_dynamics(stores, tiny_cfg(steps=6), tmp_path / "b", log=lambda s: None, report=stop_after_3)
+    first = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "b", log=lambda s: None,
+                           report=stop_after_3)
     assert not first["completed"] and first["steps"] == 3
-    resumed = train_dynamics(stores, tiny_cfg(steps=6), tmp_path / "b", log=lambda s: None)
+    resumed = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "b", log=lambda s: None)
     assert resumed["completed"] and resumed["resumed_from_step"] == 3
     a, b = read_checkpoint(straight["checkpoint"])["model"], read_checkpoint(resumed["checkpoint"])["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
+    if options:  # the weight average is what inference gets, from the final model and from a training checkpoint
+        last = read_checkpoint(tmp_path / "b" / "last.pt")
+        average = last["extra"]["ema"]["params"]
+        assert all(torch.equal(a[k], average[k]) for k in average)
+        assert not all(torch.equal(last["model"][k], average[k]) for k in average)
+        loaded = load_world_model(tmp_path / "b" / "last.pt").state_dict()
+        assert all(torch.equal(loaded[k], average[k]) for k in average)
 
 
 def test_nonfinite_losses_are_skipped_then_fatal(tmp_path, monkeypatch):

@@ -211,3 +211,21 @@ def test_train_curve_keeps_the_last_record_of_a_step_and_draws_it(tmp_path):
     assert train_curve(log, "mse") == ([], [])
     image = Image.open(io.BytesIO(loss_curve_png(log)))
     assert image.format == "PNG" and image.width > 100
+
+
+def test_weight_average_ramps_in_then_follows_at_its_decay():
+    from ahriuwu_core.training import WeightAverage
+
+    model = nn.Linear(2, 1, bias=False)
+    nn.init.zeros_(model.weight)
+    average = WeightAverage(model, decay=0.99)
+    with torch.no_grad():
+        model.weight.fill_(1.0)
+    average.update(model)  # first update: min(0.99, 1/10) of the old average is kept
+    assert torch.allclose(average.params["weight"], torch.full((1, 2), 0.9))
+    for _ in range(2000):
+        average.update(model)
+    assert torch.allclose(average.params["weight"], torch.ones(1, 2), atol=1e-6)
+    assert average.averaged_state(model)["weight"].dtype == model.weight.dtype
+    with pytest.raises(ValueError, match="decay"):
+        WeightAverage(model, decay=1.0)

@@ -9,8 +9,10 @@ same at every position); every `time_every`-th layer also attends causally acros
 
 `persistence_prior` (not in the paper; it pays off at small scale) feeds each frame's previous clean frame
 (ground truth in training, the last generated or context frame in a rollout) beside its own input, and
-x-predicts that previous frame plus the network's output, so the network only learns what changes. The model
-still x-predicts; the objective and sampler are unchanged.
+x-predicts that previous frame plus the network's output, so the network only learns what changes. With
+`prior_kernel` = k > 0 the previous frame is first mapped by an action-conditioned k x k linear filter
+(`prior.ActionKernelPrior`, fitted by its own squared error in the objective): the guess follows the camera, and
+the network learns what the filter misses. The model still x-predicts; the sampler is unchanged.
 
 The model works on standardized latents: `latent_mean` / `latent_std` (per channel, buffers saved with the
 weights, set from the training data) map tokenizer latents to unit scale. The noise schedule assumes unit-scale
@@ -29,6 +31,7 @@ import torch.nn.functional as F
 from torch import nn
 
 from ..norm import RMSNorm
+from .prior import ActionKernelPrior
 
 
 @dataclass
@@ -51,10 +54,13 @@ class DynamicsConfig:
     space_rope: bool = False      # 2D RoPE over the latent token grid in space attention
     space_rope_base: float = 100.0
     persistence_prior: bool = False  # x_hat(t) = clean(t-1) + output; clean(t-1) is also an input
+    prior_kernel: int = 0            # > 0 (with persistence_prior): clean(t-1) through a k x k action-chosen filter
     action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
 
     def __post_init__(self):
         self.action_num_classes = tuple(int(c) for c in self.action_num_classes)
+        if self.prior_kernel and not self.persistence_prior:
+            raise ValueError("DynamicsConfig: prior_kernel needs persistence_prior=True")
         if self.num_tokens % self.pack:
             raise ValueError(f"DynamicsConfig: num_tokens={self.num_tokens} not divisible by pack={self.pack}")
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
@@ -290,6 +296,8 @@ class WorldModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.out_norm = RMSNorm(d)
         self.latent_out = nn.Linear(d, cfg.pack * cfg.token_dim)
+        self.prior = (ActionKernelPrior(cfg.num_tokens, cfg.token_dim, cfg.action_num_classes, cfg.prior_kernel)
+                      if cfg.prior_kernel else None)
         self.register_buffer("latent_mean", torch.zeros(cfg.token_dim))
         self.register_buffer("latent_std", torch.ones(cfg.token_dim))
         self.register_buffer("space_pos", token_grid_positions(cfg), persistent=False)
@@ -353,14 +361,16 @@ class WorldModel(nn.Module):
         return torch.cat([lat, regs, noise[:, :, None], act[:, :, None]], 2)
 
     def forward(self, z, tau, step, actions=None, has_actions=None, cache: KVCache | None = None,
-                commit: int = 0, isolated: torch.Tensor | None = None, previous: torch.Tensor | None = None):
+                commit: int = 0, isolated: torch.Tensor | None = None, previous: torch.Tensor | None = None,
+                return_prior: bool = False):
         """z (B,T,N,D) noisy latents at signal level tau (B,T), step size d (B,T); actions (B,T,C) long,
         has_actions (B,T) bool; isolated (B,) bool marks single-image examples (no time attention across
         frames). With `cache`, the T frames follow the cache's committed frames, and the first `commit` of them
         join it (a peek commits none; a rollout commits a finished frame in the same pass as it peeks at the next).
         previous (B,T,N,D): each frame's previous clean frame in the model's standardized space (zeros for the
         first; `shift_previous`), read only by the persistence prior.
-        Returns the x-prediction of the clean latents (B,T,N,D)."""
+        Returns the x-prediction of the clean latents (B,T,N,D); with `return_prior`, also the prior's guess
+        (B,T,N,D), which the objective fits to the clean frame."""
         cfg = self.cfg
         B, T, N, D = z.shape
         if N != cfg.num_tokens or D != cfg.token_dim:
@@ -369,11 +379,14 @@ class WorldModel(nn.Module):
         if not 0 <= commit <= T or (commit and cache is None):
             raise ValueError(f"WorldModel: commit={commit} needs a cache and 0 <= commit <= T={T}")
         packed = pack_tokens(z, cfg)
-        prev = None
+        prev = guess = None
         if cfg.persistence_prior:  # single-image examples must not see another frame, not even through the prior
-            prev = pack_tokens(previous, cfg).to(packed.dtype) if previous is not None else torch.zeros_like(packed)
+            guess = previous.to(z.dtype) if previous is not None else torch.zeros_like(z)
             if isolated is not None:
-                prev = prev * (~isolated).view(-1, 1, 1, 1).to(prev.dtype)
+                guess = guess * (~isolated).view(-1, 1, 1, 1).to(guess.dtype)
+            if self.prior is not None:
+                guess = self.prior(guess, actions, has_actions)
+            prev = pack_tokens(guess, cfg)
         x = self.embed(packed, prev, tau, step, actions, has_actions)
         hd = cfg.d_model // cfg.n_heads
         past = cache.length if cache is not None else 0
@@ -388,4 +401,5 @@ class WorldModel(nn.Module):
         out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
         if prev is not None:
             out = out + prev.to(out.dtype)
-        return unpack_tokens(out, cfg).to(z.dtype)
+        out = unpack_tokens(out, cfg).to(z.dtype)
+        return (out, guess) if return_prior else out

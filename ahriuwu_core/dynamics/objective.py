@@ -13,6 +13,8 @@
   tau <= 1 - d.
 - ramp weight w(tau) = 0.9*tau + 0.1 (noisy frames carry less signal).
 - single images: a fraction of examples attend only within each frame.
+- with an action-kernel prior (`DynamicsConfig.prior_kernel`), a third term fits the prior's guess of each frame
+  (from the previous clean frame and the frame's action) to the clean frame: not in the paper.
 - context corruption: with probability `context_prefix_prob` an example's first frames are context frames at
   signal level 1 - context_noise and step 1/k_max -- exactly how the sampler feeds past frames.
 - each term is a mean over the frames of the whole (global) batch: with `reduce_sum` (data parallel) the sums
@@ -27,6 +29,7 @@ from typing import Callable, Sequence
 import torch
 
 from .model import shift_previous
+from .prior import prior_error
 
 
 @dataclass
@@ -159,29 +162,35 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
         target = clean.clone()
         target[rows] = torch.where(adv[..., None, None], boot, clean[rows])
 
-    x_pred = model(z, tau, step, actions, has_actions, isolated=isolated, previous=previous).float()
+    fitted_prior = bool(getattr(mcfg, "prior_kernel", 0))
+    out = model(z, tau, step, actions, has_actions, isolated=isolated, previous=previous, return_prior=fitted_prior)
+    x_pred, guess = (out[0].float(), out[1]) if fitted_prior else (out.float(), None)
     err = (x_pred - target).pow(2).mean((-1, -2))  # (B,T)
     weighted = ramp_weight(tau) * err
     sums = {"flow": (weighted * flow_frames).sum(), "bootstrap": (weighted * boot_frames).sum()}
-    # Sums and counts of both terms (plus 1 per rank, to count them) in one reduction.
-    local = torch.stack([sums["flow"].detach(), flow_frames.sum().float(), sums["bootstrap"].detach(),
-                         boot_frames.sum().float(), torch.ones((), device=dev)])
+    frame_counts = {"flow": flow_frames.sum().float(), "bootstrap": boot_frames.sum().float()}
+    if fitted_prior:  # frames with a previous frame of their own
+        valid = (torch.arange(T, device=dev) > 0)[None] & ~isolated[:, None]
+        sums["prior"], frame_counts["prior"] = prior_error(guess, clean, valid)
+    names = list(sums)
+    # Sums and counts of every term (plus 1 per rank, to count them) in one reduction.
+    local = torch.stack([v for k in names for v in (sums[k].detach(), frame_counts[k])] + [torch.ones((), device=dev)])
     total = reduce_sum(local.clone()) if reduce_sum is not None else local
-    counts = {"flow": total[1], "bootstrap": total[3]}
-    world = total[4]
-    values = {"flow": total[0] / total[1], "bootstrap": total[2] / total[3]}  # global-batch means
-    present = [k for k in ("flow", "bootstrap") if counts[k] > 0]
+    counts = {k: total[2 * i + 1] for i, k in enumerate(names)}
+    world = total[-1]
+    values = {k: total[2 * i] / total[2 * i + 1] for i, k in enumerate(names)}  # global-batch means
+    present = [k for k in names if counts[k] > 0]
     terms = {k: sums[k] * world / counts[k] for k in present}  # this rank's share, times the ranks
     finite = all(bool(torch.isfinite(values[k])) for k in present)
     loss = sum(terms.values())
     if normalizer is not None and finite:  # a non-finite term must not poison the running RMS
-        # One running RMS (of the flow term) scales both terms: both are x-space squared errors of the same
+        # One running RMS (of the flow term) scales every term: all are x-space squared errors of the same
         # units. A separate RMS for the bootstrap term, which starts tiny, would inflate it by orders of magnitude
         # and wreck training. The RMS is fed the global-batch value so every rank keeps the same scale.
         if "flow" in terms:
             normalizer("flow", values["flow"])
         loss = sum(terms.values()) / (normalizer.rms("flow") + 1e-8)
     stats = {f"loss_{k}": float(values[k]) for k in present}
-    stats["loss_raw"] = float(sum(values[k] for k in present))
+    stats["loss_raw"] = float(sum(values[k] for k in present if k != "prior"))
     stats["bootstrap_fraction"] = float(counts["bootstrap"] / (counts["flow"] + counts["bootstrap"]))
     return loss, stats

@@ -30,7 +30,8 @@ import torch.distributed as dist
 from ..checkpoint import read_checkpoint, resume_checkpoint, save_checkpoint
 from ..files import write_json
 from ..run_control import run_folder_lock, stop_guards
-from ..training import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
+from ..training import (OptimConfig, Progress, RunningRMS, WeightAverage, autocast_context, make_optimizer,
+                        make_scheduler)
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
@@ -57,6 +58,8 @@ class DynamicsTrainConfig:
     context_prefix_prob: float = 0.5
     shortcut_fraction: float | None = None  # fraction of examples trained on coarse steps (None: the paper's uniform)
     optim: OptimConfig = field(default_factory=OptimConfig)
+    prior_lr_scale: float = 1.0  # the action-kernel prior's filters learn at this multiple of optim.lr
+    ema_decay: float = 0.0       # > 0: the model saved for inference is this moving average of the weights
     ckpt_every: int = 200
     log_every: int = 10
     seed: int = 0
@@ -110,8 +113,12 @@ def load_dynamics(path, device="cpu") -> tuple[WorldModel, DynamicsTrainConfig]:
     if not isinstance(train_config, dict):
         raise ValueError(f"{path}: dynamics checkpoint without its training config (extra.train_config)")
     model = WorldModel(DynamicsConfig(**ckpt["config"]))
+    state = dict(ckpt["model"])
+    ema = (ckpt.get("extra") or {}).get("ema")
+    if ema:  # a training checkpoint with a weight average: inference uses the average
+        state.update({k: v.to(state[k].dtype) for k, v in ema["params"].items() if k in state})
     # Checkpoints from before latent standardization lack the stats; their defaults (0, 1) are what they used.
-    result = model.load_state_dict(ckpt["model"], strict=False)
+    result = model.load_state_dict(state, strict=False)
     bad = sorted(set(result.missing_keys) - {"latent_mean", "latent_std"}) + list(result.unexpected_keys)
     if bad:
         raise ValueError(f"{path}: dynamics checkpoint does not match its config (keys {bad})")
@@ -174,9 +181,10 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = WorldModel(model_cfg).to(device)
     params = model.num_params()
-    opt = make_optimizer(model, cfg.optim)
+    opt = make_optimizer(model, cfg.optim, {"prior.": cfg.prior_lr_scale} if model.prior is not None else None)
     sched = make_scheduler(opt, cfg.optim, cfg.steps)
     normalizer = RunningRMS()
+    average = WeightAverage(model, cfg.ema_decay) if cfg.ema_decay > 0 else None
     last, prev = out_dir / "last.pt", out_dir / "last.prev.pt"
     start, extra = 0, {}
     # Every rank reads the same files; one moving a damaged file aside is enough (others then skip to prev).
@@ -186,6 +194,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         start, extra = info["step"], info["extra"]
         if "normalizer" in extra:
             normalizer.load_state_dict(extra["normalizer"])
+        if average is not None and "ema" in extra:
+            average.load_state_dict(extra["ema"])
         say(f"resumed dynamics training from {resumed_path} at step {start}")
     else:  # latent stats from frames drawn with step 0 (training steps start at 1), the same on every rank
         model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device, first=0)["latents"])
@@ -222,7 +232,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
                             extra={"train_config": dataclasses.asdict(cfg),
                                    "normalizer": normalizer.state_dict(), "recent_losses": losses[-20:],
                                    "loss_first": loss_first, "loss_min": loss_min,
-                                   "nonfinite_skipped": skipped_total})
+                                   "nonfinite_skipped": skipped_total,
+                                   **({"ema": average.state_dict()} if average is not None else {})})
         if distributed:
             dist.barrier()
 
@@ -251,6 +262,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             if ok:
                 opt.step()
                 sched.step()  # skipped updates do not advance the schedule
+                if average is not None:
+                    average.update(model)
                 consecutive = 0
                 raw = stats["loss_raw"]
                 losses.append(raw)
@@ -291,6 +304,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     final = out_dir / "dynamics.pt"
     usable = completed or stopped_by == "time_limit"  # a time-boxed run still yields its model
     if usable and is_main:
+        if average is not None:  # the model a user gets is the averaged one
+            model.load_state_dict(average.averaged_state(model))
         save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
                         extra={"train_config": dataclasses.asdict(cfg)})
     tail = losses[-10:]
