@@ -187,8 +187,9 @@ def test_demo_shaped_model_learns_to_return_its_input_frame(prior):
     """The demo preset's token layout and width, trained a few hundred steps to output the clean frame it is
     given (tau=1), reconstructs it almost perfectly: the path from input to output can carry a whole frame. With
     the prior on and no previous frame, the prior adds nothing, so the network itself must carry it."""
-    model_cfg = replace(get_preset("demo").dynamics.model, num_tokens=256, token_dim=16, n_layers=2,
-                        persistence_prior=prior)
+    demo = get_preset("demo").dynamics.model
+    model_cfg = replace(demo, num_tokens=256, token_dim=16, n_layers=2, persistence_prior=prior,
+                        prior_kernel=demo.prior_kernel if prior else 0)
     torch.manual_seed(0)
     model = WorldModel(model_cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)

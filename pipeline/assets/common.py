@@ -39,7 +39,7 @@ CODE_VERSIONS = {
     "dataset_manifest": "1",
     "tokenizer": "2",
     "latents": "2",
-    "dynamics": "4",
+    "dynamics": "5",
     "evaluation": "2",
 }
 
