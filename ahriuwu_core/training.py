@@ -120,26 +120,32 @@ def autocast_context(device: torch.device | str):
 
 class WeightAverage:
     """Exponential moving average of a model's parameters, what inference uses: it averages out the step-to-step
-    noise of a high learning rate. The decay ramps in as min(decay, (1+n)/(10+n)) after n updates, so an early
-    average is not dominated by the initial weights."""
+    noise of a high learning rate. Bias-corrected (as Adam's moments are): after n updates the average is
+    sum_i d^(n-i) p_i / sum_i d^(n-i), a plain mean of all steps while n << 1/(1-d), and an EMA with a window of
+    about 1/(1-d) steps after that."""
 
     def __init__(self, model: nn.Module, decay: float):
         if not 0.0 < decay < 1.0:
             raise ValueError(f"WeightAverage decay must be in (0, 1), got {decay}")
         self.decay, self.updates = decay, 0
-        self.params = {k: p.detach().float().clone() for k, p in model.named_parameters()}
+        self.params = {k: torch.zeros_like(p, dtype=torch.float32) for k, p in model.named_parameters()}
 
     @torch.no_grad()
     def update(self, model: nn.Module) -> None:
-        d = min(self.decay, (1 + self.updates) / (10 + self.updates))
         for k, p in model.named_parameters():
-            self.params[k].mul_(d).add_(p.detach().float(), alpha=1 - d)
+            self.params[k].mul_(self.decay).add_(p.detach().float(), alpha=1 - self.decay)
         self.updates += 1
+
+    def averaged(self) -> dict[str, torch.Tensor]:
+        if self.updates == 0:
+            raise ValueError("WeightAverage: no update yet")
+        correction = 1.0 - self.decay ** self.updates
+        return {k: v / correction for k, v in self.params.items()}
 
     def averaged_state(self, model: nn.Module) -> dict:
         """The model's state dict with the averaged parameters (buffers as they are)."""
-        state = model.state_dict()
-        return {k: self.params[k].to(v.dtype) if k in self.params else v for k, v in state.items()}
+        average = self.averaged()
+        return {k: average[k].to(v.dtype) if k in average else v for k, v in model.state_dict().items()}
 
     def state_dict(self) -> dict:
         return {"decay": self.decay, "updates": self.updates, "params": self.params}
@@ -147,6 +153,13 @@ class WeightAverage:
     def load_state_dict(self, state: dict) -> None:
         self.decay, self.updates = state["decay"], int(state["updates"])
         self.params = {k: v.float().clone() for k, v in state["params"].items()}
+
+    @classmethod
+    def from_state(cls, state: dict) -> "WeightAverage":
+        """The average saved by `state_dict`, without the model it was made for."""
+        average = cls.__new__(cls)
+        average.load_state_dict(state)
+        return average
 
 
 # ---------------------------------------------------------------------------- loss normalization

@@ -17,7 +17,7 @@ from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,
                                          load_world_model, train_dynamics)
-from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.training import OptimConfig, WeightAverage
 from ahriuwu_core.checkpoint import read_checkpoint
 from tests._tensorboard import event_files, scalars
 from tests._trainers import kill_parent_of, wait_for_step
@@ -133,7 +133,7 @@ def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, opt
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
     if options:  # the weight average is what inference gets, from the final model and from a training checkpoint
         last = read_checkpoint(tmp_path / "b" / "last.pt")
-        average = last["extra"]["ema"]["params"]
+        average = WeightAverage.from_state(last["extra"]["ema"]).averaged()
         assert all(torch.equal(a[k], average[k]) for k in average)
         assert not all(torch.equal(last["model"][k], average[k]) for k in average)
         loaded = load_world_model(tmp_path / "b" / "last.pt").state_dict()

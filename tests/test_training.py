@@ -213,19 +213,22 @@ def test_train_curve_keeps_the_last_record_of_a_step_and_draws_it(tmp_path):
     assert image.format == "PNG" and image.width > 100
 
 
-def test_weight_average_ramps_in_then_follows_at_its_decay():
+def test_weight_average_is_the_bias_corrected_moving_average():
     from ahriuwu_core.training import WeightAverage
 
     model = nn.Linear(2, 1, bias=False)
-    nn.init.zeros_(model.weight)
-    average = WeightAverage(model, decay=0.99)
-    with torch.no_grad():
-        model.weight.fill_(1.0)
-    average.update(model)  # first update: min(0.99, 1/10) of the old average is kept
-    assert torch.allclose(average.params["weight"], torch.full((1, 2), 0.9))
-    for _ in range(2000):
+    average = WeightAverage(model, decay=0.9)
+    seen = []
+    for value in (1.0, 2.0, 4.0):
+        with torch.no_grad():
+            model.weight.fill_(value)
         average.update(model)
-    assert torch.allclose(average.params["weight"], torch.ones(1, 2), atol=1e-6)
+        seen.append(value)
+    weights = [0.9 ** (len(seen) - 1 - i) for i in range(len(seen))]  # sum_i d^(n-i) p_i / sum_i d^(n-i)
+    expected = sum(w * v for w, v in zip(weights, seen)) / sum(weights)
+    assert torch.allclose(average.averaged()["weight"], torch.full((1, 2), expected))
     assert average.averaged_state(model)["weight"].dtype == model.weight.dtype
+    restored = WeightAverage.from_state(average.state_dict())
+    assert torch.equal(restored.averaged()["weight"], average.averaged()["weight"])
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)

@@ -115,8 +115,9 @@ def load_dynamics(path, device="cpu") -> tuple[WorldModel, DynamicsTrainConfig]:
     model = WorldModel(DynamicsConfig(**ckpt["config"]))
     state = dict(ckpt["model"])
     ema = (ckpt.get("extra") or {}).get("ema")
-    if ema:  # a training checkpoint with a weight average: inference uses the average
-        state.update({k: v.to(state[k].dtype) for k, v in ema["params"].items() if k in state})
+    if ema and ema.get("updates"):  # a training checkpoint with a weight average: inference uses the average
+        averaged = WeightAverage.from_state(ema).averaged()
+        state.update({k: v.to(state[k].dtype) for k, v in averaged.items() if k in state})
     # Checkpoints from before latent standardization lack the stats; their defaults (0, 1) are what they used.
     result = model.load_state_dict(state, strict=False)
     bad = sorted(set(result.missing_keys) - {"latent_mean", "latent_std"}) + list(result.unexpected_keys)
@@ -304,7 +305,7 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     final = out_dir / "dynamics.pt"
     usable = completed or stopped_by == "time_limit"  # a time-boxed run still yields its model
     if usable and is_main:
-        if average is not None:  # the model a user gets is the averaged one
+        if average is not None and average.updates:  # the model a user gets is the averaged one
             model.load_state_dict(average.averaged_state(model))
         save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
                         extra={"train_config": dataclasses.asdict(cfg)})
