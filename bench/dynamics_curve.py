@@ -30,6 +30,7 @@ from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.manifest import read_manifest, stores_by_split
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.checkpoint import read_checkpoint
+from ahriuwu_core.demo.motion import estimate_scroll
 
 HORIZONS = (1, 4, 8, 16)
 
@@ -125,7 +126,9 @@ def main() -> None:
                       strip_horizons=(1, 4, 8, 16))
     for step, path in sorted(snaps.items()):
         t = time.time()
-        m = evaluate(tok, path, heldout, ecfg, out / f"eval_{step:06d}", log=lambda s: None)["metrics"]
+        # the demo's scroll estimator, as the evaluation asset uses for the demo (persistence_motion, agreement)
+        m = evaluate(tok, path, heldout, ecfg, out / f"eval_{step:06d}", log=lambda s: None,
+                     estimate_motion=estimate_scroll)["metrics"]
         print(json.dumps({"step": step, "eval_seconds": round(time.time() - t), **summarize(m)}), flush=True)
 
 
