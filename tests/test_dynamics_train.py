@@ -232,11 +232,14 @@ def test_config_from_json_merges_preset():
         config_from_json({"train_stores": ["a"], "stepz": 3})
 
 
-def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path):
-    """2 ranks x batch 2 under torchrun (gloo) end with the weights of 1 process x batch 4 (same seed, data)."""
+@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "model": {**TINY_MODEL, "persistence_prior": True,
+                                                                         "prior_kernel": 3}}])
+def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path, options):
+    """2 ranks x batch 2 under torchrun (gloo) end with the weights of 1 process x batch 4 (same seed, data);
+    also with the action-kernel prior (its own loss term is reduced over ranks too) and the weight average."""
     stores = make_stores(tmp_path, n=2)
     out = tmp_path / "ddp"
-    cfg = cli_config(stores, steps=4, ckpt_every=2)  # batch_size 2 per rank; steps 2 and 4 are long batches
+    cfg = cli_config(stores, steps=4, ckpt_every=2, **options)  # batch 2 per rank; steps 2 and 4 are long batches
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
            "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(cfg), "--out", str(out)]
     proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,

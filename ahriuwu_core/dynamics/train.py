@@ -305,9 +305,11 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     final = out_dir / "dynamics.pt"
     usable = completed or stopped_by == "time_limit"  # a time-boxed run still yields its model
     if usable and is_main:
+        released = model
         if average is not None and average.updates:  # the model a user gets is the averaged one
-            model.load_state_dict(average.averaged_state(model))
-        save_checkpoint(final, model=model, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
+            released = WorldModel(model_cfg).to(device)
+            released.load_state_dict(average.averaged_state(model))
+        save_checkpoint(final, model=released, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
                         extra={"train_config": dataclasses.asdict(cfg)})
     tail = losses[-10:]
     result = {
