@@ -34,8 +34,8 @@ import torch
 from torch import nn
 
 
-__all__ = ["OptimConfig", "WeightAverage", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context", "RunningRMS",
-           "Progress", "format_seconds"]
+__all__ = ["OptimConfig", "WeightAverage", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context",
+           "RunningRMS", "Progress", "format_seconds"]
 
 
 # ---------------------------------------------------------------------------- optimizer / LR

@@ -232,3 +232,18 @@ def test_weight_average_is_the_bias_corrected_moving_average():
     assert torch.equal(restored.averaged()["weight"], average.averaged()["weight"])
     with pytest.raises(ValueError, match="decay"):
         WeightAverage(model, decay=1.0)
+
+
+def test_lr_scale_gives_named_parameters_their_own_rate_under_the_schedule():
+    model = nn.Sequential(nn.Linear(2, 2), nn.Linear(2, 1))
+    cfg = OptimConfig(lr=1e-3, warmup_steps=0, weight_decay=0.1)
+    opt = make_optimizer(model, cfg, {"1.": 10.0})
+    scaled = [g for g in opt.param_groups if any(p is model[1].weight for p in g["params"])]
+    assert len(scaled) == 1 and scaled[0]["lr"] == pytest.approx(1e-2) and scaled[0]["weight_decay"] == 0.0
+    assert len(scaled[0]["params"]) == 2  # the weight and the bias of "1."
+    sched = make_scheduler(opt, cfg, total_steps=10)
+    for _ in range(5):
+        opt.step()
+        sched.step()
+    rates = sorted(g["lr"] for g in opt.param_groups)
+    assert rates[-1] == pytest.approx(10 * rates[0])  # the schedule scales both alike

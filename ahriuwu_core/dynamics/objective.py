@@ -162,7 +162,7 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
         target = clean.clone()
         target[rows] = torch.where(adv[..., None, None], boot, clean[rows])
 
-    fitted_prior = bool(getattr(mcfg, "prior_kernel", 0))
+    fitted_prior = bool(mcfg.prior_kernel)
     out = model(z, tau, step, actions, has_actions, isolated=isolated, previous=previous, return_prior=fitted_prior)
     x_pred, guess = (out[0].float(), out[1]) if fitted_prior else (out.float(), None)
     err = (x_pred - target).pow(2).mean((-1, -2))  # (B,T)
