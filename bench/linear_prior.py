@@ -18,10 +18,10 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import torch.nn.functional as F
 import zarr
 
 from ahriuwu_core import metrics as M
+from ahriuwu_core.dynamics.prior import neighbourhoods
 from ahriuwu_core.eval.rollouts import clip_starts
 from ahriuwu_core.manifest import read_manifest, stores_by_split
 from ahriuwu_core.tokenizer.train import load_tokenizer
@@ -34,12 +34,6 @@ def read_latents(store: Path):
     z = torch.from_numpy(np.asarray(g["latents"][...], np.float32))
     side = int(round(z.shape[1] ** 0.5))
     return z.view(len(z), side, side, -1).permute(0, 3, 1, 2), np.asarray(g["actions"][...])[:, 0]
-
-
-def neighbourhoods(grid: torch.Tensor, k: int) -> torch.Tensor:
-    """(M, D, g, g) -> (M, g*g, D*k*k + 1): each cell's k x k neighbourhood over all channels, and a 1."""
-    cols = F.unfold(F.pad(grid, (k // 2,) * 4, mode="replicate"), k).transpose(1, 2)
-    return torch.cat([cols, torch.ones_like(cols[..., :1])], -1)
 
 
 def main() -> None:

@@ -20,6 +20,13 @@ import torch.nn.functional as F
 from torch import nn
 
 
+def neighbourhoods(grid: torch.Tensor, kernel: int) -> torch.Tensor:
+    """(M, D, g, g) -> (M, g*g, D*k*k + 1): each cell's k x k neighbourhood over all channels, and a 1 (the bias).
+    Replicate padding: content entering the view is most like the edge it enters by."""
+    cols = F.unfold(F.pad(grid, (kernel // 2,) * 4, mode="replicate"), kernel).transpose(1, 2)
+    return torch.cat([cols, torch.ones_like(cols[..., :1])], -1)
+
+
 class ActionKernelPrior(nn.Module):
     def __init__(self, num_tokens: int, token_dim: int, action_num_classes: tuple, kernel: int):
         super().__init__()
@@ -48,11 +55,8 @@ class ActionKernelPrior(nn.Module):
     def forward(self, previous, actions=None, has_actions=None) -> torch.Tensor:
         """previous (B,T,N,D) standardized clean frames; actions (B,T,C); has_actions (B,T) -> prior (B,T,N,D)."""
         B, T, N, D = previous.shape
-        g, k = self.side, self.kernel
-        grid = previous.reshape(B * T, g, g, D).permute(0, 3, 1, 2).float()
-        # replicate padding: content entering the view is most like the edge it enters by
-        cols = F.unfold(F.pad(grid, (k // 2,) * 4, mode="replicate"), k).transpose(1, 2)  # (M, N, D*k*k)
-        cols = torch.cat([cols, torch.ones_like(cols[..., :1])], -1)
+        g = self.side
+        cols = neighbourhoods(previous.reshape(B * T, g, g, D).permute(0, 3, 1, 2).float(), self.kernel)
         w = self.filters(actions, has_actions, B * T)
         change = torch.bmm(cols, w.transpose(1, 2))  # (M, N, D)
         return (previous.float() + change.view(B, T, N, D)).to(previous.dtype)
