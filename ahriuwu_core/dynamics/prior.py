@@ -7,7 +7,7 @@ chosen by frame t's action (the one that led into it):
 
 An unlabelled frame gets W_base alone (the no-action filter). Everything starts at zero, so the prior starts as
 plain persistence. In most games the camera motion follows from the action. Measured on the demo, the
-least-squares filter rolled out alone beats copying the last frame by 4-5 dB at h=4..16 (bench/RESULTS.md).
+least-squares filter rolled out alone beats copying the last frame by 4.0-4.5 dB at h=4..16 (bench/RESULTS.md).
 A bilinear shift by a learnt (dx, dy) was tried first: from the x-prediction loss its gradient mostly asked for
 blur. The filter is linear in its weights, so its own squared error (`prior_error`) fits it directly.
 """
@@ -35,7 +35,7 @@ class ActionKernelPrior(nn.Module):
             raise ValueError(f"ActionKernelPrior: {num_tokens} latent tokens do not form a square grid")
         if kernel < 1 or kernel % 2 == 0:
             raise ValueError(f"ActionKernelPrior: kernel={kernel} must be odd and positive")
-        self.side, self.dim, self.kernel = side, token_dim, kernel
+        self.side, self.kernel = side, kernel
         width = token_dim * kernel * kernel + 1  # the k x k neighbourhood of every channel, and a bias
         self.prior_base = nn.Parameter(torch.zeros(token_dim, width))
         self.prior_action = nn.ParameterList(nn.Parameter(torch.zeros(c, token_dim, width))
