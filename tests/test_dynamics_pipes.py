@@ -35,14 +35,23 @@ def _session(root: Path, spec: Path, stderr) -> subprocess.Popen:
                             stdout=subprocess.PIPE, stderr=stderr)
 
 
+def _cmdline(pid: str) -> str:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace")
+    except OSError:  # it exited meanwhile
+        return ""
+
+
 def _child(proc: subprocess.Popen) -> int:
-    """The trainer `proc` starts (from whichever of its threads)."""
+    """The trainer `proc` starts (from whichever of its threads). Dagster may start other children too, so it
+    is picked by its command line."""
     deadline = time.time() + 60
     while time.time() < deadline:
         assert proc.poll() is None, f"the launcher exited ({proc.returncode}): {proc.stdout.read().decode()}"
         kids = [k for t in Path(f"/proc/{proc.pid}/task").iterdir() for k in (t / "children").read_text().split()]
-        if kids:
-            return int(kids[0])
+        trainers = [k for k in kids if "pipeline.dynamics_pipes" in _cmdline(k)]
+        if trainers:
+            return int(trainers[0])
         time.sleep(0.05)
     raise AssertionError(f"process {proc.pid} started no trainer")
 
@@ -91,9 +100,13 @@ def test_stopped_before_a_usable_model_fails_naming_where_to_resume(tmp_path):
     with open(tmp_path / "stderr.txt", "w") as err:
         launcher = _session(root, _spec(tmp_path, out), err)
     trainer = _child(launcher)
-    wait_for_step(out, 2, launcher)
-    subprocess.run(["kill", "-USR1", str(trainer)], check=True)  # stop after the current step
-    said = launcher.communicate(timeout=60)[0].decode()
+    try:
+        wait_for_step(out, 2, launcher)
+        subprocess.run(["kill", "-USR1", str(trainer)], check=True)  # stop after the current step
+        said = launcher.communicate(timeout=60)[0].decode()
+    finally:  # never leave a 100000-step trainer behind
+        for pid in (trainer, launcher.pid):
+            subprocess.run(["kill", "-KILL", str(pid)], stderr=subprocess.DEVNULL)
     result = json.loads((out / "result.json").read_text())
     assert result["stopped_by"] == "step" and result["checkpoint"] is None
     assert said.startswith("FAILED: "), said

@@ -73,6 +73,31 @@ def test_cached_rollout_equals_uncached_and_is_causal(variant):
     assert (a[:, 2:] - c[:, 2:]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("use_cache", [True, False])
+def test_the_prior_reads_each_generated_frames_conditional_mean_not_its_sample(use_cache):
+    model = tiny(**VARIANTS["prior"])
+    torch.nn.init.normal_(model.latent_out.weight, std=0.05)
+    calls, forward = [], model.forward
+
+    def recording(z, tau, *args, previous=None, **kw):
+        out = forward(z, tau, *args, previous=previous, **kw)
+        calls.append((tau[:, -1].clone(), previous[:, -1].clone(), out[:, -1].clone()))
+        return out
+    model.forward = recording
+    g = torch.Generator().manual_seed(0)
+    ctx = torch.rand(1, 3, model.cfg.num_tokens, 4, generator=g) * 2 - 1
+    frames = model.standardize(rollout(model, ctx, None, None, 3, 4, generator=torch.Generator().manual_seed(1),
+                                       use_cache=use_cache))
+    starts = [i for i, (tau, _, _) in enumerate(calls) if tau.item() == 0.0]  # each frame's first step, from noise
+    assert len(starts) == 3 and len(calls) - starts[0] == 3 * 4
+    means = [calls[i][2] for i in starts]
+    assert torch.allclose(calls[starts[0]][1], model.standardize(ctx)[:, -1])  # the first reads the context frame
+    for h in (1, 2):
+        for _, previous, _ in calls[starts[h]:starts[h] + 4]:
+            assert torch.allclose(previous, means[h - 1], atol=1e-6)
+        assert not torch.allclose(means[h - 1], frames[:, h - 1], atol=1e-3)  # the sample differs: a real test
+
+
 def test_more_steps_never_worse_on_toy_trained_model():
     """Toy data: every frame is +pattern or -pattern. One step can only return the mean (0, far from both
     modes); a working sampler commits to a mode as steps increase, so distance-to-data shrinks with K."""

@@ -33,6 +33,8 @@ OWNER = "team:ml"
 # noise drawn from (seed, step, example index), so N ranks train exactly what one process does on their union.
 # evaluation 2: 16 clips per video, bootstrap intervals, persistence_motion and mean-readout series, per-frame
 # encoding. frames 3, latents 2: every chunk written and zstd-checksummed (`checked_store`), so damage is an error.
+# dynamics 5: the action-kernel prior and the weight average. evaluation 3: in a rollout the persistence prior
+# reads each generated frame's conditional mean, not its sample (`dynamics/sampler.py`).
 CODE_VERSIONS = {
     "videos": "1",
     "frames": "3",
@@ -40,7 +42,7 @@ CODE_VERSIONS = {
     "tokenizer": "2",
     "latents": "2",
     "dynamics": "5",
-    "evaluation": "2",
+    "evaluation": "3",
 }
 
 # One dataset per identity: the settings a per-video output depends on take part in its code version, so that
