@@ -3,7 +3,7 @@ data root laid out as `make demo` leaves it (so `make play DATA_ROOT=...` serves
 frames, the manifest with the preset's split, the CNN tokenizer, the training videos' latents and the world model.
 
 The same configs as `make demo`, except that the world model always completes its schedule (no time limit), so
-the result does not depend on the machine's speed. About 8 CPU minutes on 2 cores."""
+the result does not depend on the machine's speed. About 8 CPU minutes on 2 cores at the preset's 360 steps."""
 from __future__ import annotations
 
 import dataclasses
@@ -18,8 +18,9 @@ from ahriuwu_core.manifest import build_manifest, read_manifest, write_manifest
 from ahriuwu_core.presets import get_preset
 
 
-def train_demo_model(root: Path, log=print) -> DataLayout:
-    """Idempotent per stage: finished outputs under `root` are reused."""
+def train_demo_model(root: Path, log=print, dynamics_steps: int | None = None) -> DataLayout:
+    """Idempotent per stage: finished outputs under `root` are reused. `dynamics_steps`: a shorter world-model
+    schedule than the preset's (the learning-rate schedule follows it)."""
     import torch
 
     from ahriuwu_core.dynamics.train import train_dynamics
@@ -52,7 +53,8 @@ def train_demo_model(root: Path, log=print) -> DataLayout:
         torch.manual_seed(0)
         run = layout.run_dir("dynamics", "demo")
         train_dynamics([layout.latents_store(v) for v in manifest["train"]],
-                       dataclasses.replace(preset.dynamics, time_limit_s=0.0), run, log=lambda m: None)
+                       dataclasses.replace(preset.dynamics, time_limit_s=0.0,
+                                           steps=dynamics_steps or preset.dynamics.steps), run, log=lambda m: None)
         files.replace(run / "dynamics.pt", layout.dynamics_checkpoint)
     log(f"demo model: world model at {time.perf_counter() - t0:.0f} s")
     return layout
