@@ -77,11 +77,11 @@ _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the pr
 
 # The demo model: 2x2 blocks of the 16x16x16 CNN grid (64 tokens x 64 channels, so the 128-wide stream carries a
 # token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior through a
-# 3x3 action-chosen filter, and the action on every latent token -- each measured to help at this scale
-# (bench/RESULTS.md, world model).
+# 3x3 action-chosen filter, the action on every latent token, and a sampler whose first step reads the finest
+# step's conditional mean -- each measured to help at this scale (bench/RESULTS.md, world model).
 _DEMO_MODEL = DynamicsConfig(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
                              max_frames=32, time_every=1, space_rope=True, persistence_prior=True,
-                             prior_kernel=3, action_to_latents=True)
+                             prior_kernel=3, action_to_latents=True, mean_first_step=True)
 _SEED_MODEL = DynamicsConfig(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
                              max_frames=64)
 _MEDIUM_MODEL = DynamicsConfig(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16,

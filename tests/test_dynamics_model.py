@@ -158,11 +158,11 @@ def test_preset_parameter_counts_and_designs():
     # The GPU presets keep the paper's design; the demo picks the small-scale options.
     for name in ("seed", "medium"):
         cfg = replace(get_preset(name).dynamics.model, num_tokens=256, token_dim=32)
-        assert (cfg.time_every, cfg.space_rope, cfg.persistence_prior, cfg.prior_kernel, cfg.action_to_latents) == (
-            4, False, False, 0, False)
+        assert (cfg.time_every, cfg.space_rope, cfg.persistence_prior, cfg.prior_kernel, cfg.action_to_latents,
+                cfg.mean_first_step) == (4, False, False, 0, False, False)
     demo = replace(get_preset("demo").dynamics.model, num_tokens=256, token_dim=16)
-    assert (demo.time_every, demo.space_rope, demo.persistence_prior, demo.prior_kernel, demo.action_to_latents) == (
-        1, True, True, 3, True)
+    assert (demo.time_every, demo.space_rope, demo.persistence_prior, demo.prior_kernel, demo.action_to_latents,
+            demo.mean_first_step) == (1, True, True, 3, True, True)
 
 
 def _preset_model_configs():

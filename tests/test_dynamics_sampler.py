@@ -49,6 +49,7 @@ VARIANTS = {  # the paper's design, and each small-scale option (16 tokens on a 
     "prior": dict(persistence_prior=True),
     "rope_blocks_actions": dict(num_tokens=16, pack=4, space_rope=True, action_to_latents=True, time_every=1,
                                 persistence_prior=True),
+    "mean_first_step": dict(persistence_prior=True, prior_kernel=3, num_tokens=16, mean_first_step=True),
 }
 
 
@@ -73,29 +74,53 @@ def test_cached_rollout_equals_uncached_and_is_causal(variant):
     assert (a[:, 2:] - c[:, 2:]).abs().max() > 1e-4
 
 
+@pytest.mark.parametrize("mean_first_step", [False, True])
 @pytest.mark.parametrize("use_cache", [True, False])
-def test_the_prior_reads_each_generated_frames_conditional_mean_not_its_sample(use_cache):
-    model = tiny(**VARIANTS["prior"])
+def test_the_prior_reads_each_generated_frames_conditional_mean_not_its_sample(use_cache, mean_first_step):
+    model = tiny(**VARIANTS["prior"], mean_first_step=mean_first_step)
     torch.nn.init.normal_(model.latent_out.weight, std=0.05)
     calls, forward = [], model.forward
 
-    def recording(z, tau, *args, previous=None, **kw):
-        out = forward(z, tau, *args, previous=previous, **kw)
-        calls.append((tau[:, -1].clone(), previous[:, -1].clone(), out[:, -1].clone()))
+    def recording(z, tau, step, *args, previous=None, **kw):
+        out = forward(z, tau, step, *args, previous=previous, **kw)
+        calls.append((tau[:, -1].clone(), step[:, -1].clone(), previous[:, -1].clone(), out[:, -1].clone()))
         return out
     model.forward = recording
     g = torch.Generator().manual_seed(0)
     ctx = torch.rand(1, 3, model.cfg.num_tokens, 4, generator=g) * 2 - 1
     frames = model.standardize(rollout(model, ctx, None, None, 3, 4, generator=torch.Generator().manual_seed(1),
                                        use_cache=use_cache))
-    starts = [i for i, (tau, _, _) in enumerate(calls) if tau.item() == 0.0]  # each frame's first step, from noise
+    starts = [i for i, (tau, *_) in enumerate(calls) if tau.item() == 0.0]  # each frame's first step, from noise
     assert len(starts) == 3 and len(calls) - starts[0] == 3 * 4
-    means = [calls[i][2] for i in starts]
-    assert torch.allclose(calls[starts[0]][1], model.standardize(ctx)[:, -1])  # the first reads the context frame
+    # the first prediction is queried at the finest step with mean_first_step, else at 1/K like the rest
+    first_step = 1 / model.cfg.k_max if mean_first_step else 1 / 4
+    for i in range(starts[0], len(calls)):
+        assert calls[i][1].item() == pytest.approx(first_step if i in starts else 1 / 4)
+    means = [calls[i][3] for i in starts]
+    assert torch.allclose(calls[starts[0]][2], model.standardize(ctx)[:, -1])  # the first reads the context frame
     for h in (1, 2):
-        for _, previous, _ in calls[starts[h]:starts[h] + 4]:
+        for _, _, previous, _ in calls[starts[h]:starts[h] + 4]:
             assert torch.allclose(previous, means[h - 1], atol=1e-6)
         assert not torch.allclose(means[h - 1], frames[:, h - 1], atol=1e-3)  # the sample differs: a real test
+
+
+def test_mean_first_step_steps_1_over_K_along_the_finest_steps_prediction():
+    """The first prediction is queried at `first_step`; the state still moves by 1/K, and later steps use 1/K."""
+    seen = []
+
+    def predict(z, tau, step):
+        seen.append(step.item())
+        return 0.5 * z + 0.7 + step  # depends on the step size, so a wrong one changes the result
+
+    K, eps = 4, torch.randn((1, 1, 2, 2), generator=torch.Generator().manual_seed(0))
+    out = denoise(None, predict, (1, 1, 2, 2), K, torch.Generator().manual_seed(0), "cpu", first_step=1 / 64)
+    assert seen == [1 / 64, 1 / 4, 1 / 4, 1 / 4]
+    z = eps.clone()
+    for k in range(K):  # reference: Euler steps of 1/K, x_hat queried at 1/64 only from pure noise
+        tau, d = k / K, 1 / K
+        x = 0.5 * z + 0.7 + (1 / 64 if k == 0 else d)
+        z = x if k == K - 1 else z + d * (x - z) / (1 - tau)
+    assert torch.allclose(out, z, atol=1e-6)
 
 
 def test_more_steps_never_worse_on_toy_trained_model():

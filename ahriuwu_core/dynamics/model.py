@@ -56,6 +56,8 @@ class DynamicsConfig:
     persistence_prior: bool = False  # x_hat(t) = clean(t-1) + output; clean(t-1) is also an input
     prior_kernel: int = 0            # > 0 (with persistence_prior): clean(t-1) through a k x k action-chosen filter
     action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
+    mean_first_step: bool = False    # the sampler's first step (from pure noise) predicts at the finest step
+                                     # size: the conditional mean, which the prior reads (`sampler`)
 
     def __post_init__(self):
         self.action_num_classes = tuple(int(c) for c in self.action_num_classes)

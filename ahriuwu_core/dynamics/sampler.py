@@ -13,6 +13,11 @@ passes its input on almost unchanged, so a sample's own noise would be copied in
 compound (on the demo a K=64 rollout's latent spread grew from 0.157 to 0.417 in 16 frames; the data's is
 0.148). The sample's detail still reaches later frames through the KV cache, noised to the context level as in
 training.
+
+`DynamicsConfig.mean_first_step` queries that first prediction at the finest step size 1/k_max instead of 1/K,
+then steps 1/K along it. From pure noise the input says nothing about the frame, so the flow-trained finest step
+predicts the conditional mean itself, while the coarse shortcut's prediction there is a partial sample trained
+on few examples. Not in the paper; on the demo it moved K=4 0.15 dB closer to K=64 (`bench/RESULTS.md`).
 """
 from __future__ import annotations
 
@@ -36,12 +41,18 @@ def _check_steps(model, sampling_steps: int):
                          "(only those step sizes are trained)")
 
 
+def first_step_size(model, sampling_steps: int) -> float:
+    """The step size the sampler's first prediction (from pure noise) is queried at: 1/K, or 1/k_max with
+    `mean_first_step`."""
+    return 1.0 / model.cfg.k_max if model.cfg.mean_first_step else 1.0 / sampling_steps
+
+
 def denoise(model, predict, shape, sampling_steps: int, generator, device, mean: bool = False,
-            with_mean: bool = False):
+            with_mean: bool = False, first_step: float | None = None):
     """Run the K-step sampler for one frame. `predict(z, tau, d) -> x_hat`, tau/d are (B,1) tensors.
-    mean=True returns the first step's x_hat instead: the prediction from pure noise (tau=0), i.e. the model's
-    conditional mean of the frame -- blurrier than a sample, but free of sampling noise. with_mean=True returns
-    (sample, that mean); the mean costs nothing extra, it is the sampler's first step."""
+    The first prediction, from pure noise (tau=0), is queried at step size `first_step` (default 1/K) and is the
+    model's conditional mean of the frame. mean=True returns it instead of a sample -- blurrier, but free of
+    sampling noise. with_mean=True returns (sample, mean); the mean costs nothing extra."""
     d = 1.0 / sampling_steps
     z = _randn(shape, generator, device)
     B = shape[0]
@@ -49,7 +60,7 @@ def denoise(model, predict, shape, sampling_steps: int, generator, device, mean:
     for k in range(1 if mean else sampling_steps):
         tau = torch.full((B, 1), k * d, device=device)
         step = torch.full((B, 1), d, device=device)
-        x_hat = predict(z, tau, step).float()
+        x_hat = predict(z, tau, step if k or first_step is None else torch.full_like(step, first_step)).float()
         if k == 0:
             first = x_hat
         z = x_hat if k == sampling_steps - 1 or mean else flow_step(z, tau, step, x_hat)
@@ -132,7 +143,8 @@ class Dreamer:
                             previous=torch.cat([p_previous, self.last_for_prior], 1))
                 return out[:, 1:]
 
-            x, first = denoise(model, predict, self.shape, sampling_steps, self.generator, device, mean, True)
+            x, first = denoise(model, predict, self.shape, sampling_steps, self.generator, device, mean, True,
+                               first_step_size(model, sampling_steps))
             noisy = add_noise(x, _randn(x.shape, self.generator, device), self._levels(B, 1, device)[0])
         previous = self.last_for_prior if self.last_for_prior is not None else torch.zeros_like(x)
         self.pending = (noisy, action, has_action, previous)
@@ -192,7 +204,8 @@ def _uncached_rollout(model, context, actions, has_actions, horizon, sampling_st
             step_all = torch.cat([ctx_levels(t)[1], step], 1)
             previous = shift_previous(torch.cat([prior_history, z], 1))
             return model(torch.cat([history, z], 1), tau_all, step_all, a_all, h_all, previous=previous)[:, -1:]
-        x, first = denoise(model, predict, (B, 1, N, D), sampling_steps, generator, device, mean, True)
+        x, first = denoise(model, predict, (B, 1, N, D), sampling_steps, generator, device, mean, True,
+                           first_step_size(model, sampling_steps))
         frames.append(x)
         noisy = add_noise(x, _randn(x.shape, generator, device), ctx_levels(1)[0])
         history, prior_history = torch.cat([history, noisy], 1), torch.cat([prior_history, first], 1)
@@ -205,4 +218,5 @@ def sample_frames(model, z_shape, sampling_steps: int, actions=None, has_actions
     """Sample (B,1,N,D) frames (tokenizer latents) with no context (image prior), for quick checks."""
     _check_steps(model, sampling_steps)
     return model.unstandardize(denoise(model, lambda z, tau, step: model(z, tau, step, actions, has_actions),
-                                       z_shape, sampling_steps, generator, device))
+                                       z_shape, sampling_steps, generator, device,
+                                       first_step=first_step_size(model, sampling_steps)))
