@@ -66,3 +66,52 @@ def prior_error(prior: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor) -
     """Sum over valid frames (B,T bool) of the prior's mean squared error to the clean frame, and their count."""
     err = (prior.float() - clean.float()).pow(2).mean((-1, -2))
     return (err * valid).sum(), valid.sum().float()
+
+
+@torch.no_grad()
+def fit_least_squares(prior: ActionKernelPrior, frames: torch.Tensor, actions=None, has_actions=None,
+                      ridge: float = 1e-3) -> float:
+    """Set every filter to the exact ridge least-squares fit of clean(t) - clean(t-1) on frames (B,T,N,D)
+    (standardized clean windows, t >= 1) with their actions (B,T,C) / has_actions (B,T). The prior is linear in
+    its weights, so this is the optimum its own squared error descends to, reached before training starts.
+    The filters are additive (base + one per action component), so a frame's features are its neighbourhoods
+    copied into the blocks of the filters it uses; the normal equations are summed per combination of filters.
+    `ridge` is relative to the mean diagonal (it also picks one solution where base and classes overlap).
+    Returns the fitted prior's mean squared error on those frames."""
+    B, T, N, D = frames.shape
+    g, width = prior.side, prior.prior_base.shape[1]
+    prev = frames[:, :-1].reshape(-1, N, D)
+    change = (frames[:, 1:] - frames[:, :-1]).reshape(-1, N, D).double()
+    cols = neighbourhoods(prev.reshape(-1, g, g, D).permute(0, 3, 1, 2).float(), prior.kernel).double().cpu()
+    change = change.cpu()
+    M = cols.shape[0]
+    offsets = [1]  # block index of each component's class 0; block 0 is the base filter
+    for table in prior.prior_action:
+        offsets.append(offsets[-1] + table.shape[0])
+    blocks = offsets[-1]
+    active = torch.zeros(M, blocks, dtype=torch.bool)
+    active[:, 0] = True
+    if actions is not None and has_actions is not None:
+        a = actions[:, 1:].reshape(M, -1).long().cpu()
+        has = has_actions[:, 1:].reshape(M).bool().cpu()
+        for c in range(len(prior.prior_action)):
+            active[torch.arange(M)[has], offsets[c] + a[has, c]] = True
+    gram = torch.zeros(blocks * width, blocks * width, dtype=torch.float64)
+    rhs = torch.zeros(blocks * width, D, dtype=torch.float64)
+    for key in torch.unique(active, dim=0):
+        rows = (active == key).all(1)
+        g_sum = torch.einsum("mnw,mnv->wv", cols[rows], cols[rows])
+        r_sum = torch.einsum("mnw,mnd->wd", cols[rows], change[rows])
+        idx = torch.cat([torch.arange(b * width, (b + 1) * width) for b in torch.nonzero(key).flatten().tolist()])
+        gram[idx[:, None], idx[None, :]] += g_sum.repeat(len(idx) // width, len(idx) // width)
+        rhs[idx] += r_sum.repeat(len(idx) // width, 1)
+    lam = ridge * float(gram.diagonal().mean()) + 1e-12
+    theta = torch.linalg.solve(gram + lam * torch.eye(len(gram), dtype=torch.float64), rhs)  # (blocks*width, D)
+    weights = theta.T.reshape(D, blocks, width).permute(1, 0, 2).float()  # (blocks, D, width)
+    prior.prior_base.copy_(weights[0])
+    for c, table in enumerate(prior.prior_action):
+        table.copy_(weights[offsets[c]:offsets[c + 1]])
+    fitted = torch.zeros_like(change)
+    for b in range(blocks):
+        fitted += torch.einsum("mnw,dw->mnd", cols, theta[b * width:(b + 1) * width].T) * active[:, b, None, None]
+    return float((fitted - change).pow(2).mean())

@@ -35,6 +35,7 @@ from ..training import (OptimConfig, Progress, RunningRMS, WeightAverage, autoca
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
+from .prior import fit_least_squares
 
 KIND = "dynamics"
 
@@ -59,6 +60,8 @@ class DynamicsTrainConfig:
     shortcut_fraction: float | None = None  # fraction of examples trained on coarse steps (None: the paper's uniform)
     optim: OptimConfig = field(default_factory=OptimConfig)
     prior_lr_scale: float = 1.0  # the action-kernel prior's filters learn at this multiple of optim.lr
+    prior_fit_windows: int = 0   # > 0: before training, the prior's filters are set to their least-squares fit on
+                                 # this many training windows (else they start at persistence)
     ema_decay: float = 0.0       # > 0: the model saved for inference is this moving average of the weights
     ckpt_every: int = 200
     log_every: int = 10
@@ -200,6 +203,12 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         say(f"resumed dynamics training from {resumed_path} at step {start}")
     else:  # latent stats from frames drawn with step 0 (training steps start at 1), the same on every rank
         model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device, first=0)["latents"])
+        if cfg.prior_fit_windows and model.prior is not None:  # drawn with step 0 too: the same on every rank
+            fit = data.batch(cfg.prior_fit_windows, cfg.seq_len, cfg.seed, 0, device, first=256)
+            clean = model.standardize(fit["latents"])
+            mse = fit_least_squares(model.prior, clean, fit["actions"], fit["has_actions"])
+            say(f"prior: least-squares fit on {cfg.prior_fit_windows} windows: squared error {mse:.4f}, "
+                f"persistence's {float((clean[:, 1:] - clean[:, :-1]).pow(2).mean()):.4f}")
     resumed_from = start
     train_model = model
     if distributed:
