@@ -91,11 +91,12 @@ _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the pre
     # CPU demo (`make demo`'s budget; timings in bench/RESULTS.md). No single-image examples
     # (rollouts never generate without context), most examples with a context-level prefix, 3/4 of the
     # examples on the finest step (in a few hundred steps the bootstrap targets teach little). The prior's filters
-    # learn at 10x the rate (they must move far in a few hundred steps); inference uses a 0.99 weight average
-    # (the live weights at this learning rate are noisy, and worse than the prior alone).
+    # start at their least-squares fit on 64 training windows (seconds; the network then learns against a finished
+    # prior from step 1); inference uses a 0.99 weight average (the live weights at this learning rate are noisy,
+    # and worse than the prior alone).
     "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,
                                 long_ratio=0.25, stride=2, optim=OptimConfig(lr=2e-3, warmup_steps=30,
-                                weight_decay=0.01), prior_lr_scale=10.0, ema_decay=0.99, ckpt_every=60,
+                                weight_decay=0.01), prior_fit_windows=64, ema_decay=0.99, ckpt_every=60,
                                 log_every=10, time_limit_s=540.0, shortcut_fraction=0.25, single_image_fraction=0.0,
                                 context_prefix_prob=0.8),
     "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,

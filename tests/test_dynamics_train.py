@@ -115,11 +115,13 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert sorted(step for step, _ in scalars(out)["train/loss"]) == [1, 2, 3, 4, 5, 6]  # each once, files in any order
 
 
-@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_lr_scale": 5.0,
+@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_lr_scale": 5.0, "prior_fit_windows": 8,
                                       "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3}}])
 def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, options):
     stores = make_stores(tmp_path)
-    straight = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "a", log=lambda s: None)
+    said = []
+    straight = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "a", log=said.append)
+    assert any("least-squares fit on 8 windows" in line for line in said) == bool(options)
 
     def stop_after_3(rec):  # SIGUSR1 during step 3 -> stops after it with last.pt written
         if rec.get("step") == 3 and "loss" in rec:
@@ -232,11 +234,12 @@ def test_config_from_json_merges_preset():
         config_from_json({"train_stores": ["a"], "stepz": 3})
 
 
-@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "model": {**TINY_MODEL, "persistence_prior": True,
-                                                                         "prior_kernel": 3}}])
+@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_fit_windows": 8,
+                                      "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3}}])
 def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path, options):
     """2 ranks x batch 2 under torchrun (gloo) end with the weights of 1 process x batch 4 (same seed, data);
-    also with the action-kernel prior (its own loss term is reduced over ranks too) and the weight average."""
+    also with the action-kernel prior (its own loss term is reduced over ranks too, its least-squares start is the
+    same on every rank) and the weight average."""
     stores = make_stores(tmp_path, n=2)
     out = tmp_path / "ddp"
     cfg = cli_config(stores, steps=4, ckpt_every=2, **options)  # batch 2 per rank; steps 2 and 4 are long batches
