@@ -78,12 +78,11 @@ def fit_least_squares(prior: ActionKernelPrior, frames: torch.Tensor, actions=No
     copied into the blocks of the filters it uses; the normal equations are summed per combination of filters.
     `ridge` is relative to the mean diagonal (it also picks one solution where base and classes overlap).
     Returns the fitted prior's mean squared error on those frames."""
-    B, T, N, D = frames.shape
+    N, D = frames.shape[2:]
     g, width = prior.side, prior.prior_base.shape[1]
-    prev = frames[:, :-1].reshape(-1, N, D)
-    change = (frames[:, 1:] - frames[:, :-1]).reshape(-1, N, D).double()
-    cols = neighbourhoods(prev.reshape(-1, g, g, D).permute(0, 3, 1, 2).float(), prior.kernel).double().cpu()
-    change = change.cpu()
+    grids = frames[:, :-1].reshape(-1, g, g, D).permute(0, 3, 1, 2).float()
+    cols = neighbourhoods(grids, prior.kernel).double().cpu()  # (M, N, width)
+    change = (frames[:, 1:] - frames[:, :-1]).reshape(-1, N, D).double().cpu()
     M = cols.shape[0]
     offsets = [1]  # block index of each component's class 0; block 0 is the base filter
     for table in prior.prior_action:
@@ -111,7 +110,6 @@ def fit_least_squares(prior: ActionKernelPrior, frames: torch.Tensor, actions=No
     prior.prior_base.copy_(weights[0])
     for c, table in enumerate(prior.prior_action):
         table.copy_(weights[offsets[c]:offsets[c + 1]])
-    fitted = torch.zeros_like(change)
-    for b in range(blocks):
-        fitted += torch.einsum("mnw,dw->mnd", cols, theta[b * width:(b + 1) * width].T) * active[:, b, None, None]
-    return float((fitted - change).pow(2).mean())
+    later = lambda x: None if x is None else x[:, 1:]  # noqa: E731  each frame's own action led into it
+    guess = prior(frames[:, :-1], later(actions), later(has_actions))
+    return float((guess.float() - frames[:, 1:].float()).pow(2).mean())

@@ -17,7 +17,7 @@ training.
 `DynamicsConfig.mean_first_step` queries that first prediction at the finest step size 1/k_max instead of 1/K,
 then steps 1/K along it. From pure noise the input says nothing about the frame, so the flow-trained finest step
 predicts the conditional mean itself, while the coarse shortcut's prediction there is a partial sample trained
-on few examples. Not in the paper; on the demo it moved K=4 0.15 dB closer to K=64 (`bench/RESULTS.md`).
+on few examples. Not in the paper; on the demo it moved K=4 0.1-0.2 dB closer to K=64 (`bench/RESULTS.md`).
 """
 from __future__ import annotations
 
