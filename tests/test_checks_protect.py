@@ -58,9 +58,10 @@ def test_dynamics_checks_pass_on_a_normal_tiny_run_and_it_is_published(graph):
 
 
 def test_a_world_model_that_learns_nothing_fails_its_checks_and_stays_unpublished(graph):
-    """lr=0 and a loss logged every step: the loss cannot drop beyond noise, and the persistence prior's
-    zero-initialized output never moves, so the prediction ignores actions. Both blocking checks fail, the
-    published world model stays byte-identical, the failed one stays in its run folder, evaluation is skipped."""
+    """lr=0, no least-squares start for the prior, and a loss logged every step: the loss cannot drop beyond
+    noise, and the persistence prior's zero-initialized filters and output never move, so the prediction ignores
+    actions. Both blocking checks fail, the published world model stays byte-identical, the failed one stays in
+    its run folder, evaluation is skipped."""
     instance, data_root, _, mp = graph
     from ahriuwu_core import presets
     from pipeline.demo import run_all
@@ -68,7 +69,7 @@ def test_a_world_model_that_learns_nothing_fails_its_checks_and_stays_unpublishe
 
     tiny = presets.get_preset("tiny")
     still = dataclasses.replace(tiny, name="tiny_still", dynamics=dataclasses.replace(
-        tiny.dynamics, log_every=1, optim=dataclasses.replace(tiny.dynamics.optim, lr=0.0)))
+        tiny.dynamics, log_every=1, prior_fit_windows=0, optim=dataclasses.replace(tiny.dynamics.optim, lr=0.0)))
     mp.setitem(presets.PRESETS, "tiny_still", still)
     mp.setenv("AHRIUWU_PRESET", "tiny_still")
     published = data_root / "dynamics" / "dynamics.pt"
