@@ -33,7 +33,7 @@ def test_the_prior_starts_as_persistence_and_ignores_actions_on_unlabelled_frame
     assert not torch.equal(a, prior(prev, actions, ~unlabelled))
 
 
-def test_the_least_squares_fit_finds_each_actions_shift_and_matches_the_prior_it_sets():
+def test_the_least_squares_fit_finds_each_actions_shift_and_predicts_frames_it_never_saw():
     """Two action components, unlabelled frames, windows of several frames: the closed-form fit recovers a
     one-cell scroll per class of the first component (the second does nothing), on frames it never saw."""
     torch.manual_seed(0)
