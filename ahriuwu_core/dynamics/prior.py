@@ -110,6 +110,8 @@ def fit_least_squares(prior: ActionKernelPrior, frames: torch.Tensor, actions=No
     prior.prior_base.copy_(weights[0])
     for c, table in enumerate(prior.prior_action):
         table.copy_(weights[offsets[c]:offsets[c + 1]])
-    later = lambda x: None if x is None else x[:, 1:]  # noqa: E731  each frame's own action led into it
-    guess = prior(frames[:, :-1], later(actions), later(has_actions))
+    if actions is None or has_actions is None:
+        guess = prior(frames[:, :-1])
+    else:  # each frame's own action led into it
+        guess = prior(frames[:, :-1], actions[:, 1:], has_actions[:, 1:])
     return float((guess.float() - frames[:, 1:].float()).pow(2).mean())
