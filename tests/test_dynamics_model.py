@@ -205,3 +205,55 @@ def test_demo_shaped_model_learns_to_return_its_input_frame(prior):
     with torch.no_grad():
         err = (model(x, torch.ones(8, 1), torch.ones(8, 1) / model.cfg.k_max) - x).pow(2).mean() / x.pow(2).mean()
     assert err < 0.02, float(err)
+
+
+def test_skip_coefficients_are_the_least_squares_estimate_and_its_error():
+    """Against the paper's corruption z = (1-tau)*noise + tau*x with x = p + change (variance s2): the fitted
+    least-squares coefficient of x - p on z - tau*p is c(tau), and the residual's standard deviation is r(tau)."""
+    from ahriuwu_core.dynamics.model import skip_coefficients
+
+    g = torch.Generator().manual_seed(0)
+    s2 = 0.3
+    for tau in (0.1, 0.5, 0.8):
+        p = torch.randn(200_000, generator=g)
+        x = p + s2 ** 0.5 * torch.randn(200_000, generator=g)
+        z = (1 - tau) * torch.randn(200_000, generator=g) + tau * x
+        w = z - tau * p
+        fitted = float((w * (x - p)).sum() / (w * w).sum())
+        c, r = skip_coefficients(torch.full((1, 1), tau), torch.full((1,), s2))
+        assert abs(fitted - float(c)) < 0.01, (tau, fitted, float(c))
+        residual_std = float((x - p - fitted * w).std())
+        assert abs(residual_std - float(r)) < 0.01, (tau, residual_std, float(r))
+
+
+def test_preconditioned_model_starts_as_the_skip_and_its_network_still_adds():
+    """At initialisation the output is exactly p + c*(z - tau*p): the guess at tau=0, the input at tau=1. After a
+    few steps of training on a change the skip cannot see (the action's), the output moves off the skip."""
+    from ahriuwu_core.dynamics.model import skip_coefficients
+
+    model = tiny(persistence_prior=True, precondition=True, action_num_classes=(3,))
+    model.change_var.fill_(0.2)
+    g = torch.Generator().manual_seed(1)
+    z, prev = torch.randn(2, 3, 8, 4, generator=g), torch.randn(2, 3, 8, 4, generator=g)
+    tau = torch.tensor([[0.0, 0.5, 1.0]] * 2)
+    step = torch.full((2, 3), 1 / 8)
+    with torch.no_grad():
+        out = model(z, tau, step, previous=prev)
+    c, _ = skip_coefficients(tau, model.change_var)
+    assert torch.allclose(out, prev + c * (z - tau[..., None, None] * prev), atol=1e-6)
+    assert torch.allclose(out[:, 0], prev[:, 0]) and torch.allclose(out[:, 2], z[:, 2], atol=1e-6)
+
+    actions = torch.tensor([[[0], [1], [2]]] * 2)
+    has = torch.ones(2, 3, dtype=torch.bool)
+    target = prev + actions.float()[..., None] * 0.5  # the action decides the change
+    opt = torch.optim.Adam(model.parameters(), lr=3e-3)
+    zero = torch.zeros(2, 3)
+    for _ in range(60):
+        loss = (model(torch.randn(2, 3, 8, 4, generator=g), zero, step, actions, has, previous=prev)
+                - target).pow(2).mean()
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        after = model(torch.randn(2, 3, 8, 4, generator=g), zero, step, actions, has, previous=prev)
+    assert (after - target).pow(2).mean() < 0.25 * (prev - target).pow(2).mean()

@@ -1,4 +1,5 @@
 """Shortcut-forcing formulas against hand-computed values (paper convention: tau=1 clean)."""
+import dataclasses
 import math
 
 import pytest
@@ -148,6 +149,13 @@ def test_loss_zero_for_oracle_and_hand_value_for_zero_model():
     # context prefix frames sit at 1 - context_noise with the finest step
     ctx = (tau - 0.9).abs() < 1e-6
     assert ctx.any() and (step[ctx] == 1 / 8).all()
+
+    # a flat weight: the plain mean squared error of the flow frames
+    flat = dataclasses.replace(cfg, loss_weight="flat")
+    loss, stats = shortcut_forcing_loss(zero, clean, None, None, flat, generator=torch.Generator().manual_seed(3))
+    assert abs(stats["loss_flow"] - err[flow].mean().item()) < 1e-6
+    with pytest.raises(ValueError, match="loss_weight"):
+        shortcut_forcing_loss(zero, clean, None, None, dataclasses.replace(cfg, loss_weight="sqrt"))
 
 
 def test_loss_finite_and_bounded_in_bf16_with_real_model():

@@ -58,11 +58,15 @@ class DynamicsConfig:
     action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
     mean_first_step: bool = False    # the sampler's first step (from pure noise) predicts at the finest step
                                      # size: the conditional mean, which the prior reads (`sampler`)
+    precondition: bool = False       # (with persistence_prior) output = the best linear guess from the noisy input
+                                     # and the prior, plus the network's scaled correction (`skip_coefficients`)
 
     def __post_init__(self):
         self.action_num_classes = tuple(int(c) for c in self.action_num_classes)
         if self.prior_kernel and not self.persistence_prior:
             raise ValueError("DynamicsConfig: prior_kernel needs persistence_prior=True")
+        if self.precondition and not self.persistence_prior:
+            raise ValueError("DynamicsConfig: precondition needs persistence_prior=True")
         if self.num_tokens % self.pack:
             raise ValueError(f"DynamicsConfig: num_tokens={self.num_tokens} not divisible by pack={self.pack}")
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
@@ -280,6 +284,18 @@ def fourier_features(tau: torch.Tensor, n: int = TAU_OCTAVES) -> torch.Tensor:
     return torch.cat([tau.float()[..., None], ang.sin(), ang.cos()], -1)
 
 
+def skip_coefficients(tau: torch.Tensor, change_var: torch.Tensor):
+    """Preconditioning (EDM-style, in the paper's tau convention). With z = (1-tau)*noise + tau*x and a guess p of
+    x whose error x - p has variance s2 (per channel, unit-variance noise), the least-squares linear estimate of x
+    from (z, p) is p + c*(z - tau*p), c = tau*s2 / (tau^2*s2 + (1-tau)^2), and its error has standard deviation
+    r = (1-tau)*sqrt(s2 / (tau^2*s2 + (1-tau)^2)). The model outputs that estimate plus r times the network's
+    output, so at initialisation (zero output) it is the best simple predictor, and the network's target has unit
+    scale at every tau. tau (B,T), change_var (D,) -> c, r, each (B,T,1,D)."""
+    t = tau.float()[..., None, None]
+    denom = t * t * change_var + (1 - t) ** 2
+    return t * change_var / denom, (1 - t) * torch.sqrt(change_var / denom)
+
+
 class WorldModel(nn.Module):
     def __init__(self, cfg: DynamicsConfig):
         super().__init__()
@@ -302,6 +318,8 @@ class WorldModel(nn.Module):
                       if cfg.prior_kernel else None)
         self.register_buffer("latent_mean", torch.zeros(cfg.token_dim))
         self.register_buffer("latent_std", torch.ones(cfg.token_dim))
+        if cfg.precondition:  # variance of (clean - prior guess) per channel, standardized (`set_change_var`)
+            self.register_buffer("change_var", torch.ones(cfg.token_dim))
         self.register_buffer("space_pos", token_grid_positions(cfg), persistent=False)
         self._init_weights()
 
@@ -311,6 +329,19 @@ class WorldModel(nn.Module):
         flat = latents.reshape(-1, latents.shape[-1]).float()
         self.latent_mean.copy_(flat.mean(0))
         self.latent_std.copy_(flat.std(0).clamp_min(min_std))
+
+    @torch.no_grad()
+    def set_change_var(self, clean: torch.Tensor, actions=None, has_actions=None, min_var: float = 1e-4) -> float:
+        """Per-channel variance of each frame's error under the prior's guess, from standardized clean windows
+        (B,T,N,D) with their actions; returns its mean."""
+        guess = clean[:, :-1]
+        if self.prior is not None:
+            a = actions[:, 1:] if actions is not None else None
+            h = has_actions[:, 1:] if has_actions is not None else None
+            guess = self.prior(guess, a, h)
+        err = (clean[:, 1:].float() - guess.float()).reshape(-1, clean.shape[-1])
+        self.change_var.copy_(err.pow(2).mean(0).clamp_min(min_var))
+        return float(self.change_var.mean())
 
     def standardize(self, z: torch.Tensor) -> torch.Tensor:
         """Tokenizer latents -> the model's unit-scale space (what training noises and the sampler outputs)."""
@@ -333,7 +364,7 @@ class WorldModel(nn.Module):
             outs = [blk.space_attn.out, blk.mlp.out] + ([blk.time_attn.out] if blk.has_time else [])
             for lin in outs:
                 nn.init.normal_(lin.weight, std=lin.in_features ** -0.5 / math.sqrt(2 * self.cfg.n_layers))
-        if self.cfg.persistence_prior:  # start as exact persistence; the change is learnt from zero
+        if self.cfg.persistence_prior:  # start as the prior (or its preconditioned mix); the change is learnt from zero
             nn.init.zeros_(self.latent_out.weight)
         else:
             nn.init.normal_(self.latent_out.weight, std=0.1 * self.cfg.d_model ** -0.5)
@@ -380,7 +411,11 @@ class WorldModel(nn.Module):
                              f"(N={cfg.num_tokens}, D={cfg.token_dim})")
         if not 0 <= commit <= T or (commit and cache is None):
             raise ValueError(f"WorldModel: commit={commit} needs a cache and 0 <= commit <= T={T}")
-        packed = pack_tokens(z, cfg)
+        if cfg.precondition:  # unit-scale network input at every tau (z's variance is (1-tau)^2 + tau^2 var(x))
+            t = tau.to(z.dtype)[..., None, None]
+            packed = pack_tokens(z * torch.rsqrt((1 - t) ** 2 + t * t), cfg)
+        else:
+            packed = pack_tokens(z, cfg)
         prev = guess = None
         if cfg.persistence_prior:  # single-image examples must not see another frame, not even through the prior
             guess = previous.to(z.dtype) if previous is not None else torch.zeros_like(z)
@@ -401,7 +436,13 @@ class WorldModel(nn.Module):
         if cache is not None and commit:
             cache.length += commit
         out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
-        if prev is not None:
-            out = out + prev.to(out.dtype)
-        out = unpack_tokens(out, cfg).to(z.dtype)
+        if cfg.precondition:
+            c, r = skip_coefficients(tau, self.change_var)
+            g = guess.float()
+            out = (g + c * (z.float() - tau.float()[..., None, None] * g) + r * unpack_tokens(out, cfg).float())
+            out = out.to(z.dtype)
+        else:
+            if prev is not None:
+                out = out + prev.to(out.dtype)
+            out = unpack_tokens(out, cfg).to(z.dtype)
         return (out, guess) if return_prior else out

@@ -11,7 +11,7 @@
   (1-tau)^2 * |b_hat - (b1+b2)/2|^2, which equals |x_hat - x_target|^2 with x_target = z + (1-tau)(b1+b2)/2 --
   so no division by (1-tau) ever reaches the student, and the teacher's divisions are bounded because
   tau <= 1 - d.
-- ramp weight w(tau) = 0.9*tau + 0.1 (noisy frames carry less signal).
+- ramp weight w(tau) = 0.9*tau + 0.1 (noisy frames carry less signal), or a flat weight (`loss_weight`).
 - single images: a fraction of examples attend only within each frame.
 - with an action-kernel prior (`DynamicsConfig.prior_kernel`), a third term fits the prior's guess of each frame
   (from the previous clean frame and the frame's action) to the clean frame: not in the paper.
@@ -38,10 +38,21 @@ class ObjectiveConfig:
     context_noise: float = 0.1       # context frames sit at tau = 1 - context_noise (training and rollout)
     context_prefix_prob: float = 0.5  # fraction of sequence examples with a context-level prefix
     shortcut_fraction: float | None = None  # fraction of examples with d > 1/k_max; None = uniform over sizes
+    loss_weight: str = "ramp"        # per-frame weight: "ramp" (the paper's 0.9*tau + 0.1) or "flat" (1)
 
 
 def ramp_weight(tau: torch.Tensor) -> torch.Tensor:
     return 0.9 * tau + 0.1
+
+
+def frame_weight(tau: torch.Tensor, kind: str) -> torch.Tensor:
+    """The paper's ramp, or a flat weight: with a preconditioned model the x-space error already shrinks with tau
+    (the skip is near exact for nearly clean frames), so flat spends the loss where the noise is."""
+    if kind == "ramp":
+        return ramp_weight(tau)
+    if kind == "flat":
+        return torch.ones_like(tau)
+    raise ValueError(f"ObjectiveConfig.loss_weight={kind!r}: expected 'ramp' or 'flat'")
 
 
 def add_noise(clean: torch.Tensor, noise: torch.Tensor, tau: torch.Tensor) -> torch.Tensor:
@@ -166,7 +177,7 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
     out = model(z, tau, step, actions, has_actions, isolated=isolated, previous=previous, return_prior=fitted_prior)
     x_pred, guess = (out[0].float(), out[1]) if fitted_prior else (out.float(), None)
     err = (x_pred - target).pow(2).mean((-1, -2))  # (B,T)
-    weighted = ramp_weight(tau) * err
+    weighted = frame_weight(tau, cfg.loss_weight) * err
     sums = {"flow": (weighted * flow_frames).sum(), "bootstrap": (weighted * boot_frames).sum()}
     frame_counts = {"flow": flow_frames.sum().float(), "bootstrap": boot_frames.sum().float()}
     if fitted_prior:  # frames with a previous frame of their own

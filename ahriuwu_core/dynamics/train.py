@@ -58,6 +58,7 @@ class DynamicsTrainConfig:
     context_noise: float = 0.1
     context_prefix_prob: float = 0.5
     shortcut_fraction: float | None = None  # fraction of examples trained on coarse steps (None: the paper's uniform)
+    loss_weight: str = "ramp"    # per-frame loss weight: "ramp" (the paper's) or "flat" (`objective.frame_weight`)
     optim: OptimConfig = field(default_factory=OptimConfig)
     prior_lr_scale: float = 1.0  # the action-kernel prior's filters learn at this multiple of optim.lr
     prior_fit_windows: int = 0   # > 0: before training, the prior's filters are set to their least-squares fit on
@@ -82,7 +83,7 @@ class DynamicsTrainConfig:
 
     def objective(self) -> ObjectiveConfig:
         return ObjectiveConfig(self.single_image_fraction, self.context_noise, self.context_prefix_prob,
-                               self.shortcut_fraction)
+                               self.shortcut_fraction, self.loss_weight)
 
     def batch_shape(self, step: int) -> tuple[int, int]:
         """(batch size, frames) for optimizer step `step` (1-based): long batches spread evenly at long_ratio."""
@@ -209,6 +210,10 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             mse = fit_least_squares(model.prior, clean, fit["actions"], fit["has_actions"])
             say(f"prior: least-squares fit on {cfg.prior_fit_windows} windows: squared error {mse:.4f}, "
                 f"persistence's {float((clean[:, 1:] - clean[:, :-1]).pow(2).mean()):.4f}")
+        if model_cfg.precondition:  # the skip's error variance, under the prior as it starts
+            fit = data.batch(max(cfg.prior_fit_windows, 64), cfg.seq_len, cfg.seed, 0, device, first=256)
+            var = model.set_change_var(model.standardize(fit["latents"]), fit["actions"], fit["has_actions"])
+            say(f"preconditioning: the prior's error variance {var:.4f} (standardized)")
     resumed_from = start
     train_model = model
     if distributed:
