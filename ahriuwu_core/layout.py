@@ -1,6 +1,7 @@
 """Where everything lives under the data root. Nothing else spells a path under it.
 
     <root>/demo_source/           the built-in demo's rendered videos (the `demo` source)
+    <root>/atari_source/          the built-in Atari games' recorded videos (the `atari` source)
     <root>/catalog/<id>.json      what the listing found for each video; catalog/removed.txt
     <root>/videos/<id>/           a fetched video, its metadata and actions sidecar
     <root>/frames/<id>.zarr       decoded 20 fps uint8 frames, actions, HUD mask
@@ -28,6 +29,10 @@ class DataLayout:
     @property
     def demo_source(self) -> Path:
         return self.root / "demo_source"
+
+    @property
+    def atari_source(self) -> Path:
+        return self.root / "atari_source"
 
     @property
     def catalog_dir(self) -> Path:

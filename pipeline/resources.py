@@ -83,8 +83,9 @@ _PROJECT_ENV = {
     "cookies_file": ("AHRIUWU_COOKIES", ""), "rate_limit": ("AHRIUWU_RATE_LIMIT", ""),
     "retries": ("AHRIUWU_RETRIES", "5"), "max_duration_s": ("AHRIUWU_MAX_DURATION_S", str(4 * 3600)),
     "hud_layout": ("AHRIUWU_HUD_LAYOUT", ""),
+    "atari_videos": ("AHRIUWU_ATARI_VIDEOS", "4"), "atari_seconds": ("AHRIUWU_ATARI_SECONDS", "30"),
 }
-_UNSET = {"max_height": 0, "retries": -1, "max_duration_s": -1.0}
+_UNSET = {"max_height": 0, "retries": -1, "max_duration_s": -1.0, "atari_videos": 0, "atari_seconds": 0.0}
 
 
 class ProjectResource(ConfigurableResource):
@@ -94,7 +95,8 @@ class ProjectResource(ConfigurableResource):
     launchpad (its resources section) applies to every stage of that run, and no asset has a config field of
     its own that could disagree. Every field left unset reads its environment variable (`setting`).
 
-    source: `demo`, `folder:/path`, `filelist:/path/urls.txt`, `urls:URL1,URL2`, `channel:URL` or `playlist:URL`.
+    source: `demo`, `folder:/path`, `filelist:/path/urls.txt`, `urls:URL1,URL2`, `channel:URL`, `playlist:URL` or
+    `atari:GAME,GAME` (ALE ROM ids, e.g. `atari:breakout,ms_pacman`).
     """
 
     preset: str = ""          # tiny, demo, seed or medium
@@ -107,6 +109,8 @@ class ProjectResource(ConfigurableResource):
     max_duration_s: float = -1.0  # longer videos are refused (0: no cap); live streams always are
     hud_layout: str = ""      # a key of conventions.HUD_LAYOUTS; unset: the preset's, except that the demo's layout
                               # is applied to the demo source only (another game has no HUD mask unless configured)
+    atari_videos: int = 0     # the atari source: videos per game
+    atari_seconds: float = 0.0  # the atari source: each video's length
 
     def setting(self, name: str):
         """The field's value, or, left at its unset default, its environment variable's (else the project's
@@ -163,12 +167,18 @@ class ProjectResource(ConfigurableResource):
                       max_duration_s=self.setting("max_duration_s"))
         if kind == "demo":
             return SourceConfig(kind="demo", demo=self.preset_config().demo, **common)
+        if kind == "atari":
+            from ahriuwu_core.sources.atari import AtariConfig
+
+            atari = AtariConfig(games=tuple(g.strip() for g in value.split(",") if g.strip()),
+                                videos_per_game=self.setting("atari_videos"), duration_s=self.setting("atari_seconds"))
+            return SourceConfig(kind="atari", atari=atari, **common)
         if kind in ("folder", "filelist"):
             return SourceConfig(kind=kind, path=value, **common)
         if kind in ("urls", "channel", "playlist"):
             return SourceConfig(kind=kind, urls=[u for u in value.split(",") if u], **common)
         raise ValueError(f"AHRIUWU_SOURCE={self.setting('source')!r}: expected demo, folder:PATH, filelist:PATH, urls:URL,..., "
-                         "channel:URL or playlist:URL")
+                         "channel:URL, playlist:URL or atari:GAME,...")
 
 
 @contextlib.contextmanager

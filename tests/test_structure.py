@@ -160,7 +160,7 @@ def test_one_preset_registry():
 
 
 DATA_ROOT_NAMES = {"videos", "frames", "latents", "tokenizer", "dynamics", "reports", "catalog", "demo_source",
-                   "manifest.json", "removed.txt", "runs", "tokenizer.pt", "dynamics.pt"}
+                   "atari_source", "manifest.json", "removed.txt", "runs", "tokenizer.pt", "dynamics.pt"}
 
 
 def test_only_the_layout_module_spells_paths_under_the_data_root():

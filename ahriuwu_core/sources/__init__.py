@@ -1,6 +1,7 @@
 """Video sources: YouTube channels / playlists / URL lists through yt-dlp's Python API, local folders, file
-lists and the built-in demo game. Every kind downloads through yt-dlp (local files as file:// URLs), so the demo
-takes exactly the path a real video takes.
+lists, the built-in demo game and the built-in Atari games (`atari`, recorded with ale-py). Every kind downloads
+through yt-dlp (local files as file:// URLs), so the demo and the Atari games take exactly the path a real video
+takes.
 
 Download layout (design contract): `<videos>/<video_id>/video.<ext>`, `info.json` (yt-dlp's info dict,
 sanitized), `meta.json` (parsed facts), `actions.json` (copied from a `<stem>.actions.json` sidecar beside a

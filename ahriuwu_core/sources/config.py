@@ -13,7 +13,7 @@ class VideoFetchError(RuntimeError):
 
 @dataclass
 class SourceConfig:
-    kind: str = "demo"                  # "urls" | "channel" | "playlist" | "folder" | "filelist" | "demo"
+    kind: str = "demo"                  # "urls" | "channel" | "playlist" | "folder" | "filelist" | "demo" | "atari"
     urls: list[str] = field(default_factory=list)   # urls / channel / playlist URLs
     path: str = ""                      # folder, or the file list (one path or URL per line, '#' comments)
     max_height: int = 720               # video-only format capped at this height
@@ -26,6 +26,7 @@ class SourceConfig:
     archive: bool = True                # yt-dlp download archive: reruns skip finished videos
     max_duration_s: float = 4 * 3600    # longer videos are refused (0: no cap); live streams always are
     demo: object | None = None          # DemoConfig for kind="demo" (None: DemoConfig())
+    atari: object | None = None         # AtariConfig for kind="atari" (None: AtariConfig())
 
 
 @dataclass

@@ -80,6 +80,10 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
         from ahriuwu_core.demo.video import DemoConfig, ensure_demo_video
 
         ensure_demo_video(local, cfg.demo if cfg.demo is not None else DemoConfig(), log)
+    if cfg.kind == "atari" and kind == "atari" and local is not None:  # recorded on first fetch, like the demo
+        from ahriuwu_core.sources.atari import AtariConfig, ensure_atari_video
+
+        ensure_atari_video(local, cfg.atari if cfg.atari is not None else AtariConfig(), log)
     if local is not None and local.is_file() and local.stat().st_size == 0:  # yt-dlp's words: "no data blocks"
         raise VideoFetchError(f"video {video_id} ({url}): {local} is an empty file (0 bytes)")
     try:

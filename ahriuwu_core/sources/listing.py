@@ -1,5 +1,5 @@
-"""Listing a source: the entries of a channel, playlist, URL list, file list, folder or the demo, deduplicated
-and disambiguated, with the entries it could not use skipped and reported."""
+"""Listing a source: the entries of a channel, playlist, URL list, file list, folder, the demo or the Atari games,
+deduplicated and disambiguated, with the entries it could not use skipped and reported."""
 from __future__ import annotations
 
 import hashlib
@@ -125,6 +125,13 @@ def _list_source(cfg: SourceConfig, data_root: Path, log) -> Listing:
         demo_dir, demo = DataLayout(data_root).demo_source, cfg.demo if cfg.demo is not None else DemoConfig()
         discard_stale_demo_videos(demo_dir, demo, log)
         return Listing(_local_entries(demo_video_paths(demo_dir, demo), "demo"))
+    if cfg.kind == "atari":  # like the demo: listed without recording, recorded when fetched
+        from ahriuwu_core.layout import DataLayout
+        from ahriuwu_core.sources.atari import AtariConfig, atari_video_paths, discard_stale_atari_videos
+
+        atari_dir, atari = DataLayout(data_root).atari_source, cfg.atari if cfg.atari is not None else AtariConfig()
+        discard_stale_atari_videos(atari_dir, atari, log)
+        return Listing(_local_entries(atari_video_paths(atari_dir, atari), "atari"))
     if cfg.kind == "folder":
         return Listing(_local_entries(_folder_videos(Path(cfg.path)), "folder"))
     if cfg.kind == "filelist":
