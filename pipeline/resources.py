@@ -83,7 +83,7 @@ _PROJECT_ENV = {
     "cookies_file": ("AHRIUWU_COOKIES", ""), "rate_limit": ("AHRIUWU_RATE_LIMIT", ""),
     "retries": ("AHRIUWU_RETRIES", "5"), "max_duration_s": ("AHRIUWU_MAX_DURATION_S", str(4 * 3600)),
     "hud_layout": ("AHRIUWU_HUD_LAYOUT", ""),
-    "atari_videos": ("AHRIUWU_ATARI_VIDEOS", "4"), "atari_seconds": ("AHRIUWU_ATARI_SECONDS", "30"),
+    "atari_videos": ("AHRIUWU_ATARI_VIDEOS", "12"), "atari_seconds": ("AHRIUWU_ATARI_SECONDS", "30"),
 }
 _UNSET = {"max_height": 0, "retries": -1, "max_duration_s": -1.0, "atari_videos": 0, "atari_seconds": 0.0}
 

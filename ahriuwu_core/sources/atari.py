@@ -25,7 +25,7 @@ RECORDER_VERSION = 1  # bump when a change here changes what a recording holds
 @dataclass
 class AtariConfig:
     games: tuple[str, ...] = ("breakout",)  # ALE ROM ids: breakout, ms_pacman, riverraid, pong, enduro, ...
-    videos_per_game: int = 4
+    videos_per_game: int = 12  # enough for the full split: 2 validation and 4 test videos per game
     duration_s: float = 30.0
     seed: int = 0
     sticky_prob: float = 0.9  # the policy repeats its previous action with this probability each frame
