@@ -6,9 +6,15 @@ Sidecar (what a game or recorder logs): a record at time t holds the action in f
 record -- the keys held down from t on. Its effect shows in the frames that come after t.
 
 Stores and models (frames, latents, the world model, the evaluation, the toy data): `actions[t]` is the action
-that LED INTO frame t, i.e. the one in force during the interval (t-1, t] between output frames. Frame 0 has no
+that LED INTO frame t, i.e. the one pressed during the interval [t-1, t) between output frames. Frame 0 has no
 such action (`has_actions[0]` is False). A world model generating frame t is conditioned on `actions[t]`, so
-the action that causes a change sits on the very frame that shows it.
+the action that causes a change sits on the very frame that first shows it.
+
+How the records in force during an interval combine, per component (class 0 = nothing pressed: still, no
+ability, NOOP): a frame gets 0 only if 0 was in force during the whole interval; otherwise it gets the non-zero
+class in force for the longest time within it (ties: the later one). So a key held through the interval keeps
+its class, and an impulse (a cast logged for one source frame, a tap shorter than a frame) is kept unless a
+longer (or equally long, later) press of another class fills the same interval.
 
 Moves are screen directions: 0 = still, 1..8 = E, NE, N, NW, W, SW, S, SE (y down on screen). With the camera
 locked on the player, the map scrolls opposite to the move.
@@ -49,16 +55,54 @@ def move_from_vector(dx: float, dy: float) -> int:
     return sector + 1
 
 
+# Seconds: slivers this short are float noise in written times (often rounded to microseconds), and durations
+# this close are a tie.
+_EPS = 2e-6
+
+
 def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int, fps: float,
                          until: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
-    """Per output frame k (time k/fps): the sidecar record in force at the previous frame's time (k-1)/fps,
-    i.e. the action that led from frame k-1 into frame k. Records are in force until `until` (seconds); later
-    frames are unlabelled. Returns (actions int16 (T, C), has_actions (T,))."""
-    t_prev = (np.arange(num_frames, dtype=np.float64) - 1) / fps
-    idx = np.searchsorted(times, t_prev + 1e-9, side="right") - 1  # 1e-9: float noise in written times
-    has = (idx >= 0) & (np.arange(num_frames) > 0) & (t_prev < until - 1e-9)
+    """Per output frame k (time k/fps): the action that led into it, combined over the records in force during
+    [(k-1)/fps, k/fps) by the rule in the module docstring. Records are in force until `until` (seconds); frames
+    whose interval starts before the first record or at/after `until` are unlabelled, and so is frame 0.
+    Returns (actions int16 (T, C), has_actions (T,))."""
+    times = np.asarray(times, np.float64)
+    values = np.asarray(values)
     out = np.zeros((num_frames, values.shape[1]), np.int16)
-    out[has] = values[idx[has]]
+    has = np.zeros(num_frames, bool)
+    if len(times) == 0:
+        return out, has
+    k = np.arange(1, num_frames)
+    start, end = (k - 1) / fps, np.minimum(k / fps, until)
+    labelled = (times[0] <= start + _EPS) & (start < until - _EPS)
+    k, start, end = k[labelled], start[labelled], end[labelled]
+    if len(k) == 0:
+        return out, has
+    # Cut every interval into segments, one per record in force during it (records first..last).
+    first = np.searchsorted(times, start + _EPS, side="right") - 1
+    last = np.maximum(np.searchsorted(times, end - _EPS, side="left") - 1, first)
+    counts = last - first + 1
+    seg = np.repeat(np.arange(len(k)), counts)  # each segment's interval
+    rec = first[seg] + np.arange(len(seg)) - np.repeat(np.cumsum(counts) - counts, counts)  # and its record
+    rec_end = np.append(times[1:], until)
+    seg_start = np.maximum(times[rec], start[seg])
+    seg_len = np.minimum(rec_end[rec], end[seg]) - seg_start
+    for c in range(values.shape[1]):
+        cls = values[rec, c].astype(np.int64)
+        n = int(cls.max()) + 1
+        if n == 1:  # nothing pressed in any labelled interval
+            continue
+        flat = seg * n + cls
+        held = np.bincount(flat, weights=seg_len, minlength=len(k) * n).reshape(len(k), n)[:, 1:]
+        latest = np.full(len(k) * n, -np.inf)
+        np.maximum.at(latest, flat, seg_start)
+        latest = latest.reshape(len(k), n)[:, 1:]
+        # Non-zero classes only: the one held longest, ties to the later; 0 when none was pressed at all.
+        pressed = np.isfinite(latest)
+        longest = np.where(pressed, held, -np.inf).max(axis=1)
+        best = np.argmax(np.where(pressed & (held >= longest[:, None] - _EPS), latest, -np.inf), axis=1) + 1
+        out[k, c] = np.where(pressed.any(axis=1), best, 0)
+    has[k] = True
     return out, has
 
 

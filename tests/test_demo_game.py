@@ -173,15 +173,21 @@ def test_ability_icon_is_greyed_during_cooldown_and_recast_is_refused():
     rects = ability_icon_rects()
     ready = game.play(0, 0)
     assert all(_saturation(ready, r) > 25 for r in rects)
-    cast = game.play(0, 2)  # the cast frame already shows the cooldown
+    before = game.play(0, 2)  # frame 1 is drawn before its action acts: the icon is still ready
+    assert _saturation(before, rects[1]) > 25
+    cast = game.play(0, 0)  # frame 2 is the first to show the cast
     assert _saturation(cast, rects[1]) == 0.0  # grey: r == g == b
     assert all(_saturation(cast, r) > 25 for k, r in enumerate(rects) if k != 1)
-    assert not np.array_equal(cast, ready)
+    assert not np.array_equal(cast, before)
     with pytest.raises(ValueError, match="cooldown"):
         game.play(0, 2)
-    for _ in range(int(3.5 * 40) - 1):
+    for _ in range(int(3.5 * 40) - 2):  # frames 3 .. 140
         game.play(0, 0)
-    assert _saturation(game.play(0, 2), rects[1]) == 0.0  # ready again after 3.5 s, cast again
+    with pytest.raises(ValueError, match="1 frames left"):
+        game.play(0, 2)
+    game.play(0, 0)  # frame 141: the last one greyed
+    assert _saturation(game.play(0, 2), rects[1]) > 25  # frame 142: ready again after 3.5 s, cast again
+    assert _saturation(game.play(0, 0), rects[1]) == 0.0
 
 
 def test_decoded_video_shows_the_recorded_casts_as_greyed_icons(clip):
@@ -190,9 +196,9 @@ def test_decoded_video_shows_the_recorded_casts_as_greyed_icons(clip):
     assert casts, "the test clip should contain casts"
     for i, ability in casts:
         rect = rects[ability - 1]
-        assert _saturation(clip["frames"][i], rect) < 8, (i, ability)  # grey from the cast frame on
-        if i > 0:
-            assert _saturation(clip["frames"][i - 1], rect) > 25, (i, ability)  # it was ready just before
+        assert _saturation(clip["frames"][i], rect) > 25, (i, ability)  # frame i is drawn before action i acts
+        if i + 1 < len(clip["frames"]):
+            assert _saturation(clip["frames"][i + 1], rect) < 8, (i, ability)  # grey from the next frame on
 
 
 def test_bad_inputs_raise_clear_errors():
@@ -264,3 +270,25 @@ def test_stored_action_of_frame_t_predicts_the_scroll_from_t_minus_1_to_t(clip, 
     now, before = agreement(0), agreement(1)
     assert now >= 0.95, now
     assert now > before or before < 0.95
+
+
+def test_every_cast_is_labelled_on_the_first_stored_frame_that_shows_it(clip, tmp_path):
+    """Through the frames stage (40 -> 20 fps), a cast logged on either source frame of an output frame's interval
+    lands on that output frame, and that frame is the first to show the icon greyed."""
+    from ahriuwu_core.frames import FramesConfig, extract_frames, open_frames
+
+    sidecar = clip["mp4"].with_name("demo_000.actions.json")
+    cfg = FramesConfig(width=CLIP.width, height=CLIP.height, hud_layout="demo")  # full size: icons readable
+    stats = extract_frames(clip["mp4"], tmp_path / "f.zarr", cfg, actions_path=sidecar)
+    g = open_frames(tmp_path / "f.zarr")
+    frames, abilities = np.asarray(g["frames"]), np.asarray(g["actions"])[:, 1]
+    casts = [(i, r["ability"]) for i, r in enumerate(clip["sidecar"]["frames"]) if r["ability"]]
+    assert {i % 2 for i, _ in casts} == {0, 1}, casts  # the clip has casts on both source frames of an interval
+    assert all(i // 2 + 1 < stats["num_frames"] for i, _ in casts)  # time i/40 lies in frame i//2+1's interval
+    assert np.count_nonzero(abilities) == len(casts)  # none lost, none repeated
+    rects = ability_icon_rects()
+    for i, ability in casts:
+        k = i // 2 + 1
+        assert abilities[k] == ability, (i, k, abilities[k - 1:k + 2])
+        assert _saturation(frames[k - 1], rects[ability - 1]) > 25, (i, k)  # still ready on the frame before
+        assert _saturation(frames[k], rects[ability - 1]) < 8, (i, k)  # greyed on the labelled frame

@@ -1,5 +1,5 @@
 """The demo game's state and simulation: a small, deterministic top-down MOBA (a League-of-Legends-replay
-look-alike). `DemoGame.play(move, ability)` applies one frame's action, renders the frame (`render`), advances.
+look-alike). `DemoGame.play(move, ability)` renders the frame (`render`), then applies its action and advances.
 
 The camera is locked on the player champion (always drawn at the screen centre) who walks over a 2048x2048
 textured map (lanes, river, rock walls, trees, towers, bases; see `map`) with 8-direction moves, casts 4
@@ -7,17 +7,18 @@ abilities with visible effects and cooldowns, while minion waves walk and fight 
 (`hud`) shows a minimap, health/mana bars and 4 ability icons (greyed while on cooldown). The seed makes
 everything reproducible (same seed -> byte-identical frames and actions).
 
-Action timing (the sidecar side of `ahriuwu_core.conventions`):
-  - The action recorded for frame i is chosen from the state at frame i and is "in force while rendering frame
-    i": frame i already shows its facing, its cast (effect start, icon greyed), and the player is drawn at
-    position p_i.
-  - Its move moves the player between frame i and frame i+1: p_{i+1} = p_i + speed/fps * dir(move_i)
-    (diagonals normalised, so every non-zero move covers speed/fps world px per frame).
-  - The policy never steers into the world border, so the recorded move is always the motion that happens.
-  - The camera follows the rounded position, so the on-screen scroll per frame is a whole number of pixels
-    (5 at 200 px/s and 40 fps; 3 or 4 per axis on diagonals) summing to the exact motion.
+Action timing (the sidecar side of `ahriuwu_core.conventions`): the action recorded at time i/fps is chosen
+from the state frame i shows and acts between frame i and frame i+1, so frame i+1 is the first to show it:
+  - frame i shows the player at position p_i, with the facing and the casts of the actions before i;
+  - the move: p_{i+1} = p_i + speed/fps * dir(move_i) (diagonals normalised, so every non-zero move covers
+    speed/fps world px per frame), and frame i+1 faces that way;
+  - the cast: frame i+1 shows its effect's first moment and its icon greyed (full cooldown);
+  - the policy never steers into the world border, so the recorded move is always the motion that happens;
+  - the camera follows the rounded position, so the on-screen scroll per frame is a whole number of pixels
+    (5 at 200 px/s and 40 fps; 3 or 4 per axis on diagonals) summing to the exact motion;
   - 40 fps: the frames stage's 20 fps shows every second source frame, so a held move scrolls the same distance
-    in every output frame (a 30 fps source alternates 1- and 2-frame steps, 33 and 67 ms).
+    in every output frame (a 30 fps source alternates 1- and 2-frame steps, 33 and 67 ms), and both source
+    frames' actions fall inside the output frame's interval.
 Coordinates: world px with y down.
 """
 from __future__ import annotations
@@ -32,7 +33,7 @@ from ahriuwu_core.demo.hud import ABILITY_COLORS, hud_regions
 from ahriuwu_core.demo.map import WORLD_PAD, WORLD_SIZE, clamp, get_world
 from ahriuwu_core.demo.render import render_frame
 
-DEMO_GAME_VERSION = 3  # bump when the rendering or the simulation changes: existing demo videos are regenerated
+DEMO_GAME_VERSION = 4  # bump when the rendering or the simulation changes: existing demo videos are regenerated
 ACTION_COMPONENTS = ["move", "ability"]
 ACTION_NUM_CLASSES = [9, 5]
 ABILITY_COOLDOWN_S = (1.6, 3.5, 5.0, 9.0)
@@ -133,27 +134,24 @@ class DemoGame:
 
     # -- one frame
     def play(self, move: int, ability: int) -> np.ndarray:
-        self.apply_action(move, ability)
+        """Render frame i (the state before this action), then apply the action and advance to frame i+1."""
+        self._check_action(move, ability)
         frame = self.render()
-        self.advance()
+        self._step(move, ability)
         return frame
 
-    def apply_action(self, move: int, ability: int) -> None:
-        """Instant part of frame i's action: facing, and the cast (effect + cooldown start) shown in frame i."""
+    def _check_action(self, move: int, ability: int) -> None:
         if not (0 <= move <= 8 and 0 <= ability <= 4):
             raise ValueError(f"demo action move={move} ability={ability} out of range (move 0..8, ability 0..4)")
+        if ability and self.cooldown[ability - 1] > 0:
+            left = self.cooldown[ability - 1]
+            raise ValueError(f"demo ability {ability} cast while on cooldown ({left} frames left)")
+
+    def _step(self, move: int, ability: int) -> None:
+        """Frame i's action acts between frame i and frame i+1: everything it changes first shows in frame i+1."""
         self.move = int(move)
         if move:
             self.facing = int(move)
-        if ability:
-            k = ability - 1
-            if self.cooldown[k] > 0:
-                raise ValueError(f"demo ability {ability} cast while on cooldown ({self.cooldown[k]} frames left)")
-            self.cooldown[k] = self.cooldown_total[k]
-            self.mana = max(0.0, self.mana - (8, 12, 10, 25)[k])
-            self._cast(k)
-
-    def advance(self) -> None:
         vx, vy = MOVE_VECTORS[self.move] * self.speed * self.dt
         # The policy only picks moves that stay inside; the clamp is a safety net for hand-driven games.
         self.px = float(clamp(self.px + vx, PLAYER_MARGIN, WORLD_SIZE - PLAYER_MARGIN))
@@ -164,6 +162,11 @@ class DemoGame:
         self._advance_world(record_effects=True)
         near_red = self._count_near(self.px, self.py, 150.0, team=-1)
         self.hp = float(clamp(self.hp + (2.0 - 2.5 * near_red) * self.dt, 12.0, 100.0))
+        if ability:  # cast last, so frame i+1 shows the cast's first moment (effect age 0, full cooldown)
+            k = ability - 1
+            self.cooldown[k] = self.cooldown_total[k]
+            self.mana = max(0.0, self.mana - (8, 12, 10, 25)[k])
+            self._cast(k)
         self.frame_index += 1
 
     # -- abilities

@@ -13,13 +13,17 @@ from ahriuwu_core.demo.map import BLUE_BASE, clamp
 class ScriptedPolicy:
     """Believable scripted play: hold a direction for a random number of frames, walk to a stand-off point near
     the enemy minions (or along the lane), stop now and then, retreat towards the base when low on health, cast
-    abilities when they are ready with some probability (more often near enemies)."""
+    abilities when they are ready with some probability (more often near enemies), at most one per CAST_GAP_S."""
+
+    # A cast animation: casts are further apart than a 20 fps output frame, so each one keeps its own label.
+    CAST_GAP_S = 0.25
 
     def __init__(self, rng: np.random.Generator):
         self.rng = rng
         self.move = 0
         self.hold = 0
         self.standoff = 180.0  # preferred distance to the nearest enemy minion, re-drawn now and then
+        self.last_cast = -10**9  # frame index of the last cast
 
     def act(self, game: DemoGame) -> tuple[int, int]:
         self.hold -= 1
@@ -74,11 +78,12 @@ class ScriptedPolicy:
 
     def _choose_ability(self, game: DemoGame) -> int:
         ready = [k for k in range(4) if game.cooldown[k] == 0]
-        if not ready:
+        if not ready or game.frame_index - self.last_cast < self.CAST_GAP_S * game.fps:
             return 0
         p = 0.06 if game._count_near(game.px, game.py, 450.0, team=-1) else 0.01
         if self.rng.random() >= p:
             return 0
+        self.last_cast = game.frame_index
         return int(self.rng.choice(ready)) + 1
 
 
