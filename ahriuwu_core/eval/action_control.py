@@ -61,10 +61,11 @@ def acting_rows(br: BatchRollout, context: int) -> np.ndarray:
 
 def roll_out_shuffled(world_model, rollout_fn, tokenizer, br: BatchRollout, plan: Plan, timer: Timer, device
                       ) -> np.ndarray | None:
-    """The first variant rolled out with the horizon's actions shuffled; None when no clip carries actions.
+    """The first variant rolled out with the horizon's actions shuffled; None when no clip carries actions or the
+    plan has no shuffled rollouts.
     Call under no_grad and the autocast context."""
     cfg, C = plan.cfg, plan.cfg.context
-    if not acting_rows(br, C).any():
+    if not plan.shuffled_actions or not acting_rows(br, C).any():
         return None
     t = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
