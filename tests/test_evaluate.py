@@ -282,6 +282,26 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     assert not list(out.glob(".*tmp*"))  # no temp files left behind
 
 
+def test_baselines_that_need_a_prior_or_a_camera_appear_with_them(setup, tmp_path):
+    """prior_only with a model that has an action prior (untrained, it is persistence in latent space, so it
+    scores as latent_persistence); scroll_oracle with a camera track. The stores' noise content moves by
+    (+2, +1) pixels a frame, so a camera at (-2t, -t) makes the oracle right but for the edges it repeats (the
+    wrong way it would score like persistence); blur never loses to persistence, which is its sigma 0."""
+    tok = setup["tok"]
+    torch.manual_seed(0)
+    wm = WorldModel(DynamicsConfig(num_tokens=tok.num_tokens, token_dim=tok.token_dim, d_model=32, n_layers=1,
+                                   n_heads=2, n_kv_heads=1, n_registers=1, k_max=4, max_frames=16,
+                                   persistence_prior=True, prior_kernel=3)).eval()
+    camera = lambda store: np.stack([-2.0 * np.arange(12), -1.0 * np.arange(12)], 1)
+    cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, quick_eval=False)
+    m = EV.evaluate_models(tok, wm, _rollout(), {"test": setup["stores"]}, cfg, tmp_path, train_context_noise=0.1,
+                           log=lambda s: None, camera_track=camera)["metrics"]["test"]
+    assert m["psnr"]["prior_only"] == pytest.approx(m["psnr"]["latent_persistence"], abs=1e-6)
+    assert all(o > p + 4 for o, p in zip(m["psnr"]["scroll_oracle"], m["psnr"]["persistence"]))
+    assert all(b >= p - 1e-9 for b, p in zip(m["psnr"]["persistence_blur"], m["psnr"]["persistence"]))
+    assert "scroll_oracle" in m["psnr_margin_ci95_low"]
+
+
 def test_evaluate_refuses_unknown_splits_and_nothing_to_score(setup, tmp_path):
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, quick_eval=False)
     with pytest.raises(ValueError, match="unknown split"):
