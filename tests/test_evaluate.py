@@ -313,14 +313,17 @@ def test_evaluate_refuses_unknown_splits_and_nothing_to_score(setup, tmp_path):
 
 
 def test_costly_extras_run_only_on_the_splits_named(setup, tmp_path):
-    cfg = small_cfg(sampling_steps=(2, 4), lpips_net=None, gif=False, extras_splits=("test",))
+    cfg = small_cfg(sampling_steps=(2, 4), lpips_net=None, gif=False, extras_splits=("test",),
+                    shuffled_clips_per_video=1)
     m = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": setup["stores"][:1],
                                                                    "validation": setup["stores"][:1]},
                            cfg, tmp_path, train_context_noise=0.1, log=lambda s: None)["metrics"]
     test, val = m["test"], m["validation"]
     assert {"model_k4", "model_k2_noise0"} <= set(test["psnr"]) and test["action_gap_db"]
+    assert test["clips"] == 2 and test["action_gap_clips"] == 1  # shuffled actions on the first clip only
     assert "model_k4" not in val["psnr"] and "model_k2_noise0" not in val["psnr"] and val["action_gap_db"] == []
-    assert "model_k2_mean" in val["psnr"] and val["quick_eval_latent_psnr"] is None
+    assert "model_k2_mean" in test["psnr"] and "model_k2_mean" not in val["psnr"]
+    assert test["quick_eval_latent_psnr"] is not None and val["quick_eval_latent_psnr"] is None
     # the same clips, the same first variant: the same scores on both splits
     assert val["psnr"]["model_k2"] == test["psnr"]["model_k2"]
 

@@ -26,9 +26,11 @@ class EvalConfig:
     many_steps_clips_per_video: int = 0    # > 0: variants with more steps than the first (K=64) score only the
                                            # first N clips of each video (they cost K/4 times as much)
     extras_splits: tuple[str, ...] = ("test", "validation")  # the splits that also get the costly extras: the
-                                           # variants past the first (more steps, context noise 0), the
-                                           # shuffled-action rollouts and the quick eval
+                                           # variants past the first (more steps, context noise 0), the mean
+                                           # readout, the shuffled-action rollouts and the quick eval
     blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # persistence_blur's grid (pixels)
+    shuffled_clips_per_video: int = 0      # > 0: the shuffled-action rollouts (the action gap) only on the first
+                                           # N clips of each video
     bootstrap_resamples: int = 2000        # for the 95% intervals of the per-clip margin over persistence
     quick_eval: bool = True
     batch_size: int = 8                    # clips per rollout batch
@@ -73,12 +75,12 @@ class Plan:
 
 
 def split_plan(plan: Plan, split: str) -> Plan:
-    """The plan for one split: without the costly extras (`EvalConfig.extras_splits`), the first variant and
-    the conditional mean only (no shuffled actions, no quick eval)."""
+    """The plan for one split: without the costly extras (`EvalConfig.extras_splits`), the first variant alone
+    (no other variant, mean readout, shuffled actions or quick eval)."""
     if split in plan.cfg.extras_splits:
         return plan
     return dataclasses.replace(plan, cfg=dataclasses.replace(plan.cfg, quick_eval=False),
-                               variants=plan.variants[:1], shuffled_actions=False)
+                               variants=plan.variants[:1], mean_name=None, shuffled_actions=False)
 
 
 def resolve_plan(cfg: EvalConfig, world_model, train_context_noise: float | None,

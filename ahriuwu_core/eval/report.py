@@ -61,6 +61,7 @@ def render_split(split: str, m: dict, plot_path: Path) -> list[str]:
     lines += [R.markdown_table(["horizon"] + list(lat), [[h] + [lat[k][i] for k in lat] for i, h in enumerate(hs)]), ""]
     summary = [
         ["quick eval latent PSNR (tau=0.5, one step)", m["quick_eval_latent_psnr"]],
+        ["clips of the action gap (true vs shuffled actions)", m["action_gap_clips"]],
         ["action agreement (predicted scroll vs action)", m["action_agreement"]],
         ["action agreement on ground truth (reference)", m["action_agreement_ground_truth"]],
         ["videos", ", ".join(m["videos"])],

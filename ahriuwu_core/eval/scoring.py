@@ -104,7 +104,7 @@ def split_metrics(acc, plan: Plan, horizons, videos, skipped, quick_psnr, action
     out["action_gap_db"] = action["action_gap_db"]
     out["latent_mse"] = {n: acc.per_horizon("latent_mse", n) for n in main + extra + ["persistence"]}
     out["quick_eval_latent_psnr"] = float(np.mean(quick_psnr)) if quick_psnr else None
-    for key in ("action_gap_available", "action_agreement", "action_agreement_ground_truth",
+    for key in ("action_gap_available", "action_gap_clips", "action_agreement", "action_agreement_ground_truth",
                 "action_agreement_steps"):
         out[key] = action[key]
     return out
