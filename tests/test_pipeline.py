@@ -289,7 +289,7 @@ def test_ui_in_a_real_browser(graph):
             page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
 
             open_page("/assets/evaluation")
-            page.get_by_text("psnr_h1_model_k4", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("test_psnr_h1_model_k4", exact=True).first.wait_for(timeout=60_000)
             page.get_by_text("metrics_table", exact=True).first.wait_for()
             row = page.locator("tr", has=page.get_by_text("prediction_strip", exact=True))
             row.get_by_text("[Show Markdown]").click()

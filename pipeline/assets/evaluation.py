@@ -95,8 +95,7 @@ def evaluation(
         )
     metrics = result["metrics"]
     splits = metrics["splits"]
-    metadata = {
-        **result["flat"],
+    metadata = {  # what a person reads first, then the scalars the Plots tab charts
         "preset": preset.name,
         "report": MetadataValue.path(str(result["report_path"])),
         "metrics_table": MetadataValue.md("\n\n".join(metrics_table_markdown(metrics, s) for s in splits)),
@@ -111,6 +110,7 @@ def evaluation(
         "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
         "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"
                                            else f"make play DATA_ROOT={storage.path}"),
+        **result["flat"],
     }
     evaluated = [v for s in splits for v in metrics[s]["videos"]]
     return MaterializeResult(
