@@ -64,12 +64,13 @@ def test_a_17_key_game_goes_through_all_six_stages(tmp_path):
     outcome, failures, root = run_folder(tmp_path, {f"run{i}": {} for i in range(4)})
     assert all(outcome.values()), (outcome, failures)
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["test"] and manifest["train"]  # the hash split: 4 videos, 1 to test, none to validate
+    assert manifest["test"] and manifest["train"]  # a hash split for a non-demo source too
     assert manifest["action_space"] == {"components": ["key"], "num_classes": [17]}
     ckpt = read_checkpoint(root / "dynamics" / "dynamics.pt")
     assert tuple(ckpt["config"]["action_num_classes"]) == (17,)
     m = _metrics(root)
-    assert m["splits"] == ["test"] and m["test"]["videos"] == manifest["test"]
+    assert m["splits"] == ["test", "validation"][: 1 + bool(manifest["validation"])]
+    assert [m[s]["videos"] for s in m["splits"]] == [manifest[s] for s in m["splits"]]
     assert m["test"]["action_gap_available"] and len(m["test"]["action_gap_db"]) == len(m["test"]["horizons"])
 
 
