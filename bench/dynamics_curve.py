@@ -1,5 +1,5 @@
-"""Learning curve of the demo world model: held-out margin over copy-last-frame (persistence) and the action gap
-as training goes on, on the latents and frames that `make demo` left under assets/.
+"""Learning curve of the demo world model: its margin over copy-last-frame (persistence) on the validation videos
+and the action gap as training goes on, on the latents and frames that `make demo` left under assets/.
 
     .venv/bin/python bench/dynamics_curve.py --quick                        # < 5 min: 300 steps, 3 snapshots
     .venv/bin/python bench/dynamics_curve.py --steps 1500 --every 300
