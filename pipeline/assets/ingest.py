@@ -122,9 +122,8 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest", blocking=True,
                                 description="no video is in two of train, validation and test")],
     description="Every video with extracted frames, its content hash and its split (train / validation / test). "
-    "Its data "
-    "version hashes the per-video hashes in sorted order, so training goes stale exactly when a video changes, "
-    "however many videos there are.",
+    "Its data version hashes the per-video hashes in sorted order, so training goes stale exactly when a video "
+    "changes, however many videos there are.",
 )
 def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
     from ahriuwu_core.split import check_split_disjoint
