@@ -14,7 +14,7 @@ import zarr
 
 from ahriuwu_core.files import write_json
 from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.split import split_videos
+from ahriuwu_core.split import SPLITS, split_videos
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:
@@ -61,10 +61,11 @@ def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
                 f"{a['action_space']['components']} x {a['action_space']['num_classes']} classes, {b['video_id']} "
                 f"{b['action_space']['components']} x {b['action_space']['num_classes']} classes. One dataset has "
                 "one action space: fix the sidecars, or keep the datasets apart")
-    train, heldout = split_videos([v["video_id"] for v in videos], split_cfg)
-    lines = [f"{v['video_id']}:{v['content_hash']}:{'heldout' if v['video_id'] in heldout else 'train'}" for v in videos]
+    split = split_videos([v["video_id"] for v in videos], split_cfg)._asdict()
+    split_of = {v: name for name, ids in split.items() for v in ids}
+    lines = [f"{v['video_id']}:{v['content_hash']}:{split_of[v['video_id']]}" for v in videos]
     version = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    return {"version": version, "videos": videos, "train": list(train), "heldout": list(heldout), "missing": missing,
+    return {"version": version, "videos": videos, **split, "missing": missing,
             "action_space": labelled[0]["action_space"] if labelled else None}
 
 
@@ -80,9 +81,9 @@ def read_manifest(root: Path) -> dict:
 
 
 def stores_by_split(root: Path, manifest: dict, kind: str) -> dict[str, list[Path]]:
-    """Paths of the `kind` ("frames" or "latents") stores of the train and held-out videos."""
+    """Paths of the `kind` ("frames" or "latents") stores of the train, validation and test videos."""
     out = {}
-    for split in ("train", "heldout"):
+    for split in SPLITS:
         paths = [DataLayout(root).store(kind, video_id) for video_id in manifest[split]]
         absent = [p for p in paths if not p.exists()]
         if absent:

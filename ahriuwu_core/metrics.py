@@ -202,3 +202,34 @@ def bootstrap_mean_ci(values, level: float = 0.95, resamples: int = 2000, seed: 
     means = v[rng.integers(0, n, size=(resamples, n))].mean(axis=1)  # (resamples, H)
     alpha = (1 - level) / 2
     return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)
+
+
+def clustered_bootstrap_mean_ci(values, groups, level: float = 0.95, resamples: int = 2000, seed: int = 0):
+    """Two-stage percentile bootstrap interval of the mean over rows: values (n, H), groups (n,) (a video id per
+    clip) -> (low (H,), high (H,)). Each resample draws the groups with replacement, then rows within each drawn
+    group with replacement, and takes the mean of all rows drawn. Clips of one video share its scenes, so they are
+    not independent: resampling clips alone (`bootstrap_mean_ci`) makes the interval too narrow. With one row per
+    group this is `bootstrap_mean_ci` (same seed, same draws)."""
+    v = np.asarray(values, dtype=np.float64)
+    if v.ndim == 1:
+        v = v[:, None]
+    g = np.asarray(groups)
+    if v.shape[0] == 0:
+        raise ValueError("clustered_bootstrap_mean_ci: no samples")
+    if g.shape != (v.shape[0],):
+        raise ValueError(f"clustered_bootstrap_mean_ci: {g.shape[0] if g.ndim else 0} groups for {v.shape[0]} rows")
+    _, first, index = np.unique(g, return_index=True, return_inverse=True)
+    members = [np.flatnonzero(index == k) for k in np.argsort(first)]  # groups in order of first appearance
+    sizes = np.array([len(m) for m in members])
+    padded = np.zeros((len(members), sizes.max()), np.int64)  # each group's rows, padded with its first row
+    for k, m in enumerate(members):
+        padded[k, : len(m)], padded[k, len(m):] = m, m[0]
+    rng = np.random.default_rng(seed)
+    drawn = rng.integers(0, len(members), size=(resamples, len(members)))  # (R, G): the groups drawn
+    within = (rng.random((resamples, len(members), sizes.max())) * sizes[drawn][..., None]).astype(np.int64)
+    rows = padded[drawn[..., None], within]  # (R, G, max size)
+    used = np.arange(sizes.max()) < sizes[drawn][..., None]  # a drawn group contributes its own size in rows
+    sums = (v[rows] * used[..., None]).sum(axis=(1, 2))  # (R, H)
+    means = sums / used.sum(axis=(1, 2))[:, None]
+    alpha = (1 - level) / 2
+    return np.quantile(means, alpha, axis=0), np.quantile(means, 1 - alpha, axis=0)

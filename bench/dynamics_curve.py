@@ -1,5 +1,5 @@
-"""Learning curve of the demo world model: held-out margin over copy-last-frame (persistence) and the action gap
-as training goes on, on the latents and frames that `make demo` left under assets/.
+"""Learning curve of the demo world model: its margin over copy-last-frame (persistence) on the validation videos
+and the action gap as training goes on, on the latents and frames that `make demo` left under assets/.
 
     .venv/bin/python bench/dynamics_curve.py --quick                        # < 5 min: 300 steps, 3 snapshots
     .venv/bin/python bench/dynamics_curve.py --steps 1500 --every 300
@@ -7,9 +7,10 @@ as training goes on, on the latents and frames that `make demo` left under asset
 
 Trains the `demo` preset's dynamics (with `--set` overrides: any DynamicsTrainConfig field, `model.<field>` for
 DynamicsConfig, `optim.<field>` for OptimConfig) on the train-split latents, keeps the resume checkpoint every `--every` steps, then evaluates
-each snapshot on 16 clips per held-out video (context 16, horizon 16, K=4, no LPIPS). Per snapshot it prints
-one JSON line: the PSNR margin over persistence at h=1/4/8/16 with its 95% bootstrap interval, the margin of
-`persistence_motion`, the conditional-mean readout's margin, the action gap at h=8 and the action agreement.
+each snapshot on 16 clips per validation video (`--split`; the test videos are for the final score, not for
+choosing a design), context 16, horizon 16, K=4, no LPIPS. Per snapshot it prints one JSON line: the PSNR margin
+over persistence at h=1/4/8/16 with its 95% interval (videos, then clips), the margins of `persistence_motion`,
+the conditional-mean readout and the prior alone, the action gap at h=8 and the action agreement.
 """
 from __future__ import annotations
 
@@ -54,11 +55,12 @@ def apply_overrides(cfg, pairs: list[str]):
                                optim=dataclasses.replace(cfg.optim, **optim), **top)
 
 
-def summarize(m: dict) -> dict:
+def summarize(metrics: dict, split: str) -> dict:
+    m = metrics[split]
     hs = m["horizons"]
     idx = [hs.index(h) for h in HORIZONS if h in hs]
     out = {}
-    for series in ("model_k4", "model_k4_mean", "persistence_motion"):
+    for series in ("model_k4", "model_k4_mean", "persistence_motion", "prior_only"):
         if m["psnr"].get(series) is None:
             continue
         margin = [m["psnr"][series][i] - m["psnr"]["persistence"][i] for i in idx]
@@ -82,6 +84,8 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--clips-per-video", type=int, default=16)
+    ap.add_argument("--split", default="validation", choices=("validation", "test"),
+                    help="the videos each snapshot is scored on (test: only for a final score, never to choose)")
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
@@ -91,7 +95,7 @@ def main() -> None:
     root = Path(args.assets)
     manifest = read_manifest(root)
     train = stores_by_split(root, manifest, "latents")["train"]
-    heldout = stores_by_split(root, manifest, "frames")["heldout"]
+    evaluated = {args.split: stores_by_split(root, manifest, "frames")[args.split]}
     cfg = dataclasses.replace(get_preset("demo").dynamics, steps=args.steps, ckpt_every=args.every,
                               time_limit_s=0.0, num_threads=args.threads)
     cfg = apply_overrides(cfg, args.set)
@@ -127,9 +131,10 @@ def main() -> None:
     for step, path in sorted(snaps.items()):
         t = time.time()
         # the demo's scroll estimator, as the evaluation asset uses for the demo (persistence_motion, agreement)
-        m = evaluate(tok, path, heldout, ecfg, out / f"eval_{step:06d}", log=lambda s: None,
+        m = evaluate(tok, path, evaluated, ecfg, out / f"eval_{step:06d}", log=lambda s: None,
                      estimate_motion=estimate_scroll)["metrics"]
-        print(json.dumps({"step": step, "eval_seconds": round(time.time() - t), **summarize(m)}), flush=True)
+        print(json.dumps({"step": step, "split": args.split, "eval_seconds": round(time.time() - t),
+                          **summarize(m, args.split)}), flush=True)
 
 
 if __name__ == "__main__":

@@ -1,14 +1,15 @@
 """How far a linear next-frame filter chosen by the action gets, alone: the reference the action-kernel prior
 (`DynamicsConfig.prior_kernel`) is meant to reach, on the latents and frames that `make demo` left.
 
-    .venv/bin/python bench/linear_prior.py                  # 3x3 filter, the demo's held-out clips
+    .venv/bin/python bench/linear_prior.py                  # 3x3 filter, the demo's validation clips
     .venv/bin/python bench/linear_prior.py --kernel 1 --assets /tmp/root
 
 Fits, by exact least squares on the training videos' standardized latents, one k x k filter (all channels, and a
 bias) per move class, mapping frame t-1's latent grid to frame t's (`actions[t]` led into frame t). Then rolls it
-out alone from the last context frame of each evaluation clip (16 per held-out video, the evaluation's clip
-starts) with the true moves, decodes with the tokenizer and prints the PSNR margin over persistence (copying the
-last context frame) outside the HUD at h=1/2/4/8/16, with 95% bootstrap intervals over the clips.
+out alone from the last context frame of each evaluation clip (16 per validation video, `--split`; the
+evaluation's clip starts) with the true moves, decodes with the tokenizer and prints the PSNR margin over
+persistence (copying the last context frame) outside the HUD at h=1/2/4/8/16, with 95% intervals that resample
+videos, then clips within them.
 """
 from __future__ import annotations
 
@@ -41,6 +42,8 @@ def main() -> None:
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--kernel", type=int, default=3)
     ap.add_argument("--clips-per-video", type=int, default=16)
+    ap.add_argument("--split", default="validation", choices=("validation", "test"),
+                    help="the videos scored (test: only for a final score, never to choose)")
     args = ap.parse_args()
     root, k = Path(args.assets), args.kernel
     manifest = read_manifest(root)
@@ -61,8 +64,8 @@ def main() -> None:
                for m in xtx}
     tokenizer = load_tokenizer(root / "tokenizer" / "tokenizer.pt")
     context, horizon = 16, max(HORIZONS)
-    margins = []
-    for store in stores_by_split(root, manifest, "frames")["heldout"]:
+    margins, videos = [], []
+    for store in stores_by_split(root, manifest, "frames")[args.split]:
         video = Path(store).stem
         z, moves = read_latents(root / "latents" / f"{video}.zarr")
         z = (z - mean) / std
@@ -84,9 +87,10 @@ def main() -> None:
             keep = np.repeat(np.asarray(frames[last])[None].astype(np.float32) / 255, horizon, 0)
             mask = None if hud is None else np.asarray(hud)
             margins.append(np.asarray(M.psnr(pred, truth, mask)) - np.asarray(M.psnr(keep, truth, mask)))
+            videos.append(video)
     margins = np.stack(margins)
-    low, high = M.bootstrap_mean_ci(margins)
-    out = {"kernel": k, "clips": len(margins)}
+    low, high = M.clustered_bootstrap_mean_ci(margins, videos)
+    out = {"kernel": k, "split": args.split, "videos": len(set(videos)), "clips": len(margins)}
     for h in HORIZONS:
         i = h - 1
         out[f"h{h}"] = [round(float(margins[:, i].mean()), 2), round(float(low[i]), 2), round(float(high[i]), 2)]

@@ -19,31 +19,35 @@ def loss_curve_markdown(train_log) -> str | None:
     return image_markdown(png, "training loss vs step") if png else None
 
 
-def metrics_table_markdown(metrics: dict) -> str:
-    """PSNR per horizon, one column per model variant or baseline (from metrics.json's shape)."""
+def metrics_table_markdown(metrics: dict, split: str) -> str:
+    """One split's PSNR per horizon, one column per model variant or baseline (from metrics.json's shape)."""
     from ahriuwu_core.eval.report import series_label
 
-    names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
-    header = [series_label(metrics, n) for n in names]
+    m = metrics[split]
+    names = [n for n in m["psnr"] if m["psnr"][n] is not None]
+    header = [series_label(m, n) for n in names]
     rows = ["| horizon | " + " | ".join(header) + " | action gap (dB) |", "|" + "---|" * (len(names) + 2)]
-    gap = metrics.get("action_gap_db") or [float("nan")] * len(metrics["horizons"])
-    for i, h in enumerate(metrics["horizons"]):
-        cells = [f"{metrics['psnr'][n][i]:.2f}" for n in names]
+    gap = m.get("action_gap_db") or [float("nan")] * len(m["horizons"])
+    for i, h in enumerate(m["horizons"]):
+        cells = [f"{m['psnr'][n][i]:.2f}" for n in names]
         rows.append(f"| {h} | " + " | ".join(cells) + f" | {gap[i]:.2f} |")
-    return f"PSNR (dB) per horizon on held-out videos, {metrics.get('clips')} clips\n\n" + "\n".join(rows)
+    return (f"**{split}**: PSNR (dB) per horizon on the {split} videos ({', '.join(m['videos'])}), "
+            f"{m.get('clips')} clips\n\n" + "\n".join(rows))
 
 
-def metrics_table(metrics: dict) -> MetadataValue:
-    """The same PSNR-per-horizon figures as a Dagster table (sortable in the UI, typed columns); a series covering
-    fewer clips says so in its column description."""
+def metrics_table(metrics: dict, split: str) -> MetadataValue:
+    """One split's PSNR-per-horizon figures as a Dagster table (sortable in the UI, typed columns); a series
+    covering fewer clips says so in its column description."""
     from ahriuwu_core.eval.report import series_label
 
-    names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
-    gap = metrics.get("action_gap_db") or [None] * len(metrics["horizons"])
+    m = metrics[split]
+    names = [n for n in m["psnr"] if m["psnr"][n] is not None]
+    gap = m.get("action_gap_db") or [None] * len(m["horizons"])
     columns = [TableColumn("horizon", "int", description="frames predicted past the context")]
-    columns += [TableColumn(n, "float", description=f"PSNR (dB), {series_label(metrics, n)}") for n in names]
+    columns += [TableColumn(n, "float", description=f"PSNR (dB) on the {split} videos, {series_label(m, n)}")
+                for n in names]
     columns.append(TableColumn("action_gap_db", "float", description="PSNR gain from the true actions (dB)"))
-    rows = [TableRecord({"horizon": int(h), **{n: float(metrics["psnr"][n][i]) for n in names},
+    rows = [TableRecord({"horizon": int(h), **{n: float(m["psnr"][n][i]) for n in names},
                          "action_gap_db": None if gap[i] is None else float(gap[i])})
-            for i, h in enumerate(metrics["horizons"])]
+            for i, h in enumerate(m["horizons"])]
     return MetadataValue.table(rows, schema=TableSchema(columns))

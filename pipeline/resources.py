@@ -122,20 +122,19 @@ class ProjectResource(ConfigurableResource):
         var, default = _PROJECT_ENV[name]
         return type(value)(os.environ.get(var) or default)
 
-    # What depends on the source being the built-in demo, in one place: its HUD layout, its fixed held-out ids,
-    # and its champion-aware scroll estimate apply to the demo only.
+    # What depends on the source being the built-in demo, in one place: its HUD layout, its champion-aware scroll
+    # estimate and its ground-truth camera track (which scores the demo, never trains a model) apply to the demo
+    # only.
     @property
     def is_demo(self) -> bool:
         return self.setting("source").partition(":")[0] == "demo"
 
     def preset_config(self):
-        """The preset resolved for this project into one typed value: the source decides the HUD layout and the
-        split (the preset's fixed held-out ids are the demo's; any other source gets a stable hash split, about
-        25%, at least one held-out video of two or more), and `tokenizer_kind` picks the tokenizer."""
+        """The preset resolved for this project into one typed value: the source decides the HUD layout, and
+        `tokenizer_kind` picks the tokenizer. Every source, the demo included, gets the preset's hash split."""
         import dataclasses
 
         from ahriuwu_core.presets import get_preset
-        from ahriuwu_core.split import SplitConfig
 
         preset = get_preset(self.setting("preset"))
         frames = preset.frames
@@ -145,7 +144,6 @@ class ProjectResource(ConfigurableResource):
         return dataclasses.replace(
             preset,
             frames=dataclasses.replace(frames, hud_layout=layout),
-            split=preset.split if self.is_demo else SplitConfig(),
             tokenizers={kind: preset.tokenizer_config(kind)},
         )
 
@@ -157,6 +155,16 @@ class ProjectResource(ConfigurableResource):
         from ahriuwu_core.demo.motion import estimate_scroll
 
         return estimate_scroll
+
+    def camera_track(self, layout):
+        """None, or for the demo a function frames store -> the true camera position per frame, read from the
+        video's fetched sidecar (`player_world_xy`): the evaluation's scroll oracle baseline, which scores the
+        demo and never reaches a model."""
+        if not self.is_demo:
+            return None
+        from ahriuwu_core.demo.motion import camera_track
+
+        return lambda store: camera_track(layout.video_dir(Path(store).stem) / "actions.json", store)
 
     def source_config(self):
         from ahriuwu_core.sources import SourceConfig

@@ -64,13 +64,14 @@ def test_a_17_key_game_goes_through_all_six_stages(tmp_path):
     outcome, failures, root = run_folder(tmp_path, {f"run{i}": {} for i in range(4)})
     assert all(outcome.values()), (outcome, failures)
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["heldout"] and manifest["train"]  # a hash split for a non-demo source
+    assert manifest["test"] and manifest["train"]  # a hash split for a non-demo source too
     assert manifest["action_space"] == {"components": ["key"], "num_classes": [17]}
     ckpt = read_checkpoint(root / "dynamics" / "dynamics.pt")
     assert tuple(ckpt["config"]["action_num_classes"]) == (17,)
     m = _metrics(root)
-    assert m["action_gap_available"] and len(m["action_gap_db"]) == len(m["horizons"])
-    assert m["videos"] == manifest["heldout"]
+    assert m["splits"] == ["test", "validation"][: 1 + bool(manifest["validation"])]
+    assert [m[s]["videos"] for s in m["splits"]] == [manifest[s] for s in m["splits"]]
+    assert m["test"]["action_gap_available"] and len(m["test"]["action_gap_db"]) == len(m["test"]["horizons"])
 
 
 def test_three_components_with_labelled_and_unlabelled_videos(tmp_path):
@@ -93,12 +94,12 @@ def test_mismatched_action_spaces_fail_in_the_manifest_naming_both_videos(tmp_pa
     assert not outcome.get("dynamics") and not outcome.get("evaluation")
 
 
-def test_a_single_video_trains_and_evaluation_says_there_is_no_heldout_video(tmp_path):
+def test_a_single_video_trains_and_evaluation_says_there_is_no_test_video(tmp_path):
     outcome, failures, root = run_folder(tmp_path, {"only": {}})
     assert outcome["tokenizer"] and outcome["dynamics"], (outcome, failures)
     assert outcome["evaluation"]
     manifest = json.loads((root / "manifest.json").read_text())
-    assert manifest["train"] == ["only"] and manifest["heldout"] == []
+    assert manifest["train"] == ["only"] and manifest["validation"] == manifest["test"] == []
     assert not (root / "reports").exists() or not list((root / "reports").glob("*/metrics.json"))
 
 

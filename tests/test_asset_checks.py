@@ -76,14 +76,14 @@ def test_frame_count_check_fails_on_a_short_decode(project, monkeypatch):
 
 
 def test_split_check_records_the_hash_split_of_a_folder_source(project):
-    """A folder source is split by a stable hash (at least one of 2+ videos held out); the recorded check passes
-    and names the counts. (A leaking split cannot be built through the assets: the manifest refuses to publish
+    """A folder source is split by a stable hash (at least one test video of 2+); the recorded check passes and
+    names the counts. (A leaking split cannot be built through the assets: the manifest refuses to publish
     one, and `check_split_disjoint`'s failing cases are tested directly.)"""
     instance, data_root, ids = project
     manifest = json.loads((data_root / "manifest.json").read_text())
     passed, md = recorded(instance, "dataset_manifest", "split_disjoint")
-    assert passed and md["num_heldout"] == len(manifest["heldout"]) >= 1
-    assert md["num_train"] + md["num_heldout"] == len(ids)
+    assert passed and md["num_evaluated"] == len(manifest["validation"] + manifest["test"]) and manifest["test"]
+    assert md["num_train"] + md["num_evaluated"] == len(ids)
 
 
 def test_a_stage_whose_upstream_training_asset_never_published_names_it(project):

@@ -78,7 +78,7 @@ def test_the_resolved_preset_follows_the_source_and_the_tokenizer_kind():
     demo = ProjectResource(preset="demo", source="demo").preset_config()
     assert demo.frames.hud_layout == "demo" and demo.split == get_preset("demo").split
     other = ProjectResource(preset="demo", source="folder:/videos", tokenizer_kind="transformer").preset_config()
-    assert other.frames.hud_layout == "none" and other.split.heldout_ids == ()  # the hash split
+    assert other.frames.hud_layout == "none" and other.split == demo.split  # every source: the same hash split
     assert other.tokenizer_config().kind == "transformer" and list(other.tokenizers) == ["transformer"]
     assert ProjectResource(preset="seed", source="folder:/v").preset_config().frames.hud_layout == "replay"
 

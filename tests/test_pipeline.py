@@ -89,14 +89,15 @@ def test_files_shapes_and_metadata(graph):
         assert md["num_frames"] == T
         assert latest_metadata(instance, "videos", vid)["sha256"]
     manifest = json.loads((data_root / "manifest.json").read_text())
-    assert sorted(manifest["train"] + manifest["heldout"]) == ids and manifest["heldout"]
+    assert sorted(manifest["train"] + manifest["validation"] + manifest["test"]) == ids
+    assert manifest["train"] and manifest["validation"] and manifest["test"]  # the tiny preset has one of each
     tok = latest_metadata(instance, "tokenizer")
-    # Better than the best constant answer: the training frames' mean image, scored on the held-out frames.
+    # Better than the best constant answer: the training frames' mean image, scored on the validation frames.
     train_frames = np.concatenate([np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"])
                                    for v in manifest["train"]])
     mean_image = train_frames.mean(0).round().astype(np.uint8)
     held = np.concatenate([np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"])
-                           for v in manifest["heldout"]])
+                           for v in manifest["validation"]])
     mean_psnr = float(np.mean(psnr(np.broadcast_to(mean_image, held.shape), held)))
     assert tok["params"] > 0 and tok["heldout_psnr"] > mean_psnr + 3.0, (tok["heldout_psnr"], mean_psnr)
     dyn = latest_metadata(instance, "dynamics")
@@ -112,17 +113,23 @@ def test_files_shapes_and_metadata(graph):
                for f in dataclasses.fields(model.cfg) if f.name not in data_fields)
     ev = latest_metadata(instance, "evaluation")
     assert "data:image/png;base64," in ev["prediction_strip"]
-    assert "psnr_h1_model_k4" in ev and "psnr_h1_persistence" in ev
+    assert "test_psnr_h1_model_k4" in ev and "validation_psnr_h1_persistence" in ev
     from ahriuwu_core.play.server import DEFAULT_PORT
 
     assert ev["play"] == f"http://127.0.0.1:{DEFAULT_PORT}/" and ev["play_command"] == f"make play DATA_ROOT={data_root}"
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
-    assert set(metrics["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling", "persistence_motion"}
-    assert len(metrics["psnr"]["model_k4"]) == len(metrics["horizons"])
+    assert metrics["splits"] == ["test", "validation"]
+    for split in metrics["splits"]:
+        m = metrics[split]
+        assert set(m["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling", "persistence_motion",
+                                  "latent_persistence", "persistence_blur", "prior_only", "scroll_oracle"}
+        assert len(m["psnr"]["model_k4"]) == len(m["horizons"])
+        assert m["videos"] == manifest[split] and m["clips"] == preset.evaluation.clips_per_video
+        assert ev[f"{split}_videos"] == ", ".join(manifest[split])
+        assert ev[f"{split}_psnr_h1_model_k4"] == pytest.approx(m["psnr"]["model_k4"][0])
+    metrics = metrics["test"]
     # The UI's figures are metrics.json's, and persistence is what copying the last context frame scores.
-    assert ev["psnr_h1_model_k4"] == pytest.approx(metrics["psnr"]["model_k4"][0])
-    assert metrics["videos"] == manifest["heldout"] and metrics["clips"] == preset.evaluation.clips_per_video
-    store = zarr.open_group(str(data_root / "frames" / f"{manifest['heldout'][0]}.zarr"))
+    store = zarr.open_group(str(data_root / "frames" / f"{manifest['test'][0]}.zarr"))
     C = preset.evaluation.context
     start = clip_starts(store["frames"].shape[0], C + preset.evaluation.horizon, 1)[0]
     clip = np.asarray(store["frames"][start:start + C + 1])
@@ -165,15 +172,17 @@ def test_links_tables_checkpoints_and_curves(graph):
         logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
         losses = scalars(run_dir)["train/loss"]
         assert losses == [(r["step"], pytest.approx(r["loss"])) for r in logged] and len(losses) >= 2, stage
-    table = _recorded_metadata(instance, "evaluation")[0]["psnr_table"]
-    assert isinstance(table, TableMetadataValue)
     ev = latest_metadata(instance, "evaluation")
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
-    names = [n for n in metrics["psnr"] if metrics["psnr"][n] is not None]
-    assert [c.name for c in table.schema.columns] == ["horizon", *names, "action_gap_db"]
-    assert [r.data["horizon"] for r in table.records] == metrics["horizons"]
-    for i, record in enumerate(table.records):
-        assert all(record.data[n] == pytest.approx(metrics["psnr"][n][i]) for n in names)
+    for split in ("test", "validation"):
+        table = _recorded_metadata(instance, "evaluation")[0][f"{split}_psnr_table"]
+        assert isinstance(table, TableMetadataValue)
+        m = metrics[split]
+        names = [n for n in m["psnr"] if m["psnr"][n] is not None]
+        assert [c.name for c in table.schema.columns] == ["horizon", *names, "action_gap_db"]
+        assert [r.data["horizon"] for r in table.records] == m["horizons"]
+        for i, record in enumerate(table.records):
+            assert all(record.data[n] == pytest.approx(m["psnr"][n][i]) for n in names)
 
 
 def test_recorded_checks_match_their_inputs(graph):
@@ -280,7 +289,7 @@ def test_ui_in_a_real_browser(graph):
             page.screenshot(path=str(ARTIFACTS / "asset-graph.png"))
 
             open_page("/assets/evaluation")
-            page.get_by_text("psnr_h1_model_k4", exact=True).first.wait_for(timeout=60_000)
+            page.get_by_text("test_psnr_h1_model_k4", exact=True).first.wait_for(timeout=60_000)
             page.get_by_text("metrics_table", exact=True).first.wait_for()
             row = page.locator("tr", has=page.get_by_text("prediction_strip", exact=True))
             row.get_by_text("[Show Markdown]").click()

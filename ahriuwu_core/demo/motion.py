@@ -32,3 +32,28 @@ def estimate_scroll(frame_a: np.ndarray, frame_b: np.ndarray) -> tuple[float, fl
     if (h, w) not in _WEIGHTS:
         _WEIGHTS[h, w] = motion_weights(h, w, scroll_ignore_mask(h, w))
     return estimate_shift(frame_a, frame_b, _WEIGHTS[h, w])
+
+
+def camera_track(sidecar_path, frames_store) -> np.ndarray | None:
+    """(T, 2) the camera's position (x, y) in the frames store's pixels at each of its T frames, from the demo
+    sidecar's `player_world_xy` (the camera follows the player's rounded position); None without a sidecar or
+    positions in it. For scoring the demo (the scroll oracle baseline), never for a model: no other source knows this.
+    Each stored frame shows the last source frame at or before its time (the frames stage's resampling)."""
+    import json
+    from pathlib import Path
+
+    from ahriuwu_core.frames import open_frames, resize_geometry
+
+    if not Path(sidecar_path).exists():
+        return None
+    doc = json.loads(Path(sidecar_path).read_text())
+    xy = doc.get("player_world_xy")
+    if not xy:
+        return None
+    attrs = open_frames(frames_store).attrs
+    times = np.asarray([r["t"] for r in doc["frames"]], np.float64)
+    stored_t = np.arange(int(attrs["num_frames"])) / float(attrs["fps"])
+    source = np.clip(np.searchsorted(times, stored_t + 1e-9, side="right") - 1, 0, len(xy) - 1)
+    (sw, sh), (w, h) = attrs["source_size"], attrs["size"]
+    geom = resize_geometry(sw, sh, w, h, attrs["resize_mode"])
+    return np.round(np.asarray(xy, np.float64)[source]) * [geom.rw / sw, geom.rh / sh]

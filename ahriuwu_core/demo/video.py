@@ -20,7 +20,7 @@ from ahriuwu_core.files import atomic_path, write_json
 
 @dataclass
 class DemoConfig:
-    num_videos: int = 8
+    num_videos: int = 12  # a hash split of 12 videos or more holds out 2 validation and 4 test videos
     duration_s: float = 30.0
     fps: float = 40.0
     width: int = 640

@@ -1,6 +1,7 @@
-"""Held-out evaluation: rollouts against baselines, action controllability, pictures, a report.
+"""Evaluation on videos no model trained on: rollouts against baselines, action controllability, pictures, a
+report.
 
-    python -m ahriuwu_core.eval --tokenizer T.pt --dynamics D.pt --frames a.zarr b.zarr --out DIR
+    python -m ahriuwu_core.eval --tokenizer T.pt --dynamics D.pt --frames a.zarr b.zarr [--validation c.zarr] --out DIR
 """
 from __future__ import annotations
 
@@ -20,7 +21,9 @@ def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ahriuwu_core.eval", description=__doc__.split("\n\n")[0])
     p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint (.pt)")
     p.add_argument("--dynamics", required=True, type=Path, help="dynamics checkpoint (.pt)")
-    p.add_argument("--frames", required=True, nargs="+", type=Path, help="held-out frames stores (.zarr)")
+    p.add_argument("--frames", nargs="*", default=[], type=Path, help="test videos' frames stores (.zarr)")
+    p.add_argument("--validation", nargs="*", default=[], type=Path,
+                   help="validation videos' frames stores (.zarr), scored and reported beside the test videos")
     p.add_argument("--out", required=True, type=Path, help="report folder")
     d = EvalConfig()
     p.add_argument("--context", type=int, default=d.context)
@@ -44,7 +47,10 @@ def main(argv=None) -> int:
                      context_noise=args.context_noise, also_zero_context_noise=not args.no_zero_noise,
                      clips_per_video=args.clips_per_video, seed=args.seed, strip_horizons=tuple(args.strip_horizons),
                      gif=not args.no_gif, lpips_net=None if args.lpips_net.lower() == "none" else args.lpips_net)
-    result = evaluate(args.tokenizer, args.dynamics, args.frames, cfg, args.out, lineage=lineage, device=args.device)
+    if not (args.frames or args.validation):
+        p.error("give --frames (test videos) and/or --validation")
+    stores = {"test": args.frames, "validation": args.validation}
+    result = evaluate(args.tokenizer, args.dynamics, stores, cfg, args.out, lineage=lineage, device=args.device)
     checks = run_checks(result["metrics"])
     for name, (passed, details) in checks.items():
         print(f"check {name}: {'pass' if passed else 'FAIL'} {json.dumps(details, default=str)}")

@@ -59,31 +59,42 @@ def acting_rows(br: BatchRollout, context: int) -> np.ndarray:
     return br.has_actions_np[:, context:].any(axis=1)
 
 
+def shuffled_rows(br: BatchRollout, plan: Plan) -> np.ndarray:
+    """(B,) bool: the clips rolled out with shuffled actions: acting ones, the first
+    `shuffled_clips_per_video` of each video when that is set, none when the plan has no shuffled rollouts."""
+    rows = acting_rows(br, plan.cfg.context) & plan.shuffled_actions
+    if plan.cfg.shuffled_clips_per_video:
+        rows &= np.array([i for _, i in br.items]) < plan.cfg.shuffled_clips_per_video
+    return rows
+
+
 def roll_out_shuffled(world_model, rollout_fn, tokenizer, br: BatchRollout, plan: Plan, timer: Timer, device
                       ) -> np.ndarray | None:
-    """The first variant rolled out with the horizon's actions shuffled; None when no clip carries actions.
-    Call under no_grad and the autocast context."""
+    """The first variant rolled out with the horizon's actions shuffled on `shuffled_rows` (other rows stay
+    zero); None when there are none. Call under no_grad and the autocast context."""
     cfg, C = plan.cfg, plan.cfg.context
-    if not acting_rows(br, C).any():
+    sub = np.flatnonzero(shuffled_rows(br, plan))
+    if not len(sub):
         return None
     t = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    pred_lat = rollout_fn(world_model, br.latents[:, :C], shuffled_actions(br.actions, C, cfg.seed),
-                          br.has_actions, cfg.horizon, sampling_steps=cfg.sampling_steps[0],
+    pred_lat = rollout_fn(world_model, br.latents[sub, :C], shuffled_actions(br.actions[sub], C, cfg.seed),
+                          br.has_actions[sub], cfg.horizon, sampling_steps=cfg.sampling_steps[0],
                           context_noise=plan.noise, generator=gen).float()
-    shuffled_u8 = to_uint8(tokenizer.decode(pred_lat))
+    shuffled_u8 = np.zeros_like(br.future_u8)
+    shuffled_u8[sub] = to_uint8(tokenizer.decode(pred_lat))
     timer.tick("rollout_shuffled_actions", t)
     return shuffled_u8
 
 
 def score_action_gap(acc, br: BatchRollout, rows: np.ndarray, shuffled_u8, mask, plan: Plan) -> np.ndarray:
-    """PSNR of the first variant with true and with shuffled actions on this video's acting clips. Returns
-    those rows."""
-    act_rows = rows[acting_rows(br, plan.cfg.context)[rows]]
-    if shuffled_u8 is not None and len(act_rows):
-        acc.add("psnr", "true_actions", M.psnr(br.preds_u8[plan.primary][act_rows], br.future_u8[act_rows], mask))
-        acc.add("psnr", "shuffled_actions", M.psnr(shuffled_u8[act_rows], br.future_u8[act_rows], mask))
-    return act_rows
+    """PSNR of the first variant with true and with shuffled actions on this video's rows that were also rolled
+    out shuffled. Returns this video's acting rows (action agreement counts them all)."""
+    gap_rows = rows[shuffled_rows(br, plan)[rows]]
+    if shuffled_u8 is not None and len(gap_rows):
+        acc.add("psnr", "true_actions", M.psnr(br.preds_u8[plan.primary][gap_rows], br.future_u8[gap_rows], mask))
+        acc.add("psnr", "shuffled_actions", M.psnr(shuffled_u8[gap_rows], br.future_u8[gap_rows], mask))
+    return rows[acting_rows(br, plan.cfg.context)[rows]]
 
 
 def add_agreement(agreement: list, gt_agreement: list, br: BatchRollout, act_rows, clips: Clips, plan: Plan,
@@ -112,6 +123,7 @@ def action_metrics(acc, agreement, gt_agreement) -> dict:
     return {
         "action_gap_db": [a - b for a, b in zip(true_psnr, shuf_psnr)] if true_psnr else [],
         "action_gap_available": bool(true_psnr),
+        "action_gap_clips": int(acc.per_clip("psnr", "true_actions").shape[0]) if true_psnr else 0,
         "action_agreement": agreement[0] / agreement[1] if agreement[1] else None,
         "action_agreement_ground_truth": gt_agreement[0] / gt_agreement[1] if gt_agreement[1] else None,
         "action_agreement_steps": agreement[1],

@@ -25,6 +25,12 @@ class EvalConfig:
     mean_readout: bool = True              # also roll out the conditional mean (model_k<K>_mean, K the first steps)
     many_steps_clips_per_video: int = 0    # > 0: variants with more steps than the first (K=64) score only the
                                            # first N clips of each video (they cost K/4 times as much)
+    extras_splits: tuple[str, ...] = ("test", "validation")  # the splits that also get the costly extras: the
+                                           # variants past the first (more steps, context noise 0), the mean
+                                           # readout, the shuffled-action rollouts and the quick eval
+    blur_sigmas: tuple[float, ...] = (0.0, 0.5, 1.0, 1.5, 2.0, 3.0)  # persistence_blur's grid (pixels)
+    shuffled_clips_per_video: int = 0      # > 0: the shuffled-action rollouts (the action gap) only on the first
+                                           # N clips of each video
     bootstrap_resamples: int = 2000        # for the 95% intervals of the per-clip margin over persistence
     quick_eval: bool = True
     batch_size: int = 8                    # clips per rollout batch
@@ -32,6 +38,8 @@ class EvalConfig:
     def __post_init__(self):
         self.sampling_steps = tuple(int(k) for k in self.sampling_steps)
         self.strip_horizons = tuple(int(h) for h in self.strip_horizons)
+        self.extras_splits = tuple(self.extras_splits)
+        self.blur_sigmas = tuple(float(s) for s in self.blur_sigmas)
         if self.zero_noise_steps is not None:
             self.zero_noise_steps = tuple(int(k) for k in self.zero_noise_steps)
         if self.context < 1 or self.horizon < 1:
@@ -63,6 +71,16 @@ class Plan:
     variants: list[tuple[int, bool]]  # (sampling steps, context noise 0?)
     primary: str                     # the first variant: the one compared with baselines and shuffled actions
     mean_name: str | None            # the conditional-mean readout's series, if rolled out
+    shuffled_actions: bool = True    # also roll out the first variant with shuffled actions (the action gap)
+
+
+def split_plan(plan: Plan, split: str) -> Plan:
+    """The plan for one split: without the costly extras (`EvalConfig.extras_splits`), the first variant alone
+    (no other variant, mean readout, shuffled actions or quick eval)."""
+    if split in plan.cfg.extras_splits:
+        return plan
+    return dataclasses.replace(plan, cfg=dataclasses.replace(plan.cfg, quick_eval=False),
+                               variants=plan.variants[:1], mean_name=None, shuffled_actions=False)
 
 
 def resolve_plan(cfg: EvalConfig, world_model, train_context_noise: float | None,

@@ -1,5 +1,6 @@
-"""What an evaluation writes: the strip and GIF of each video's first clip, the PSNR-vs-horizon plot,
-metrics.json and report.md (pictures first, then the tables, the checks, timings, config and lineage)."""
+"""What an evaluation writes: the strip and GIF of each video's first clip, a PSNR-vs-horizon plot per split,
+metrics.json and report.md (pictures first, then each split's tables, test first, then the checks, timings,
+config and lineage)."""
 from __future__ import annotations
 
 import json
@@ -10,66 +11,84 @@ import numpy as np
 
 from ahriuwu_core import report as R
 from ahriuwu_core.files import write_text
-from ahriuwu_core.eval.checks import run_checks
+from ahriuwu_core.eval.checks import judged_split, run_checks
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.scoring import jsonable
 
 
+SPLIT_TITLES = {"test": "Test videos (the score)", "validation": "Validation videos (for choosing designs)"}
+
+
 def series_label(metrics: dict, name: str) -> str:
-    """A series' name, with its clip count when it covers fewer clips than the evaluation (K=64 on a subset)."""
+    """A series' name, with its clip count when it covers fewer clips than the split (K=64 on a subset).
+    `metrics`: one split's section."""
     n, clips = (metrics.get("clips_per_series") or {}).get(name), metrics.get("clips")
     return f"{name} ({n} clips)" if n is not None and n != clips else name
 
 
-def render_report(metrics: dict, cfg: EvalConfig, lineage: dict, plot_path: Path, strip_paths, gif_paths) -> str:
-    hs = metrics["horizons"]
-    lines = ["# Held-out evaluation", ""]
-    lines += ["Pictures first: automated metrics have rated a poisoned model above a clean one before. A dream "
-              "is only worth something where it beats persistence (copying the last frame).", ""]
-    for p in strip_paths:
-        lines.append(f"![{Path(p).stem}]({Path(p).name})")
-    for p in gif_paths:
-        lines.append(f"![{Path(p).stem}]({Path(p).name})")
-    lines += ["", f"![PSNR vs horizon]({Path(plot_path).name})", ""]
+def render_split(split: str, m: dict, plot_path: Path) -> list[str]:
+    """One split's section: its plot, the tables per metric, the margin intervals, latent MSE and a summary."""
+    hs = m["horizons"]
+    lines = [f"## {SPLIT_TITLES.get(split, split)}: {', '.join(m['videos'])} ({m['clips']} clips)", "",
+             f"![PSNR vs horizon, {split}]({Path(plot_path).name})", ""]
     for metric, label in (("psnr", "PSNR (dB, higher is better)"), ("ssim", "SSIM (higher is better)"),
                           ("lpips", "LPIPS (lower is better)")):
-        series = {k: v for k, v in metrics[metric].items() if v is not None}
+        series = {k: v for k, v in m[metric].items() if v is not None}
         if not series:
             continue
-        lines += [f"## {label}, outside the HUD mask", ""]
+        lines += [f"### {split}: {label}, outside the HUD mask", ""]
         rows = [[h] + [series[k][i] for k in series] for i, h in enumerate(hs)]
-        header = ["horizon"] + [series_label(metrics, k) for k in series]
-        if metric == "psnr" and metrics["action_gap_db"]:
-            rows = [r + [metrics["action_gap_db"][i]] for i, r in enumerate(rows)]
+        header = ["horizon"] + [series_label(m, k) for k in series]
+        if metric == "psnr" and m["action_gap_db"]:
+            rows = [r + [m["action_gap_db"][i]] for i, r in enumerate(rows)]
             lines.append(R.markdown_table(header + ["action gap (dB)"], rows))
         else:
             lines.append(R.markdown_table(header, rows))
         lines.append("")
-    lows, highs = metrics.get("psnr_margin_ci95_low") or {}, metrics.get("psnr_margin_ci95_high") or {}
+    blur = m.get("persistence_blur") or {}
+    if blur:
+        lines += [f"persistence_blur: sigma per horizon {blur['sigma_px']} px from {blur['grid_px']}, "
+                  f"{blur['note']}.", ""]
+    lows, highs = m.get("psnr_margin_ci95_low") or {}, m.get("psnr_margin_ci95_high") or {}
     if lows:
-        lines += [f"## PSNR margin over persistence (dB), mean and 95% bootstrap interval over {metrics['clips']} "
-                  "clips", ""]
-        cells = [[h] + [f"{metrics['psnr'][n][i] - metrics['psnr']['persistence'][i]:+.2f} "
+        lines += [f"### {split}: PSNR margin over persistence (dB), mean and 95% interval over {m['clips']} clips of "
+                  f"{len(m['videos'])} videos ({m['psnr_margin_ci95_method']})", ""]
+        cells = [[h] + [f"{m['psnr'][n][i] - m['psnr']['persistence'][i]:+.2f} "
                         f"[{lows[n][i]:+.2f}, {highs[n][i]:+.2f}]" for n in lows] for i, h in enumerate(hs)]
         lines += [R.markdown_table(["horizon"] + list(lows), cells), ""]
-    lines += ["## Latent MSE per horizon", ""]
-    lat = {k: v for k, v in metrics["latent_mse"].items() if v is not None}
+    lines += [f"### {split}: latent MSE per horizon", ""]
+    lat = {k: v for k, v in m["latent_mse"].items() if v is not None}
     lines += [R.markdown_table(["horizon"] + list(lat), [[h] + [lat[k][i] for k in lat] for i, h in enumerate(hs)]), ""]
-    lines += ["## Summary", ""]
     summary = [
-        ["quick eval latent PSNR (tau=0.5, one step)", metrics["quick_eval_latent_psnr"]],
-        ["action agreement (predicted scroll vs action)", metrics["action_agreement"]],
-        ["action agreement on ground truth (reference)", metrics["action_agreement_ground_truth"]],
-        ["context noise (training value)", metrics["context_noise"]["train"]],
-        ["held-out videos", ", ".join(metrics["videos"])],
-        ["skipped (shorter than context + horizon)", ", ".join(metrics.get("skipped_videos", [])) or "none"],
+        ["quick eval latent PSNR (tau=0.5, one step)", m["quick_eval_latent_psnr"]],
+        ["clips of the action gap (true vs shuffled actions)", m["action_gap_clips"]],
+        ["action agreement (predicted scroll vs action)", m["action_agreement"]],
+        ["action agreement on ground truth (reference)", m["action_agreement_ground_truth"]],
+        ["videos", ", ".join(m["videos"])],
+        ["skipped (shorter than context + horizon)", ", ".join(m.get("skipped_videos", [])) or "none"],
     ]
-    lines += [R.markdown_table(["what", "value"], summary), ""]
-    lines += ["## Checks", ""]
+    lines += [f"### {split}: summary", "", R.markdown_table(["what", "value"], summary), ""]
+    return lines
+
+
+def render_report(metrics: dict, lineage: dict, plot_paths: dict, pictures: dict) -> str:
+    lines = ["# Evaluation", ""]
+    lines += ["Test videos give the score; validation videos are shown beside them, and are what design choices "
+              "may look at. Pictures first: automated metrics have rated a poisoned model above a clean one "
+              "before. A dream is only worth something where it beats persistence (copying the last frame) and "
+              "the baselines that take no skill (the blurred or decoded last frame).", ""]
+    for split in metrics["splits"]:
+        for p in pictures[split]["strips"] + pictures[split]["gifs"]:
+            lines.append(f"![{split}: {Path(p).stem}]({Path(p).name})")
+    lines.append("")
+    for split in metrics["splits"]:
+        lines += render_split(split, metrics[split], plot_paths[split])
+    lines += [f"## Checks (on the {judged_split(metrics)} videos)", ""]
     rows = []
     for name, (passed, details) in run_checks(metrics).items():
         rows.append([name, "pass" if passed else "FAIL", json.dumps(details, default=str)[:200]])
     lines += [R.markdown_table(["check", "result", "details"], rows), ""]
+    lines += [f"Context noise (training value): {metrics['context_noise']['train']}", ""]
     lines += ["## Timings (s)", "", R.markdown_table(["phase", "seconds"], list(metrics["timings_s"].items())), ""]
     lines += ["## Config", "", "```json", json.dumps(metrics["config"], indent=1), "```", ""]
     lines += ["## Lineage", "", "```json", json.dumps(jsonable(lineage), indent=1, default=str), "```", ""]
@@ -109,14 +128,14 @@ def write_pictures(out_dir: Path, br, rows, video_id: str, primary: str, cfg: Ev
     timer.tick("pictures", t)
 
 
-def write_outputs(out_dir: Path, metrics: dict, cfg: EvalConfig, horizons, lineage: dict | None, strip_paths,
-                  gif_paths, plot_names) -> dict:
-    """Write the plot, metrics.json and report.md. Returns their paths and the plot figure."""
-    plot_series = {k: metrics["psnr"][k] for k in metrics["psnr"] if k in plot_names}
-    plot = R.line_plot(horizons, plot_series, "PSNR vs horizon (held-out, outside HUD)", "horizon (frames)",
-                       "PSNR (dB)")
-    plot_path = R.atomic_save(plot, out_dir / "psnr_vs_horizon.png")
+def write_outputs(out_dir: Path, metrics: dict, lineage: dict | None, pictures: dict, plot_names) -> dict:
+    """Write a PSNR-vs-horizon plot per split, metrics.json and report.md. Returns their paths and the plots."""
+    plots, plot_paths = {}, {}
+    for split in metrics["splits"]:
+        psnr = metrics[split]["psnr"]
+        plots[split] = R.line_plot(metrics[split]["horizons"], {k: psnr[k] for k in psnr if k in plot_names},
+                                   f"PSNR vs horizon ({split} videos, outside HUD)", "horizon (frames)", "PSNR (dB)")
+        plot_paths[split] = R.atomic_save(plots[split], out_dir / f"psnr_vs_horizon_{split}.png")
     metrics_path = write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
-    report_path = write_text(out_dir / "report.md", render_report(metrics, cfg, lineage or {}, plot_path,
-                                                                  strip_paths, gif_paths))
-    return {"plot": plot, "plot_path": plot_path, "metrics_path": metrics_path, "report_path": report_path}
+    report_path = write_text(out_dir / "report.md", render_report(metrics, lineage or {}, plot_paths, pictures))
+    return {"plots": plots, "plot_paths": plot_paths, "metrics_path": metrics_path, "report_path": report_path}

@@ -1,5 +1,5 @@
-"""Held-out clips and the model runs on them: reading clips from frames stores, loading the checkpoints, and
-rolling out each sampling-steps variant on a batch of clips (plus the one-step quick eval)."""
+"""Evaluation clips and the model runs on them: reading clips from frames stores, and rolling out each
+sampling-steps variant on a batch of clips (plus the one-step quick eval)."""
 from __future__ import annotations
 
 import time
@@ -28,10 +28,11 @@ class Clips:
     starts: list[int]
     action_components: tuple = ()
     action_num_classes: tuple = ()
+    camera: np.ndarray | None = None  # float (B, C+H, 2): the camera's position per frame in pixels, if known
 
 
 class VideoTooShort(ValueError):
-    """A held-out video has fewer frames than context + horizon (it is skipped, and named in the report)."""
+    """An evaluated video has fewer frames than context + horizon (it is skipped, and named in the report)."""
 
 
 def clip_starts(num_frames: int, length: int, count: int) -> list[int]:
@@ -44,7 +45,9 @@ def clip_starts(num_frames: int, length: int, count: int) -> list[int]:
     return sorted({round(i * last / (count - 1)) for i in range(count)})
 
 
-def read_clips(store: Path, cfg: EvalConfig) -> Clips:
+def read_clips(store: Path, cfg: EvalConfig, camera_track=None) -> Clips:
+    """The video's evenly spaced clips. camera_track(store) -> (T, 2) or None: the camera's position per frame
+    (pixels), for a source that knows it (the scroll oracle baseline)."""
     from ahriuwu_core.frames import open_frames
 
     store = Path(store)
@@ -58,6 +61,7 @@ def read_clips(store: Path, cfg: EvalConfig) -> Clips:
                          f"context+horizon={length}")
     actions, has_actions = group["actions"], group["has_actions"]
     hud = np.asarray(group["hud_mask"][...], dtype=np.uint8) if "hud_mask" in group else None
+    track = camera_track(store) if camera_track is not None else None
     return Clips(
         video_id=video_id,
         frames=np.stack([np.asarray(frames[s : s + length]) for s in starts]),
@@ -67,26 +71,27 @@ def read_clips(store: Path, cfg: EvalConfig) -> Clips:
         starts=starts,
         action_components=tuple(group.attrs.get("action_components", ())),
         action_num_classes=tuple(group.attrs.get("action_num_classes", ())),
+        camera=None if track is None else np.stack([np.asarray(track[s : s + length], np.float64) for s in starts]),
     )
 
 
-def read_heldout(heldout_stores, cfg: EvalConfig, world_model, log: Callable[[str], None] = print
-                 ) -> tuple[list[Clips], list[str]]:
-    """Clips of every held-out store long enough for context + horizon, in the world model's action space.
+def read_videos(stores, cfg: EvalConfig, world_model, log: Callable[[str], None] = print, camera_track=None
+                ) -> tuple[list[Clips], list[str]]:
+    """Clips of every store long enough for context + horizon, in the world model's action space.
     Returns (clips per video, ids of the videos skipped as too short)."""
     all_clips, skipped = [], []
-    for store in heldout_stores:
+    for store in stores:
         try:
-            all_clips.append(read_clips(store, cfg))
+            all_clips.append(read_clips(store, cfg, camera_track))
         except VideoTooShort as exc:
             log(f"evaluate: skipping {exc}")
             skipped.append(Path(store).stem)
     if not all_clips:
-        raise ValueError(f"evaluate: every held-out video is shorter than context+horizon="
+        raise ValueError(f"evaluate: every video is shorter than context+horizon="
                          f"{cfg.context + cfg.horizon} frames: " + ", ".join(skipped))
     shapes = {c.frames.shape[2:] for c in all_clips}
     if len(shapes) > 1:
-        raise ValueError(f"held-out videos have different frame sizes {sorted(shapes)}: "
+        raise ValueError(f"evaluated videos have different frame sizes {sorted(shapes)}: "
                          + ", ".join(f"{c.video_id} {c.frames.shape[2:]}" for c in all_clips))
     model_space = tuple(getattr(getattr(world_model, "cfg", None), "action_num_classes", ()) or ())
     for c in all_clips:  # the model's action space is the checkpoint's; each video must speak it or be unlabelled
@@ -94,7 +99,7 @@ def read_heldout(heldout_stores, cfg: EvalConfig, world_model, log: Callable[[st
             c.actions = np.zeros(c.actions.shape[:2] + (len(model_space) or c.actions.shape[2],), np.int64)
         elif model_space and (c.actions.shape[2] != len(model_space) or
                               (c.action_num_classes and tuple(c.action_num_classes) != model_space)):
-            raise ValueError(f"held-out video {c.video_id}: action space {list(c.action_num_classes)} "
+            raise ValueError(f"evaluated video {c.video_id}: action space {list(c.action_num_classes)} "
                              f"({c.actions.shape[2]} components), the world model's is {list(model_space)}")
     return all_clips, skipped
 

@@ -1,28 +1,40 @@
-"""Scores per horizon: PSNR / SSIM / LPIPS outside the HUD mask and latent MSE for every series, the baselines
-they are compared with (persistence, persistence with constant motion, the tokenizer ceiling), bootstrap
-intervals of the margin over persistence, and the metrics dictionary that metrics.json holds."""
+"""Scores per horizon: PSNR / SSIM / LPIPS outside the HUD mask and latent MSE for every series (the model's
+variants and the `baselines`), clustered bootstrap intervals of the margin over persistence, and the metrics
+dictionary that metrics.json holds (one section per evaluated split, test first)."""
 from __future__ import annotations
 
 import dataclasses
-import time
 from pathlib import Path
 
 import numpy as np
 
 from ahriuwu_core import metrics as M
+from ahriuwu_core.eval.baselines import BLUR_NOTE
 from ahriuwu_core.eval.config import Plan, variant_name
-from ahriuwu_core.eval.rollouts import BatchRollout, Clips, Timer
-from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights
+from ahriuwu_core.eval.rollouts import BatchRollout
+
+# The baselines in the order the tables show them (those that apply: prior_only needs a model with a prior,
+# scroll_oracle a source that knows its camera).
+BASELINES = ("persistence", "tokenizer_ceiling", "persistence_motion", "latent_persistence", "persistence_blur",
+             "prior_only", "scroll_oracle")
 
 
 class Accumulator:
-    """Collects per-clip, per-horizon values (B, H) for each metric/series, then averages over clips."""
+    """Collects per-clip, per-horizon values (B, H) for each metric/series, then averages over clips; and the
+    video of each clip (`groups`), in the order the full-coverage series add them."""
 
     def __init__(self):
         self.values: dict[str, dict[str, list[np.ndarray]]] = {}
+        self.videos: list[str] = []
 
     def add(self, metric: str, series: str, values):
         self.values.setdefault(metric, {}).setdefault(series, []).append(np.asarray(values, dtype=np.float64))
+
+    def add_clips(self, video_id: str, count: int):
+        self.videos += [video_id] * count
+
+    def groups(self) -> np.ndarray:
+        return np.asarray(self.videos)
 
     def per_clip(self, metric: str, series: str) -> np.ndarray:
         """(clips, H): every clip in the order added (the same order for every series)."""
@@ -42,39 +54,14 @@ def image_metrics(acc, series, pred_u8, gt_u8, mask, cfg, device):
         acc.add("lpips", series, M.lpips_distance(pred_u8, gt_u8, mask, net=cfg.lpips_net, device=device))
 
 
-# ------------------------------------------------------------------------------------------ baselines
-
-
-def hud_faded_estimator(hud_mask, size):
-    """The default motion estimate for a video: phase correlation with its HUD faded out."""
-    weights = motion_weights(size[0], size[1], hud_mask)
-    return lambda a, b: estimate_shift(a, b, weights)
-
-
-def motion_estimators(all_clips: list[Clips], estimate_motion=None) -> list:
-    """Per video: `estimate_motion` when the caller passes one, else `hud_faded_estimator` for its HUD mask."""
-    return [estimate_motion or hud_faded_estimator(c.hud_mask, c.frames.shape[2:4]) for c in all_clips]
-
-
-def baselines(br: BatchRollout, plan: Plan, motion_fns, timer: Timer) -> tuple[np.ndarray, np.ndarray]:
-    """(persistence, persistence_motion) predictions of the horizon, uint8 like the ground truth: the last
-    context frame repeated, and the last context frame moved on at the velocity of the last two."""
-    C, H, gt_u8 = plan.cfg.context, plan.cfg.horizon, br.gt_u8
-    persistence_u8 = np.repeat(gt_u8[:, C - 1 : C], H, axis=1)
-    t = time.perf_counter()
-    motion_u8 = np.stack([constant_velocity_rollout(gt_u8[k, C - 2], gt_u8[k, C - 1], H, motion_fns[v])
-                          if C >= 2 else persistence_u8[k] for k, (v, _) in enumerate(br.items)])
-    timer.tick("persistence_motion", t)
-    return persistence_u8, motion_u8
-
-
-def score_video(acc, br: BatchRollout, rows: np.ndarray, mask, persistence_u8, motion_u8, plan: Plan, device):
+def score_video(acc, br: BatchRollout, rows: np.ndarray, video_id: str, mask, baselines: dict, plan: Plan,
+                device):
     """Image metrics of the baselines and every variant on one video's rows of the batch (each video has its
     own HUD mask). A variant rolled out on fewer clips also gets the first variant scored on exactly those."""
     cfg, future_u8, preds_u8 = plan.cfg, br.future_u8, br.preds_u8
-    image_metrics(acc, "persistence", persistence_u8[rows], future_u8[rows], mask, cfg, device)
-    image_metrics(acc, "persistence_motion", motion_u8[rows], future_u8[rows], mask, cfg, device)
-    image_metrics(acc, "tokenizer_ceiling", br.ceiling_u8[rows], future_u8[rows], mask, cfg, device)
+    acc.add_clips(video_id, len(rows))
+    for name, pred_u8 in {**baselines, "tokenizer_ceiling": br.ceiling_u8}.items():
+        image_metrics(acc, name, pred_u8[rows], future_u8[rows], mask, cfg, device)
     for name, pred_u8 in preds_u8.items():
         ran = rows[br.ran_rows[name][rows]]
         if len(ran):
@@ -86,69 +73,81 @@ def score_video(acc, br: BatchRollout, rows: np.ndarray, mask, persistence_u8, m
 # ------------------------------------------------------------------------------------------- metrics
 
 
-def assemble_metrics(acc, plan: Plan, horizons, videos, quick_psnr, action: dict, timings) -> dict:
-    """The metrics.json content. `action`: `action_control.action_metrics`."""
-    cfg, variants, mean_name, noise = plan.cfg, plan.variants, plan.mean_name, plan.noise
-    main = [variant_name(k, False) for k in cfg.sampling_steps]
+def split_metrics(acc, plan: Plan, horizons, videos, skipped, quick_psnr, action: dict, blur_sigmas) -> dict:
+    """One split's section of metrics.json. `action`: `action_control.action_metrics`; `blur_sigmas`: the
+    persistence_blur sigma of each horizon."""
+    cfg, variants, mean_name = plan.cfg, plan.variants, plan.mean_name
+    main = [variant_name(k, False) for k, z in variants if not z]
     extra = [variant_name(k, True) for k, z in variants if z] + ([mean_name] if mean_name else [])
-    names = main + ["persistence", "tokenizer_ceiling", "persistence_motion"] + extra
-    out = {"horizons": horizons}
+    names = main + [b for b in BASELINES if b in acc.values["psnr"]] + extra
+    out = {"horizons": horizons, "videos": videos, "skipped_videos": skipped}
     for metric in ("psnr", "ssim", "lpips"):
         out[metric] = {n: acc.per_horizon(metric, n) if (metric != "lpips" or cfg.lpips_net) else None
                        for n in names}
     persistence = acc.per_clip("psnr", "persistence")
     out["clips"] = int(persistence.shape[0])
-    out["clips_per_series"] = {n: int(acc.per_clip("psnr", n).shape[0]) for n in names if n in acc.values["psnr"]}
+    out["clips_per_series"] = {n: int(acc.per_clip("psnr", n).shape[0]) for n in names}
     # Variants scored on fewer clips, with the first variant on exactly those clips (check_few_steps_close).
     out["psnr_same_clips"] = {n: {"clips": out["clips_per_series"][n], main[0]: acc.per_horizon("psnr", f"{main[0]}@{n}"),
                                   n: acc.per_horizon("psnr", n)}
                               for n in names if f"{main[0]}@{n}" in acc.values["psnr"]}
+    # The per-clip margin over persistence, resampled by video and then by clip within the videos drawn.
     out["psnr_margin_ci95_low"], out["psnr_margin_ci95_high"] = {}, {}
-    full = [n for n in main + ["persistence_motion"] + extra if out["clips_per_series"].get(n) == out["clips"]]
-    for n in full:  # per-clip margin over persistence, resampled by clip
-        low, high = M.bootstrap_mean_ci(acc.per_clip("psnr", n) - persistence, resamples=cfg.bootstrap_resamples,
-                                        seed=cfg.seed)
-        out["psnr_margin_ci95_low"][n], out["psnr_margin_ci95_high"][n] = low.tolist(), high.tolist()
+    for n in names:
+        if n != "persistence" and out["clips_per_series"][n] == out["clips"]:
+            low, high = M.clustered_bootstrap_mean_ci(acc.per_clip("psnr", n) - persistence, acc.groups(),
+                                                      resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+            out["psnr_margin_ci95_low"][n], out["psnr_margin_ci95_high"][n] = low.tolist(), high.tolist()
+    out["psnr_margin_ci95_method"] = (f"clustered bootstrap ({cfg.bootstrap_resamples} resamples): videos with "
+                                      "replacement, then clips within each drawn video")
+    out["persistence_blur"] = {"sigma_px": list(blur_sigmas), "grid_px": list(cfg.blur_sigmas), "note": BLUR_NOTE}
     out["action_gap_db"] = action["action_gap_db"]
-    out["videos"] = videos
     out["latent_mse"] = {n: acc.per_horizon("latent_mse", n) for n in main + extra + ["persistence"]}
-    out["context_noise"] = {"train": noise, "variants": {variant_name(k, z): (0.0 if z else noise)
-                                                         for k, z in variants}}
     out["quick_eval_latent_psnr"] = float(np.mean(quick_psnr)) if quick_psnr else None
-    for key in ("action_gap_available", "action_agreement", "action_agreement_ground_truth",
+    for key in ("action_gap_available", "action_gap_clips", "action_agreement", "action_agreement_ground_truth",
                 "action_agreement_steps"):
         out[key] = action[key]
-    out["config"] = jsonable(dataclasses.asdict(cfg))
-    out["timings_s"] = timings
     return out
 
 
+def assemble_metrics(splits: dict[str, dict], plan: Plan, timings) -> dict:
+    """The metrics.json content: each evaluated split's section (`split_metrics`) under its name, test first, and
+    what they share."""
+    noise = plan.noise
+    return {"splits": list(splits), **splits,
+            "context_noise": {"train": noise, "variants": {variant_name(k, z): (0.0 if z else noise)
+                                                           for k, z in plan.variants}},
+            "config": jsonable(dataclasses.asdict(plan.cfg)), "timings_s": timings}
+
+
 def flat_metrics(metrics: dict, horizons=(1, 4, 8, 16)) -> dict[str, float]:
-    """Stable scalar keys for Dagster's Plots tab, e.g. psnr_h1_model_k4, lpips_h16_persistence,
-    psnr_margin_ci95_low_h8_model_k4, action_gap_db_h1. PSNR for every series; SSIM, LPIPS and the margin
-    interval for the first model variant and the baselines it must beat (the full set is in metrics.json).
-    Only finite numbers are included."""
+    """Stable scalar keys for Dagster's Plots tab, prefixed by split, e.g. test_psnr_h1_model_k4,
+    validation_lpips_h16_persistence, test_psnr_margin_ci95_low_h8_model_k4, test_action_gap_db_h1. PSNR for
+    every series; SSIM, LPIPS and the margin interval for the first model variant and the baselines that tell
+    skill from blur (the full set is in metrics.json). Only finite numbers are included."""
     flat = {}
-    hs = metrics["horizons"]
-    primary = next(iter(metrics["psnr"]))
-    keep = {"psnr": None, "ssim": {primary, "persistence", "persistence_motion"},
-            "lpips": {primary, "persistence", "persistence_motion"}, "latent_mse": {primary, "persistence"},
-            "psnr_margin_ci95_low": {primary}, "psnr_margin_ci95_high": {primary}}
-    for metric, series_kept in keep.items():
-        for series, values in (metrics.get(metric) or {}).items():
-            if values is None or (series_kept is not None and series not in series_kept):
-                continue
-            for h in horizons:
-                if h in hs:
-                    flat[f"{metric}_h{h}_{series}"] = values[hs.index(h)]
-            if not metric.startswith("psnr_margin"):
-                flat[f"{metric}_mean_{series}"] = float(np.mean(values))
-    flat["clips"] = metrics.get("clips")
-    for h in horizons:
-        if h in hs and metrics.get("action_gap_db"):
-            flat[f"action_gap_db_h{h}"] = metrics["action_gap_db"][hs.index(h)]
-    for key in ("quick_eval_latent_psnr", "action_agreement", "action_agreement_ground_truth"):
-        flat[key] = metrics.get(key)
+    for split in metrics["splits"]:
+        m = metrics[split]
+        hs = m["horizons"]
+        primary = next(iter(m["psnr"]))
+        pictures = {primary, "persistence", "latent_persistence", "persistence_blur"}
+        keep = {"psnr": None, "ssim": pictures, "lpips": pictures, "latent_mse": {primary, "persistence"},
+                "psnr_margin_ci95_low": {primary}, "psnr_margin_ci95_high": {primary}}
+        for metric, series_kept in keep.items():
+            for series, values in (m.get(metric) or {}).items():
+                if values is None or (series_kept is not None and series not in series_kept):
+                    continue
+                for h in horizons:
+                    if h in hs:
+                        flat[f"{split}_{metric}_h{h}_{series}"] = values[hs.index(h)]
+                if not metric.startswith("psnr_margin"):
+                    flat[f"{split}_{metric}_mean_{series}"] = float(np.mean(values))
+        flat[f"{split}_clips"] = m.get("clips")
+        for h in horizons:
+            if h in hs and m.get("action_gap_db"):
+                flat[f"{split}_action_gap_db_h{h}"] = m["action_gap_db"][hs.index(h)]
+        for key in ("quick_eval_latent_psnr", "action_agreement", "action_agreement_ground_truth"):
+            flat[f"{split}_{key}"] = m.get(key)
     flat["eval_seconds"] = metrics.get("timings_s", {}).get("total")
     return {k: float(v) for k, v in flat.items() if M.is_finite_number(v)}
 

@@ -255,17 +255,19 @@ def world_from_args(args) -> PlayWorld:
 
 
 def data_root_inputs(root: Path) -> tuple[Path, Path, list[Path]]:
-    """The published checkpoints and the held-out videos' frames stores under a data root (`make demo`'s)."""
+    """The published checkpoints and the frames stores of the videos no model trained on (test, then validation)
+    under a data root (`make demo`'s)."""
     from ..layout import DataLayout
 
     layout = DataLayout(root)
     if not layout.manifest.exists():
         raise SystemExit(f"play: {layout.manifest} not found; run `make demo` (or materialize the pipeline) first")
     manifest = json.loads(layout.manifest.read_text())
-    ids = manifest.get("heldout") or [v["video_id"] for v in manifest.get("videos", [])]
+    ids = (manifest.get("test", []) + manifest.get("validation", [])
+           or [v["video_id"] for v in manifest.get("videos", [])])
     stores = [layout.frames_store(v) for v in ids if layout.frames_store(v).exists()]
     if not stores:
-        raise SystemExit(f"play: no frames store of a held-out video ({', '.join(ids) or 'none listed'}) under {root}")
+        raise SystemExit(f"play: no frames store of a test or validation video ({', '.join(ids) or 'none listed'}) under {root}")
     return layout.tokenizer_checkpoint, layout.dynamics_checkpoint, stores
 
 

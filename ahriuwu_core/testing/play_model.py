@@ -39,11 +39,11 @@ def train_demo_model(root: Path, log=print, dynamics_steps: int | None = None) -
         write_manifest(root, build_manifest(root, [mp4.stem for mp4 in videos], preset.split))
     manifest = read_manifest(root)
     train = [layout.frames_store(v) for v in manifest["train"]]
-    heldout = [layout.frames_store(v) for v in manifest["heldout"]]
+    validation = [layout.frames_store(v) for v in manifest["validation"] or manifest["test"]]
     log(f"demo model: {len(videos)} videos in {time.perf_counter() - t0:.0f} s")
     if not layout.tokenizer_checkpoint.exists():
         run = layout.run_dir("tokenizer", "demo")
-        train_tokenizer(train, heldout, preset.tokenizer_config("cnn"), run, log=lambda m: None, evaluate=False)
+        train_tokenizer(train, validation, preset.tokenizer_config("cnn"), run, log=lambda m: None, evaluate=False)
         files.replace(run / "tokenizer.pt", layout.tokenizer_checkpoint)
     log(f"demo model: tokenizer at {time.perf_counter() - t0:.0f} s")
     for v in manifest["train"]:

@@ -38,11 +38,11 @@ OWNER = "team:ml"
 CODE_VERSIONS = {
     "videos": "1",
     "frames": "3",
-    "dataset_manifest": "1",
+    "dataset_manifest": "2",
     "tokenizer": "2",
     "latents": "2",
     "dynamics": "5",
-    "evaluation": "3",
+    "evaluation": "4",
 }
 
 # One dataset per identity: the settings a per-video output depends on take part in its code version, so that

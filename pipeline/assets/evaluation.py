@@ -1,4 +1,5 @@
-"""Evaluation: held-out rollouts of the published tokenizer and world model, scored against baselines."""
+"""Evaluation: rollouts of the published tokenizer and world model on the test videos (the score and the checks)
+and the validation videos (shown beside them), scored against baselines."""
 
 import time
 
@@ -33,14 +34,17 @@ from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, S
     automation_condition=AFTER_NEW_WORLD_MODEL,
     check_specs=[
         AssetCheckSpec("beats_persistence_h1", asset="evaluation",
-                       description="the 95% interval of the model's PSNR margin over copy-last-frame at h=1 is above 0"),
+                       description="on the test videos, the 95% interval (videos, then clips) of the model's PSNR "
+                       "margin over copy-last-frame at h=1 is above 0"),
         AssetCheckSpec("few_steps_close", asset="evaluation",
-                       description="K=4 within 0.5 dB of K=64 at every horizon, on the clips both score"),
+                       description="on the test videos, K=4 within 0.5 dB of K=64 at every horizon, on the clips "
+                       "both score"),
         AssetCheckSpec("no_nan", asset="evaluation", description="no NaN or inf in any metric"),
         AssetCheckSpec("split_disjoint", asset="evaluation", description="evaluated videos never reached training"),
     ],
-    description="Held-out rollouts: C context frames, then H frames predicted autoregressively; PSNR/SSIM/LPIPS "
-    "per horizon against copy-last-frame and the tokenizer's ceiling, action controllability, and pictures.",
+    description="Rollouts on the test videos (the score) and the validation videos (beside it): C context frames, "
+    "then H frames predicted autoregressively; PSNR/SSIM/LPIPS per horizon against copy-last-frame, the tokenizer's "
+    "ceiling and baselines that take no skill, action controllability, and pictures.",
 )
 def evaluation(
     context: AssetExecutionContext,
@@ -57,18 +61,19 @@ def evaluation(
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
     for stage in ("tokenizer", "dynamics"):
         require_published(context, storage, stage)
-    if not stores["heldout"]:  # a single-video dataset: say so, score nothing (never the training data)
-        reason = (f"no held-out video: the dataset has {len(manifest['train'])} training video(s) and none held "
-                  "out, so there is nothing to evaluate on. Add videos (about 1 in 4 is held out).")
+    if not stores["test"]:  # a single-video dataset: say so, score nothing (never the training data)
+        reason = (f"no test video: the dataset has {len(manifest['train'])} training video(s) and none held out, "
+                  "so there is nothing to evaluate on. Add videos (with 2 or more, 1 in 4 is a test video).")
         context.log.warning(reason)
         return MaterializeResult(
-            metadata={"status": reason, "heldout_videos": "none", "manifest_version": manifest["version"]},
+            metadata={"status": reason, "test_videos": "none", "manifest_version": manifest["version"]},
             check_results=[check_result(name, False, {"reason": reason})
                            for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")])
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
     lineage = {
         "manifest_version": manifest["version"],
-        "videos": manifest["heldout"],
+        "test_videos": manifest["test"],
+        "validation_videos": manifest["validation"],
         "train_videos": manifest["train"],
         "tokenizer_sha256": manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint),
         "dynamics_sha256": manifest_lib.file_sha256(storage.layout.dynamics_checkpoint),
@@ -79,31 +84,35 @@ def evaluation(
         result = evaluate(
             storage.layout.tokenizer_checkpoint,
             storage.layout.dynamics_checkpoint,
-            stores["heldout"],
+            {"test": stores["test"], "validation": stores["validation"]},
             preset.evaluation,
             storage.layout.report_dir(run_name),
             lineage=lineage,
             device=device,
             log=context.log.info,
             estimate_motion=project.motion_estimator(),
+            camera_track=project.camera_track(storage.layout),
         )
     metrics = result["metrics"]
-    metadata = {
-        **result["flat"],
+    splits = metrics["splits"]
+    metadata = {  # what a person reads first, then the scalars the Plots tab charts
         "preset": preset.name,
         "report": MetadataValue.path(str(result["report_path"])),
-        "metrics_table": MetadataValue.md(metrics_table_markdown(metrics)),
-        "psnr_table": metrics_table(metrics),
-        "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"], "ground truth (top) vs prediction")),
-        "psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_png"], "PSNR vs horizon")),
-        "heldout_videos": ", ".join(metrics["videos"]),
+        "metrics_table": MetadataValue.md("\n\n".join(metrics_table_markdown(metrics, s) for s in splits)),
+        **{f"{s}_psnr_table": metrics_table(metrics, s) for s in splits},
+        "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"],
+                                                            "a test video: ground truth (top) vs prediction")),
+        **{f"{s}_psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_pngs"][s], f"PSNR vs horizon, {s}"))
+           for s in splits},
+        **{f"{s}_videos": ", ".join(metrics[s]["videos"]) for s in splits},
         "manifest_version": manifest["version"],
         # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
         "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
         "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"
                                            else f"make play DATA_ROOT={storage.path}"),
+        **result["flat"],
     }
-    evaluated = metrics["videos"]
+    evaluated = [v for s in splits for v in metrics[s]["videos"]]
     return MaterializeResult(
         metadata=metadata,
         data_version=DataVersion(manifest_lib.file_sha256(result["metrics_path"])),

@@ -120,10 +120,10 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
         & AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("after_any_frames_update"),
     check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest", blocking=True,
-                                description="no video is both in training and held out")],
-    description="Every video with extracted frames, its content hash and its split (train / held out). Its data "
-    "version hashes the per-video hashes in sorted order, so training goes stale exactly when a video changes, "
-    "however many videos there are.",
+                                description="no video is in two of train, validation and test")],
+    description="Every video with extracted frames, its content hash and its split (train / validation / test). "
+    "Its data version hashes the per-video hashes in sorted order, so training goes stale exactly when a video "
+    "changes, however many videos there are.",
 )
 def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
     from ahriuwu_core.split import check_split_disjoint
@@ -136,7 +136,7 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
         context.log.info(f"{len(others)} video(s) registered from another source left out: {', '.join(others[:10])}")
     preset = project.preset_config()
     manifest = manifest_lib.build_manifest(storage.path, video_ids, preset.split)
-    split_ok, split_details = check_split_disjoint(manifest["train"], manifest["heldout"])
+    split_ok, split_details = check_split_disjoint(manifest["train"], manifest["validation"] + manifest["test"])
     if not split_ok:  # never publish a manifest whose split leaks: training would read it
         raise ValueError(f"dataset split leaks: {split_details}")
     path = manifest_lib.write_manifest(storage.path, manifest)
@@ -150,10 +150,11 @@ def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, p
             "other_source_videos": len(others),
             "num_videos": len(manifest["videos"]),
             "num_train": len(manifest["train"]),
-            "num_heldout": len(manifest["heldout"]),
+            "num_validation": len(manifest["validation"]),
+            "num_test": len(manifest["test"]),
             "num_frames": sum(v["num_frames"] for v in manifest["videos"]),
             "missing": ", ".join(manifest["missing"]) or "none",
-            "split": MetadataValue.json({"train": manifest["train"], "heldout": manifest["heldout"]}),
+            "split": MetadataValue.json({s: manifest[s] for s in ("train", "validation", "test")}),
             "action_space": MetadataValue.json(manifest["action_space"] or {"components": [], "num_classes": []}),
         },
         data_version=DataVersion(manifest["version"]),

@@ -37,10 +37,11 @@ from pipeline.resources import ComputeResource, ProjectResource, StorageResource
     pool="gpu",
     check_specs=[
         AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True,
-                       description="distinct held-out frames keep distinct latents and reconstructions")
+                       description="distinct validation frames keep distinct latents and reconstructions")
     ],
     description="A frame tokenizer (CNN or block-causal MAE transformer, tanh bottleneck) trained on the "
-    "training split with MSE + 0.2 LPIPS; reports held-out reconstruction quality.",
+    "training split with MSE + 0.2 LPIPS; reports its reconstruction quality on the validation videos (the test "
+    "videos when there are none).",
 )
 def tokenizer(
     context: AssetExecutionContext,
@@ -60,8 +61,10 @@ def tokenizer(
     # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
     # the parent is a shell the demo may well outlive (nohup).
     with compute.step_device(storage, context.log.info) as device:
-        result = train_tokenizer(stores["train"], stores["heldout"], train_cfg, run_dir, device=device,
-                                 log=context.log.info, exit_with_parent=multiprocessing.parent_process() is not None)
+        # Its quality is judged on validation frames: the test videos stay unseen until the evaluation.
+        result = train_tokenizer(stores["train"], stores["validation"] or stores["test"], train_cfg, run_dir,
+                                 device=device, log=context.log.info,
+                                 exit_with_parent=multiprocessing.parent_process() is not None)
     if not result["completed"]:
         raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing "
                            f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}")
