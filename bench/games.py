@@ -62,6 +62,10 @@ def latest_metrics(base: Path) -> dict:
     return json.loads(reports[-1].read_text())
 
 
+def _diff(a, b):
+    return [None if x is None or y is None else round(x - y, 2) for x, y in zip(a, b)]
+
+
 def _at(values, horizons, digits=2):
     return [round(values[horizons.index(h)], digits) if values and h in horizons else None for h in HORIZONS]
 
@@ -71,15 +75,14 @@ def summarize(source: str, split: str, m: dict) -> dict:
     hs = m["horizons"]
     psnr = {s: _at(m["psnr"].get(s), hs) for s in SERIES if m["psnr"].get(s)}
     low, high = m["psnr_margin_ci95_low"].get("model_k4"), m["psnr_margin_ci95_high"].get("model_k4")
-    margin = [None if v is None else round(v - p, 2) for v, p in zip(psnr["model_k4"], psnr["persistence"])]
+    margin = _diff(psnr["model_k4"], psnr["persistence"])
     row = {"source": source, "split": split, "videos": len(m["videos"]), "clips": m["clips"], "psnr": psnr,
            "margin_ci95": {"model_k4": [[a, b, c] for a, b, c in zip(margin, _at(low, hs), _at(high, hs))]}}
     if "latent_persistence" in psnr:
-        row["margin_over_latent_persistence"] = [round(a - b, 2) for a, b in
-                                                 zip(psnr["model_k4"], psnr["latent_persistence"])]
+        row["margin_over_latent_persistence"] = _diff(psnr["model_k4"], psnr["latent_persistence"])
     mean, prior = psnr.get("model_k4_mean"), psnr.get("prior_only", psnr.get("latent_persistence"))
     if mean and prior:
-        row["mean_over_prior"] = [round(a - b, 2) for a, b in zip(mean, prior)]
+        row["mean_over_prior"] = _diff(mean, prior)
     if m.get("lpips", {}).get("model_k4"):
         row["lpips"] = {s: _at(m["lpips"][s], hs, 4) for s in ("model_k4", "persistence", "latent_persistence")
                         if m["lpips"].get(s)}
