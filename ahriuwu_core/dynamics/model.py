@@ -12,7 +12,9 @@ same at every position); every `time_every`-th layer also attends causally acros
 x-predicts that previous frame plus the network's output, so the network only learns what changes. With
 `prior_kernel` = k > 0 the previous frame is first mapped by an action-conditioned k x k linear filter
 (`prior.ActionKernelPrior`, fitted by its own squared error in the objective): the guess follows the camera, and
-the network learns what the filter misses. The model still x-predicts; the sampler is unchanged.
+the network learns what the filter misses. The model still x-predicts; the sampler is unchanged. With
+`precondition` the output is the least-squares mix of the noisy input and that guess plus the network's output
+scaled to the mix's error (`skip_coefficients`): at initialisation the model is that best simple predictor.
 
 The model works on standardized latents: `latent_mean` / `latent_std` (per channel, buffers saved with the
 weights, set from the training data) map tokenizer latents to unit scale. The noise schedule assumes unit-scale
