@@ -79,17 +79,14 @@ _TOKENIZERS: dict[str, TokenizerTrainConfig] = {  # the tokenizer configs the pr
 # The demo model: 2x2 blocks of the 16x16x16 CNN grid (64 tokens x 64 channels, so the 128-wide stream carries a
 # token whole), time attention in every layer, 2D RoPE in space attention, the clean persistence prior through a
 # 3x3 action-chosen filter, the action on every latent token, and a sampler whose first step reads the finest
-# step's conditional mean -- each measured to help at this scale (bench/RESULTS.md, world model). Every preset's
-# output is preconditioned: it starts as the least-squares mix of the noisy input and the prior's guess, and the
-# network adds a correction scaled to the skip's error (`model.skip_coefficients`), so a game the prior does not
-# fit (whole-tile jumps, local change) starts at persistence instead of wherever the network's init lands.
+# step's conditional mean -- each measured to help at this scale (bench/RESULTS.md, world model).
 _DEMO_MODEL = DynamicsConfig(pack=4, d_model=128, n_layers=8, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64,
                              max_frames=32, time_every=1, space_rope=True, persistence_prior=True,
-                             prior_kernel=3, action_to_latents=True, mean_first_step=True, precondition=True)
+                             prior_kernel=3, action_to_latents=True, mean_first_step=True)
 _SEED_MODEL = DynamicsConfig(pack=1, d_model=768, n_layers=9, n_heads=12, n_kv_heads=4, n_registers=8, k_max=64,
-                             max_frames=64, persistence_prior=True, precondition=True)
+                             max_frames=64)
 _MEDIUM_MODEL = DynamicsConfig(pack=1, d_model=1024, n_layers=16, n_heads=16, n_kv_heads=4, n_registers=16,
-                               k_max=64, max_frames=96, persistence_prior=True, precondition=True)
+                               k_max=64, max_frames=96)
 
 _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the presets pick from
     # CPU demo (`make demo`'s budget; timings in bench/RESULTS.md). No single-image examples
@@ -97,20 +94,19 @@ _DYNAMICS: dict[str, DynamicsTrainConfig] = {  # the world-model configs the pre
     # examples on the finest step (in a few hundred steps the bootstrap targets teach little). The prior's filters
     # start at their least-squares fit on 64 training windows (seconds; the network then learns against a finished
     # prior from step 1); inference uses a 0.99 weight average (the live weights at this learning rate are noisy,
-    # and worse than the prior alone). A flat loss weight: with the skip, nearly clean frames carry little error
-    # of their own, so the loss goes where the noise is.
+    # and worse than the prior alone).
     "demo": DynamicsTrainConfig(model=_DEMO_MODEL, steps=360, num_threads=0, batch_size=8, seq_len=16, long_seq_len=32,
                                 long_ratio=0.25, stride=2, optim=OptimConfig(lr=2e-3, warmup_steps=30,
                                 weight_decay=0.01), prior_fit_windows=64, ema_decay=0.99, ckpt_every=60,
                                 log_every=10, time_limit_s=540.0, shortcut_fraction=0.25, single_image_fraction=0.0,
-                                context_prefix_prob=0.8, loss_weight="flat"),
+                                context_prefix_prob=0.8),
     "seed": DynamicsTrainConfig(model=_SEED_MODEL, steps=20000, batch_size=32, seq_len=32, long_seq_len=64,
                                 long_ratio=0.1, stride=4, optim=OptimConfig(lr=3e-4, warmup_steps=1000),
-                                ckpt_every=1000, log_every=50, loss_weight="flat"),
+                                ckpt_every=1000, log_every=50),
     "medium": DynamicsTrainConfig(model=_MEDIUM_MODEL, steps=100000, batch_size=64, seq_len=32,
                                   long_seq_len=96, long_ratio=0.1, stride=4,
                                   optim=OptimConfig(lr=2e-4, warmup_steps=2000, schedule="wsd"),
-                                  ckpt_every=2000, log_every=100, loss_weight="flat"),
+                                  ckpt_every=2000, log_every=100),
 }
 
 
