@@ -155,15 +155,14 @@ def test_preset_parameter_counts_and_designs():
     assert preset_params("demo", 256, 16) == 1_961_776  # the demo CNN's 16x16 grid x 16 channels
     assert 55e6 <= preset_params("seed") <= 65e6
     assert preset_params("medium") > 2 * preset_params("seed")
-    # Every preset is preconditioned on the persistence prior with a flat loss; otherwise the GPU presets keep the
-    # paper's design and the demo picks the small-scale options.
-    for name in ("tiny", "demo", "seed", "medium"):
-        preset = get_preset(name).dynamics
-        assert (preset.model.persistence_prior, preset.model.precondition, preset.loss_weight) == (True, True, "flat")
+    # The GPU presets keep the paper's design; the demo picks the small-scale options. Preconditioning is an
+    # option no preset takes yet (bench/RESULTS.md).
     for name in ("seed", "medium"):
         cfg = replace(get_preset(name).dynamics.model, num_tokens=256, token_dim=32)
-        assert (cfg.time_every, cfg.space_rope, cfg.prior_kernel, cfg.action_to_latents,
-                cfg.mean_first_step) == (4, False, 0, False, False)
+        assert (cfg.time_every, cfg.space_rope, cfg.persistence_prior, cfg.prior_kernel, cfg.action_to_latents,
+                cfg.mean_first_step) == (4, False, False, 0, False, False)
+    for name in ("tiny", "demo", "seed", "medium"):
+        assert not get_preset(name).dynamics.model.precondition and get_preset(name).dynamics.loss_weight == "ramp"
     demo = replace(get_preset("demo").dynamics.model, num_tokens=256, token_dim=16)
     assert (demo.time_every, demo.space_rope, demo.persistence_prior, demo.prior_kernel, demo.action_to_latents,
             demo.mean_first_step) == (1, True, True, 3, True, True)
