@@ -116,7 +116,9 @@ def test_train_writes_outputs_and_resumes(tmp_path):
 
 
 @pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_lr_scale": 5.0, "prior_fit_windows": 8,
-                                      "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3}}])
+                                      "loss_weight": "flat",
+                                      "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3,
+                                                "precondition": True}}])
 def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, options):
     stores = make_stores(tmp_path)
     said = []
@@ -133,7 +135,10 @@ def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, opt
     assert resumed["completed"] and resumed["resumed_from_step"] == 3
     a, b = read_checkpoint(straight["checkpoint"])["model"], read_checkpoint(resumed["checkpoint"])["model"]
     assert a.keys() == b.keys() and all(torch.equal(a[k], b[k]) for k in a)
-    if options:  # the weight average is what inference gets, from the final model and from a training checkpoint
+    assert ("change_var" in a) == bool(options)  # measured on the fitted prior's error before step 1, then kept
+    if options:
+        assert any("preconditioning: the prior's error variance" in line for line in said)
+        assert not torch.equal(a["change_var"], torch.ones_like(a["change_var"]))  # the weight average is what inference gets, from the final model and from a training checkpoint
         last = read_checkpoint(tmp_path / "b" / "last.pt")
         average = WeightAverage.from_state(last["extra"]["ema"]).averaged()
         assert all(torch.equal(a[k], average[k]) for k in average)

@@ -438,13 +438,12 @@ class WorldModel(nn.Module):
         if cache is not None and commit:
             cache.length += commit
         out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
-        if cfg.precondition:
+        out = unpack_tokens(out, cfg).float()
+        if cfg.precondition:  # the skip, plus the network's output scaled to the skip's error
             c, r = skip_coefficients(tau, self.change_var)
             g = guess.float()
-            out = (g + c * (z.float() - tau.float()[..., None, None] * g) + r * unpack_tokens(out, cfg).float())
-            out = out.to(z.dtype)
-        else:
-            if prev is not None:
-                out = out + prev.to(out.dtype)
-            out = unpack_tokens(out, cfg).to(z.dtype)
+            out = g + c * (z.float() - tau.float()[..., None, None] * g) + r * out
+        elif guess is not None:
+            out = out + guess.float()
+        out = out.to(z.dtype)
         return (out, guess) if return_prior else out

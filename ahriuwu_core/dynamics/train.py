@@ -74,6 +74,8 @@ class DynamicsTrainConfig:
     num_threads: int = 0         # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
 
     def __post_init__(self):  # dicts (from JSON) become the typed configs
+        if self.loss_weight not in ("ramp", "flat"):
+            raise ValueError(f"DynamicsTrainConfig.loss_weight={self.loss_weight!r}: expected 'ramp' or 'flat'")
         self.model = _typed(DynamicsConfig, self.model, "DynamicsTrainConfig.model")
         self.optim = _typed(OptimConfig, self.optim, "DynamicsTrainConfig.optim")
 
@@ -204,15 +206,16 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         say(f"resumed dynamics training from {resumed_path} at step {start}")
     else:  # latent stats from frames drawn with step 0 (training steps start at 1), the same on every rank
         model.set_latent_stats(data.batch(256, 1, cfg.seed, 0, device, first=0)["latents"])
-        if cfg.prior_fit_windows and model.prior is not None:  # drawn with step 0 too: the same on every rank
-            fit = data.batch(cfg.prior_fit_windows, cfg.seq_len, cfg.seed, 0, device, first=256)
+        fit_prior = bool(cfg.prior_fit_windows and model.prior is not None)
+        if fit_prior or model_cfg.precondition:  # windows drawn with step 0 too: the same on every rank
+            fit = data.batch(cfg.prior_fit_windows or 64, cfg.seq_len, cfg.seed, 0, device, first=256)
             clean = model.standardize(fit["latents"])
+        if fit_prior:
             mse = fit_least_squares(model.prior, clean, fit["actions"], fit["has_actions"])
             say(f"prior: least-squares fit on {cfg.prior_fit_windows} windows: squared error {mse:.4f}, "
                 f"persistence's {float((clean[:, 1:] - clean[:, :-1]).pow(2).mean()):.4f}")
-        if model_cfg.precondition:  # the skip's error variance, under the prior as it starts
-            fit = data.batch(max(cfg.prior_fit_windows, 64), cfg.seq_len, cfg.seed, 0, device, first=256)
-            var = model.set_change_var(model.standardize(fit["latents"]), fit["actions"], fit["has_actions"])
+        if model_cfg.precondition:  # the skip's error variance, under the prior as it starts (fitted or not)
+            var = model.set_change_var(clean, fit["actions"], fit["has_actions"])
             say(f"preconditioning: the prior's error variance {var:.4f} (standardized)")
     resumed_from = start
     train_model = model
