@@ -6,12 +6,21 @@ STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-deps demo test ui play clean-data
+.PHONY: setup system-deps demo test lint lock ui play clean-data
 
-$(STAMP): pyproject.toml
+# Exact versions from requirements.lock (what the suite was run on), then the project itself without resolving again.
+$(STAMP): pyproject.toml requirements.lock
 	@test -x $(PY) || python3 -m venv $(VENV)
-	$(PY) -m pip install -q -e '.[dev]'
+	$(PY) -m pip install -q -r requirements.lock
+	$(PY) -m pip install -q --no-deps -e .
 	@touch $@
+
+# Resolve requirements.lock again after a change to pyproject.toml's dependencies (tests/test_lock.py checks that
+# the lock covers them and is what is installed). LOCK_ARGS: more uv options, e.g. --upgrade-package dagster.
+LOCK_ARGS ?= $(if $(wildcard /etc/xdg/pip/constraints.txt),--constraint /etc/xdg/pip/constraints.txt)
+lock: $(STAMP)
+	$(VENV)/bin/uv pip compile pyproject.toml --extra dev --python-version 3.11 --index-strategy unsafe-best-match \
+	  $(if $(PIP_FIND_LINKS),--find-links $(PIP_FIND_LINKS)) --no-header --no-annotate $(LOCK_ARGS) -o requirements.lock
 
 # Debian packages: ffmpeg (the CLI baseline in bench/ and tests), chromium (the UI test's headless browser),
 # postgresql (the server tests/test_postgres.py starts; its binaries live under /usr/lib/postgresql/<ver>/bin).
@@ -25,7 +34,11 @@ setup: $(STAMP) system-deps
 demo: setup
 	$(PY) -m pipeline.demo
 
-test: setup
+lint: setup
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+test: setup lint
 	$(PY) -m pytest -q -p no:cacheprovider
 
 # The play page for the model `make demo` trained. DATA_ROOT: another data root; PLAY_PORT: another port;

@@ -4,6 +4,7 @@ The sensor (or `make demo`) registers what a source lists; the `videos` stage lo
 One small JSON file per video keeps concurrent writers from clobbering each other. Removed videos are listed in
 `catalog/removed.txt` (one id a line), so a source that still offers them does not bring them back.
 """
+
 from __future__ import annotations
 
 import json

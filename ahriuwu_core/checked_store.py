@@ -4,6 +4,7 @@ a checksum, and reading checks for missing chunks and damaged ones, naming the s
 Without this, zarr reads a deleted chunk as its fill value (32 black frames, or latents of zeros) and a chunk with
 flipped bytes as different pixels; with it, both are errors. Content hashes (`content_hash` attributes) are
 verified by the stages that read a whole store (`HashCheck`)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -34,8 +35,11 @@ def _chunk_grid(array: zarr.Array):
 def missing_chunks(store: Path, name: str, array: zarr.Array) -> list[str]:
     """Chunk keys of a local store's array that are not on disk (default `c/` chunk key encoding)."""
     base = Path(store) / name / "c"
-    return [f"{name}/c/{'/'.join(map(str, idx))}" for idx in _chunk_grid(array)
-            if not base.joinpath(*map(str, idx)).is_file()]
+    return [
+        f"{name}/c/{'/'.join(map(str, idx))}"
+        for idx in _chunk_grid(array)
+        if not base.joinpath(*map(str, idx)).is_file()
+    ]
 
 
 def open_checked(store: Path, arrays: tuple[str, ...] = ()) -> zarr.Group:
@@ -50,8 +54,10 @@ def open_checked(store: Path, arrays: tuple[str, ...] = ()) -> zarr.Group:
             continue
         lost = missing_chunks(store, name, group[name])
         if lost:
-            raise StoreDamaged(f"{store}: {len(lost)} chunk(s) of '{name}' missing ({', '.join(lost[:4])}"
-                               f"{', ...' if len(lost) > 4 else ''}); the store is damaged: rematerialize it")
+            raise StoreDamaged(
+                f"{store}: {len(lost)} chunk(s) of '{name}' missing ({', '.join(lost[:4])}"
+                f"{', ...' if len(lost) > 4 else ''}); the store is damaged: rematerialize it"
+            )
     return group
 
 
@@ -61,8 +67,10 @@ def read(store: Path, array: zarr.Array, selection=slice(None)) -> np.ndarray:
         return np.asarray(array[selection])
     except Exception as e:
         where = _chunks_of(array, selection)
-        raise StoreDamaged(f"{store}: reading '{array.basename}'{where} failed ({type(e).__name__}: {e}); the store "
-                           "is damaged: rematerialize it") from e
+        raise StoreDamaged(
+            f"{store}: reading '{array.basename}'{where} failed ({type(e).__name__}: {e}); the store "
+            "is damaged: rematerialize it"
+        ) from e
 
 
 def _chunks_of(array: zarr.Array, selection) -> str:
@@ -84,5 +92,7 @@ class HashCheck:
 
     def verify(self) -> None:
         if self.expected and self.sha.hexdigest() != self.expected:
-            raise StoreDamaged(f"{self.store}: content does not match its content_hash ({self.sha.hexdigest()[:12]} "
-                               f"!= {self.expected[:12]}); the store is damaged: rematerialize it")
+            raise StoreDamaged(
+                f"{self.store}: content does not match its content_hash ({self.sha.hexdigest()[:12]} "
+                f"!= {self.expected[:12]}); the store is damaged: rematerialize it"
+            )

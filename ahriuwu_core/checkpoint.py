@@ -1,6 +1,7 @@
 """Checkpoints with exact resume: model, optimizer, scheduler, RNG state and data position in one file, written
 atomically (`files`); a damaged file is named, and resuming falls back to the previous good one (`last.prev.pt`).
 """
+
 from __future__ import annotations
 
 import random
@@ -28,13 +29,22 @@ def set_rng_state(state: dict) -> None:
     if "cuda" in state and torch.cuda.is_available():
         torch.cuda.set_rng_state_all(state["cuda"])
 
-
         raise
 
 
-def save_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, step: int = 0,
-                    data_position: Any = None, extra: dict | None = None,
-                    config: dict | None = None, kind: str | None = None, previous=None) -> Path:
+def save_checkpoint(
+    path,
+    *,
+    model: nn.Module,
+    optimizer=None,
+    scheduler=None,
+    step: int = 0,
+    data_position: Any = None,
+    extra: dict | None = None,
+    config: dict | None = None,
+    kind: str | None = None,
+    previous=None,
+) -> Path:
     """Atomically write model + training state + RNG states. `config`/`kind` are stored top-level
     (contract: `load_*` functions rebuild the model from `config`). With `previous`, the checkpoint at `path`
     is moved there first, so a damaged `path` still leaves one good checkpoint to resume from."""
@@ -69,8 +79,16 @@ def read_checkpoint(path) -> dict:
         raise CheckpointUnreadable(f"cannot read checkpoint {path}: {e}") from e
 
 
-def load_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, strict: bool = False,
-                    restore_rng: bool = True, log: Callable[[str], None] = print) -> dict:
+def load_checkpoint(
+    path,
+    *,
+    model: nn.Module,
+    optimizer=None,
+    scheduler=None,
+    strict: bool = False,
+    restore_rng: bool = True,
+    log: Callable[[str], None] = print,
+) -> dict:
     """Load weights (non-strict by default: missing/unexpected/shape-mismatched keys are reported, not
     fatal), optimizer/scheduler state when given and present, and the RNG states.
 
@@ -89,8 +107,10 @@ def load_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, s
     missing = sorted(set(result.missing_keys) | set(mismatched))
     unexpected = list(result.unexpected_keys)
     if missing or unexpected:
-        log(f"checkpoint {path}: missing keys {missing}, unexpected keys {unexpected}"
-            + (f", shape-mismatched (not loaded) {mismatched}" if mismatched else ""))
+        log(
+            f"checkpoint {path}: missing keys {missing}, unexpected keys {unexpected}"
+            + (f", shape-mismatched (not loaded) {mismatched}" if mismatched else "")
+        )
     partial = bool(missing or unexpected)
     if optimizer is not None and ckpt.get("optimizer") is not None:
         if partial:
@@ -113,8 +133,9 @@ def load_checkpoint(path, *, model: nn.Module, optimizer=None, scheduler=None, s
     }
 
 
-def resume_checkpoint(candidates, *, log: Callable[[str], None] = print, set_aside: bool = True,
-                      **load_kwargs) -> tuple[Path | None, dict | None]:
+def resume_checkpoint(
+    candidates, *, log: Callable[[str], None] = print, set_aside: bool = True, **load_kwargs
+) -> tuple[Path | None, dict | None]:
     """load_checkpoint from the first readable of `candidates` (newest first). An unreadable one is logged,
     naming it, and (`set_aside`) moved to `<stem>.damaged<suffix>` so the next rotation cannot push the good
     older one out. Returns (path, info), or (None, None) when none exists or none is readable (start fresh)."""

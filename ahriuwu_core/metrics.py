@@ -14,6 +14,7 @@ the leading shape for a batch (e.g. (B, T)).
   within the window's half-width of the border. Without a mask it equals skimage's mean SSIM exactly.
 - LPIPS: the lpips package's spatial map (upsampled to the input size), averaged over game pixels.
 """
+
 from __future__ import annotations
 
 import math
@@ -223,7 +224,7 @@ def clustered_bootstrap_mean_ci(values, groups, level: float = 0.95, resamples: 
     sizes = np.array([len(m) for m in members])
     padded = np.zeros((len(members), sizes.max()), np.int64)  # each group's rows, padded with its first row
     for k, m in enumerate(members):
-        padded[k, : len(m)], padded[k, len(m):] = m, m[0]
+        padded[k, : len(m)], padded[k, len(m) :] = m, m[0]
     rng = np.random.default_rng(seed)
     drawn = rng.integers(0, len(members), size=(resamples, len(members)))  # (R, G): the groups drawn
     within = (rng.random((resamples, len(members), sizes.max())) * sizes[drawn][..., None]).astype(np.int64)

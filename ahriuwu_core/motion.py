@@ -5,6 +5,7 @@ of the last two context frames) and for action agreement (does the dreamed view 
 Works on any game's frames: the caller passes weights that fade out what does not move with the scene (the
 HUD; for a camera locked on the player, the player sprite).
 """
+
 from __future__ import annotations
 
 import numpy as np
@@ -25,14 +26,12 @@ def motion_weights(height: int, width: int, ignore: np.ndarray | None = None, ra
     return window * fade
 
 
-def estimate_shift(frame_a: np.ndarray, frame_b: np.ndarray, weights: np.ndarray | None = None
-                   ) -> tuple[float, float]:
+def estimate_shift(frame_a: np.ndarray, frame_b: np.ndarray, weights: np.ndarray | None = None) -> tuple[float, float]:
     """(dx, dy) in pixels such that content at x in frame_a appears at x + dx in frame_b. Frames are (H, W, 3)
     uint8/float or (H, W) gray. Partially whitened phase correlation (large scene features outweigh small moving
     sprites) with a parabolic sub-pixel peak."""
     if frame_a.shape != frame_b.shape or frame_a.ndim not in (2, 3):
-        raise ValueError(f"estimate_shift: frames must be HxW(x3) of equal shape, got {frame_a.shape}, "
-                         f"{frame_b.shape}")
+        raise ValueError(f"estimate_shift: frames must be HxW(x3) of equal shape, got {frame_a.shape}, {frame_b.shape}")
     a = frame_a.astype(np.float32) @ _LUMA if frame_a.ndim == 3 else frame_a.astype(np.float32)
     b = frame_b.astype(np.float32) @ _LUMA if frame_b.ndim == 3 else frame_b.astype(np.float32)
     h, w = a.shape
@@ -68,8 +67,9 @@ def shift_image(image: np.ndarray, dx: float, dy: float) -> np.ndarray:
     return out.astype(image.dtype)
 
 
-def constant_velocity_rollout(previous: np.ndarray, last: np.ndarray, horizon: int, estimate=estimate_shift
-                              ) -> np.ndarray:
+def constant_velocity_rollout(
+    previous: np.ndarray, last: np.ndarray, horizon: int, estimate=estimate_shift
+) -> np.ndarray:
     """The `persistence_motion` baseline: `last` shifted by h times the motion from `previous` to `last`
     (`estimate(a, b) -> (dx, dy)`), for h = 1..horizon. Needs no actions. Returns (horizon, H, W, C)."""
     dx, dy = estimate(previous, last)

@@ -1,4 +1,5 @@
 """RMSNorm, shared by the tokenizer and the world model (computed in fp32, returned in the input's dtype)."""
+
 import torch
 from torch import nn
 

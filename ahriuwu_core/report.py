@@ -3,6 +3,7 @@
 Frames come in as uint8 numpy (T, H, W, 3). Small frames are enlarged with nearest-neighbour so a 64x64
 frame is still readable in the UI.
 """
+
 from __future__ import annotations
 
 import base64
@@ -168,8 +169,9 @@ def series_colours(names) -> dict[str, tuple[int, int, int]]:
     return out
 
 
-def line_plot(x: list, series: dict[str, list], title: str, x_label: str, y_label: str,
-              size: tuple[int, int] = (640, 400)) -> Image.Image:
+def line_plot(
+    x: list, series: dict[str, list], title: str, x_label: str, y_label: str, size: tuple[int, int] = (640, 400)
+) -> Image.Image:
     """A legible line plot (axes, ticks, grid, legend under the axis). None / NaN points are skipped."""
     width, height = size
     f, f_title = font(12), font(14)

@@ -1,5 +1,6 @@
 """How a training run stops and who owns its folder: a graceful stop on SIGTERM / SIGUSR1 at a checkpoint
 boundary, an exit when the launching process dies, and one trainer per run folder."""
+
 from __future__ import annotations
 
 import contextlib
@@ -10,7 +11,6 @@ import sys
 import threading
 from pathlib import Path
 from typing import Callable
-
 
 from .files import pid_lock
 
@@ -51,8 +51,10 @@ class StopRequested:
 
     def _on_signal(self, signum, frame):
         mode = self.STEP if signum == signal.SIGUSR1 else self.BOUNDARY
-        self.log(f"received {signal.Signals(signum).name}: stopping "
-                 + ("after the current step" if mode == self.STEP else "at the next checkpoint boundary"))
+        self.log(
+            f"received {signal.Signals(signum).name}: stopping "
+            + ("after the current step" if mode == self.STEP else "at the next checkpoint boundary")
+        )
         self.request(mode)
 
     def __enter__(self) -> "StopRequested":
@@ -79,8 +81,14 @@ class ParentWatch:
     `signum` at once (main thread only). That signal fires when the parent *thread* exits too, so it only
     prompts the same pid check."""
 
-    def __init__(self, on_orphan: Callable[[], None], interval: float = 0.5, grace_s: float = 60.0,
-                 log: Callable[[str], None] = print, signum: int = signal.SIGUSR2):
+    def __init__(
+        self,
+        on_orphan: Callable[[], None],
+        interval: float = 0.5,
+        grace_s: float = 60.0,
+        log: Callable[[str], None] = print,
+        signum: int = signal.SIGUSR2,
+    ):
         self.on_orphan = on_orphan
         self.interval = interval
         self.grace_s = grace_s

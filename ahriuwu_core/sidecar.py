@@ -1,5 +1,6 @@
 """Actions sidecars: read and validate one (JSON or JSON Lines, see the README), and align its records to the
 output frames by the action convention (`conventions`)."""
+
 from __future__ import annotations
 
 import json
@@ -24,8 +25,10 @@ def _read_sidecar(path: Path) -> tuple[list, list, list, dict]:
         except (OSError, ValueError) as e:
             raise SidecarError(f"actions sidecar {path}: not readable JSON Lines ({e})") from e
         if not lines or not isinstance(lines[0], dict) or "components" not in lines[0]:
-            raise SidecarError(f"actions sidecar {path}: the first line must be the header "
-                              '{"components": [...], "num_classes": [...]}')
+            raise SidecarError(
+                f"actions sidecar {path}: the first line must be the header "
+                '{"components": [...], "num_classes": [...]}'
+            )
         doc = {**lines[0], "frames": lines[1:]}
     else:
         try:

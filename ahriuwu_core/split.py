@@ -11,6 +11,7 @@ scores (those nearest the held-out bands; such a video trains again once enough 
 - 12 videos or more: at least `min_validation` (2) validation and `min_test` (4) test videos.
 - At least one video always trains: if the bands held out all of them, the highest-scoring one trains.
 """
+
 from __future__ import annotations
 
 import hashlib
@@ -22,12 +23,12 @@ SPLITS = ("train", "validation", "test")
 
 @dataclass(frozen=True)
 class SplitConfig:
-    test_fraction: float = 0.25         # the test band: hash score below this
+    test_fraction: float = 0.25  # the test band: hash score below this
     validation_fraction: float = 1 / 6  # the validation band: the next 1/6 of scores
-    min_test: int = 4                   # minimums at `full_size` videos or more
+    min_test: int = 4  # minimums at `full_size` videos or more
     min_validation: int = 2
     full_size: int = 12
-    validation_min_train: int = 4       # below full_size: a validation video only with this many training ones
+    validation_min_train: int = 4  # below full_size: a validation video only with this many training ones
     salt: str = "ahriuwu"
 
 
@@ -52,10 +53,15 @@ def minimum_counts(n: int, cfg: SplitConfig) -> tuple[int, int]:
 
 def split_videos(video_ids, cfg: SplitConfig = SplitConfig()) -> Split:
     """Split(train, validation, test), each sorted (module docstring)."""
-    if not (0.0 <= cfg.test_fraction and 0.0 <= cfg.validation_fraction
-            and cfg.test_fraction + cfg.validation_fraction <= 1.0):
-        raise ValueError(f"SplitConfig: test_fraction={cfg.test_fraction} and validation_fraction="
-                         f"{cfg.validation_fraction} must be >= 0 with a sum of at most 1")
+    if not (
+        0.0 <= cfg.test_fraction
+        and 0.0 <= cfg.validation_fraction
+        and cfg.test_fraction + cfg.validation_fraction <= 1.0
+    ):
+        raise ValueError(
+            f"SplitConfig: test_fraction={cfg.test_fraction} and validation_fraction="
+            f"{cfg.validation_fraction} must be >= 0 with a sum of at most 1"
+        )
     ids = sorted(set(video_ids))
     score = {v: split_score(v, cfg.salt) for v in ids}
     need_val, need_test = minimum_counts(len(ids), cfg)
@@ -89,7 +95,19 @@ def check_split_disjoint(train_ids, evaluated_ids) -> tuple[bool, dict]:
     overlap = sorted(set(train_ids) & set(evaluated))
     twice = sorted(v for v in set(evaluated) if evaluated.count(v) > 1)
     passed = not overlap and not twice
-    reason = ("videos on both sides" if overlap else "videos in two evaluated splits" if twice
-              else "" if evaluated else "no evaluated video: nothing to evaluate")
-    return passed, {"overlap": overlap, "twice": twice, "num_train": len(set(train_ids)),
-                    "num_evaluated": len(set(evaluated)), "reason": reason}
+    reason = (
+        "videos on both sides"
+        if overlap
+        else "videos in two evaluated splits"
+        if twice
+        else ""
+        if evaluated
+        else "no evaluated video: nothing to evaluate"
+    )
+    return passed, {
+        "overlap": overlap,
+        "twice": twice,
+        "num_train": len(set(train_ids)),
+        "num_evaluated": len(set(evaluated)),
+        "reason": reason,
+    }

@@ -19,6 +19,7 @@ Used by the tokenizer and dynamics trainers. Typical loop::
             if stop.should_stop(at_boundary=boundary):
                 break
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -33,12 +34,21 @@ import numpy as np
 import torch
 from torch import nn
 
-
-__all__ = ["OptimConfig", "WeightAverage", "make_optimizer", "make_scheduler", "lr_multiplier", "autocast_context",
-           "RunningRMS", "Progress", "format_seconds"]
+__all__ = [
+    "OptimConfig",
+    "WeightAverage",
+    "make_optimizer",
+    "make_scheduler",
+    "lr_multiplier",
+    "autocast_context",
+    "RunningRMS",
+    "Progress",
+    "format_seconds",
+]
 
 
 # ---------------------------------------------------------------------------- optimizer / LR
+
 
 @dataclass
 class OptimConfig:
@@ -73,8 +83,7 @@ def make_optimizer(model: nn.Module, cfg: OptimConfig, lr_scale: dict[str, float
             no_decay.append(p)
         else:
             decay.append(p)
-    groups = [{"params": decay, "weight_decay": cfg.weight_decay},
-              {"params": no_decay, "weight_decay": 0.0}]
+    groups = [{"params": decay, "weight_decay": cfg.weight_decay}, {"params": no_decay, "weight_decay": 0.0}]
     groups += [{"params": ps, "weight_decay": 0.0, "lr": cfg.lr * lr_scale[k]} for k, ps in scaled.items() if ps]
     on_cuda = any(p.is_cuda for p in model.parameters())
     kwargs = {"fused": True} if on_cuda else {}
@@ -118,6 +127,7 @@ def autocast_context(device: torch.device | str):
 
 # ------------------------------------------------------------------------------- weight averaging
 
+
 class WeightAverage:
     """Exponential moving average of a model's parameters, what inference uses: it averages out the step-to-step
     noise of a high learning rate. Bias-corrected (as Adam's moments are): after n updates the average is
@@ -139,7 +149,7 @@ class WeightAverage:
     def averaged(self) -> dict[str, torch.Tensor]:
         if self.updates == 0:
             raise ValueError("WeightAverage: no update yet")
-        correction = 1.0 - self.decay ** self.updates
+        correction = 1.0 - self.decay**self.updates
         return {k: v / correction for k, v in self.params.items()}
 
     def averaged_state(self, model: nn.Module) -> dict:
@@ -164,6 +174,7 @@ class WeightAverage:
 
 # ---------------------------------------------------------------------------- loss normalization
 
+
 class RunningRMS:
     """Divide each named loss term by a running (bias-corrected EMA) estimate of its RMS, so terms of very
     different scales contribute comparably (the paper's loss normalization). The estimate is updated with
@@ -181,7 +192,7 @@ class RunningRMS:
         n = self.count.get(name, 0)
         if n == 0:
             return 1.0
-        return math.sqrt(self.mean_square[name] / (1 - self.decay ** n))
+        return math.sqrt(self.mean_square[name] / (1 - self.decay**n))
 
     def __call__(self, name: str, value: torch.Tensor) -> torch.Tensor:
         sq = float(value.detach().float().pow(2).mean())
@@ -199,6 +210,7 @@ class RunningRMS:
 
 
 # ---------------------------------------------------------------------------- progress
+
 
 def format_seconds(s: float) -> str:
     if not math.isfinite(s):
@@ -223,9 +235,18 @@ class Progress:
     With `tensorboard_dir`, the same numbers also go to TensorBoard event files there, as `train/<name>`
     scalars at their step; `close()` flushes them."""
 
-    def __init__(self, total_steps: int, log: Callable[[str], None] = print, jsonl_path=None, every: int = 10,
-                 start_step: int = 0, items_per_step: int | None = None, item_name: str = "frames",
-                 prefix: str = "", tensorboard_dir=None):
+    def __init__(
+        self,
+        total_steps: int,
+        log: Callable[[str], None] = print,
+        jsonl_path=None,
+        every: int = 10,
+        start_step: int = 0,
+        items_per_step: int | None = None,
+        item_name: str = "frames",
+        prefix: str = "",
+        tensorboard_dir=None,
+    ):
         self.total = int(total_steps)
         self.log = log
         self.jsonl_path = Path(jsonl_path) if jsonl_path else None
@@ -257,8 +278,11 @@ class Progress:
         metrics = {k: _to_float(v) for k, v in metrics.items()}
         bar_w = 20
         filled = int(bar_w * step / max(1, self.total))
-        parts = [f"{self.prefix}[{'#' * filled}{'.' * (bar_w - filled)}] step {step}/{self.total}"
-                 f" ({100.0 * step / max(1, self.total):.1f}%)", f"{rate:.2f} it/s"]
+        parts = [
+            f"{self.prefix}[{'#' * filled}{'.' * (bar_w - filled)}] step {step}/{self.total}"
+            f" ({100.0 * step / max(1, self.total):.1f}%)",
+            f"{rate:.2f} it/s",
+        ]
         record = {"step": int(step), "elapsed_s": round(elapsed, 3), "steps_per_s": rate}
         if self.items_per_step:
             record[f"{self.item_name}_per_s"] = rate * self.items_per_step

@@ -7,6 +7,7 @@
 
 Prints `key=value` lines. Latent PSNR uses the [-1, 1] range (peak-to-peak 2).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -23,9 +24,9 @@ from ahriuwu_core.dynamics.data import write_latent_store
 from ahriuwu_core.dynamics.model import KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
-from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.dynamics.train import load_world_model, train_dynamics
 from ahriuwu_core.presets import get_preset
+from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.training import autocast_context
 
 # Latent shapes per preset (num_tokens, token_dim): demo = the demo CNN tokenizer's 16x16 grid x 16 (the model
@@ -74,8 +75,13 @@ def train_throughput(preset: str, device, batch: int, frames: int, steps: int, w
     dt = (time.perf_counter() - t) / steps
     tokens = batch * frames * model.cfg.tokens_per_frame
     peak = torch.cuda.max_memory_allocated() / 2**20 if device.type == "cuda" else peak_rss_mb()
-    return {"params": model.num_params(), "tokens_per_s": tokens / dt, "step_s": dt, "peak_mb": peak,
-            "batch": f"{batch}x{frames}"}
+    return {
+        "params": model.num_params(),
+        "tokens_per_s": tokens / dt,
+        "step_s": dt,
+        "peak_mb": peak,
+        "batch": f"{batch}x{frames}",
+    }
 
 
 @torch.no_grad()
@@ -121,9 +127,11 @@ def quick(device, presets) -> None:
     for preset in presets:
         b, t, s = shapes[preset]
         r = train_throughput(preset, device, b, t, s, warmup=not cpu or preset == "demo")
-        print(f"preset={preset} params={r['params']} batch={r['batch']} train_tokens_per_s={r['tokens_per_s']:.0f} "
-              f"step_s={r['step_s']:.3f} peak_mem_mb={r['peak_mb']:.0f}"
-              + (" (process peak RSS)" if device.type != "cuda" else " (CUDA max allocated)"))
+        print(
+            f"preset={preset} params={r['params']} batch={r['batch']} train_tokens_per_s={r['tokens_per_s']:.0f} "
+            f"step_s={r['step_s']:.3f} peak_mem_mb={r['peak_mb']:.0f}"
+            + (" (process peak RSS)" if device.type != "cuda" else " (CUDA max allocated)")
+        )
     torch.manual_seed(0)
     model = build("demo", device).eval()  # the model `make demo` trains (k_max 64)
     rollout_time(model, 4, 1, 4, device)  # warm-up
@@ -149,19 +157,21 @@ def toy_eval(seconds: float, device, steps: int | None = None) -> None:
     tmp = Path(tempfile.mkdtemp(prefix="dyn_toy_"))
     train = [write_latent_store(tmp / f"train_{i}.zarr", *make_toy_latents(600, seed=i)) for i in range(6)]
     cfg = get_preset("demo").dynamics
-    cfg = dataclasses.replace(cfg, time_limit_s=seconds, log_every=25,
-                              **({"steps": steps} if steps else {}))
+    cfg = dataclasses.replace(cfg, time_limit_s=seconds, log_every=25, **({"steps": steps} if steps else {}))
     t = time.time()
     result = train_dynamics(train, cfg, tmp / "run", device=str(device), log=print)
-    print(f"toy_train_s={time.time() - t:.1f} steps={result['steps']} params={result['params']} "
-          f"loss_first={result['loss_first']:.4f} loss_last={result['loss_last']:.4f}")
+    print(
+        f"toy_train_s={time.time() - t:.1f} steps={result['steps']} params={result['params']} "
+        f"loss_first={result['loss_first']:.4f} loss_last={result['loss_last']:.4f}"
+    )
     model = load_world_model(result["checkpoint"] or result["last_checkpoint"], device)
     ctx_len, horizon = 16, 16
     lat, act = [], []
     for seed in (100, 101):
         x, a, _ = make_toy_latents(600, seed=seed)
         for s in range(0, 600 - ctx_len - horizon, 75):
-            lat.append(x[s:s + ctx_len + horizon]); act.append(a[s:s + ctx_len + horizon])
+            lat.append(x[s : s + ctx_len + horizon])
+            act.append(a[s : s + ctx_len + horizon])
     lat = torch.from_numpy(np.stack(lat)).to(device)
     act = torch.from_numpy(np.stack(act)).long().to(device)
     ctx, truth = lat[:, :ctx_len], lat[:, ctx_len:]
@@ -171,12 +181,15 @@ def toy_eval(seconds: float, device, steps: int | None = None) -> None:
     shuffled = act.clone()
     shuffled[:, ctx_len:] = act[torch.roll(torch.arange(act.shape[0]), 1), ctx_len:]
     g = torch.Generator().manual_seed(0)
-    pred_shuf = rollout(model, ctx, shuffled, None, horizon, sampling_steps=4, context_noise=cfg.context_noise,
-                        generator=g)
+    pred_shuf = rollout(
+        model, ctx, shuffled, None, horizon, sampling_steps=4, context_noise=cfg.context_noise, generator=g
+    )
     p_model, p_copy, p_shuf = latent_psnr(pred, truth), latent_psnr(copy, truth), latent_psnr(pred_shuf, truth)
     for h in (1, 2, 4, 8, 16):
-        print(f"h={h} psnr_model={p_model[h - 1]:.2f} psnr_copy_last={p_copy[h - 1]:.2f} "
-              f"gain_db={p_model[h - 1] - p_copy[h - 1]:.2f} psnr_shuffled_actions={p_shuf[h - 1]:.2f}")
+        print(
+            f"h={h} psnr_model={p_model[h - 1]:.2f} psnr_copy_last={p_copy[h - 1]:.2f} "
+            f"gain_db={p_model[h - 1] - p_copy[h - 1]:.2f} psnr_shuffled_actions={p_shuf[h - 1]:.2f}"
+        )
     print(f"min_gain_vs_copy_h1_16_db={(p_model - p_copy).min():.2f}")
     print(f"action_gap_h8_db={p_model[7] - p_shuf[7]:.2f}")
 
@@ -186,16 +199,22 @@ def main() -> None:
     ap.add_argument("--quick", action="store_true")
     ap.add_argument("--toy-eval", type=float, default=0.0, metavar="SECONDS")
     ap.add_argument("--toy-steps", type=int, default=None)
-    ap.add_argument("--presets", default=None,
-                    help="comma list; default demo,seed on CPU (medium's CPU step alone exceeds the 60 s budget), all on CUDA")
+    ap.add_argument(
+        "--presets",
+        default=None,
+        help="comma list; default demo,seed on CPU (medium's CPU step alone exceeds the 60 s budget), all on CUDA",
+    )
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
     args = ap.parse_args()
     device = torch.device(args.device)
     if args.toy_eval:
         toy_eval(args.toy_eval, device, args.toy_steps)
     else:
-        presets = args.presets.split(",") if args.presets else (
-            ["demo", "seed", "medium"] if device.type == "cuda" else ["demo", "seed"])
+        presets = (
+            args.presets.split(",")
+            if args.presets
+            else (["demo", "seed", "medium"] if device.type == "cuda" else ["demo", "seed"])
+        )
         quick(device, presets)
 
 

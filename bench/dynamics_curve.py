@@ -6,12 +6,14 @@ and the action gap as training goes on, on the latents and frames that `make dem
     .venv/bin/python bench/dynamics_curve.py --quick --set model.time_every=4 --set single_image_fraction=0.3
 
 Trains the `demo` preset's dynamics (with `--set` overrides: any DynamicsTrainConfig field, `model.<field>` for
-DynamicsConfig, `optim.<field>` for OptimConfig) on the train-split latents, keeps the resume checkpoint every `--every` steps, then evaluates
+DynamicsConfig, `optim.<field>` for OptimConfig) on the train-split latents, keeps the resume checkpoint every
+`--every` steps, then evaluates
 each snapshot on 16 clips per validation video (`--split`; the test videos are for the final score, not for
 choosing a design), context 16, horizon 16, K=4, no LPIPS. Per snapshot it prints one JSON line: the PSNR margin
 over persistence at h=1/4/8/16 with its 95% interval (videos, then clips), the margins of `persistence_motion`,
 the conditional-mean readout and the prior alone, the action gap at h=8 and the action agreement.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -25,13 +27,13 @@ from pathlib import Path
 
 import torch
 
+from ahriuwu_core.checkpoint import read_checkpoint
+from ahriuwu_core.demo.motion import estimate_scroll
 from ahriuwu_core.dynamics.train import train_dynamics
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.manifest import read_manifest, stores_by_split
 from ahriuwu_core.presets import get_preset
-from ahriuwu_core.checkpoint import read_checkpoint
-from ahriuwu_core.demo.motion import estimate_scroll
 
 HORIZONS = (1, 4, 8, 16)
 
@@ -46,13 +48,14 @@ def apply_overrides(cfg, pairs: list[str]):
         except json.JSONDecodeError:
             value = raw
         if key.startswith("model."):
-            model[key[len("model."):]] = value
+            model[key[len("model.") :]] = value
         elif key.startswith("optim."):
-            optim[key[len("optim."):]] = value
+            optim[key[len("optim.") :]] = value
         else:
             top[key] = value
-    return dataclasses.replace(cfg, model=dataclasses.replace(cfg.model, **model),
-                               optim=dataclasses.replace(cfg.optim, **optim), **top)
+    return dataclasses.replace(
+        cfg, model=dataclasses.replace(cfg.model, **model), optim=dataclasses.replace(cfg.optim, **optim), **top
+    )
 
 
 def summarize(metrics: dict, split: str) -> dict:
@@ -66,7 +69,9 @@ def summarize(metrics: dict, split: str) -> dict:
         margin = [m["psnr"][series][i] - m["psnr"]["persistence"][i] for i in idx]
         low = [m["psnr_margin_ci95_low"][series][i] for i in idx]
         high = [m["psnr_margin_ci95_high"][series][i] for i in idx]
-        out[series] = {f"h{hs[i]}": [round(a, 2), round(b, 2), round(c, 2)] for i, a, b, c in zip(idx, margin, low, high)}
+        out[series] = {
+            f"h{hs[i]}": [round(a, 2), round(b, 2), round(c, 2)] for i, a, b, c in zip(idx, margin, low, high)
+        }
     gap = m["action_gap_db"]
     out["action_gap_db_h8"] = round(gap[hs.index(8)], 2) if gap and 8 in hs else None
     out["action_agreement"] = m["action_agreement"]
@@ -84,8 +89,12 @@ def main() -> None:
     ap.add_argument("--set", action="append", default=[], metavar="FIELD=VALUE")
     ap.add_argument("--threads", type=int, default=0, help="torch threads (0: all cores)")
     ap.add_argument("--clips-per-video", type=int, default=16)
-    ap.add_argument("--split", default="validation", choices=("validation", "test"),
-                    help="the videos each snapshot is scored on (test: only for a final score, never to choose)")
+    ap.add_argument(
+        "--split",
+        default="validation",
+        choices=("validation", "test"),
+        help="the videos each snapshot is scored on (test: only for a final score, never to choose)",
+    )
     ap.add_argument("--out", default=None)
     args = ap.parse_args()
     if args.quick:
@@ -96,8 +105,9 @@ def main() -> None:
     manifest = read_manifest(root)
     train = stores_by_split(root, manifest, "latents")["train"]
     evaluated = {args.split: stores_by_split(root, manifest, "frames")[args.split]}
-    cfg = dataclasses.replace(get_preset("demo").dynamics, steps=args.steps, ckpt_every=args.every,
-                              time_limit_s=0.0, num_threads=args.threads)
+    cfg = dataclasses.replace(
+        get_preset("demo").dynamics, steps=args.steps, ckpt_every=args.every, time_limit_s=0.0, num_threads=args.threads
+    )
     cfg = apply_overrides(cfg, args.set)
     out = Path(args.out or tempfile.mkdtemp(prefix="dyn_curve_"))
     snaps: dict[int, Path] = {}
@@ -122,19 +132,42 @@ def main() -> None:
                 snaps[step] = shutil.copy(last, out / f"snap_{step:06d}.pt")
         time.sleep(0.5)
     worker.join()
-    print(json.dumps({"train_seconds": round(time.time() - t0), "steps": args.steps, "overrides": args.set,
-                      "params": result.get("params"), "loss_last": result.get("loss_last"), "out": str(out)}))
+    print(
+        json.dumps(
+            {
+                "train_seconds": round(time.time() - t0),
+                "steps": args.steps,
+                "overrides": args.set,
+                "params": result.get("params"),
+                "loss_last": result.get("loss_last"),
+                "out": str(out),
+            }
+        )
+    )
     tok = root / "tokenizer" / "tokenizer.pt"
-    ecfg = EvalConfig(context=16, horizon=16, sampling_steps=(4,), also_zero_context_noise=False, gif=False,
-                      lpips_net=None, quick_eval=False, clips_per_video=args.clips_per_video,
-                      strip_horizons=(1, 4, 8, 16))
+    ecfg = EvalConfig(
+        context=16,
+        horizon=16,
+        sampling_steps=(4,),
+        also_zero_context_noise=False,
+        gif=False,
+        lpips_net=None,
+        quick_eval=False,
+        clips_per_video=args.clips_per_video,
+        strip_horizons=(1, 4, 8, 16),
+    )
     for step, path in sorted(snaps.items()):
         t = time.time()
         # the demo's scroll estimator, as the evaluation asset uses for the demo (persistence_motion, agreement)
-        m = evaluate(tok, path, evaluated, ecfg, out / f"eval_{step:06d}", log=lambda s: None,
-                     estimate_motion=estimate_scroll)["metrics"]
-        print(json.dumps({"step": step, "split": args.split, "eval_seconds": round(time.time() - t),
-                          **summarize(m, args.split)}), flush=True)
+        m = evaluate(
+            tok, path, evaluated, ecfg, out / f"eval_{step:06d}", log=lambda s: None, estimate_motion=estimate_scroll
+        )["metrics"]
+        print(
+            json.dumps(
+                {"step": step, "split": args.split, "eval_seconds": round(time.time() - t), **summarize(m, args.split)}
+            ),
+            flush=True,
+        )
 
 
 if __name__ == "__main__":

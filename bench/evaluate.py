@@ -10,6 +10,7 @@ those splits in the `--assets` data root's manifest, or demo videos rendered and
 (`--videos` per split). Prints the phase timings. Unless `--no-compare`, then the same evaluation one clip at a
 time (batch size 1, the obvious way to write it), interleaved, best of 2 each; last line:
 `evaluate_batched_speedup_vs_one_clip=<x>`."""
+
 from __future__ import annotations
 
 import argparse
@@ -41,8 +42,9 @@ def demo_stores(count: int) -> list[Path]:
     for mp4 in write_demo_videos(OUT / "videos", DemoConfig(num_videos=count, duration_s=5.0), log=lambda m: None):
         store = OUT / f"{mp4.stem}.zarr"
         if not store.exists():
-            extract_frames(mp4, store, FramesConfig(hud_layout="demo"),
-                           actions_path=mp4.with_name(mp4.stem + ".actions.json"))
+            extract_frames(
+                mp4, store, FramesConfig(hud_layout="demo"), actions_path=mp4.with_name(mp4.stem + ".actions.json")
+            )
         stores.append(store)
     return stores
 
@@ -98,11 +100,21 @@ def main():
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)
     wm = WorldModel(dataclasses.replace(demo.dynamics.model, num_tokens=tok.num_tokens, token_dim=tok.token_dim))
     save_checkpoint(OUT / "tokenizer.pt", model=tok, config=dataclasses.asdict(tok.cfg), kind=tok_cfg.kind)
-    save_checkpoint(OUT / "dynamics.pt", model=wm, config=dataclasses.asdict(wm.cfg), kind="dynamics",
-                    extra={"train_config": {"context_noise": demo.dynamics.context_noise}})
+    save_checkpoint(
+        OUT / "dynamics.pt",
+        model=wm,
+        config=dataclasses.asdict(wm.cfg),
+        kind="dynamics",
+        extra={"train_config": {"context_noise": demo.dynamics.context_noise}},
+    )
     stores = split_stores(args)
-    cfg = EvalConfig(context=args.context, horizon=args.horizon, sampling_steps=tuple(args.steps),
-                     clips_per_video=args.clips_per_video, also_zero_context_noise=not args.no_zero_noise)
+    cfg = EvalConfig(
+        context=args.context,
+        horizon=args.horizon,
+        sampling_steps=tuple(args.steps),
+        clips_per_video=args.clips_per_video,
+        also_zero_context_noise=not args.no_zero_noise,
+    )
     if args.preset:
         cfg = get_preset(args.preset).evaluation
     print(cfg)
@@ -114,8 +126,16 @@ def main():
     for _ in range(1 if args.no_compare else 2):
         for name, c in runs:
             t = time.perf_counter()
-            result = evaluate(OUT / "tokenizer.pt", OUT / "dynamics.pt", stores, c, OUT / f"report_{name}",
-                              log=lambda s: None, estimate_motion=estimate_scroll, camera_track=camera_tracks(args))
+            result = evaluate(
+                OUT / "tokenizer.pt",
+                OUT / "dynamics.pt",
+                stores,
+                c,
+                OUT / f"report_{name}",
+                log=lambda s: None,
+                estimate_motion=estimate_scroll,
+                camera_track=camera_tracks(args),
+            )
             best[name] = min(best[name], time.perf_counter() - t)
             clips = {s: result["metrics"][s]["clips"] for s in result["metrics"]["splits"]}
             print(f"{name} (batch {c.batch_size}): {time.perf_counter() - t:.1f}s, clips {clips}")

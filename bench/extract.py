@@ -3,7 +3,8 @@
     .venv/bin/python bench/extract.py --quick     # < 60 s on 2 cores
     .venv/bin/python bench/extract.py             # 60 s 720p clip; 1 min vs 10 min 720p clips (slow to generate)
 
-Speed: one 720p 30 fps clip (8 s with --quick, else 60 s) (`media.make_clip`, pattern "textured": a scrolling noise texture so the codec works
+Speed: one 720p 30 fps clip (8 s with --quick, else 60 s) (`media.make_clip`, pattern "textured": a scrolling noise
+texture so the codec works
 about as hard as on a panning game camera), extracted to 20 fps 64x64 by
   ours:   ahriuwu_core.frames.extract_frames (decode, pick frames by timestamp, resize, zarr write, hash)
   ffmpeg: ffmpeg -i clip -vf fps=20,scale=64:64 -f rawvideo -pix_fmt rgb24 -   (read through a pipe)
@@ -22,6 +23,7 @@ The last line is `extract_fps_ratio_vs_ffmpeg=<ours/ffmpeg>` (goal >= 1.0); the 
 `extract_peak_rss_rise_vs_all_frames_in_memory=<x>`: the long clip's rise over the size of all its output frames
 (an extractor that kept them all would read >= 1). Rises are measured in KiB with a 1 KiB floor.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -77,8 +79,20 @@ def time_ours(path: Path, cfg: frames.FramesConfig) -> tuple[float, int]:
 
 
 def time_ffmpeg(ffmpeg: str, path: Path, cfg: frames.FramesConfig) -> tuple[float, int]:
-    cmd = [ffmpeg, "-v", "error", "-i", str(path), "-vf", f"fps={cfg.fps},scale={cfg.width}:{cfg.height}",
-           "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    cmd = [
+        ffmpeg,
+        "-v",
+        "error",
+        "-i",
+        str(path),
+        "-vf",
+        f"fps={cfg.fps},scale={cfg.width}:{cfg.height}",
+        "-f",
+        "rawvideo",
+        "-pix_fmt",
+        "rgb24",
+        "-",
+    ]
     t = time.perf_counter()
     proc = subprocess.Popen(cmd, stdout=subprocess.PIPE)
     n_bytes = 0
@@ -91,8 +105,13 @@ def time_ffmpeg(ffmpeg: str, path: Path, cfg: frames.FramesConfig) -> tuple[floa
 
 def peak_rss_mb(path: Path, warmup: Path) -> tuple[float, int]:
     """(MB the extraction of `path` added to the process's peak RSS, output frames)."""
-    out = subprocess.run([sys.executable, "-c", _RSS_SCRIPT, str(path), str(OUT / "rss_frames.zarr"), str(warmup)],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _RSS_SCRIPT, str(path), str(OUT / "rss_frames.zarr"), str(warmup)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.split()
     return max(int(out[2]) - int(out[1]), 1) / 1024, int(out[0])
 
 
@@ -122,16 +141,20 @@ def main() -> None:
     source_frames = int(round(float(speed_clip.stem.split("_")[1].rstrip("s")) * 30))
     print(f"speed clip: {speed_clip.name}, {source_frames} source frames -> {n_ours} frames (ffmpeg: {n_ffmpeg})")
     print(f"ours:   best {min(ours):.3f}s of {[round(x, 3) for x in ours]}  = {source_frames / min(ours):.0f} src fps")
-    print(f"ffmpeg: best {min(theirs):.3f}s of {[round(x, 3) for x in theirs]}  = "
-          f"{source_frames / min(theirs):.0f} src fps")
+    print(
+        f"ffmpeg: best {min(theirs):.3f}s of {[round(x, 3) for x in theirs]}  = "
+        f"{source_frames / min(theirs):.0f} src fps"
+    )
 
     warmup = clip("warmup", 1, short_w, short_h)
     rss_short, n_short = peak_rss_mb(short, warmup)
     rss_long, n_long = peak_rss_mb(long, warmup)
-    print(f"extraction peak RSS rise: {short.name} ({n_short} frames) {rss_short:.1f} MB; {long.name} ({n_long} "
-          f"frames) {rss_long:.1f} MB; all output frames of the long clip would be "
-          f"{n_long * cfg.width * cfg.height * 3 / 2**20:.1f} MB"
-          + (" [quick: 6 s vs 60 s at 320x180 stand in for 1 vs 10 min]" if args.quick else ""))
+    print(
+        f"extraction peak RSS rise: {short.name} ({n_short} frames) {rss_short:.1f} MB; {long.name} ({n_long} "
+        f"frames) {rss_long:.1f} MB; all output frames of the long clip would be "
+        f"{n_long * cfg.width * cfg.height * 3 / 2**20:.1f} MB"
+        + (" [quick: 6 s vs 60 s at 320x180 stand in for 1 vs 10 min]" if args.quick else "")
+    )
     shutil.rmtree(OUT / "bench_frames.zarr", ignore_errors=True)
     shutil.rmtree(OUT / "rss_frames.zarr", ignore_errors=True)
     all_frames_mb = n_long * cfg.width * cfg.height * 3 / 2**20

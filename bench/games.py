@@ -18,6 +18,7 @@ prints one JSON line:
   margin_over_latent_persistence, mean_over_prior   the two bars a model must clear where pixels cannot tell
   lpips.model_k4 / lpips.persistence, action_gap_db_h8
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,8 +33,16 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 HORIZONS = (1, 2, 4, 8, 16)
 SOURCES = ("demo", "atari:breakout", "atari:ms_pacman", "atari:riverraid")
-SERIES = ("model_k4", "model_k4_mean", "persistence", "latent_persistence", "persistence_blur", "prior_only",
-          "scroll_oracle", "tokenizer_ceiling")
+SERIES = (
+    "model_k4",
+    "model_k4_mean",
+    "persistence",
+    "latent_persistence",
+    "persistence_blur",
+    "prior_only",
+    "scroll_oracle",
+    "tokenizer_ceiling",
+)
 
 
 def run_source(source: str, out: Path, env: dict) -> float:
@@ -44,12 +53,19 @@ def run_source(source: str, out: Path, env: dict) -> float:
     home = base / "dagster_home"
     home.mkdir(parents=True)
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
-    run_env = {**os.environ, **env, "AHRIUWU_SOURCE": source, "AHRIUWU_DATA_ROOT": str(base / "assets"),
-               "DAGSTER_HOME": str(home), "AHRIUWU_AUTOMATION": "off"}
+    run_env = {
+        **os.environ,
+        **env,
+        "AHRIUWU_SOURCE": source,
+        "AHRIUWU_DATA_ROOT": str(base / "assets"),
+        "DAGSTER_HOME": str(home),
+        "AHRIUWU_AUTOMATION": "off",
+    }
     start = time.perf_counter()
     with open(base / "pipeline.log", "w") as log:
-        done = subprocess.run([sys.executable, "-m", "pipeline.demo"], cwd=ROOT, env=run_env, stdout=log,
-                              stderr=subprocess.STDOUT)
+        done = subprocess.run(
+            [sys.executable, "-m", "pipeline.demo"], cwd=ROOT, env=run_env, stdout=log, stderr=subprocess.STDOUT
+        )
     if done.returncode:
         raise SystemExit(f"{source}: the pipeline failed (exit {done.returncode}); see {base / 'pipeline.log'}")
     return time.perf_counter() - start
@@ -76,16 +92,23 @@ def summarize(source: str, split: str, m: dict) -> dict:
     psnr = {s: _at(m["psnr"].get(s), hs) for s in SERIES if m["psnr"].get(s)}
     low, high = m["psnr_margin_ci95_low"].get("model_k4"), m["psnr_margin_ci95_high"].get("model_k4")
     margin = _diff(psnr["model_k4"], psnr["persistence"])
-    row = {"source": source, "split": split, "videos": len(m["videos"]), "clips": m["clips"], "psnr": psnr,
-           "margin_ci95": {"model_k4": [[a, b, c] for a, b, c in zip(margin, _at(low, hs), _at(high, hs))]}}
+    row = {
+        "source": source,
+        "split": split,
+        "videos": len(m["videos"]),
+        "clips": m["clips"],
+        "psnr": psnr,
+        "margin_ci95": {"model_k4": [[a, b, c] for a, b, c in zip(margin, _at(low, hs), _at(high, hs))]},
+    }
     if "latent_persistence" in psnr:
         row["margin_over_latent_persistence"] = _diff(psnr["model_k4"], psnr["latent_persistence"])
     mean, prior = psnr.get("model_k4_mean"), psnr.get("prior_only", psnr.get("latent_persistence"))
     if mean and prior:
         row["mean_over_prior"] = _diff(mean, prior)
     if m.get("lpips", {}).get("model_k4"):
-        row["lpips"] = {s: _at(m["lpips"][s], hs, 4) for s in ("model_k4", "persistence", "latent_persistence")
-                        if m["lpips"].get(s)}
+        row["lpips"] = {
+            s: _at(m["lpips"][s], hs, 4) for s in ("model_k4", "persistence", "latent_persistence") if m["lpips"].get(s)
+        }
     gap = m.get("action_gap_db")
     row["action_gap_db_h8"] = round(gap[hs.index(8)], 2) if gap and 8 in hs else None
     return row

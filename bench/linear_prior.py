@@ -11,6 +11,7 @@ evaluation's clip starts) with the true moves, decodes with the tokenizer and pr
 persistence (copying the last context frame) outside the HUD at h=1/2/4/8/16, with 95% intervals that resample
 videos, then clips within them.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -42,8 +43,12 @@ def main() -> None:
     ap.add_argument("--assets", default="assets")
     ap.add_argument("--kernel", type=int, default=3)
     ap.add_argument("--clips-per-video", type=int, default=16)
-    ap.add_argument("--split", default="validation", choices=("validation", "test"),
-                    help="the videos scored (test: only for a final score, never to choose)")
+    ap.add_argument(
+        "--split",
+        default="validation",
+        choices=("validation", "test"),
+        help="the videos scored (test: only for a final score, never to choose)",
+    )
     args = ap.parse_args()
     root, k = Path(args.assets), args.kernel
     manifest = read_manifest(root)
@@ -60,8 +65,9 @@ def main() -> None:
             x, y = cols[sel].reshape(-1, width), target[sel].reshape(-1, target.shape[-1])
             xtx[m] = xtx.get(m, 0) + x.T @ x
             xty[m] = xty.get(m, 0) + x.T @ y
-    filters = {m: torch.linalg.solve(xtx[m] + 1e-1 * torch.eye(width, dtype=torch.float64), xty[m]).float()
-               for m in xtx}
+    filters = {
+        m: torch.linalg.solve(xtx[m] + 1e-1 * torch.eye(width, dtype=torch.float64), xty[m]).float() for m in xtx
+    }
     tokenizer = load_tokenizer(root / "tokenizer" / "tokenizer.pt")
     context, horizon = 16, max(HORIZONS)
     margins, videos = [], []
@@ -83,7 +89,7 @@ def main() -> None:
             lat = (torch.stack(preds) * std + mean).flatten(2).transpose(1, 2)
             with torch.no_grad():
                 pred = tokenizer.decode(lat[None])[0].permute(0, 2, 3, 1).numpy()
-            truth = np.asarray(frames[last + 1:last + 1 + horizon]).astype(np.float32) / 255
+            truth = np.asarray(frames[last + 1 : last + 1 + horizon]).astype(np.float32) / 255
             keep = np.repeat(np.asarray(frames[last])[None].astype(np.float32) / 255, horizon, 0)
             mask = None if hud is None else np.asarray(hud)
             margins.append(np.asarray(M.psnr(pred, truth, mask)) - np.asarray(M.psnr(keep, truth, mask)))

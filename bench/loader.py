@@ -6,6 +6,7 @@ Writes demo-shaped latent stores (6 videos x 600 frames x 64 tokens x 16 dims, f
 measures latent samples/s that `LatentWindows.batch` delivers (in-memory and zarr-backed) against the samples/s
 one demo-preset training step consumes. Prints `loader_vs_train_ratio=<x>` (goal >= 10, in-memory loader).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -19,8 +20,8 @@ import torch
 from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
-from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.presets import get_preset
+from ahriuwu_core.testing.toy import make_toy_latents
 from ahriuwu_core.training import make_optimizer
 
 
@@ -67,8 +68,9 @@ def main() -> None:
     mem = loader_rate(stores, cfg, True, seconds)
     disk = loader_rate(stores, cfg, False, seconds)
     train = train_rate(stores, cfg, 2 if args.quick else 20)
-    print(f"loader_samples_per_s_in_memory={mem:.0f} loader_samples_per_s_zarr={disk:.0f} "
-          f"train_samples_per_s={train:.2f}")
+    print(
+        f"loader_samples_per_s_in_memory={mem:.0f} loader_samples_per_s_zarr={disk:.0f} train_samples_per_s={train:.2f}"
+    )
     print(f"loader_vs_train_ratio={mem / train:.1f}")
     print(f"loader_vs_train_ratio_zarr={disk / train:.1f}")
 

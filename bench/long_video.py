@@ -9,6 +9,7 @@ process's peak RSS over its level after the imports and a warm-up run on a 1 s c
 every output frame (or latent) in memory would take. Last lines: `long_video_frames_rss_ratio=<2h / 1min>` and
 `long_video_latents_rss_ratio=<2h / 1min>` (goal <= 1.2 each).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -55,8 +56,13 @@ def measure(path: Path, warm: Path, tok: Path) -> tuple[int, float, float]:
     """(frames, MB the frames stage added to the peak RSS, MB the latents encode added on top)."""
     work = OUT / f"work_{path.stem}"
     work.mkdir(parents=True, exist_ok=True)
-    out = subprocess.run([sys.executable, "-c", _SCRIPT, str(path), str(warm), str(work), str(tok)],
-                         capture_output=True, text=True, check=True, cwd=ROOT).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", _SCRIPT, str(path), str(warm), str(work), str(tok)],
+        capture_output=True,
+        text=True,
+        check=True,
+        cwd=ROOT,
+    ).stdout.split()
     n, a, b, c = map(int, out[-4:])
     return n, max(b - a, 1) / 1024, max(c - b, 1) / 1024
 
@@ -66,9 +72,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=120.0)
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
+    from ahriuwu_core.checkpoint import save_checkpoint
     from ahriuwu_core.presets import get_preset
     from ahriuwu_core.tokenizer import build_tokenizer
-    from ahriuwu_core.checkpoint import save_checkpoint
 
     tok_cfg = get_preset("demo").tokenizer_config("cnn")
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)  # untrained: the cost does not depend on the weights
@@ -78,8 +84,10 @@ def main() -> None:
     n_l, f_l, l_l = measure(long, warm, tok_path)
     frame_mb, latent_mb = n_l * 64 * 64 * 3 / 2**20, n_l * tok.num_tokens * tok.token_dim * 2 / 2**20
     print(f"1 min ({n_s} frames): frames +{f_s:.1f} MB, latents +{l_s:.1f} MB")
-    print(f"{args.minutes:g} min ({n_l} frames): frames +{f_l:.1f} MB, latents +{l_l:.1f} MB; holding every "
-          f"output frame would take {frame_mb:.0f} MB, every latent {latent_mb:.0f} MB")
+    print(
+        f"{args.minutes:g} min ({n_l} frames): frames +{f_l:.1f} MB, latents +{l_l:.1f} MB; holding every "
+        f"output frame would take {frame_mb:.0f} MB, every latent {latent_mb:.0f} MB"
+    )
     print(f"long_video_frames_rss_ratio={f_l / f_s:.3f}")
     print(f"long_video_latents_rss_ratio={l_l / l_s:.3f}")
 

@@ -8,7 +8,8 @@ trained, at K=4 on one CPU thread, for 2,000+ frames.
 Latency is a frame's whole cost (sampling, the fused commit, decoding), the median over 21 frames around frame
 20 and around frame 2,000; the cost of a frame depends on its position and the cache, not on how earlier frames
 were sampled, which is why --quick may fill the gap at K=1. Prints:
-  play_fps=<x>                               frames per second at K=4 (1 / mean latency of the 42 probed frames) (goal >= 20: real time at 20 fps)
+  play_fps=<x>                               frames per second at K=4 (1 / mean latency of the 42 probed frames) (goal
+                                             >= 20: real time at 20 fps)
   play_latency_ratio_late_vs_early=<x>       latency at frame 2,000 / at frame 20 (goal <= 1.2)
   play_rss_ratio_late_vs_early=<x>           resident memory at frame 2,000 / at frame 20 (goal <= 1.1)
 and, for comparison, the same session with an unbounded cache (the obvious alternative to the sliding window):
@@ -18,6 +19,7 @@ the four straight moves for 40 frames at K=4, and the demo's motion estimate say
 against the move (the camera follows the champion):
   play_steer_agreement_<move>=<x>            fraction of frames that did (goal >= 0.7), and the mean scroll speed
 """
+
 from __future__ import annotations
 
 import argparse
@@ -57,8 +59,12 @@ def run(world, frames: int, probes: tuple[int, ...], filler_steps: int, window: 
             near[probe].append(result["latency_ms"])
             if i == probe:
                 rss[probe] = rss_mb()
-    return {"latency_ms": {p: statistics.median(v) for p, v in near.items()}, "rss_mb": rss,
-            "k4_latencies": [x for v in near.values() for x in v], "cached": session.cached_frames()}
+    return {
+        "latency_ms": {p: statistics.median(v) for p, v in near.items()},
+        "rss_mb": rss,
+        "k4_latencies": [x for v in near.values() for x in v],
+        "cached": session.cached_frames(),
+    }
 
 
 def steer(world, frames: int = 40) -> None:
@@ -84,8 +90,10 @@ def steer(world, frames: int = 40) -> None:
                 norm = float(np.hypot(dx, dy))
                 agree.append(norm > 1e-6 and speed / norm >= np.cos(np.pi / 4))
                 along.append(speed)
-        print(f"steer {name}: {len(agree)} frames from {len(world.clips)} clips, scroll against the move "
-              f"{np.mean(along):+.3f} px/frame on average")
+        print(
+            f"steer {name}: {len(agree)} frames from {len(world.clips)} clips, scroll against the move "
+            f"{np.mean(along):+.3f} px/frame on average"
+        )
         print(f"play_steer_agreement_{name}={np.mean(agree):.3f}")
 
 
@@ -95,8 +103,12 @@ def main() -> None:
     ap.add_argument("--data-root", default=str(ROOT / "assets"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
-    ap.add_argument("--steer", action=argparse.BooleanOptionalAction, default=None,
-                    help="measure steering (default: on without --quick)")
+    ap.add_argument(
+        "--steer",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="measure steering (default: on without --quick)",
+    )
     args = ap.parse_args()
     from ahriuwu_core.play.server import data_root_inputs
     from ahriuwu_core.play.session import PlayConfig, load_world
@@ -105,18 +117,24 @@ def main() -> None:
     t0 = time.perf_counter()
     tokenizer, dynamics, stores = data_root_inputs(Path(args.data_root))
     world = load_world(tokenizer, dynamics, stores, PlayConfig(), device=args.device)
-    print(f"model {dynamics} ({world.model.num_params() / 1e6:.1f}M params), window {world.window} frames, "
-          f"{world.image_size[0]}x{world.image_size[1]}, device {args.device}, {args.threads} thread(s)")
+    print(
+        f"model {dynamics} ({world.model.num_params() / 1e6:.1f}M params), window {world.window} frames, "
+        f"{world.image_size[0]}x{world.image_size[1]}, device {args.device}, {args.threads} thread(s)"
+    )
     filler = 1 if args.quick else 4
     bounded = run(world, 2010, (20, 2000), filler)
     early, late = bounded["latency_ms"][20], bounded["latency_ms"][2000]
-    print(f"windowed: latency {early:.1f} ms at frame 20, {late:.1f} ms at frame 2000; RSS "
-          f"{bounded['rss_mb'][20]:.0f} MB -> {bounded['rss_mb'][2000]:.0f} MB; {bounded['cached']} frames cached")
+    print(
+        f"windowed: latency {early:.1f} ms at frame 20, {late:.1f} ms at frame 2000; RSS "
+        f"{bounded['rss_mb'][20]:.0f} MB -> {bounded['rss_mb'][2000]:.0f} MB; {bounded['cached']} frames cached"
+    )
     far = 250 if args.quick else 500  # an unbounded cache gets slow: keep --quick under a minute
     unbounded = run(world, far + 10, (20, far), filler, window=0)
     u_early, u_late = unbounded["latency_ms"][20], unbounded["latency_ms"][far]
-    print(f"unbounded: latency {u_early:.1f} ms at frame 20, {u_late:.1f} ms at frame {far}; "
-          f"{unbounded['cached']} frames cached")
+    print(
+        f"unbounded: latency {u_early:.1f} ms at frame 20, {u_late:.1f} ms at frame {far}; "
+        f"{unbounded['cached']} frames cached"
+    )
     print(f"play_fps={1000.0 / statistics.mean(bounded['k4_latencies']):.1f}")
     print(f"play_latency_ratio_late_vs_early={late / early:.3f}")
     print(f"play_rss_ratio_late_vs_early={bounded['rss_mb'][2000] / bounded['rss_mb'][20]:.3f}")

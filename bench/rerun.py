@@ -10,6 +10,7 @@ Last lines: `rerun_steps_ratio_vs_full=<x>` (steps the stale-only rerun ran / st
 the grown instance runs; the obvious alternative is rerunning everything), then
 `steps_after_adding_one_video=<n>`, the per-video processing steps (frames, latents) that ran; expected 2.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -32,14 +33,26 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="ahriuwu-rerun-"))
     source = work / "source"
-    os.environ.update({
-        "DAGSTER_HOME": str(work / "home"), "AHRIUWU_DATA_ROOT": str(work / "assets"), "AHRIUWU_PRESET": preset,
-        "AHRIUWU_SOURCE": f"folder:{source}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu",
-    })
+    os.environ.update(
+        {
+            "DAGSTER_HOME": str(work / "home"),
+            "AHRIUWU_DATA_ROOT": str(work / "assets"),
+            "AHRIUWU_PRESET": preset,
+            "AHRIUWU_SOURCE": f"folder:{source}",
+            "AHRIUWU_AUTOMATION": "off",
+            "AHRIUWU_DEVICE": "cpu",
+        }
+    )
     (work / "home").mkdir(parents=True)
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", work / "home" / "dagster.yaml")
 
-    from dagster import AssetSelection, DagsterInstance, build_sensor_context, evaluate_automation_conditions, materialize
+    from dagster import (
+        AssetSelection,
+        DagsterInstance,
+        build_sensor_context,
+        evaluate_automation_conditions,
+        materialize,
+    )
 
     from ahriuwu_core.demo.video import write_demo_videos
     from ahriuwu_core.presets import get_preset
@@ -69,8 +82,13 @@ def main() -> None:
     ran: Counter = Counter()
 
     def run(keys, partition):
-        result = materialize(ALL_ASSETS, selection=AssetSelection.assets(*keys), instance=instance,
-                             resources=resources, partition_key=partition)
+        result = materialize(
+            ALL_ASSETS,
+            selection=AssetSelection.assets(*keys),
+            instance=instance,
+            resources=resources,
+            partition_key=partition,
+        )
         assert result.success
         for key in keys:
             ran[(key.to_user_string(), partition)] += 1

@@ -6,6 +6,7 @@ Last lines: tokenizer_encode_fps=<x> (the "demo" preset, the one `make demo` tra
 tokenizer_encode_vs_decode_ratio=<x>: encode frames/s over a plain PyAV decode of the same 64x64 frames from an
 H.264 file (the obvious alternative: keep decoding the video instead of storing latents; > 1 means encoding
 once costs less than one more decode of the video)."""
+
 from __future__ import annotations
 
 import argparse
@@ -67,8 +68,9 @@ def pyav_decode_fps(size: int, seconds: float = 10.0) -> float:
 
     from ahriuwu_core.testing import media
 
-    path = media.make_clip(Path(tempfile.mkdtemp()) / "decode.mp4", seconds=seconds, fps=20, width=size,
-                           height=size, pattern="textured").path
+    path = media.make_clip(
+        Path(tempfile.mkdtemp()) / "decode.mp4", seconds=seconds, fps=20, width=size, height=size, pattern="textured"
+    ).path
     best = float("inf")
     for _ in range(3):
         t0 = time.perf_counter()
@@ -92,8 +94,9 @@ def main(argv=None):
     for name in args.presets:
         r = bench_preset(name, device, reps, lpips=not args.no_lpips)
         results[name] = r
-        print(f"{name}: params={r['params']:,} encode {r['encode_fps']:.1f} frames/s, "
-              f"train {r['train_fps']:.1f} frames/s")
+        print(
+            f"{name}: params={r['params']:,} encode {r['encode_fps']:.1f} frames/s, train {r['train_fps']:.1f} frames/s"
+        )
     main_name = "demo/cnn" if "demo/cnn" in results else args.presets[0]
     print(f"tokenizer_encode_fps={results[main_name]['encode_fps']:.1f}")
     main_cfg = get_preset(main_name.partition("/")[0]).tokenizer_config(main_name.partition("/")[2])

@@ -1,11 +1,13 @@
 """Where the `dynamics` step's training process runs: a subprocess beside the Dagster step (the default), or a GPU
 pod on Kubernetes launched with Dagster Pipes (`AHRIUWU_LAUNCHER=k8s`, the `k8s` extra). Either way the process is
-`python -m pipeline.dynamics_pipes --spec SPEC` (N > 1 processes: under a launcher, `dynamics_command`), and the asset reads the
+`python -m pipeline.dynamics_pipes --spec SPEC` (N > 1 processes: under a launcher, `dynamics_command`), and the asset
+reads the
 same materialization back.
 
 A pod sees the data root through a ReadWriteMany volume mounted at the same path as on the Dagster side, so the
 spec's absolute paths (latent stores, the run folder) mean the same files in both places.
 """
+
 from __future__ import annotations
 
 import sys
@@ -14,8 +16,9 @@ from pathlib import Path
 from dagster import ConfigurableResource
 
 
-def dynamics_command(spec: Path, nproc_per_node: int = 1, python: str = "python", rdzv_endpoint: str = "",
-                     nnodes: int = 1) -> list[str]:
+def dynamics_command(
+    spec: Path, nproc_per_node: int = 1, python: str = "python", rdzv_endpoint: str = "", nnodes: int = 1
+) -> list[str]:
     """The training process's command line: one trainer; N local DDP ranks through the loopback-only launcher
     (the ranks meet through a file in the run folder, the spec's folder); or, with a rendezvous endpoint,
     torchrun's c10d rendezvous there (it listens on every interface), which the other nodes join."""
@@ -24,11 +27,26 @@ def dynamics_command(spec: Path, nproc_per_node: int = 1, python: str = "python"
     spec = Path(spec)
     args = ["-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
     if rdzv_endpoint:
-        args = ["-m", "torch.distributed.run", f"--nnodes={nnodes}", f"--nproc_per_node={nproc_per_node}",
-                "--rdzv-backend=c10d", f"--rdzv-endpoint={rdzv_endpoint}", f"--rdzv-id={spec.parent.name}", *args]
+        args = [
+            "-m",
+            "torch.distributed.run",
+            f"--nnodes={nnodes}",
+            f"--nproc_per_node={nproc_per_node}",
+            "--rdzv-backend=c10d",
+            f"--rdzv-endpoint={rdzv_endpoint}",
+            f"--rdzv-id={spec.parent.name}",
+            *args,
+        ]
     elif nproc_per_node > 1:
-        args = ["-m", "ahriuwu_core.dynamics.launch", f"--nproc={nproc_per_node}", f"--store-dir={spec.parent}",
-                "--", python, *args]
+        args = [
+            "-m",
+            "ahriuwu_core.dynamics.launch",
+            f"--nproc={nproc_per_node}",
+            f"--store-dir={spec.parent}",
+            "--",
+            python,
+            *args,
+        ]
     return [python, *args]
 
 
@@ -52,14 +70,16 @@ class K8sLauncher(ConfigurableResource):
         gpus = self.gpus or nproc_per_node
         return {
             "restartPolicy": "Never",
-            "containers": [{
-                "name": "train",
-                "image": self.image,
-                "command": dynamics_command(spec, nproc_per_node),
-                "env": [{"name": "AHRIUWU_DATA_ROOT", "value": data_root}],
-                "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
-                "volumeMounts": [{"name": "data", "mountPath": data_root}],
-            }],
+            "containers": [
+                {
+                    "name": "train",
+                    "image": self.image,
+                    "command": dynamics_command(spec, nproc_per_node),
+                    "env": [{"name": "AHRIUWU_DATA_ROOT", "value": data_root}],
+                    "resources": {"limits": {"nvidia.com/gpu": str(gpus)}},
+                    "volumeMounts": [{"name": "data", "mountPath": data_root}],
+                }
+            ],
             "volumes": [{"name": "data", "persistentVolumeClaim": {"claimName": self.volume_claim}}],
         }
 
@@ -68,15 +88,15 @@ class K8sLauncher(ConfigurableResource):
         Dagster runs in the cluster, else the kubeconfig)."""
         from dagster_k8s import PipesK8sClient
 
-        return PipesK8sClient().run(context=context, namespace=self.namespace,
-                                    base_pod_spec=self.pod_spec(spec, data_root, nproc_per_node))
+        return PipesK8sClient().run(
+            context=context, namespace=self.namespace, base_pod_spec=self.pod_spec(spec, data_root, nproc_per_node)
+        )
 
 
 def launch_dynamics(context, compute, spec: Path, data_root: Path, subprocess_client, k8s: K8sLauncher):
     """Run the training process where `compute.launcher` says (AHRIUWU_LAUNCHER): "subprocess" or "k8s"."""
     if compute.launcher == "subprocess":
-        command = dynamics_command(spec, compute.nproc_per_node, sys.executable, compute.rdzv_endpoint,
-                                   compute.nnodes)
+        command = dynamics_command(spec, compute.nproc_per_node, sys.executable, compute.rdzv_endpoint, compute.nnodes)
         return subprocess_client.run(context=context, command=command)
     if compute.launcher == "k8s":
         return k8s.run(context, spec, data_root, compute.nproc_per_node)

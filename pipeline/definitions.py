@@ -1,4 +1,5 @@
 """The Dagster code location (see workspace.yaml)."""
+
 from dagster import Definitions
 
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, videos

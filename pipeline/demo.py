@@ -3,6 +3,7 @@
 The runs land in DAGSTER_HOME exactly as if launched from the UI, so `make ui` then shows lineage, metadata and
 pictures. One bad video fails its own partition only; training uses the videos that succeeded.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -78,15 +79,24 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
     start = time.perf_counter()
     with PeakRSS() as rss:
         result = materialize(
-            ALL_ASSETS, selection=keys, instance=instance, resources=resources, partition_key=partition_key,
-            raise_on_error=False, tags=DEMO_TAGS | host_tags(), run_config=run_config,
+            ALL_ASSETS,
+            selection=keys,
+            instance=instance,
+            resources=resources,
+            partition_key=partition_key,
+            raise_on_error=False,
+            tags=DEMO_TAGS | host_tags(),
+            run_config=run_config,
         )
     names = "+".join(a.key.to_user_string() for a in selection)
     where = f"[{partition_key}]" if partition_key else ""
     # A failed blocking check fails its step (Dagster raises after recording it), so it stops dependents here
     # exactly as any failure does; name the check so the log says why.
-    blocked = [f"{e.asset_key.to_user_string()}:{e.check_name}" for e in result.get_asset_check_evaluations()
-               if not e.passed and e.blocking]
+    blocked = [
+        f"{e.asset_key.to_user_string()}:{e.check_name}"
+        for e in result.get_asset_check_evaluations()
+        if not e.passed and e.blocking
+    ]
     status = "ok" if result.success else "FAILED" + (f" (blocking check {', '.join(blocked)})" if blocked else "")
     log(f"{names}{where}: {status} in {time.perf_counter() - start:.1f}s, peak RSS {rss.peak_bytes / 2**20:.0f} MiB")
     # Dagster turned SIGTERM/Ctrl-C into a failed step or run, or received one where it only records it (and
@@ -98,8 +108,9 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
 
 def _interrupted(result) -> bool:
     for event in result.all_events:
-        error = getattr(event.event_specific_data, "error", None) if event.is_step_failure or event.is_run_failure \
-            else None
+        error = (
+            getattr(event.event_specific_data, "error", None) if event.is_step_failure or event.is_run_failure else None
+        )
         if error is not None and error.cls_name in ("DagsterExecutionInterruptedError", "KeyboardInterrupt"):
             return True
     return False
@@ -115,8 +126,10 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
 
     start = time.perf_counter()
     ids = register_source(instance, resources, log)
-    log(f"source listed ({len(ids)} videos; the demo source renders its videos on first listing) in "
-        f"{time.perf_counter() - start:.1f}s")
+    log(
+        f"source listed ({len(ids)} videos; the demo source renders its videos on first listing) in "
+        f"{time.perf_counter() - start:.1f}s"
+    )
     for vid in ids:
         outcome[f"videos[{vid}]"] = run([videos], vid)
         if outcome[f"videos[{vid}]"]:

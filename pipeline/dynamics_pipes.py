@@ -9,6 +9,7 @@ Every rank trains; rank 0 alone talks to Dagster (logs, then the materialization
 stopped before its model is usable (SIGTERM, SIGUSR1) fails with the step to resume from; once the launching
 process is dead, nobody reads what it says, so it exits quietly (status 1) after checkpointing.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -40,8 +41,11 @@ def main(argv=None) -> int:
 
 def _main(argv) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--spec", required=True, help="JSON: config (a DynamicsTrainConfig), preset (its name, for the "
-                    "record), train_stores, out_dir, device")
+    ap.add_argument(
+        "--spec",
+        required=True,
+        help="JSON: config (a DynamicsTrainConfig), preset (its name, for the record), train_stores, out_dir, device",
+    )
     spec = json.loads(Path(ap.parse_args(argv).spec).read_text())
 
     from ahriuwu_core.dynamics.train import DynamicsTrainConfig, distributed, train_dynamics
@@ -70,9 +74,11 @@ def _check_usable(result: dict) -> None:
     if result["stopped_by"] == "parent_died":
         raise ParentGone()
     if result["checkpoint"] is None:
-        raise RuntimeError(f"dynamics training stopped at step {result['steps']} before finishing "
-                           f"({result['stopped_by']}): no model to publish; rematerialize to resume from "
-                           f"{result['last_checkpoint']}")
+        raise RuntimeError(
+            f"dynamics training stopped at step {result['steps']} before finishing "
+            f"({result['stopped_by']}): no model to publish; rematerialize to resume from "
+            f"{result['last_checkpoint']}"
+        )
 
 
 if __name__ == "__main__":

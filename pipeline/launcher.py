@@ -4,6 +4,7 @@ check that run monitoring calls, so the daemon fails a run whose processes were 
 It plugs into the instance, not the code location: the health check's result types exist only in
 dagster._core.launcher, so this module alone imports them.
 """
+
 from __future__ import annotations
 
 from dagster import DagsterRun, DefaultRunLauncher
@@ -28,6 +29,8 @@ class LocalRunLauncher(DefaultRunLauncher):
         run = self._instance.get_run_by_id(run.run_id) or run  # the tags as now, with the host
         alive = run_alive(self._instance, run)
         if alive is False:
-            return CheckRunHealthResult(WorkerStatus.FAILED, f"the run's {describe_processes(self._instance, run)} died")
+            return CheckRunHealthResult(
+                WorkerStatus.FAILED, f"the run's {describe_processes(self._instance, run)} died"
+            )
         # Unknown (another host, no pid recorded yet) is left alone: only a run seen dead is failed.
         return CheckRunHealthResult(WorkerStatus.RUNNING, None if alive else "not checked from this host")

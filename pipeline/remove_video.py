@@ -11,6 +11,7 @@ The dataset manifest keeps listing the video until `dataset_manifest` is remater
 for a deleted partition, so the UI does not flag it); training stages reading that manifest fail on the missing
 stores. Rematerialize `dataset_manifest`, then the training stages.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -33,8 +34,10 @@ def what_exists(instance: DagsterInstance, data_root, video_id: str) -> tuple[bo
     if not in_instance and not on_disk:
         known = instance.get_dynamic_partitions(video_partitions.name)
         hint = f"known: {', '.join(known[:20])}{' ...' if len(known) > 20 else ''}" if known else "none known"
-        raise KeyError(f"unknown video {video_id!r}: not a `videos` partition in {instance.root_directory} and "
-                       f"nothing for it under the data root {data_root} ({hint})")
+        raise KeyError(
+            f"unknown video {video_id!r}: not a `videos` partition in {instance.root_directory} and "
+            f"nothing for it under the data root {data_root} ({hint})"
+        )
     return in_instance, on_disk
 
 
@@ -55,39 +58,52 @@ def remove(instance: DagsterInstance, data_root, video_id: str, log=print) -> li
     done += [f"{p}" for p in catalog.remove_video(data_root, video_id)]
     for line in done:
         log(f"removed {line}")
-    log(f"{video_id!r} is recorded in {DataLayout(data_root).removed_list}: the sensor will not add it back "
-        f"(undo: python -m pipeline.remove_video --restore {video_id}).")
-    log("The dataset manifest still lists it, so it and the training stages (tokenizer, latents, dynamics, "
+    log(
+        f"{video_id!r} is recorded in {DataLayout(data_root).removed_list}: the sensor will not add it back "
+        f"(undo: python -m pipeline.remove_video --restore {video_id})."
+    )
+    log(
+        "The dataset manifest still lists it, so it and the training stages (tokenizer, latents, dynamics, "
         "evaluation) are stale (the UI does not flag this: a deleted partition records no event), and training "
-        "would fail on the missing stores: rematerialize `dataset_manifest`, then training.")
+        "would fail on the missing stores: rematerialize `dataset_manifest`, then training."
+    )
     return done
 
 
 def main(argv=None) -> int:
-    parser = argparse.ArgumentParser(prog="python -m pipeline.remove_video", description=__doc__,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        prog="python -m pipeline.remove_video",
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
     parser.add_argument("video_id")
     parser.add_argument("--yes", action="store_true", help="do not ask for confirmation")
-    parser.add_argument("--restore", action="store_true",
-                        help="undo a removal: let the source listing add the video again")
+    parser.add_argument(
+        "--restore", action="store_true", help="undo a removal: let the source listing add the video again"
+    )
     args = parser.parse_args(argv)
     data_root = resources_from_env()["storage"].path
     if args.restore:
         if not catalog.restore_video(data_root, args.video_id):
-            print(f"video {args.video_id!r} was not removed (not in {DataLayout(data_root).removed_list})",
-                  file=sys.stderr)
+            print(
+                f"video {args.video_id!r} was not removed (not in {DataLayout(data_root).removed_list})",
+                file=sys.stderr,
+            )
             return 2
-        print(f"restored {args.video_id!r}: the next source listing (sensor tick or `make demo`) adds its partition "
-              f"again. Automation then fetches it if its history was wiped; where the event log kept it (sqlite), "
-              f"Dagster still counts it as materialized: materialize `videos` and `frames` for it.")
+        print(
+            f"restored {args.video_id!r}: the next source listing (sensor tick or `make demo`) adds its partition "
+            f"again. Automation then fetches it if its history was wiped; where the event log kept it (sqlite), "
+            f"Dagster still counts it as materialized: materialize `videos` and `frames` for it."
+        )
         return 0
     instance = DagsterInstance.get()
     try:
         in_instance, files = what_exists(instance, data_root, args.video_id)
         if not args.yes:
             partition = f"its `videos` partition in {instance.root_directory}" if in_instance else "no partition"
-            print(f"About to remove video {args.video_id!r}: {partition}; files: "
-                  f"{', '.join(map(str, files)) or 'none'}.")
+            print(
+                f"About to remove video {args.video_id!r}: {partition}; files: {', '.join(map(str, files)) or 'none'}."
+            )
             try:
                 answer = input("Proceed? [y/N] ")
             except EOFError:

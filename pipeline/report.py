@@ -1,4 +1,5 @@
 """Turn core results into what the Dagster UI renders: small inline images and markdown tables."""
+
 from __future__ import annotations
 
 import base64
@@ -31,8 +32,10 @@ def metrics_table_markdown(metrics: dict, split: str) -> str:
     for i, h in enumerate(m["horizons"]):
         cells = [f"{m['psnr'][n][i]:.2f}" for n in names]
         rows.append(f"| {h} | " + " | ".join(cells) + f" | {gap[i]:.2f} |")
-    return (f"**{split}**: PSNR (dB) per horizon on the {split} videos ({', '.join(m['videos'])}), "
-            f"{m.get('clips')} clips\n\n" + "\n".join(rows))
+    return (
+        f"**{split}**: PSNR (dB) per horizon on the {split} videos ({', '.join(m['videos'])}), "
+        f"{m.get('clips')} clips\n\n" + "\n".join(rows)
+    )
 
 
 def metrics_table(metrics: dict, split: str) -> MetadataValue:
@@ -44,10 +47,18 @@ def metrics_table(metrics: dict, split: str) -> MetadataValue:
     names = [n for n in m["psnr"] if m["psnr"][n] is not None]
     gap = m.get("action_gap_db") or [None] * len(m["horizons"])
     columns = [TableColumn("horizon", "int", description="frames predicted past the context")]
-    columns += [TableColumn(n, "float", description=f"PSNR (dB) on the {split} videos, {series_label(m, n)}")
-                for n in names]
+    columns += [
+        TableColumn(n, "float", description=f"PSNR (dB) on the {split} videos, {series_label(m, n)}") for n in names
+    ]
     columns.append(TableColumn("action_gap_db", "float", description="PSNR gain from the true actions (dB)"))
-    rows = [TableRecord({"horizon": int(h), **{n: float(m["psnr"][n][i]) for n in names},
-                         "action_gap_db": None if gap[i] is None else float(gap[i])})
-            for i, h in enumerate(m["horizons"])]
+    rows = [
+        TableRecord(
+            {
+                "horizon": int(h),
+                **{n: float(m["psnr"][n][i]) for n in names},
+                "action_gap_db": None if gap[i] is None else float(gap[i]),
+            }
+        )
+        for i, h in enumerate(m["horizons"])
+    ]
     return MetadataValue.table(rows, schema=TableSchema(columns))

@@ -3,6 +3,7 @@
 Every field reads an environment variable with a default, so `dagster dev`, `make demo` and tests configure the
 same code the same way (see README "Configuration").
 """
+
 from __future__ import annotations
 
 import contextlib
@@ -70,20 +71,24 @@ class ComputeResource(ConfigurableResource):
 
             yield self.device if self.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
             return
-        with leased_torch_device(self.device, storage.layout.device_locks(socket.gethostname()),
-                                 on_wait=log) as device:
+        with leased_torch_device(self.device, storage.layout.device_locks(socket.gethostname()), on_wait=log) as device:
             yield device
 
 
 # ProjectResource's environment variables and defaults (README "Configuration"), and the field values that mean
 # "unset" where that is not the empty string.
 _PROJECT_ENV = {
-    "preset": ("AHRIUWU_PRESET", "demo"), "tokenizer_kind": ("AHRIUWU_TOKENIZER", ""),
-    "source": ("AHRIUWU_SOURCE", "demo"), "max_height": ("AHRIUWU_MAX_HEIGHT", "720"),
-    "cookies_file": ("AHRIUWU_COOKIES", ""), "rate_limit": ("AHRIUWU_RATE_LIMIT", ""),
-    "retries": ("AHRIUWU_RETRIES", "5"), "max_duration_s": ("AHRIUWU_MAX_DURATION_S", str(4 * 3600)),
+    "preset": ("AHRIUWU_PRESET", "demo"),
+    "tokenizer_kind": ("AHRIUWU_TOKENIZER", ""),
+    "source": ("AHRIUWU_SOURCE", "demo"),
+    "max_height": ("AHRIUWU_MAX_HEIGHT", "720"),
+    "cookies_file": ("AHRIUWU_COOKIES", ""),
+    "rate_limit": ("AHRIUWU_RATE_LIMIT", ""),
+    "retries": ("AHRIUWU_RETRIES", "5"),
+    "max_duration_s": ("AHRIUWU_MAX_DURATION_S", str(4 * 3600)),
     "hud_layout": ("AHRIUWU_HUD_LAYOUT", ""),
-    "atari_videos": ("AHRIUWU_ATARI_VIDEOS", "12"), "atari_seconds": ("AHRIUWU_ATARI_SECONDS", "30"),
+    "atari_videos": ("AHRIUWU_ATARI_VIDEOS", "12"),
+    "atari_seconds": ("AHRIUWU_ATARI_SECONDS", "30"),
 }
 _UNSET = {"max_height": 0, "retries": -1, "max_duration_s": -1.0, "atari_videos": 0, "atari_seconds": 0.0}
 
@@ -99,17 +104,17 @@ class ProjectResource(ConfigurableResource):
     `atari:GAME,GAME` (ALE ROM ids, e.g. `atari:breakout,ms_pacman`).
     """
 
-    preset: str = ""          # tiny, demo, seed or medium
+    preset: str = ""  # tiny, demo, seed or medium
     tokenizer_kind: str = ""  # "cnn" or "transformer"; unset: the preset's first
     source: str = ""
     max_height: int = 0
     cookies_file: str = ""
     rate_limit: str = ""
-    retries: int = -1         # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
+    retries: int = -1  # yt-dlp's per-request retries and ours (exponential backoff) on transient failures
     max_duration_s: float = -1.0  # longer videos are refused (0: no cap); live streams always are
-    hud_layout: str = ""      # a key of conventions.HUD_LAYOUTS; unset: the preset's, except that the demo's layout
-                              # is applied to the demo source only (another game has no HUD mask unless configured)
-    atari_videos: int = 0     # the atari source: videos per game
+    hud_layout: str = ""  # a key of conventions.HUD_LAYOUTS; unset: the preset's, except that the demo's layout
+    # is applied to the demo source only (another game has no HUD mask unless configured)
+    atari_videos: int = 0  # the atari source: videos per game
     atari_seconds: float = 0.0  # the atari source: each video's length
 
     def setting(self, name: str):
@@ -139,7 +144,8 @@ class ProjectResource(ConfigurableResource):
         preset = get_preset(self.setting("preset"))
         frames = preset.frames
         layout = self.setting("hud_layout") or (
-            frames.hud_layout if frames.hud_layout != "demo" or self.is_demo else "none")
+            frames.hud_layout if frames.hud_layout != "demo" or self.is_demo else "none"
+        )
         kind = self.setting("tokenizer_kind") or next(iter(preset.tokenizers))
         return dataclasses.replace(
             preset,
@@ -170,23 +176,32 @@ class ProjectResource(ConfigurableResource):
         from ahriuwu_core.sources import SourceConfig
 
         kind, _, value = self.setting("source").partition(":")
-        common = dict(max_height=self.setting("max_height"), cookies_file=self.setting("cookies_file") or None,
-                      rate_limit=self.setting("rate_limit") or None, retries=self.setting("retries"),
-                      max_duration_s=self.setting("max_duration_s"))
+        common = dict(
+            max_height=self.setting("max_height"),
+            cookies_file=self.setting("cookies_file") or None,
+            rate_limit=self.setting("rate_limit") or None,
+            retries=self.setting("retries"),
+            max_duration_s=self.setting("max_duration_s"),
+        )
         if kind == "demo":
             return SourceConfig(kind="demo", demo=self.preset_config().demo, **common)
         if kind == "atari":
             from ahriuwu_core.sources.atari import AtariConfig
 
-            atari = AtariConfig(games=tuple(g.strip() for g in value.split(",") if g.strip()),
-                                videos_per_game=self.setting("atari_videos"), duration_s=self.setting("atari_seconds"))
+            atari = AtariConfig(
+                games=tuple(g.strip() for g in value.split(",") if g.strip()),
+                videos_per_game=self.setting("atari_videos"),
+                duration_s=self.setting("atari_seconds"),
+            )
             return SourceConfig(kind="atari", atari=atari, **common)
         if kind in ("folder", "filelist"):
             return SourceConfig(kind=kind, path=value, **common)
         if kind in ("urls", "channel", "playlist"):
             return SourceConfig(kind=kind, urls=[u for u in value.split(",") if u], **common)
-        raise ValueError(f"AHRIUWU_SOURCE={self.setting('source')!r}: expected demo, folder:PATH, filelist:PATH, urls:URL,..., "
-                         "channel:URL, playlist:URL or atari:GAME,...")
+        raise ValueError(
+            f"AHRIUWU_SOURCE={self.setting('source')!r}: expected demo, folder:PATH, filelist:PATH, urls:URL,..., "
+            "channel:URL, playlist:URL or atari:GAME,..."
+        )
 
 
 @contextlib.contextmanager
@@ -247,16 +262,23 @@ def resources_from_env() -> dict:
     storage = StorageResource(root=env("AHRIUWU_DATA_ROOT", "assets"), keep_runs=int(env("AHRIUWU_KEEP_RUNS", "3")))
     return {
         "storage": storage,
-        "compute": ComputeResource(device=env("AHRIUWU_DEVICE", "auto"),
-                                   nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
-                                   rdzv_endpoint=env("AHRIUWU_RDZV_ENDPOINT", ""),
-                                   nnodes=int(env("AHRIUWU_NNODES", "1")),
-                                   launcher=env("AHRIUWU_LAUNCHER", "subprocess")),
+        "compute": ComputeResource(
+            device=env("AHRIUWU_DEVICE", "auto"),
+            nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
+            rdzv_endpoint=env("AHRIUWU_RDZV_ENDPOINT", ""),
+            nnodes=int(env("AHRIUWU_NNODES", "1")),
+            launcher=env("AHRIUWU_LAUNCHER", "subprocess"),
+        ),
         "pipes_subprocess_client": PipesSubprocessClient(
-            cwd=str(PROJECT_ROOT), context_injector=DataRootContextInjector(storage.path),
-            message_reader=DataRootMessageReader(storage.path)),
-        "k8s": K8sLauncher(image=env("AHRIUWU_K8S_IMAGE", ""), namespace=env("AHRIUWU_K8S_NAMESPACE", "default"),
-                           volume_claim=env("AHRIUWU_K8S_VOLUME_CLAIM", "ahriuwu-data"),
-                           gpus=int(env("AHRIUWU_K8S_GPUS", "0"))),
+            cwd=str(PROJECT_ROOT),
+            context_injector=DataRootContextInjector(storage.path),
+            message_reader=DataRootMessageReader(storage.path),
+        ),
+        "k8s": K8sLauncher(
+            image=env("AHRIUWU_K8S_IMAGE", ""),
+            namespace=env("AHRIUWU_K8S_NAMESPACE", "default"),
+            volume_claim=env("AHRIUWU_K8S_VOLUME_CLAIM", "ahriuwu-data"),
+            gpus=int(env("AHRIUWU_K8S_GPUS", "0")),
+        ),
         "project": ProjectResource(),  # every field from its environment variable
     }

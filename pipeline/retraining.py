@@ -23,9 +23,11 @@ from pipeline.assets import dataset_manifest, dynamics, evaluation, tokenizer
 from pipeline.resources import StorageResource
 
 retrain_job = define_asset_job(
-    "retrain", selection=AssetSelection.assets(tokenizer),
+    "retrain",
+    selection=AssetSelection.assets(tokenizer),
     description="Retrain the tokenizer on the current dataset; its latents, the world model and the evaluation "
-    "follow through automation.")
+    "follow through automation.",
+)
 
 weekly_retrain = ScheduleDefinition(
     name="weekly_retrain",
@@ -48,9 +50,11 @@ def _trained_on_current_data(asset_def):
         blocking=False,
         # Re-judged whenever the manifest changes, so a new video flags the model without retraining it; not
         # before the model exists, nor while it is being made (the check's deps are its asset and the manifest).
-        automation_condition=(AutomationCondition.any_deps_updated().allow(AssetSelection.assets(dataset_manifest))
-                              & ~AutomationCondition.any_deps_missing()
-                              & ~AutomationCondition.any_deps_in_progress()).with_label("after_manifest_update"),
+        automation_condition=(
+            AutomationCondition.any_deps_updated().allow(AssetSelection.assets(dataset_manifest))
+            & ~AutomationCondition.any_deps_missing()
+            & ~AutomationCondition.any_deps_in_progress()
+        ).with_label("after_manifest_update"),
         description=f"the dataset manifest `{key.to_user_string()}` was made from is the current one (warns after "
         "new or changed videos until it is rematerialized)",
     )

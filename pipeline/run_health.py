@@ -9,6 +9,7 @@ STARTED and keeps its `gpu` pool slot forever otherwise: Dagster frees a step's 
 - `make demo` runs in-process without the daemon: before each GPU stage, `wait_for_pool` marks dead runs failed,
   frees the slots of finished runs none of whose processes is left, then waits, sleeping, for a free slot.
 """
+
 from __future__ import annotations
 
 import os
@@ -102,4 +103,3 @@ def wait_for_pool(instance: DagsterInstance, pool: str, log=print, interval_s: f
             log(f"waiting for a `{pool}` pool slot ({info.limit} in all), held by {holders}")
             said = True
         time.sleep(interval_s)
-

@@ -21,7 +21,9 @@ from ahriuwu_core import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, video_partitions, videos
 from pipeline.resources import ProjectResource, StorageResource
 
-_STATUS = DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "on") == "on" else DefaultSensorStatus.STOPPED
+_STATUS = (
+    DefaultSensorStatus.RUNNING if os.environ.get("AHRIUWU_AUTOMATION", "on") == "on" else DefaultSensorStatus.STOPPED
+)
 
 
 @sensor(
@@ -37,8 +39,11 @@ def new_videos_sensor(context: SensorEvaluationContext, storage: StorageResource
     listing = list_source(project.source_config(), storage.path, log=context.log.info)
     for s in listing.skipped:
         context.log.warning(f"skipped {s.entry}: {s.reason}")
-    skipped = f"; skipped {len(listing.skipped)}: " + "; ".join(f"{s.entry}: {s.reason}" for s in listing.skipped) \
-        if listing.skipped else ""
+    skipped = (
+        f"; skipped {len(listing.skipped)}: " + "; ".join(f"{s.entry}: {s.reason}" for s in listing.skipped)
+        if listing.skipped
+        else ""
+    )
     entries = [entry_dict(e) for e in listing.entries]
     listing_hash = hashlib.sha256(json.dumps(sorted(e["video_id"] for e in entries)).encode()).hexdigest()
     known = set(context.instance.get_dynamic_partitions(video_partitions.name))

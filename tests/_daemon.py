@@ -1,5 +1,6 @@
 """What the Dagster daemon does with the project's sensors and automation conditions, one call at a time, so that
 tests can drive it tick by tick on a scratch instance."""
+
 from __future__ import annotations
 
 from collections import Counter
@@ -28,8 +29,9 @@ class Daemon:
         """The real new_videos sensor; applies its partition requests as the daemon does. Returns its run requests."""
         from pipeline.sensors import new_videos_sensor
 
-        context = build_sensor_context(instance=self.instance,
-                                       resources={k: self.resources[k] for k in ("storage", "project")})
+        context = build_sensor_context(
+            instance=self.instance, resources={k: self.resources[k] for k in ("storage", "project")}
+        )
         result = new_videos_sensor(context)
         for req in getattr(result, "dynamic_partitions_requests", None) or []:
             self.instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
@@ -41,9 +43,14 @@ class Daemon:
 
         result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
         self.cursor = result.cursor
-        return self._count(build_run_requests(entity_subsets=result._requested_subsets,  # noqa: SLF001
-                                              asset_graph=self.defs.resolve_asset_graph(), run_tags=None,
-                                              emit_backfills=False))
+        return self._count(
+            build_run_requests(
+                entity_subsets=result._requested_subsets,  # noqa: SLF001
+                asset_graph=self.defs.resolve_asset_graph(),
+                run_tags=None,
+                emit_backfills=False,
+            )
+        )
 
     def launch(self, run_requests, assets=None) -> list[bool]:
         """Execute the run requests in process (success per run; failures are recorded, not raised). assets: the
@@ -53,18 +60,25 @@ class Daemon:
         from pipeline.definitions import ALL_ASSETS
         from pipeline.retraining import FRESHNESS_CHECKS
 
-        return [materialize([*(assets or ALL_ASSETS), *FRESHNESS_CHECKS],
-                            selection=req.asset_selection or AssetSelection.checks(*req.asset_check_keys),
-                            partition_key=req.partition_key, instance=self.instance, resources=self.resources,
-                            raise_on_error=False).success
-                for req in run_requests]
+        return [
+            materialize(
+                [*(assets or ALL_ASSETS), *FRESHNESS_CHECKS],
+                selection=req.asset_selection or AssetSelection.checks(*req.asset_check_keys),
+                partition_key=req.partition_key,
+                instance=self.instance,
+                resources=self.resources,
+                raise_on_error=False,
+            ).success
+            for req in run_requests
+        ]
 
     def start_run(self, assets: list[str], partition: str) -> str:
         """A run of `assets` for `partition` that has started and not yet executed them (as launched from the UI)."""
         keys = [AssetKey(a) for a in assets]
         job = self.defs.resolve_implicit_job_def_def_for_assets(keys)
-        run = self.instance.create_run_for_job(job, asset_selection=frozenset(keys), status=DagsterRunStatus.STARTED,
-                                               tags={"dagster/partition": partition})
+        run = self.instance.create_run_for_job(
+            job, asset_selection=frozenset(keys), status=DagsterRunStatus.STARTED, tags={"dagster/partition": partition}
+        )
         return run.run_id
 
 
@@ -76,5 +90,7 @@ def _keys(request) -> list:
 
 def shape(run_requests) -> list[tuple[str | None, list[str]]]:
     """(partition, sorted asset names, or check names for checks alone) per run request, sorted."""
-    return sorted(((r.partition_key, sorted(k.to_user_string() for k in _keys(r))) for r in run_requests),
-                  key=lambda s: (s[0] or "", s[1]))
+    return sorted(
+        ((r.partition_key, sorted(k.to_user_string() for k in _keys(r))) for r in run_requests),
+        key=lambda s: (s[0] or "", s[1]),
+    )

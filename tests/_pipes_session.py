@@ -1,6 +1,7 @@
 """`python -m tests._pipes_session DATA_ROOT SPEC`: run pipeline.dynamics_pipes in a real Pipes session from an
 asset, as the `dynamics` asset does (the project's client: session files under the data root), in an ephemeral
 instance. Prints the reported data version, or the error the step failed with."""
+
 import sys
 
 from dagster import AssetExecutionContext, DagsterInstance, PipesSubprocessClient, asset, materialize
@@ -9,8 +10,11 @@ from pipeline.resources import PROJECT_ROOT, DataRootContextInjector, DataRootMe
 
 
 def main(root: str, spec: str) -> None:
-    client = PipesSubprocessClient(cwd=str(PROJECT_ROOT), context_injector=DataRootContextInjector(root),
-                                   message_reader=DataRootMessageReader(root))
+    client = PipesSubprocessClient(
+        cwd=str(PROJECT_ROOT),
+        context_injector=DataRootContextInjector(root),
+        message_reader=DataRootMessageReader(root),
+    )
 
     @asset
     def dynamics(context: AssetExecutionContext):
@@ -27,6 +31,7 @@ def main(root: str, spec: str) -> None:
         error = getattr(entry.dagster_event and entry.dagster_event.event_specific_data, "error", None)
         if error is not None and entry.dagster_event.event_type_value in ("STEP_FAILURE", "ENGINE_EVENT"):
             print(f"FAILED: {entry.dagster_event.message}: {error.message.strip()}")
+
 
 if __name__ == "__main__":
     main(*sys.argv[1:])

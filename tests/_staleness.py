@@ -1,4 +1,5 @@
-"""Test support: what the UI's "Materialize unsynced" would rerun: asset partitions that are stale (a dependency's data or the
+"""Test support: what the UI's "Materialize unsynced" would rerun: asset partitions that are stale (a dependency's
+data or the
 code version changed) plus everything downstream of them (unsynced).
 
 Staleness is read from the provenance Dagster records on every materialization (its code version, and each
@@ -7,6 +8,7 @@ added or removed, or a dependency whose data version changed since the materiali
 dependencies map per partition: same key for per-video children, every partition for dataset-wide ones (none
 past Dagster's limit of 100, which it also skips).
 """
+
 from __future__ import annotations
 
 from dagster import AssetKey, AssetRecordsFilter, AssetsDefinition, DagsterInstance, DataProvenance, EventLogRecord
@@ -63,8 +65,11 @@ class _Records:
         if before_storage_id is None and (key, pk) in self._latest:
             return self._latest[(key, pk)]
         records = self.instance.fetch_materializations(
-            AssetRecordsFilter(asset_key=key, asset_partitions=[pk] if pk is not None else None,
-                               before_storage_id=before_storage_id), limit=1).records
+            AssetRecordsFilter(
+                asset_key=key, asset_partitions=[pk] if pk is not None else None, before_storage_id=before_storage_id
+            ),
+            limit=1,
+        ).records
         record = records[0] if records else None
         if before_storage_id is None:
             self._latest[(key, pk)] = record
@@ -77,8 +82,9 @@ def _data_version(record: EventLogRecord | None) -> str:
     return record.asset_materialization.tags.get(DATA_VERSION_TAG, NO_DATA_VERSION)
 
 
-def _is_stale(reader: _Records, instance: DagsterInstance, by_key: dict, asset: AssetsDefinition,
-              pk: str | None) -> bool:
+def _is_stale(
+    reader: _Records, instance: DagsterInstance, by_key: dict, asset: AssetsDefinition, pk: str | None
+) -> bool:
     record = reader.latest(asset.key, pk)
     if record is None:  # missing, not stale
         return False
@@ -110,19 +116,28 @@ def _is_stale(reader: _Records, instance: DagsterInstance, by_key: dict, asset: 
     return False
 
 
-def _dep_newer_than(reader: _Records, instance: DagsterInstance, dep: AssetsDefinition, asset: AssetsDefinition,
-                    pk: str | None, storage_id: int) -> bool:
+def _dep_newer_than(
+    reader: _Records,
+    instance: DagsterInstance,
+    dep: AssetsDefinition,
+    asset: AssetsDefinition,
+    pk: str | None,
+    storage_id: int,
+) -> bool:
     pks = [None] if dep.partitions_def is None else _dep_partitions(dep, asset, pk, instance)
     return any((r := reader.latest(dep.key, p)) is None or r.storage_id > storage_id for p in pks)
 
 
-def _dep_partitions(dep: AssetsDefinition, asset: AssetsDefinition, pk: str | None,
-                    instance: DagsterInstance) -> list[str]:
+def _dep_partitions(
+    dep: AssetsDefinition, asset: AssetsDefinition, pk: str | None, instance: DagsterInstance
+) -> list[str]:
     """The partitions of a partitioned dependency that one partition of `asset` reads."""
     if asset.partitions_def is not None:
         if asset.partitions_def != dep.partitions_def:
-            raise NotImplementedError(f"{asset.key.to_user_string()} <- {dep.key.to_user_string()}: only "
-                                      "same-partitioned dependencies map per partition")
+            raise NotImplementedError(
+                f"{asset.key.to_user_string()} <- {dep.key.to_user_string()}: only "
+                "same-partitioned dependencies map per partition"
+            )
         return [pk]
     keys = _partitions(dep, instance)
     return keys if len(keys) < MAX_PARTITION_DEPS else []

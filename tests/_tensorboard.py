@@ -1,4 +1,5 @@
 """Reading TensorBoard event files back with TensorBoard's own reader."""
+
 from __future__ import annotations
 
 from pathlib import Path

@@ -9,8 +9,9 @@ import zarr
 from ahriuwu_core.checked_store import create_array
 
 
-def make_frames_store(path: Path, num_frames: int = 12, size: int = 16, seed: int = 0, hud: bool = True,
-                      actions: bool = True) -> Path:
+def make_frames_store(
+    path: Path, num_frames: int = 12, size: int = 16, seed: int = 0, hud: bool = True, actions: bool = True
+) -> Path:
     """Moving coloured squares on a gradient: distinct, smooth-ish frames."""
     rng = np.random.default_rng(seed)
     yy, xx = np.mgrid[0:size, 0:size]
@@ -29,7 +30,15 @@ def make_frames_store(path: Path, num_frames: int = 12, size: int = 16, seed: in
     acts = rng.integers(0, 5, (num_frames, 2)).astype(np.int16)
     create_array(g, "actions", data=acts if actions else np.zeros_like(acts))
     create_array(g, "has_actions", data=np.full(num_frames, actions, bool))
-    g.attrs.update({"video_id": Path(path).stem, "fps": 20, "num_frames": num_frames, "size": [size, size],
-                    "content_hash": hashlib.sha256(frames.tobytes()).hexdigest(), "action_components": ["move", "ability"],
-                    "action_num_classes": [9, 5]})
+    g.attrs.update(
+        {
+            "video_id": Path(path).stem,
+            "fps": 20,
+            "num_frames": num_frames,
+            "size": [size, size],
+            "content_hash": hashlib.sha256(frames.tobytes()).hexdigest(),
+            "action_components": ["move", "ability"],
+            "action_num_classes": [9, 5],
+        }
+    )
     return Path(path)

@@ -1,4 +1,5 @@
 """Shared pieces of the trainer process tests: waiting for a logged step, and killing a trainer's parent."""
+
 from __future__ import annotations
 
 import json
@@ -41,9 +42,19 @@ def kill_parent_of(cmd: list[str], out: Path, trainer_log: Path, within: float =
     # The launcher sends the trainer's output to a file, not a pipe to itself (which would break on its death
     # anyway), reports its pid and waits on it.
     launcher = subprocess.Popen(
-        [sys.executable, "-c", "import subprocess, sys; p = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], "
-         "'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()", str(trainer_log), *cmd],
-        cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+        [
+            sys.executable,
+            "-c",
+            "import subprocess, sys; p = subprocess.Popen(sys.argv[2:], stdout=open(sys.argv[1], "
+            "'w'), stderr=subprocess.STDOUT); print(p.pid, flush=True); p.wait()",
+            str(trainer_log),
+            *cmd,
+        ],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+    )
     trainer = int(launcher.stdout.readline())
     try:
         wait_for_step(out, 3, launcher)

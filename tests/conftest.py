@@ -1,9 +1,9 @@
 """Fixtures shared by several test files. Helper code the tests import sits in tests/_*.py."""
+
 import contextlib
 
 import pytest
 import torch
-
 
 # The code location's code versions include the deployment's settings (frame settings, source: see
 # pipeline/assets/common.py), read from the environment when the definitions are first imported. Import them

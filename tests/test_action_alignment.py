@@ -1,6 +1,7 @@
 """The action each output frame carries (`conventions.actions_leading_into`): per component, the non-zero class
 in force longest during the frame's interval [(k-1)/fps, k/fps) (ties: the later), 0 only if nothing was pressed
 during all of it."""
+
 import numpy as np
 import pytest
 

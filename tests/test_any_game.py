@@ -1,5 +1,6 @@
 """Bring your own game: a folder of another game's videos, with its own action space, goes through all six stages
 with the tiny preset through the real Dagster code path (`pipeline.demo.run_all`, as `make demo` runs it)."""
+
 from __future__ import annotations
 
 import json
@@ -13,9 +14,9 @@ from tests._instance import scratch_project
 from tests._other_game import write_other_game
 
 
-
-def run_folder(tmp: Path, videos: dict[str, dict], env: dict | None = None, run_config: dict | None = None,
-               inspect=None):
+def run_folder(
+    tmp: Path, videos: dict[str, dict], env: dict | None = None, run_config: dict | None = None, inspect=None
+):
     """Write the named videos (kwargs of write_other_game) into a folder source and materialize everything
     (env: environment overrides; run_config: launchpad config for every run; inspect(instance): called before
     the instance is disposed)."""
@@ -39,7 +40,9 @@ def run_folder(tmp: Path, videos: dict[str, dict], env: dict | None = None, run_
             if run.status.value == "FAILURE":
                 failures[run.run_id] = " | ".join(
                     _messages(e.dagster_event.event_specific_data.error)
-                    for e in instance.all_logs(run.run_id) if e.dagster_event and e.dagster_event.is_step_failure)
+                    for e in instance.all_logs(run.run_id)
+                    if e.dagster_event and e.dagster_event.is_step_failure
+                )
         instance.dispose()
     finally:
         mp.undo()
@@ -75,14 +78,22 @@ def test_a_17_key_game_goes_through_all_six_stages(tmp_path):
 
 
 def test_three_components_with_labelled_and_unlabelled_videos(tmp_path):
-    spec = {"a": {"extra_classes": (5, 3)}, "b": {"extra_classes": (5, 3)}, "c": {"sidecar": False},
-            "d": {"sidecar": False}}
+    spec = {
+        "a": {"extra_classes": (5, 3)},
+        "b": {"extra_classes": (5, 3)},
+        "c": {"sidecar": False},
+        "d": {"sidecar": False},
+    }
     outcome, failures, root = run_folder(tmp_path, spec)
     assert all(outcome.values()), (outcome, failures)
     assert tuple(read_checkpoint(root / "dynamics" / "dynamics.pt")["config"]["action_num_classes"]) == (17, 5, 3)
     manifest = json.loads((root / "manifest.json").read_text())
-    assert {v["video_id"]: v["has_actions"] for v in manifest["videos"]} == {"a": True, "b": True, "c": False,
-                                                                               "d": False}
+    assert {v["video_id"]: v["has_actions"] for v in manifest["videos"]} == {
+        "a": True,
+        "b": True,
+        "c": False,
+        "d": False,
+    }
 
 
 def test_mismatched_action_spaces_fail_in_the_manifest_naming_both_videos(tmp_path):
@@ -114,12 +125,19 @@ def test_a_launchpad_preset_reaches_every_stage_of_the_run(tmp_path):
     def inspect(instance):
         for name in ("frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"):
             event = instance.get_latest_materialization_event(AssetKey(name))
-            recorded[name] = {k: v.value for k, v in event.asset_materialization.metadata.items()
-                              if k in ("preset", "steps", "source", "num_videos")}
+            recorded[name] = {
+                k: v.value
+                for k, v in event.asset_materialization.metadata.items()
+                if k in ("preset", "steps", "source", "num_videos")
+            }
 
-    outcome, failures, root = run_folder(tmp_path, {"a": {}, "b": {}}, env={"AHRIUWU_PRESET": "demo"},
-                                         run_config={"resources": {"project": {"config": {"preset": "tiny"}}}},
-                                         inspect=inspect)
+    outcome, failures, root = run_folder(
+        tmp_path,
+        {"a": {}, "b": {}},
+        env={"AHRIUWU_PRESET": "demo"},
+        run_config={"resources": {"project": {"config": {"preset": "tiny"}}}},
+        inspect=inspect,
+    )
     assert all(outcome.values()), (outcome, failures)
     assert {name: r["preset"] for name, r in recorded.items()} == dict.fromkeys(recorded, "tiny")
     assert recorded["tokenizer"]["steps"] == 16 and recorded["dynamics"]["steps"] == 12

@@ -1,5 +1,6 @@
 """Asset check results as Dagster records them: for each check, a passing and a failing case through the real
 assets, read back from the instance (not from the functions that compute them)."""
+
 from __future__ import annotations
 
 import json
@@ -12,7 +13,6 @@ from dagster import AssetSelection, DagsterInstance, materialize
 from ahriuwu_core.testing import media
 from tests._checks import recorded
 from tests._instance import scratch_project
-
 
 
 @pytest.fixture(scope="module")
@@ -33,10 +33,21 @@ def project(tmp_path_factory):
     resources = resources_from_env()
     ids = register_source(instance, resources)
     for vid in ids:
-        materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=instance,
-                    resources=resources, partition_key=vid, raise_on_error=False)
-    materialize(ALL_ASSETS, selection=AssetSelection.assets(dataset_manifest), instance=instance,
-                resources=resources, raise_on_error=False)
+        materialize(
+            ALL_ASSETS,
+            selection=AssetSelection.assets(videos, frames),
+            instance=instance,
+            resources=resources,
+            partition_key=vid,
+            raise_on_error=False,
+        )
+    materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(dataset_manifest),
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     yield instance, data_root, ids
     instance.dispose()
     mp.undo()
@@ -69,8 +80,14 @@ def test_frame_count_check_fails_on_a_short_decode(project, monkeypatch):
         return {**stats, "container_duration_s": stats["container_duration_s"] + 1.0}
 
     monkeypatch.setattr(frames_lib, "extract_frames", short)
-    materialize(ALL_ASSETS, selection=AssetSelection.assets(frames), instance=instance,
-                resources=resources_from_env(), partition_key="good", raise_on_error=False)
+    materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(frames),
+        instance=instance,
+        resources=resources_from_env(),
+        partition_key="good",
+        raise_on_error=False,
+    )
     passed, md = recorded(instance, "frames", "frame_count", "good")
     assert not passed and md["container_duration_s"] - md["num_frames"] / 20 >= 1.0
 
@@ -93,8 +110,14 @@ def test_a_stage_whose_upstream_training_asset_never_published_names_it(project)
     from pipeline.definitions import ALL_ASSETS
     from pipeline.resources import resources_from_env
 
-    result = materialize(ALL_ASSETS, selection=AssetSelection.assets(latents), instance=instance,
-                         resources=resources_from_env(), partition_key="good", raise_on_error=False)
+    result = materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(latents),
+        instance=instance,
+        resources=resources_from_env(),
+        partition_key="good",
+        raise_on_error=False,
+    )
     assert not result.success
     [failure] = [e for e in result.all_events if e.is_step_failure]
     error = failure.event_specific_data.error
@@ -120,17 +143,35 @@ def test_not_collapsed_is_recorded_failed_for_a_tokenizer_that_decodes_everythin
     instance = DagsterInstance.get()
     resources = resources_from_env()
     for vid in register_source(instance, resources):
-        materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=instance,
-                    resources=resources, partition_key=vid)
+        materialize(
+            ALL_ASSETS,
+            selection=AssetSelection.assets(videos, frames),
+            instance=instance,
+            resources=resources,
+            partition_key=vid,
+        )
     materialize(ALL_ASSETS, selection=AssetSelection.assets(dataset_manifest), instance=instance, resources=resources)
-    materialize(ALL_ASSETS, selection=AssetSelection.assets(tokenizer), instance=instance, resources=resources,
-                raise_on_error=False)
+    materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(tokenizer),
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     assert recorded(instance, "tokenizer", "not_collapsed")[0]
-    monkeypatch.setattr(CNNTokenizer, "decode", lambda self, latents: torch.full(
-        (*latents.shape[:2], 3, self.cfg.image_size, self.cfg.image_size), 0.5))
+    monkeypatch.setattr(
+        CNNTokenizer,
+        "decode",
+        lambda self, latents: torch.full((*latents.shape[:2], 3, self.cfg.image_size, self.cfg.image_size), 0.5),
+    )
     shutil.rmtree(data_root / "tokenizer")  # train afresh (the run folder would resume the finished run)
-    materialize(ALL_ASSETS, selection=AssetSelection.assets(tokenizer), instance=instance, resources=resources,
-                raise_on_error=False)
+    materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(tokenizer),
+        instance=instance,
+        resources=resources,
+        raise_on_error=False,
+    )
     passed, md = recorded(instance, "tokenizer", "not_collapsed")
     assert not passed and md["collapse_recon_ratio"] == 0.0
     instance.dispose()

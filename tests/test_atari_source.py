@@ -1,5 +1,6 @@
 """The built-in Atari source: games recorded with ale-py at 60 Hz with their actions, listed without recording,
 recorded when fetched, and taken through the real `videos` and `frames` stages."""
+
 from __future__ import annotations
 
 import json
@@ -150,14 +151,22 @@ def test_an_atari_video_goes_through_the_videos_and_frames_stages(tmp_path, monk
     from pipeline.resources import resources_from_env
 
     _, data_root = scratch_project(tmp_path, tmp_path / "unused", monkeypatch)
-    for key, value in {"AHRIUWU_SOURCE": "atari:breakout", "AHRIUWU_ATARI_VIDEOS": "1",
-                       "AHRIUWU_ATARI_SECONDS": "2"}.items():
+    for key, value in {
+        "AHRIUWU_SOURCE": "atari:breakout",
+        "AHRIUWU_ATARI_VIDEOS": "1",
+        "AHRIUWU_ATARI_SECONDS": "2",
+    }.items():
         monkeypatch.setenv(key, value)
     with DagsterInstance.get() as instance:
         resources = resources_from_env()
         assert register_source(instance, resources, log=lambda m: None) == ["breakout_000"]
-        done = materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=instance,
-                           resources=resources, partition_key="breakout_000")
+        done = materialize(
+            ALL_ASSETS,
+            selection=AssetSelection.assets(videos, frames),
+            instance=instance,
+            resources=resources,
+            partition_key="breakout_000",
+        )
         assert done.success
         # (not_black_or_frozen, a warning, fails here: at 64x64 Breakout's paddle moves less than its threshold)
         assert {e.check_name: e.passed for e in done.get_asset_check_evaluations()}["frame_count"]
@@ -173,7 +182,7 @@ def test_an_atari_video_goes_through_the_videos_and_frames_stages(tmp_path, monk
     records = [r["action"] for r in _sidecar(layout.atari_source / "breakout_000.mp4")["frames"]]
 
     def expected(k):
-        pressed = [a for a in records[3 * (k - 1):3 * k] if a != 0]
+        pressed = [a for a in records[3 * (k - 1) : 3 * k] if a != 0]
         return max(reversed(pressed), key=pressed.count) if pressed else 0
 
     has = np.asarray(store["has_actions"])

@@ -1,6 +1,7 @@
 """Automation end to end on a scratch instance: the real `new_videos` sensor adds partitions, the real assets'
 automation conditions (`dagster.evaluate_automation_conditions`, tick by tick with the cursor) request runs, and
 the test executes the requested runs in process the way the daemon would launch them (tiny clips, tiny preset)."""
+
 from __future__ import annotations
 
 import json
@@ -10,8 +11,16 @@ import sys
 from collections import Counter
 
 import pytest
-from dagster import (AssetCheckResult, AssetCheckSpec, AssetKey, DagsterInstance, MaterializeResult, RunConfig,
-                     asset, materialize)
+from dagster import (
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetKey,
+    DagsterInstance,
+    MaterializeResult,
+    RunConfig,
+    asset,
+    materialize,
+)
 
 from ahriuwu_core.testing import media
 from tests._daemon import Daemon, shape
@@ -19,6 +28,7 @@ from tests._instance import ROOT, scratch_project
 
 # Raised inside dagster's own evaluate_automation_conditions (its asset selection), not by the project.
 pytestmark = pytest.mark.filterwarnings("ignore::dagster.BetaWarning")
+
 
 @pytest.fixture
 def project(tmp_path, monkeypatch):
@@ -55,8 +65,9 @@ def test_a_new_video_is_requested_once_per_stage_by_sensor_and_automation_togeth
     assert daemon.launch(runs) == [True]
     for _ in range(3):  # nothing more: latents waits for a tokenizer, which training provides on demand
         assert daemon.sensor_tick() == [] and daemon.automation_tick() == []
-    assert daemon.requested == Counter({("videos", "clip_a"): 1, ("frames", "clip_a"): 1,
-                                        ("dataset_manifest", None): 1})
+    assert daemon.requested == Counter(
+        {("videos", "clip_a"): 1, ("frames", "clip_a"): 1, ("dataset_manifest", None): 1}
+    )
 
 
 @pytest.mark.parametrize("started", ["after_the_request", "before_any_request", "not_yet"])
@@ -96,9 +107,14 @@ def test_a_failed_stage_is_not_requested_again_until_its_input_changes(project, 
     assert daemon.requested == Counter({("videos", "clip_a"): 1, ("frames", "clip_a"): 1})
     monkeypatch.setattr(ahriuwu_core.frames, "extract_frames", real)
     # The input changes: the video is fetched again (by hand); frames follows, once.
-    assert materialize(ALL_ASSETS, selection=[AssetKey("videos")], partition_key="clip_a", instance=daemon.instance,
-                       resources=daemon.resources,
-                       run_config=RunConfig({"videos": VideosConfig(refetch=True)})).success
+    assert materialize(
+        ALL_ASSETS,
+        selection=[AssetKey("videos")],
+        partition_key="clip_a",
+        instance=daemon.instance,
+        resources=daemon.resources,
+        run_config=RunConfig({"videos": VideosConfig(refetch=True)}),
+    ).success
     runs = daemon.automation_tick()
     assert shape(runs) == [("clip_a", ["frames"])]
     assert daemon.launch(runs) == [True]
@@ -141,12 +157,20 @@ def test_latents_wait_for_the_tokenizers_blocking_check(project, monkeypatch):
 
 
 def test_automation_off_stops_every_sensor():
-    code = ("import json, os; from pipeline.definitions import defs; "
-            "print(json.dumps({s.name: s.default_status.value for s in defs.sensors}))")
+    code = (
+        "import json, os; from pipeline.definitions import defs; "
+        "print(json.dumps({s.name: s.default_status.value for s in defs.sensors}))"
+    )
     statuses = {}
     for value in ("off", "on"):
-        out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                             env={**os.environ, "AHRIUWU_AUTOMATION": value, "OMP_NUM_THREADS": "1"})
+        out = subprocess.run(
+            [sys.executable, "-c", code],
+            cwd=ROOT,
+            capture_output=True,
+            text=True,
+            timeout=120,
+            env={**os.environ, "AHRIUWU_AUTOMATION": value, "OMP_NUM_THREADS": "1"},
+        )
         assert out.returncode == 0, out.stderr[-2000:]
         statuses[value] = json.loads(out.stdout.strip().splitlines()[-1])
     names = ("new_videos", "per_video_automation", "training_automation")

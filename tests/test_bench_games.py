@@ -1,5 +1,6 @@
 """bench/games.py in its smoke mode: a fresh tiny-preset run of every stage on a short Atari game, and one line of
 figures per evaluated split, each present and sane."""
+
 import json
 import subprocess
 import sys
@@ -9,8 +10,13 @@ ROOT = Path(__file__).resolve().parents[1]
 
 
 def test_games_bench_quick_runs_every_stage_and_prints_sane_figures(tmp_path):
-    done = subprocess.run([sys.executable, "bench/games.py", "--quick", "--out", str(tmp_path)], cwd=ROOT,
-                          capture_output=True, text=True, timeout=600)
+    done = subprocess.run(
+        [sys.executable, "bench/games.py", "--quick", "--out", str(tmp_path)],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
     rows = [json.loads(line) for line in done.stdout.splitlines() if line.startswith("{")]
     assert rows[0]["source"] == "atari:breakout" and rows[0]["pipeline_wall_s"] > 0

@@ -1,6 +1,7 @@
 """Blocking checks protect what readers load: a training output is published only after its blocking checks
 pass, and `make demo`'s run_all runs nothing downstream of a failed one. Through the real assets on the tiny
 demo graph, results read back from the instance. Tests run in file order on one instance."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -68,8 +69,13 @@ def test_a_world_model_that_learns_nothing_fails_its_checks_and_stays_unpublishe
     from pipeline.resources import resources_from_env
 
     tiny = presets.get_preset("tiny")
-    still = dataclasses.replace(tiny, name="tiny_still", dynamics=dataclasses.replace(
-        tiny.dynamics, log_every=1, prior_fit_windows=0, optim=dataclasses.replace(tiny.dynamics.optim, lr=0.0)))
+    still = dataclasses.replace(
+        tiny,
+        name="tiny_still",
+        dynamics=dataclasses.replace(
+            tiny.dynamics, log_every=1, prior_fit_windows=0, optim=dataclasses.replace(tiny.dynamics.optim, lr=0.0)
+        ),
+    )
     mp.setitem(presets.PRESETS, "tiny_still", still)
     mp.setenv("AHRIUWU_PRESET", "tiny_still")
     published = data_root / "dynamics" / "dynamics.pt"
@@ -101,8 +107,11 @@ def test_a_collapsed_tokenizer_leaves_the_published_one_and_stops_its_dependents
 
     published = data_root / "tokenizer" / "tokenizer.pt"
     before = published.read_bytes()
-    monkeypatch.setattr(CNNTokenizer, "decode", lambda self, latents: torch.full(
-        (*latents.shape[:2], 3, self.cfg.image_size, self.cfg.image_size), 0.5))
+    monkeypatch.setattr(
+        CNNTokenizer,
+        "decode",
+        lambda self, latents: torch.full((*latents.shape[:2], 3, self.cfg.image_size, self.cfg.image_size), 0.5),
+    )
     for run in (data_root / "tokenizer" / "runs").iterdir():  # train afresh (a finished run would resume)
         for f in run.iterdir():
             f.unlink()

@@ -21,9 +21,14 @@ def _pod(launcher: K8sLauncher, spec: Path, data_root: Path, nproc: int = 1) -> 
     """The pod body dagster-k8s submits for this spec (its own builder), as a plain dict."""
     from dagster_k8s.pipes import build_pod_body
 
-    pod = build_pod_body(pod_name="dynamics-x", image=None, command=None,
-                         env_vars={"DAGSTER_PIPES_CONTEXT": "ctx", "DAGSTER_PIPES_MESSAGES": "msgs"},
-                         base_pod_meta=None, base_pod_spec=launcher.pod_spec(spec, data_root, nproc))
+    pod = build_pod_body(
+        pod_name="dynamics-x",
+        image=None,
+        command=None,
+        env_vars={"DAGSTER_PIPES_CONTEXT": "ctx", "DAGSTER_PIPES_MESSAGES": "msgs"},
+        base_pod_meta=None,
+        base_pod_spec=launcher.pod_spec(spec, data_root, nproc),
+    )
     return pod.to_dict()
 
 
@@ -44,19 +49,30 @@ def test_the_dynamics_pod(tmp_path):
 
     [ddp] = _pod(launcher, spec, data_root, nproc=8)["spec"]["containers"]
     # 8 ranks in the pod through the loopback-only launcher (its ranks meet through a file in the run folder)
-    assert ddp["command"] == ["python", "-m", "ahriuwu_core.dynamics.launch", "--nproc=8", f"--store-dir={spec.parent}",
-                              "--", "python", "-m", "pipeline.dynamics_pipes", "--spec", str(spec)]
+    assert ddp["command"] == [
+        "python",
+        "-m",
+        "ahriuwu_core.dynamics.launch",
+        "--nproc=8",
+        f"--store-dir={spec.parent}",
+        "--",
+        "python",
+        "-m",
+        "pipeline.dynamics_pipes",
+        "--spec",
+        str(spec),
+    ]
     assert ddp["resources"]["limits"] == {"nvidia.com/gpu": "8"}
     assert _pod(launcher.model_copy(update={"gpus": 2}), spec, data_root, nproc=1)["spec"]["containers"][0][
-        "resources"]["limits"] == {"nvidia.com/gpu": "2"}
+        "resources"
+    ]["limits"] == {"nvidia.com/gpu": "2"}
 
 
 def test_bad_launcher_settings_name_the_variable(tmp_path):
     with pytest.raises(ValueError, match="AHRIUWU_K8S_IMAGE is empty"):
         K8sLauncher().pod_spec(tmp_path / "spec.json", tmp_path)
     with pytest.raises(ValueError, match="AHRIUWU_LAUNCHER='slurm': expected subprocess or k8s"):
-        launch_dynamics(None, ComputeResource(launcher="slurm"), tmp_path / "spec.json", tmp_path, None,
-                        K8sLauncher())
+        launch_dynamics(None, ComputeResource(launcher="slurm"), tmp_path / "spec.json", tmp_path, None, K8sLauncher())
     with pytest.raises(ValueError, match="AHRIUWU_NPROC_PER_NODE.*got 0"):
         dynamics_command(tmp_path / "spec.json", 0)
 
@@ -64,8 +80,13 @@ def test_bad_launcher_settings_name_the_variable(tmp_path):
 def test_the_launcher_is_configured_from_the_environment(monkeypatch):
     from pipeline.resources import resources_from_env
 
-    for k, v in {"AHRIUWU_LAUNCHER": "k8s", "AHRIUWU_K8S_IMAGE": "img:2", "AHRIUWU_K8S_NAMESPACE": "ml",
-                 "AHRIUWU_K8S_VOLUME_CLAIM": "claim", "AHRIUWU_K8S_GPUS": "4"}.items():
+    for k, v in {
+        "AHRIUWU_LAUNCHER": "k8s",
+        "AHRIUWU_K8S_IMAGE": "img:2",
+        "AHRIUWU_K8S_NAMESPACE": "ml",
+        "AHRIUWU_K8S_VOLUME_CLAIM": "claim",
+        "AHRIUWU_K8S_GPUS": "4",
+    }.items():
         monkeypatch.setenv(k, v)
     resources = resources_from_env()
     assert resources["compute"].launcher == "k8s"
@@ -80,19 +101,32 @@ def test_the_pods_command_runs_through_the_real_entry_point_with_pipes(tmp_path)
 
     data_root = tmp_path / "data"
     rng = np.random.default_rng(0)
-    stores = [write_latent_store(data_root / f"v{i}.zarr", np.tanh(rng.normal(size=(24, 4, 3))).astype(np.float16))
-              for i in range(2)]
+    stores = [
+        write_latent_store(data_root / f"v{i}.zarr", np.tanh(rng.normal(size=(24, 4, 3))).astype(np.float16))
+        for i in range(2)
+    ]
     out_dir = data_root / "run"
     out_dir.mkdir(parents=True)
     spec = out_dir / "spec.json"
-    spec.write_text(json.dumps({"preset": "tiny", "config": dataclasses.asdict(tiny_cfg(steps=3)),
-                                "train_stores": [str(s) for s in stores], "out_dir": str(out_dir),
-                                "device": "auto"}))
+    spec.write_text(
+        json.dumps(
+            {
+                "preset": "tiny",
+                "config": dataclasses.asdict(tiny_cfg(steps=3)),
+                "train_stores": [str(s) for s in stores],
+                "out_dir": str(out_dir),
+                "device": "auto",
+            }
+        )
+    )
     [container] = _pod(K8sLauncher(image="img"), spec, data_root)["spec"]["containers"]
     command = container["command"]
     assert command[0] == "python"  # the image's python; here, this environment's
-    env = {"PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}", "OMP_NUM_THREADS": "1",
-           **{e["name"]: e["value"] for e in container["env"] if e["name"].startswith("AHRIUWU_")}}
+    env = {
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "OMP_NUM_THREADS": "1",
+        **{e["name"]: e["value"] for e in container["env"] if e["name"].startswith("AHRIUWU_")},
+    }
 
     @asset(key="dynamics")
     def in_a_pod(context: AssetExecutionContext, pipes: PipesSubprocessClient):

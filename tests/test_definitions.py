@@ -1,5 +1,6 @@
 """The code location as Dagster's own tooling sees it: `dg check defs` loads it, every asset says what it is and
 who owns it."""
+
 from __future__ import annotations
 
 import os
@@ -14,8 +15,9 @@ def test_dg_check_defs_passes(tmp_path, monkeypatch):
     """`dg check defs` finds the project through pyproject's [tool.dg] and loads pipeline.definitions."""
     scratch_project(tmp_path, tmp_path / "src", monkeypatch)
     dg = Path(sys.executable).with_name("dg")
-    done = subprocess.run([str(dg), "check", "defs"], cwd=ROOT, env=dict(os.environ), capture_output=True,
-                          text=True, timeout=300)
+    done = subprocess.run(
+        [str(dg), "check", "defs"], cwd=ROOT, env=dict(os.environ), capture_output=True, text=True, timeout=300
+    )
     assert done.returncode == 0, done.stdout + done.stderr
     assert "All definitions loaded successfully" in done.stdout + done.stderr
 
@@ -25,7 +27,14 @@ def test_every_asset_has_kinds_tags_and_an_owner():
 
     specs = defs.resolve_all_asset_specs()
     assert {s.key.to_user_string() for s in specs} == {
-        "videos", "frames", "dataset_manifest", "tokenizer", "latents", "dynamics", "evaluation"}
+        "videos",
+        "frames",
+        "dataset_manifest",
+        "tokenizer",
+        "latents",
+        "dynamics",
+        "evaluation",
+    }
     for spec in specs:
         name = spec.key.to_user_string()
         assert spec.kinds, name
@@ -64,8 +73,15 @@ def test_the_project_resource_is_the_only_configuration():
     for asset in ALL_ASSETS:
         config_type = asset.op.config_schema.as_field().config_type  # `Any` for an asset without config
         fields[asset.key.to_user_string()] = sorted(getattr(config_type, "fields", None) or {})
-    assert fields == {"videos": ["refetch"], "frames": [], "dataset_manifest": [], "tokenizer": [], "latents": [],
-                      "dynamics": [], "evaluation": []}
+    assert fields == {
+        "videos": ["refetch"],
+        "frames": [],
+        "dataset_manifest": [],
+        "tokenizer": [],
+        "latents": [],
+        "dynamics": [],
+        "evaluation": [],
+    }
     for asset in ALL_ASSETS:
         if asset.key.to_user_string() != "videos":
             assert "project" in asset.required_resource_keys, asset.key
@@ -98,8 +114,13 @@ def test_a_launchpad_override_of_one_field_keeps_the_others_from_the_environment
         project = context.resources.project
         return project.setting("preset"), project.setting("source"), project.preset_config().name
 
-    result = materialize([probe], resources={"project": ProjectResource()},
-                         run_config={"resources": {"project": {"config": {"preset": "tiny"}}}})
+    result = materialize(
+        [probe],
+        resources={"project": ProjectResource()},
+        run_config={"resources": {"project": {"config": {"preset": "tiny"}}}},
+    )
     assert result.output_for_node("probe") == ("tiny", "folder:/videos", "tiny")
     assert materialize([probe], resources={"project": ProjectResource()}).output_for_node("probe")[:2] == (
-        "demo", "folder:/videos")
+        "demo",
+        "folder:/videos",
+    )

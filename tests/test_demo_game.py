@@ -1,5 +1,6 @@
 """Tests for the built-in demo game: determinism, the actions sidecar matching the rendered/encoded video, scroll
 estimation, HUD cooldowns, atomic + idempotent writing. Clips are short (<= 3 s) to keep the file fast."""
+
 import json
 import math
 from fractions import Fraction
@@ -13,7 +14,11 @@ from ahriuwu_core.conventions import MOVE_VECTORS, move_from_vector
 from ahriuwu_core.demo.__main__ import main
 from ahriuwu_core.demo.game import DemoGame
 from ahriuwu_core.demo.hud import (
-    DEMO_HUD_REGIONS, ability_icon_rects, find_minimap_marker, hud_regions, minimap_marker_position,
+    DEMO_HUD_REGIONS,
+    ability_icon_rects,
+    find_minimap_marker,
+    hud_regions,
+    minimap_marker_position,
 )
 from ahriuwu_core.demo.map import WORLD_SIZE
 from ahriuwu_core.demo.motion import estimate_scroll
@@ -45,8 +50,9 @@ def test_move_convention_counter_clockwise_from_east_with_y_down():
     h = 1 / math.sqrt(2)
     expected = [(0, 0), (1, 0), (h, -h), (0, -1), (-h, -h), (-1, 0), (-h, h), (0, 1), (h, h)]
     np.testing.assert_allclose(MOVE_VECTORS, expected, atol=1e-12)
-    assert [move_from_vector(*v) for v in [(5, 0), (3, -3), (0, -2), (-1, -1), (-4, 0), (-2, 2), (0, 7), (1, 1)]] == \
-        list(range(1, 9))
+    assert [
+        move_from_vector(*v) for v in [(5, 0), (3, -3), (0, -2), (-1, -1), (-4, 0), (-2, 2), (0, 7), (1, 1)]
+    ] == list(range(1, 9))
     assert move_from_vector(0, 0) == 0
     assert move_from_vector(10, -3) == 1  # 16.7 degrees rounds to east
 
@@ -164,7 +170,7 @@ def test_rendered_marker_matches_world_position_and_moves_with_the_player():
 
 def _saturation(frame, rect):
     x, y, w, h = rect
-    patch = frame[y:y + h, x:x + w].astype(int)
+    patch = frame[y : y + h, x : x + w].astype(int)
     return float((patch.max(axis=-1) - patch.min(axis=-1)).mean())
 
 
@@ -230,7 +236,11 @@ def test_writing_is_idempotent_and_leaves_no_temp_files(clip):
 def test_cli_writes_videos_and_changed_settings_rewrite(tmp_path):
     main([str(tmp_path), "--num-videos", "2", "--duration", "0.5", "--fps", "29.97"])
     assert sorted(p.name for p in tmp_path.iterdir()) == [
-        "demo_000.actions.json", "demo_000.mp4", "demo_001.actions.json", "demo_001.mp4"]
+        "demo_000.actions.json",
+        "demo_000.mp4",
+        "demo_001.actions.json",
+        "demo_001.mp4",
+    ]
     rate, frames, times = decode(tmp_path / "demo_001.mp4")
     side = json.loads((tmp_path / "demo_001.actions.json").read_text())
     assert rate == Fraction(2997, 100) and len(frames) == len(side["frames"]) == 15  # round(0.5 * 29.97)
@@ -289,6 +299,6 @@ def test_every_cast_is_labelled_on_the_first_stored_frame_that_shows_it(clip, tm
     rects = ability_icon_rects()
     for i, ability in casts:
         k = i // 2 + 1
-        assert abilities[k] == ability, (i, k, abilities[k - 1:k + 2])
+        assert abilities[k] == ability, (i, k, abilities[k - 1 : k + 2])
         assert _saturation(frames[k - 1], rects[ability - 1]) > 25, (i, k)  # still ready on the frame before
         assert _saturation(frames[k], rects[ability - 1]) < 8, (i, k)  # greyed on the labelled frame

@@ -1,5 +1,6 @@
 """The demo source is listed without rendering, so a sensor tick stays short; each demo video is rendered by the
 `videos` step that fetches it."""
+
 from __future__ import annotations
 
 import time
@@ -39,11 +40,14 @@ def test_a_sensor_tick_on_a_fresh_demo_source_is_quick_and_the_fetch_renders(tmp
         monkeypatch.setenv("AHRIUWU_PRESET", "tiny")
         resources = resources_from_env()
         instance.add_dynamic_partitions("videos", ["demo_000"])
-        done = materialize(ALL_ASSETS, selection=[AssetKey("videos")], partition_key="demo_000", instance=instance,
-                           resources=resources)
+        done = materialize(
+            ALL_ASSETS, selection=[AssetKey("videos")], partition_key="demo_000", instance=instance, resources=resources
+        )
         assert done.success
-        assert sorted(p.name for p in (data_root / "demo_source").iterdir()) == ["demo_000.actions.json",
-                                                                                 "demo_000.mp4"]
+        assert sorted(p.name for p in (data_root / "demo_source").iterdir()) == [
+            "demo_000.actions.json",
+            "demo_000.mp4",
+        ]
         assert (data_root / "videos" / "demo_000" / "actions.json").exists()
         meta = done.asset_materializations_for_node("videos")[0].metadata
         assert meta["duration"].value >= get_preset("tiny").demo.duration_s - 0.1

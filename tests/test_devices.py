@@ -1,5 +1,6 @@
 """GPU leases on a CPU machine: the lease takes the number of devices as a parameter, and real processes hold,
 wait for, release and die holding the lock files."""
+
 from __future__ import annotations
 
 import os
@@ -24,8 +25,14 @@ with lease_device(sys.argv[1], int(sys.argv[2]), poll_s=0.05) as index:
 
 
 def _holder(lock_dir, n) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-c", HOLDER, str(lock_dir), str(n)], cwd=ROOT, text=True,
-                            stdin=subprocess.PIPE, stdout=subprocess.PIPE, env={**os.environ, "CUDA_VISIBLE_DEVICES": ""})
+    return subprocess.Popen(
+        [sys.executable, "-c", HOLDER, str(lock_dir), str(n)],
+        cwd=ROOT,
+        text=True,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        env={**os.environ, "CUDA_VISIBLE_DEVICES": ""},
+    )
 
 
 def _index(proc, timeout: float) -> int | None:
@@ -94,8 +101,13 @@ def test_locks_are_named_by_the_physical_device(tmp_path, monkeypatch):
     with lease_device(tmp_path, 2) as index:
         assert index == 0 and (tmp_path / "gpu-5.lock").exists()
         monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "5")
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(tmp_path), "1"], cwd=ROOT, text=True,
-                                  stdin=subprocess.PIPE, stdout=subprocess.PIPE)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(tmp_path), "1"],
+            cwd=ROOT,
+            text=True,
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+        )
         try:
             assert _index(holder, 2.0) is None  # GPU 5 is its device 0, and it is taken
         finally:

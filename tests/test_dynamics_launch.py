@@ -1,5 +1,6 @@
 """The dynamics asset's multi-rank launch: 2 CPU ranks train as one, and every socket any of its processes
 listens on is bound to loopback (torchrun's stores bind every interface); a failing rank stops the others."""
+
 from __future__ import annotations
 
 import ipaddress
@@ -34,7 +35,7 @@ def _tree(root: int) -> list[int]:
 def _address(hex_address: str) -> tuple[str, int]:
     ip, port = hex_address.split(":")
     raw = bytes.fromhex(ip)  # /proc/net/tcp*: the address in 32-bit words of host (little-endian) order
-    raw = b"".join(raw[i:i + 4][::-1] for i in range(0, len(raw), 4))
+    raw = b"".join(raw[i : i + 4][::-1] for i in range(0, len(raw), 4))
     return str(ipaddress.ip_address(raw)), int(port, 16)
 
 
@@ -62,8 +63,9 @@ def test_two_ranks_listen_on_loopback_only(tmp_path):
     spec = _spec(tmp_path, out, steps=30)
     command = dynamics_command(spec, nproc_per_node=2, python=sys.executable)
     assert command[1:3] == ["-m", "ahriuwu_core.dynamics.launch"]
-    proc = subprocess.Popen(command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+    proc = subprocess.Popen(
+        command, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
+    )
     seen: dict[tuple[str, int], set[int]] = {}
     pids: set[int] = set()
     while proc.poll() is None:

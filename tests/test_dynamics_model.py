@@ -5,7 +5,6 @@ from dataclasses import replace
 import pytest
 import torch
 
-
 from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.presets import get_preset
@@ -37,8 +36,9 @@ def conditioning_sensitivity(model):
             "tau": rel_change(base, model(z, torch.full_like(tau, 0.875), step, actions, has)),
             "step": rel_change(base, model(z, tau, torch.full_like(step, 0.125), actions, has)),
             "action": rel_change(base, model(z, tau, step, other_actions, has)),
-            "unlabelled_action": rel_change(model(z, tau, step, actions, ~has),
-                                            model(z, tau, step, other_actions, ~has)),
+            "unlabelled_action": rel_change(
+                model(z, tau, step, actions, ~has), model(z, tau, step, other_actions, ~has)
+            ),
             "label_vs_base": rel_change(base, model(z, tau, step, actions, ~has)),
         }
 
@@ -65,16 +65,18 @@ def test_conditioning_alive_at_init_and_after_training():
     clean = torch.rand(4, 4, 8, 4) * 2 - 1
     acts = torch.randint(0, 5, (4, 4, 2))
     has = torch.rand(4, 4) < 0.5
-    loss, _ = shortcut_forcing_loss(model, clean, acts, has, ObjectiveConfig(),
-                                    generator=torch.Generator().manual_seed(0))
+    loss, _ = shortcut_forcing_loss(
+        model, clean, acts, has, ObjectiveConfig(), generator=torch.Generator().manual_seed(0)
+    )
     loss.backward()
     dead = [n for n, p in model.named_parameters() if p.grad is None or p.grad.abs().sum() == 0]
     assert not dead
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     for i in range(5):
         opt.zero_grad()
-        loss, _ = shortcut_forcing_loss(model, clean, acts, has, ObjectiveConfig(),
-                                        generator=torch.Generator().manual_seed(i))
+        loss, _ = shortcut_forcing_loss(
+            model, clean, acts, has, ObjectiveConfig(), generator=torch.Generator().manual_seed(i)
+        )
         loss.backward()
         opt.step()
     s = conditioning_sensitivity(model)
@@ -104,7 +106,7 @@ def test_isolated_examples_ignore_other_frames():
         z2 = z.clone()
         z2[:, 0] += 3.0
         b = model(z2, tau, step, actions, has, isolated=iso)
-    assert torch.equal(a[0, 1:], b[0, 1:])          # single images: frame 0 does not reach frames 1..3
+    assert torch.equal(a[0, 1:], b[0, 1:])  # single images: frame 0 does not reach frames 1..3
     assert (a[1, 1:] - b[1, 1:]).abs().max() > 1e-3  # sequences: it does
 
 
@@ -117,8 +119,7 @@ def test_kv_cache_matches_full_forward():
         first = model(z[:, :4], tau[:, :4], step[:, :4], actions[:, :4], has[:, :4], cache=cache, commit=4)
         peek = model(z[:, 4:5], tau[:, 4:5], step[:, 4:5], actions[:, 4:5], has[:, 4:5], cache=cache)
         assert cache.length == 4  # a peek does not commit
-        nxt = model(z[:, 4:6], tau[:, 4:6], step[:, 4:6], actions[:, 4:6], has[:, 4:6], cache=cache,
-                    commit=2)
+        nxt = model(z[:, 4:6], tau[:, 4:6], step[:, 4:6], actions[:, 4:6], has[:, 4:6], cache=cache, commit=2)
     assert torch.allclose(first, full[:, :4], atol=1e-5)
     assert torch.allclose(peek, full[:, 4:5], atol=1e-5)
     assert torch.allclose(nxt, full[:, 4:6], atol=1e-5)
@@ -131,8 +132,9 @@ def test_softcap_off_uses_sdpa_matching_the_explicit_path_and_still_causal(monke
     z, tau, step, actions, has = inputs(T=4)
     calls = []
     sdpa = torch.nn.functional.scaled_dot_product_attention
-    monkeypatch.setattr(torch.nn.functional, "scaled_dot_product_attention",
-                        lambda *a, **k: calls.append(1) or sdpa(*a, **k))
+    monkeypatch.setattr(
+        torch.nn.functional, "scaled_dot_product_attention", lambda *a, **k: calls.append(1) or sdpa(*a, **k)
+    )
     with torch.no_grad():
         a = fused(z, tau, step, actions, has)
         assert len(calls) == 6  # 4 space + 2 time layers, all fused
@@ -159,13 +161,25 @@ def test_preset_parameter_counts_and_designs():
     # option no preset takes yet (bench/RESULTS.md).
     for name in ("seed", "medium"):
         cfg = replace(get_preset(name).dynamics.model, num_tokens=256, token_dim=32)
-        assert (cfg.time_every, cfg.space_rope, cfg.persistence_prior, cfg.prior_kernel, cfg.action_to_latents,
-                cfg.mean_first_step) == (4, False, False, 0, False, False)
+        assert (
+            cfg.time_every,
+            cfg.space_rope,
+            cfg.persistence_prior,
+            cfg.prior_kernel,
+            cfg.action_to_latents,
+            cfg.mean_first_step,
+        ) == (4, False, False, 0, False, False)
     for name in ("tiny", "demo", "seed", "medium"):
         assert not get_preset(name).dynamics.model.precondition and get_preset(name).dynamics.loss_weight == "ramp"
     demo = replace(get_preset("demo").dynamics.model, num_tokens=256, token_dim=16)
-    assert (demo.time_every, demo.space_rope, demo.persistence_prior, demo.prior_kernel, demo.action_to_latents,
-            demo.mean_first_step) == (1, True, True, 3, True, True)
+    assert (
+        demo.time_every,
+        demo.space_rope,
+        demo.persistence_prior,
+        demo.prior_kernel,
+        demo.action_to_latents,
+        demo.mean_first_step,
+    ) == (1, True, True, 3, True, True)
 
 
 def _preset_model_configs():
@@ -175,8 +189,7 @@ def _preset_model_configs():
     for name, preset in PRESETS.items():
         for kind, tok_cfg in preset.tokenizers.items():
             tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)
-            yield f"{name}/{kind}", replace(preset.dynamics.model, num_tokens=tok.num_tokens,
-                                            token_dim=tok.token_dim)
+            yield f"{name}/{kind}", replace(preset.dynamics.model, num_tokens=tok.num_tokens, token_dim=tok.token_dim)
 
 
 def test_every_preset_has_a_residual_stream_wide_enough_for_its_tokens():
@@ -191,8 +204,14 @@ def test_demo_shaped_model_learns_to_return_its_input_frame(prior):
     given (tau=1), reconstructs it almost perfectly: the path from input to output can carry a whole frame. With
     the prior on and no previous frame, the prior adds nothing, so the network itself must carry it."""
     demo = get_preset("demo").dynamics.model
-    model_cfg = replace(demo, num_tokens=256, token_dim=16, n_layers=2, persistence_prior=prior,
-                        prior_kernel=demo.prior_kernel if prior else 0)
+    model_cfg = replace(
+        demo,
+        num_tokens=256,
+        token_dim=16,
+        n_layers=2,
+        persistence_prior=prior,
+        prior_kernel=demo.prior_kernel if prior else 0,
+    )
     torch.manual_seed(0)
     model = WorldModel(model_cfg)
     opt = torch.optim.Adam(model.parameters(), lr=2e-3)
@@ -219,7 +238,7 @@ def test_skip_coefficients_are_the_least_squares_estimate_and_its_error():
     s2 = 0.3
     for tau in (0.1, 0.5, 0.8):
         p = torch.randn(200_000, generator=g)
-        x = p + s2 ** 0.5 * torch.randn(200_000, generator=g)
+        x = p + s2**0.5 * torch.randn(200_000, generator=g)
         z = (1 - tau) * torch.randn(200_000, generator=g) + tau * x
         w = z - tau * p
         fitted = float((w * (x - p)).sum() / (w * w).sum())
@@ -252,8 +271,11 @@ def test_preconditioned_model_starts_as_the_skip_and_its_network_still_adds():
     opt = torch.optim.Adam(model.parameters(), lr=3e-3)
     zero = torch.zeros(2, 3)
     for _ in range(60):
-        loss = (model(torch.randn(2, 3, 8, 4, generator=g), zero, step, actions, has, previous=prev)
-                - target).pow(2).mean()
+        loss = (
+            (model(torch.randn(2, 3, 8, 4, generator=g), zero, step, actions, has, previous=prev) - target)
+            .pow(2)
+            .mean()
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()

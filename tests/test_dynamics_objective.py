@@ -1,14 +1,22 @@
 """Shortcut-forcing formulas against hand-computed values (paper convention: tau=1 clean)."""
+
 import dataclasses
 import math
 
 import pytest
 import torch
 
-
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
-from ahriuwu_core.dynamics.objective import (ObjectiveConfig, add_noise, bootstrap_target, flow_step, ramp_weight,
-                                             sample_signal_levels, sample_step_sizes, shortcut_forcing_loss)
+from ahriuwu_core.dynamics.objective import (
+    ObjectiveConfig,
+    add_noise,
+    bootstrap_target,
+    flow_step,
+    ramp_weight,
+    sample_signal_levels,
+    sample_step_sizes,
+    shortcut_forcing_loss,
+)
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -40,12 +48,12 @@ def test_flow_step_hand_values_and_lands_on_prediction():
 def test_bootstrap_target_hand_computed():
     z, tau, d = 0.2, 0.5, 0.25
     x1 = 1.0
-    z_mid = z + (d / 2) * (x1 - z) / (1 - tau)          # 0.4
+    z_mid = z + (d / 2) * (x1 - z) / (1 - tau)  # 0.4
     x2 = 0.8
-    b1 = (x1 - z) / (1 - tau)                           # 1.6
-    b2 = (x2 - z_mid) / (1 - tau - d / 2)               # 1.0667
+    b1 = (x1 - z) / (1 - tau)  # 1.6
+    b2 = (x2 - z_mid) / (1 - tau - d / 2)  # 1.0667
     v = (b1 + b2) / 2
-    expected = z + (1 - tau) * v                        # 0.86667
+    expected = z + (1 - tau) * v  # 0.86667
     assert abs(z_mid - 0.4) < 1e-12 and abs(expected - (0.2 + 0.5 * (1.6 + 0.4 / 0.375) / 2)) < 1e-12
     f = lambda a: torch.full((1, 1, 1, 1), a, dtype=torch.float64)  # noqa: E731
     tgt = bootstrap_target(f(z), t(tau)[None], t(d)[None], f(x1), f(z_mid), f(x2))
@@ -68,9 +76,9 @@ def test_step_sizes_and_grid_levels():
     g = torch.Generator().manual_seed(0)
     d = sample_step_sizes(4000, 64, g)
     levels = sorted(set(d.tolist()))
-    assert levels == [2.0 ** -i for i in range(6, -1, -1)]
+    assert levels == [2.0**-i for i in range(6, -1, -1)]
     counts = torch.stack([(d == lv).float().mean() for lv in levels])
-    assert (counts - 1 / 7).abs().max() < 0.03        # uniform over the 7 levels
+    assert (counts - 1 / 7).abs().max() < 0.03  # uniform over the 7 levels
     tau = sample_signal_levels(d, 8, g)
     grid = tau / d[:, None]
     assert torch.allclose(grid, grid.round()) and (tau >= 0).all() and (tau <= 1 - d[:, None] + 1e-9).all()
@@ -86,7 +94,7 @@ def test_shortcut_fraction_keeps_most_examples_on_the_finest_step():
     assert abs(float((d == 1 / 64).float().mean()) - 0.75) < 0.02
     coarse = d[d > 1 / 64]
     levels = sorted(set(coarse.tolist()))
-    assert levels == [2.0 ** -i for i in range(5, -1, -1)]  # 1/32 .. 1, uniform among themselves
+    assert levels == [2.0**-i for i in range(5, -1, -1)]  # 1/32 .. 1, uniform among themselves
     counts = torch.stack([(coarse == lv).float().mean() for lv in levels])
     assert (counts - 1 / 6).abs().max() < 0.03
     assert sample_step_sizes(100, 1, g, shortcut_fraction=0.5).eq(1.0).all()  # k_max=1: only d=1 exists
@@ -105,8 +113,9 @@ def test_loss_is_invariant_to_latent_scale_once_standardized():
         model.set_latent_stats(raw)
         assert torch.allclose(model.standardize(raw).std((0, 1, 2)), torch.ones(4), atol=1e-4)
         assert torch.allclose(model.unstandardize(model.standardize(raw)), raw, atol=1e-5)
-        loss, _ = shortcut_forcing_loss(model, raw, None, None, ObjectiveConfig(),
-                                        generator=torch.Generator().manual_seed(1))
+        loss, _ = shortcut_forcing_loss(
+            model, raw, None, None, ObjectiveConfig(), generator=torch.Generator().manual_seed(1)
+        )
         losses.append(float(loss.detach()))
     assert abs(losses[0] - losses[1]) < 1e-4 * losses[0]
 
@@ -160,14 +169,16 @@ def test_loss_zero_for_oracle_and_hand_value_for_zero_model():
 
 def test_loss_finite_and_bounded_in_bf16_with_real_model():
     torch.manual_seed(0)
-    cfg = DynamicsConfig(num_tokens=8, token_dim=4, pack=2, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2,
-                         n_registers=2, k_max=64)
+    cfg = DynamicsConfig(
+        num_tokens=8, token_dim=4, pack=2, d_model=32, n_layers=4, n_heads=4, n_kv_heads=2, n_registers=2, k_max=64
+    )
     model = WorldModel(cfg)
     clean = torch.rand(8, 6, 8, 4) * 2 - 1
     for seed in range(6):
         with torch.autocast("cpu", dtype=torch.bfloat16):
-            loss, stats = shortcut_forcing_loss(model, clean, None, None, ObjectiveConfig(),
-                                                generator=torch.Generator().manual_seed(seed))
+            loss, stats = shortcut_forcing_loss(
+                model, clean, None, None, ObjectiveConfig(), generator=torch.Generator().manual_seed(seed)
+            )
         assert math.isfinite(loss.item()) and stats["loss_raw"] < 10.0
         loss.backward()
         assert all(torch.isfinite(p.grad).all() for p in model.parameters() if p.grad is not None)
@@ -175,11 +186,13 @@ def test_loss_finite_and_bounded_in_bf16_with_real_model():
 
 def test_rms_normalization_shares_the_flow_scale():
     from ahriuwu_core.training import RunningRMS
+
     clean = torch.rand(16, 5, 2, 3) * 2 - 1
     model = Recorder(scale=0.5)
     norm = RunningRMS()
-    loss, stats = shortcut_forcing_loss(model, clean, None, None, ObjectiveConfig(), normalizer=norm,
-                                        generator=torch.Generator().manual_seed(1))
+    loss, stats = shortcut_forcing_loss(
+        model, clean, None, None, ObjectiveConfig(), normalizer=norm, generator=torch.Generator().manual_seed(1)
+    )
     flow, boot = stats["loss_flow"], stats["loss_bootstrap"]
     assert flow > 0 and boot > 0
     # first update: running RMS of the flow term == |flow|; the bootstrap term is divided by the same scale
@@ -203,22 +216,38 @@ def test_split_batch_with_summed_terms_has_the_full_batch_gradient():
         return torch.cat([p.grad.reshape(-1) for p in model.parameters() if p.grad is not None])
 
     model, norm = tiny(), RunningRMS()
-    loss, stats = shortcut_forcing_loss(model, clean, None, None, ObjectiveConfig(), normalizer=norm,
-                                        example_generators=gens(0, 6))
+    loss, stats = shortcut_forcing_loss(
+        model, clean, None, None, ObjectiveConfig(), normalizer=norm, example_generators=gens(0, 6)
+    )
     full = grads(model, loss)
     assert 0 < stats["bootstrap_fraction"] < 1
 
     halves = [(0, 3), (3, 6)]
     local = []  # first pass: each half's own sums, to form what an all-reduce returns
     for lo, hi in halves:
-        shortcut_forcing_loss(model, clean[lo:hi], None, None, ObjectiveConfig(), example_generators=gens(lo, hi),
-                              reduce_sum=lambda t: local.append(t.clone()) or t)
+        shortcut_forcing_loss(
+            model,
+            clean[lo:hi],
+            None,
+            None,
+            ObjectiveConfig(),
+            example_generators=gens(lo, hi),
+            reduce_sum=lambda t: local.append(t.clone()) or t,
+        )
     total = local[0] + local[1]
     split, split_norms = [], []
     for lo, hi in halves:
         n = RunningRMS()
-        loss, s = shortcut_forcing_loss(model, clean[lo:hi], None, None, ObjectiveConfig(), normalizer=n,
-                                        example_generators=gens(lo, hi), reduce_sum=lambda t: total.clone())
+        loss, s = shortcut_forcing_loss(
+            model,
+            clean[lo:hi],
+            None,
+            None,
+            ObjectiveConfig(),
+            normalizer=n,
+            example_generators=gens(lo, hi),
+            reduce_sum=lambda t: total.clone(),
+        )
         split.append(grads(model, loss))
         split_norms.append(n.rms("flow"))
         assert abs(s["loss_raw"] - stats["loss_raw"]) < 1e-6 * stats["loss_raw"]

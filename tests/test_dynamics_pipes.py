@@ -1,6 +1,7 @@
 """The `dynamics` asset's external process in a real Pipes session: a launcher killed mid-training leaves the
 trainer to checkpoint and exit quietly, its session folders are swept by the next session, and a run stopped
 before its model is usable fails with a message saying where to resume from."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -11,28 +12,55 @@ import sys
 import time
 from pathlib import Path
 
+from ahriuwu_core.checkpoint import read_checkpoint
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig
 from ahriuwu_core.layout import DataLayout
 from ahriuwu_core.training import OptimConfig
-from ahriuwu_core.checkpoint import read_checkpoint
 from tests._trainers import REPO, running, wait_for_step
 from tests.test_dynamics_train import TINY_MODEL, make_stores
 
 
 def _spec(tmp_path: Path, out: Path, **over) -> Path:
-    cfg = DynamicsTrainConfig(**{**dict(model=TINY_MODEL, steps=100000, batch_size=2, seq_len=4, long_seq_len=8,
-                                        long_ratio=0.5, stride=2, optim=OptimConfig(lr=1e-3, warmup_steps=2),
-                                        ckpt_every=1000, log_every=1, num_threads=1), **over})
+    cfg = DynamicsTrainConfig(
+        **{
+            **dict(
+                model=TINY_MODEL,
+                steps=100000,
+                batch_size=2,
+                seq_len=4,
+                long_seq_len=8,
+                long_ratio=0.5,
+                stride=2,
+                optim=OptimConfig(lr=1e-3, warmup_steps=2),
+                ckpt_every=1000,
+                log_every=1,
+                num_threads=1,
+            ),
+            **over,
+        }
+    )
     spec = tmp_path / f"{out.name}.json"
-    spec.write_text(json.dumps({"preset": "test", "config": dataclasses.asdict(cfg), "out_dir": str(out),
-                                "train_stores": [str(p) for p in make_stores(tmp_path / out.name)],
-                                "device": "cpu"}))
+    spec.write_text(
+        json.dumps(
+            {
+                "preset": "test",
+                "config": dataclasses.asdict(cfg),
+                "out_dir": str(out),
+                "train_stores": [str(p) for p in make_stores(tmp_path / out.name)],
+                "device": "cpu",
+            }
+        )
+    )
     return spec
 
 
 def _session(root: Path, spec: Path, stderr) -> subprocess.Popen:
-    return subprocess.Popen([sys.executable, "-m", "tests._pipes_session", str(root), str(spec)], cwd=REPO,
-                            stdout=subprocess.PIPE, stderr=stderr)
+    return subprocess.Popen(
+        [sys.executable, "-m", "tests._pipes_session", str(root), str(spec)],
+        cwd=REPO,
+        stdout=subprocess.PIPE,
+        stderr=stderr,
+    )
 
 
 def _cmdline(pid: str) -> str:
@@ -110,5 +138,7 @@ def test_stopped_before_a_usable_model_fails_naming_where_to_resume(tmp_path):
     result = json.loads((out / "result.json").read_text())
     assert result["stopped_by"] == "step" and result["checkpoint"] is None
     assert said.startswith("FAILED: "), said
-    assert (f"dynamics training stopped at step {result['steps']} before finishing (step): no model to publish; "
-            f"rematerialize to resume from {out / 'last.pt'}") in said, said
+    assert (
+        f"dynamics training stopped at step {result['steps']} before finishing (step): no model to publish; "
+        f"rematerialize to resume from {out / 'last.pt'}"
+    ) in said, said

@@ -1,4 +1,5 @@
 """The action-kernel prior: starts as persistence, learns an action's camera shift, and is fitted by the objective."""
+
 from dataclasses import replace
 
 import pytest
@@ -86,16 +87,29 @@ def test_the_prior_learns_each_actions_shift_from_its_own_error():
 
 
 def test_the_objective_fits_the_prior_and_reports_its_error_apart():
-    cfg = DynamicsConfig(num_tokens=16, token_dim=4, pack=1, d_model=32, n_layers=2, n_heads=2, n_kv_heads=1,
-                         n_registers=1, action_num_classes=(3,), k_max=4, persistence_prior=True, prior_kernel=3)
+    cfg = DynamicsConfig(
+        num_tokens=16,
+        token_dim=4,
+        pack=1,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        n_kv_heads=1,
+        n_registers=1,
+        action_num_classes=(3,),
+        k_max=4,
+        persistence_prior=True,
+        prior_kernel=3,
+    )
     torch.manual_seed(0)
     model = WorldModel(cfg)
     clean = torch.randn(2, 4, 16, 4)
     actions = torch.randint(0, 3, (2, 4, 1))
     has = torch.ones(2, 4, dtype=torch.bool)
     gen = torch.Generator().manual_seed(0)
-    loss, stats = shortcut_forcing_loss(model, clean, actions, has, ObjectiveConfig(single_image_fraction=0.0),
-                                        generator=gen)
+    loss, stats = shortcut_forcing_loss(
+        model, clean, actions, has, ObjectiveConfig(single_image_fraction=0.0), generator=gen
+    )
     loss.backward()
     assert stats["loss_prior"] > 0
     assert stats["loss_raw"] == pytest.approx(sum(v for k, v in stats.items() if k in ("loss_flow", "loss_bootstrap")))

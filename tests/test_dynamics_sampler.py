@@ -1,8 +1,8 @@
 """K-step sampler and rollout: re-noising from the model's own prediction, cache equivalence, causality,
 and more steps never worse on a model trained on a toy sequence."""
+
 import pytest
 import torch
-
 
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
@@ -47,8 +47,9 @@ def test_step_count_validation():
 VARIANTS = {  # the paper's design, and each small-scale option (16 tokens on a 4x4 grid for the 2D ones)
     "paper": {},
     "prior": dict(persistence_prior=True),
-    "rope_blocks_actions": dict(num_tokens=16, pack=4, space_rope=True, action_to_latents=True, time_every=1,
-                                persistence_prior=True),
+    "rope_blocks_actions": dict(
+        num_tokens=16, pack=4, space_rope=True, action_to_latents=True, time_every=1, persistence_prior=True
+    ),
     "mean_first_step": dict(persistence_prior=True, prior_kernel=3, num_tokens=16, mean_first_step=True),
 }
 
@@ -85,11 +86,13 @@ def test_the_prior_reads_each_generated_frames_conditional_mean_not_its_sample(u
         out = forward(z, tau, step, *args, previous=previous, **kw)
         calls.append((tau[:, -1].clone(), step[:, -1].clone(), previous[:, -1].clone(), out[:, -1].clone()))
         return out
+
     model.forward = recording
     g = torch.Generator().manual_seed(0)
     ctx = torch.rand(1, 3, model.cfg.num_tokens, 4, generator=g) * 2 - 1
-    frames = model.standardize(rollout(model, ctx, None, None, 3, 4, generator=torch.Generator().manual_seed(1),
-                                       use_cache=use_cache))
+    frames = model.standardize(
+        rollout(model, ctx, None, None, 3, 4, generator=torch.Generator().manual_seed(1), use_cache=use_cache)
+    )
     starts = [i for i, (tau, *_) in enumerate(calls) if tau.item() == 0.0]  # each frame's first step, from noise
     assert len(starts) == 3 and len(calls) - starts[0] == 3 * 4
     # the first prediction is queried at the finest step with mean_first_step, else at 1/K like the rest
@@ -99,7 +102,7 @@ def test_the_prior_reads_each_generated_frames_conditional_mean_not_its_sample(u
     means = [calls[i][3] for i in starts]
     assert torch.allclose(calls[starts[0]][2], model.standardize(ctx)[:, -1])  # the first reads the context frame
     for h in (1, 2):
-        for _, _, previous, _ in calls[starts[h]:starts[h] + 4]:
+        for _, _, previous, _ in calls[starts[h] : starts[h] + 4]:
             assert torch.allclose(previous, means[h - 1], atol=1e-6)
         assert not torch.allclose(means[h - 1], frames[:, h - 1], atol=1e-3)  # the sample differs: a real test
 
@@ -137,8 +140,9 @@ def test_more_steps_never_worse_on_toy_trained_model():
     opt = torch.optim.AdamW(model.parameters(), lr=3e-3)
     cfg = ObjectiveConfig(single_image_fraction=0.0)
     for i in range(130):
-        loss, _ = shortcut_forcing_loss(model, batch(i), None, None, cfg,
-                                        generator=torch.Generator().manual_seed(1000 + i))
+        loss, _ = shortcut_forcing_loss(
+            model, batch(i), None, None, cfg, generator=torch.Generator().manual_seed(1000 + i)
+        )
         opt.zero_grad()
         loss.backward()
         opt.step()
@@ -188,13 +192,20 @@ def test_windowed_cache_keeps_the_last_frames_and_sees_only_them():
         windowed, unbounded = KVCache(window=W), KVCache()
         for t in range(T):
             for cache in (windowed, unbounded):
-                model(z[:, t:t + 1], tau[:, t:t + 1], step[:, t:t + 1], acts[:, t:t + 1], has[:, t:t + 1],
-                      cache=cache, commit=1)
+                model(
+                    z[:, t : t + 1],
+                    tau[:, t : t + 1],
+                    step[:, t : t + 1],
+                    acts[:, t : t + 1],
+                    has[:, t : t + 1],
+                    cache=cache,
+                    commit=1,
+                )
             assert max(windowed.kept(i) for i in windowed.layers) == min(W, t + 1)
         assert windowed.length == unbounded.length == T
         peek = model(z[:, T:], tau[:, T:], step[:, T:], acts[:, T:], has[:, T:], cache=windowed)
         peek_all = model(z[:, T:], tau[:, T:], step[:, T:], acts[:, T:], has[:, T:], cache=unbounded)
-        recent = model(z[:, T - W:], tau[:, T - W:], step[:, T - W:], acts[:, T - W:], has[:, T - W:])[:, -1:]
+        recent = model(z[:, T - W :], tau[:, T - W :], step[:, T - W :], acts[:, T - W :], has[:, T - W :])[:, -1:]
     assert torch.allclose(peek, recent, atol=1e-5)
     assert (peek - peek_all).abs().max() > 1e-4  # the window did drop something that mattered
 

@@ -1,4 +1,5 @@
 """Dynamics training: latent windows, mixed labels, resume, non-finite handling, signals, SIGKILL, DDP."""
+
 import dataclasses
 import json
 import os
@@ -12,13 +13,18 @@ import pytest
 import torch
 import zarr
 
+from ahriuwu_core.checkpoint import read_checkpoint
 from ahriuwu_core.dynamics import train as train_mod
 from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
-from ahriuwu_core.dynamics.train import (DynamicsTrainConfig, NonFiniteLossError, config_from_json,
-                                         load_world_model, train_dynamics)
+from ahriuwu_core.dynamics.train import (
+    DynamicsTrainConfig,
+    NonFiniteLossError,
+    config_from_json,
+    load_world_model,
+    train_dynamics,
+)
 from ahriuwu_core.training import OptimConfig, WeightAverage
-from ahriuwu_core.checkpoint import read_checkpoint
 from tests._tensorboard import event_files, scalars
 from tests._trainers import kill_parent_of, wait_for_step
 
@@ -43,8 +49,19 @@ def make_stores(root: Path, n=2, frames=24, labelled=(True, False)):
 
 
 def tiny_cfg(**over):
-    base = dict(model=TINY_MODEL, steps=6, batch_size=2, seq_len=4, long_seq_len=8, long_ratio=0.5, stride=2,
-                optim=OptimConfig(lr=1e-3, warmup_steps=2), ckpt_every=2, log_every=1, seed=0)
+    base = dict(
+        model=TINY_MODEL,
+        steps=6,
+        batch_size=2,
+        seq_len=4,
+        long_seq_len=8,
+        long_ratio=0.5,
+        stride=2,
+        optim=OptimConfig(lr=1e-3, warmup_steps=2),
+        ckpt_every=2,
+        log_every=1,
+        seed=0,
+    )
     return DynamicsTrainConfig(**{**base, **over})
 
 
@@ -115,10 +132,19 @@ def test_train_writes_outputs_and_resumes(tmp_path):
     assert sorted(step for step, _ in scalars(out)["train/loss"]) == [1, 2, 3, 4, 5, 6]  # each once, files in any order
 
 
-@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_lr_scale": 5.0, "prior_fit_windows": 8,
-                                      "loss_weight": "flat",
-                                      "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3,
-                                                "precondition": True}}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "ema_decay": 0.9,
+            "prior_lr_scale": 5.0,
+            "prior_fit_windows": 8,
+            "loss_weight": "flat",
+            "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3, "precondition": True},
+        },
+    ],
+)
 def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, options):
     stores = make_stores(tmp_path)
     said = []
@@ -128,8 +154,10 @@ def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, opt
     def stop_after_3(rec):  # SIGUSR1 during step 3 -> stops after it with last.pt written
         if rec.get("step") == 3 and "loss" in rec:
             os.kill(os.getpid(), signal.SIGUSR1)
-    first = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "b", log=lambda s: None,
-                           report=stop_after_3)
+
+    first = train_dynamics(
+        stores, tiny_cfg(steps=6, **options), tmp_path / "b", log=lambda s: None, report=stop_after_3
+    )
     assert not first["completed"] and first["steps"] == 3
     resumed = train_dynamics(stores, tiny_cfg(steps=6, **options), tmp_path / "b", log=lambda s: None)
     assert resumed["completed"] and resumed["resumed_from_step"] == 3
@@ -138,7 +166,9 @@ def test_stopped_and_resumed_run_has_the_weights_of_a_straight_run(tmp_path, opt
     assert ("change_var" in a) == bool(options)  # measured on the fitted prior's error before step 1, then kept
     if options:
         assert any("preconditioning: the prior's error variance" in line for line in said)
-        assert not torch.equal(a["change_var"], torch.ones_like(a["change_var"]))  # the weight average is what inference gets, from the final model and from a training checkpoint
+        assert not torch.equal(
+            a["change_var"], torch.ones_like(a["change_var"])
+        )  # the weight average is what inference gets, from the final model and from a training checkpoint
         last = read_checkpoint(tmp_path / "b" / "last.pt")
         average = WeightAverage.from_state(last["extra"]["ema"]).averaged()
         assert all(torch.equal(a[k], average[k]) for k in average)
@@ -174,15 +204,32 @@ def test_nonfinite_losses_are_skipped_then_fatal(tmp_path, monkeypatch):
 
 
 def run_cli(config: dict, out: Path, **popen):
-    return subprocess.Popen([sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(config),
-                             "--out", str(out)], cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"},
-                            stdout=subprocess.PIPE, stderr=subprocess.STDOUT, **popen)
+    return subprocess.Popen(
+        [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(config), "--out", str(out)],
+        cwd=REPO,
+        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        **popen,
+    )
 
 
 def cli_config(stores, **over):
-    return {"train_stores": [str(s) for s in stores], "device": "cpu", "model": TINY_MODEL, "steps": 400,
-            "batch_size": 2, "seq_len": 4, "long_seq_len": 8, "long_ratio": 0.5, "stride": 2,
-            "optim": {"lr": 1e-3, "warmup_steps": 2}, "ckpt_every": 5, "log_every": 1, **over}
+    return {
+        "train_stores": [str(s) for s in stores],
+        "device": "cpu",
+        "model": TINY_MODEL,
+        "steps": 400,
+        "batch_size": 2,
+        "seq_len": 4,
+        "long_seq_len": 8,
+        "long_ratio": 0.5,
+        "stride": 2,
+        "optim": {"lr": 1e-3, "warmup_steps": 2},
+        "ckpt_every": 5,
+        "log_every": 1,
+        **over,
+    }
 
 
 def test_sigkill_then_rerun_resumes_losing_at_most_one_interval(tmp_path):
@@ -229,8 +276,9 @@ def test_signals_checkpoint_and_exit_cleanly(tmp_path, sig, boundary):
 
 
 def test_config_from_json_merges_preset():
-    cfg, stores, device = config_from_json({"preset": "demo", "train_stores": ["a.zarr"], "steps": 7,
-                                            "model": {"d_model": 64}, "optim": {"lr": 0.1}})
+    cfg, stores, device = config_from_json(
+        {"preset": "demo", "train_stores": ["a.zarr"], "steps": 7, "model": {"d_model": 64}, "optim": {"lr": 0.1}}
+    )
     assert cfg.steps == 7 and cfg.model.d_model == 64 and cfg.model.pack == 4
     assert cfg.optim.lr == 0.1 and cfg.optim.warmup_steps == 30 and stores == [Path("a.zarr")]
     with pytest.raises(ValueError, match="unknown dynamics preset"):
@@ -239,8 +287,17 @@ def test_config_from_json_merges_preset():
         config_from_json({"train_stores": ["a"], "stepz": 3})
 
 
-@pytest.mark.parametrize("options", [{}, {"ema_decay": 0.9, "prior_fit_windows": 8,
-                                      "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3}}])
+@pytest.mark.parametrize(
+    "options",
+    [
+        {},
+        {
+            "ema_decay": 0.9,
+            "prior_fit_windows": 8,
+            "model": {**TINY_MODEL, "persistence_prior": True, "prior_kernel": 3},
+        },
+    ],
+)
 def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path, options):
     """2 ranks x batch 2 under torchrun (gloo) end with the weights of 1 process x batch 4 (same seed, data);
     also with the action-kernel prior (its own loss term is reduced over ranks too, its least-squares start is the
@@ -248,10 +305,23 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path, 
     stores = make_stores(tmp_path, n=2)
     out = tmp_path / "ddp"
     cfg = cli_config(stores, steps=4, ckpt_every=2, **options)  # batch 2 per rank; steps 2 and 4 are long batches
-    cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2",
-           "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(cfg), "--out", str(out)]
-    proc = subprocess.run(cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True,
-                          text=True, timeout=180)
+    cmd = [
+        sys.executable,
+        "-m",
+        "torch.distributed.run",
+        "--standalone",
+        "--nproc_per_node",
+        "2",
+        "-m",
+        "ahriuwu_core.dynamics.train",
+        "--config",
+        json.dumps(cfg),
+        "--out",
+        str(out),
+    ]
+    proc = subprocess.run(
+        cmd, cwd=REPO, env={**os.environ, "OMP_NUM_THREADS": "1"}, capture_output=True, text=True, timeout=180
+    )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
     _assert_matches_one_process(out, cfg, stores, tmp_path / "one")
 
@@ -262,8 +332,14 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path):
     (`pipeline.dynamics_pipes`) in one Dagster Pipes session, as every node of a cluster job gets the same
     environment. Whichever node is rank 0 reports to Dagster; the model is the one 1 process trains on the
     global batch."""
-    from dagster import (AssetExecutionContext, PipesTempFileContextInjector, PipesTempFileMessageReader, asset,
-                         materialize, open_pipes_session)
+    from dagster import (
+        AssetExecutionContext,
+        PipesTempFileContextInjector,
+        PipesTempFileMessageReader,
+        asset,
+        materialize,
+        open_pipes_session,
+    )
 
     from ahriuwu_core.dynamics.train import DynamicsTrainConfig
     from pipeline.cluster import dynamics_command
@@ -275,8 +351,17 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path):
     cfg = cli_config(stores, steps=4, ckpt_every=2)
     train_cfg = DynamicsTrainConfig.from_dict({k: v for k, v in cfg.items() if k not in ("train_stores", "device")})
     spec = out / "spec.json"
-    spec.write_text(json.dumps({"preset": "test", "config": dataclasses.asdict(train_cfg), "out_dir": str(out),
-                                "train_stores": cfg["train_stores"], "device": "cpu"}))
+    spec.write_text(
+        json.dumps(
+            {
+                "preset": "test",
+                "config": dataclasses.asdict(train_cfg),
+                "out_dir": str(out),
+                "train_stores": cfg["train_stores"],
+                "device": "cpu",
+            }
+        )
+    )
     command = dynamics_command(spec, 1, sys.executable, rdzv_endpoint=f"127.0.0.1:{free_port()}", nnodes=2)
     outputs = []
 
@@ -284,8 +369,10 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path):
     def on_two_nodes(context: AssetExecutionContext):
         with open_pipes_session(context, PipesTempFileContextInjector(), PipesTempFileMessageReader()) as session:
             env = {**os.environ, "OMP_NUM_THREADS": "1", **session.get_bootstrap_env_vars()}
-            nodes = [subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
-                     for _ in range(2)]
+            nodes = [
+                subprocess.Popen(command, cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
+                for _ in range(2)
+            ]
             try:
                 outputs.extend(node.communicate(timeout=240)[0].decode() for node in nodes)
             finally:
@@ -342,8 +429,15 @@ def test_trainer_stops_when_its_parent_is_killed(tmp_path):
     stores = make_stores(tmp_path)
     out = tmp_path / "run"
     trainer_log = tmp_path / "trainer.out"
-    cmd = [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config",
-           json.dumps(cli_config(stores, steps=100000, ckpt_every=1000)), "--out", str(out)]
+    cmd = [
+        sys.executable,
+        "-m",
+        "ahriuwu_core.dynamics.train",
+        "--config",
+        json.dumps(cli_config(stores, steps=100000, ckpt_every=1000)),
+        "--out",
+        str(out),
+    ]
     seen = kill_parent_of(cmd, out, trainer_log)
     text = trainer_log.read_text()
     assert "parent process" in text, text[-2000:]
@@ -422,8 +516,9 @@ def test_stores_over_the_memory_threshold_are_read_window_by_window(tmp_path, mo
     big = make_stores(tmp_path / "big", n=1, frames=40)  # 960 bytes
     read = []
     real_read = data_mod.read_checked
-    monkeypatch.setattr(data_mod, "read_checked", lambda path, arr: read.append((Path(path), arr.name))
-                        or real_read(path, arr))
+    monkeypatch.setattr(
+        data_mod, "read_checked", lambda path, arr: read.append((Path(path), arr.name)) or real_read(path, arr)
+    )
     data = LatentWindows(small + big, stride=2, in_memory=True, in_memory_max_bytes=600)
     assert [v.in_memory for v in data.videos] == [True, True, False]
     assert isinstance(data.videos[2].latents, zarr.Array)
@@ -434,8 +529,7 @@ def test_stores_over_the_memory_threshold_are_read_window_by_window(tmp_path, mo
         assert all(torch.equal(a[k], b[k]) for k in a)
     # Training reads the same numbers either way: the same weights, bit for bit.
     lines = []
-    streamed = train_dynamics(small + big, tiny_cfg(steps=3, in_memory_max_bytes=0), tmp_path / "s",
-                              log=lines.append)
+    streamed = train_dynamics(small + big, tiny_cfg(steps=3, in_memory_max_bytes=0), tmp_path / "s", log=lines.append)
     loaded = train_dynamics(small + big, tiny_cfg(steps=3), tmp_path / "m", log=lambda s: None)
     assert any("3 videos (3 read from zarr window by window)" in s for s in lines), lines
     a, b = (load_world_model(r["checkpoint"]).state_dict() for r in (streamed, loaded))

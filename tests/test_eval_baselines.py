@@ -1,5 +1,6 @@
 """The evaluation's baselines: the prior alone follows the clip's actions frame after frame, the blur's sigma is
 the best-scoring one per horizon, and the demo's camera track is the scroll the frames show."""
+
 import dataclasses
 
 import numpy as np
@@ -39,15 +40,26 @@ def scrolling_video(batch: int, frames: int, g: int, d: int, seed: int):
 
 def test_prior_only_rolls_the_models_prior_out_with_each_frames_own_action():
     g, d, C, H = 5, 3, 3, 6
-    cfg = DynamicsConfig(num_tokens=g * g, token_dim=d, d_model=32, n_layers=1, n_heads=2, n_kv_heads=1,
-                         n_registers=1, action_num_classes=(3, 2), persistence_prior=True, prior_kernel=3)
+    cfg = DynamicsConfig(
+        num_tokens=g * g,
+        token_dim=d,
+        d_model=32,
+        n_layers=1,
+        n_heads=2,
+        n_kv_heads=1,
+        n_registers=1,
+        action_num_classes=(3, 2),
+        persistence_prior=True,
+        prior_kernel=3,
+    )
     model = WorldModel(cfg).eval()
     with torch.no_grad():  # latents off the unit scale: the prior works in the standardized space
         model.latent_mean.copy_(torch.tensor([0.5, -1.0, 2.0]))
         model.latent_std.copy_(torch.tensor([2.0, 0.5, 1.5]))
     train, train_actions = scrolling_video(16, 6, g, d, seed=0)
-    fit_least_squares(model.prior, model.standardize(train), train_actions, torch.ones(16, 6, dtype=torch.bool),
-                      ridge=1e-6)
+    fit_least_squares(
+        model.prior, model.standardize(train), train_actions, torch.ones(16, 6, dtype=torch.bool), ridge=1e-6
+    )
     video, actions = scrolling_video(4, C + H, g, d, seed=1)
     latents = video * model.latent_std + model.latent_mean
     has = torch.ones(4, C + H, dtype=torch.bool)
@@ -67,13 +79,21 @@ def test_blur_sigma_is_the_best_scoring_one_for_each_horizon():
     last = rng.integers(0, 256, (3, 24, 24, 3), dtype=np.uint8)  # 3 clips, sharp noise
     future = np.stack([last, B.blur(last, 1.5), B.blur(last, 3.0)], axis=1)  # h=1 unchanged, then blurred
     context = np.stack([last, last], axis=1)
-    clips = Clips(video_id="v", frames=np.concatenate([context, future], axis=1), actions=np.zeros((3, 5, 2)),
-                  has_actions=np.zeros((3, 5), bool), hud_mask=None, starts=[0, 1, 2])
+    clips = Clips(
+        video_id="v",
+        frames=np.concatenate([context, future], axis=1),
+        actions=np.zeros((3, 5, 2)),
+        has_actions=np.zeros((3, 5), bool),
+        hud_mask=None,
+        starts=[0, 1, 2],
+    )
     assert B.choose_blur_sigmas([clips], 2, 3, (0.0, 0.5, 1.5, 3.0)) == [0.0, 1.5, 3.0]
     assert np.array_equal(B.blur(last, 0.0), last)
     # blurring smooths: neighbouring pixels grow alike
-    assert np.abs(np.diff(B.blur(last, 1.0).astype(float), axis=1)).mean() < 0.5 * np.abs(
-        np.diff(last.astype(float), axis=1)).mean()
+    assert (
+        np.abs(np.diff(B.blur(last, 1.0).astype(float), axis=1)).mean()
+        < 0.5 * np.abs(np.diff(last.astype(float), axis=1)).mean()
+    )
 
 
 def test_scroll_oracle_moves_the_last_frame_against_the_camera():
@@ -102,8 +122,12 @@ def test_the_demo_camera_track_is_the_scroll_its_frames_show(tmp_path):
     layout.video_dir("demo_000").mkdir(parents=True)
     (layout.video_dir("demo_000") / "actions.json").write_bytes(mp4.with_name("demo_000.actions.json").read_bytes())
     store = layout.frames_store("demo_000")
-    extract_frames(mp4, store, FramesConfig(width=64, height=64, hud_layout="demo"),
-                   actions_path=mp4.with_name("demo_000.actions.json"))
+    extract_frames(
+        mp4,
+        store,
+        FramesConfig(width=64, height=64, hud_layout="demo"),
+        actions_path=mp4.with_name("demo_000.actions.json"),
+    )
     assert ProjectResource(source="folder:/videos").camera_track(layout) is None
     track = ProjectResource(source="demo").camera_track(layout)(store)
     frames = np.asarray(zarr.open_group(str(store), mode="r")["frames"][...])
@@ -116,6 +140,9 @@ def test_the_demo_camera_track_is_the_scroll_its_frames_show(tmp_path):
     assert np.median(error) < 0.2 and (error < 0.5).mean() > 0.75, error
     # shifting by it predicts the frames 4 ahead better than copying the last one, outside the HUD
     hud = np.asarray(zarr.open_group(str(store), mode="r")["hud_mask"][...])
-    gain = [M.psnr(B.scroll_oracle(frames[t], B.camera_shifts(track[t - 1 : t + 5], 1, 5))[3], frames[t + 4], hud)
-            - M.psnr(frames[t], frames[t + 4], hud) for t in range(1, len(frames) - 5, 2)]
+    gain = [
+        M.psnr(B.scroll_oracle(frames[t], B.camera_shifts(track[t - 1 : t + 5], 1, 5))[3], frames[t + 4], hud)
+        - M.psnr(frames[t], frames[t + 4], hud)
+        for t in range(1, len(frames) - 5, 2)
+    ]
     assert np.mean(gain) > 1.5 and np.mean(np.array(gain) > 0) > 0.7, gain

@@ -12,7 +12,12 @@ import torch
 import zarr
 from PIL import Image
 
+from ahriuwu_core import metrics as M
+from ahriuwu_core import report as R
+from ahriuwu_core import split as S
 from ahriuwu_core.checked_store import create_array
+from ahriuwu_core.checkpoint import save_checkpoint
+from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.eval import __main__ as EM
 from ahriuwu_core.eval import action_control as EA
 from ahriuwu_core.eval import checks as EK
@@ -20,13 +25,8 @@ from ahriuwu_core.eval import config as EC
 from ahriuwu_core.eval import report as EP
 from ahriuwu_core.eval import rollouts as ER
 from ahriuwu_core.eval import run as EV
-from ahriuwu_core import metrics as M
-from ahriuwu_core import report as R
-from ahriuwu_core import split as S
 from ahriuwu_core.split import split_score
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.tokenizer.cnn import CNNTokenizer, CNNTokenizerConfig
-from ahriuwu_core.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 
@@ -60,8 +60,18 @@ def tiny_tokenizer():
 
 def tiny_world_model(tokenizer, k_max=4):
     torch.manual_seed(0)
-    cfg = DynamicsConfig(num_tokens=tokenizer.num_tokens, token_dim=tokenizer.token_dim, d_model=32, n_layers=2,
-                         n_heads=2, n_kv_heads=1, time_every=2, n_registers=1, k_max=k_max, max_frames=16)
+    cfg = DynamicsConfig(
+        num_tokens=tokenizer.num_tokens,
+        token_dim=tokenizer.token_dim,
+        d_model=32,
+        n_layers=2,
+        n_heads=2,
+        n_kv_heads=1,
+        time_every=2,
+        n_registers=1,
+        k_max=k_max,
+        max_frames=16,
+    )
     return WorldModel(cfg).eval()
 
 
@@ -71,10 +81,17 @@ def setup(one_thread_module, tmp_path_factory):
     tok = tiny_tokenizer()
     wm = tiny_world_model(tok)
     tok_path = save_checkpoint(root / "tokenizer.pt", model=tok, config=dataclasses.asdict(tok.cfg), kind="cnn")
-    dyn_path = save_checkpoint(root / "dynamics.pt", model=wm, config=dataclasses.asdict(wm.cfg), kind="dynamics",
-                               extra={"train_config": {"context_noise": 0.2}})
-    stores = [write_frames_store(root / "demo_006.zarr", "demo_006", seed=1),
-              write_frames_store(root / "vid_b.zarr", "vid_b", with_actions=False, seed=2)]
+    dyn_path = save_checkpoint(
+        root / "dynamics.pt",
+        model=wm,
+        config=dataclasses.asdict(wm.cfg),
+        kind="dynamics",
+        extra={"train_config": {"context_noise": 0.2}},
+    )
+    stores = [
+        write_frames_store(root / "demo_006.zarr", "demo_006", seed=1),
+        write_frames_store(root / "vid_b.zarr", "vid_b", with_actions=False, seed=2),
+    ]
     return {"root": root, "tok": tok, "wm": wm, "tok_path": tok_path, "dyn_path": dyn_path, "stores": stores}
 
 
@@ -130,7 +147,10 @@ def test_split_tops_up_from_the_lowest_scoring_training_videos():
     assert S.split_videos(["solo"], cfg) == (["solo"], [], [])  # one video: it trains
     # a band that would hold out every video leaves one (the highest-scoring) training
     assert S.split_videos(ids[:2], S.SplitConfig(test_fraction=1.0, validation_fraction=0.0)) == (
-        [ids[1]], [], [ids[0]])
+        [ids[1]],
+        [],
+        [ids[0]],
+    )
 
 
 def test_demo_and_tiny_presets_split_by_hash():
@@ -173,7 +193,10 @@ def test_shuffled_actions_permutes_future_only():
     out = EA.shuffled_actions(actions, context=2, seed=0)
     assert torch.equal(out[:, :2], actions[:, :2])
     assert not torch.equal(out, actions)
-    rows = lambda a: sorted(map(tuple, a[:, 2:].reshape(-1, 2).tolist()))
+
+    def rows(a):
+        return sorted(map(tuple, a[:, 2:].reshape(-1, 2).tolist()))
+
     assert rows(out) == rows(actions)  # same multiset of future actions
     assert torch.equal(out, EA.shuffled_actions(actions, context=2, seed=0))  # deterministic
 
@@ -189,10 +212,24 @@ def test_scroll_agreement_counts_opposite_motion():
 
 
 def test_persistence_baseline_matches_direct_computation(setup, tmp_path):
-    cfg = small_cfg(sampling_steps=(2,), also_zero_context_noise=False, lpips_net=None, gif=False,
-                    quick_eval=False, action_agreement=False)
-    result = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": setup["stores"][:1]}, cfg, tmp_path,
-                               train_context_noise=0.2, log=lambda s: None)
+    cfg = small_cfg(
+        sampling_steps=(2,),
+        also_zero_context_noise=False,
+        lpips_net=None,
+        gif=False,
+        quick_eval=False,
+        action_agreement=False,
+    )
+    result = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        _rollout(),
+        {"test": setup["stores"][:1]},
+        cfg,
+        tmp_path,
+        train_context_noise=0.2,
+        log=lambda s: None,
+    )
     clips = ER.read_clips(setup["stores"][0], cfg)
     mask = clips.hud_mask
     C = CONTEXT
@@ -219,10 +256,15 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     """Test and validation videos are scored apart, each with the full set of series, and reported test first."""
     cfg = small_cfg(sampling_steps=(2, 64))  # 64 > k_max=4 -> clamped to 4
     out = tmp_path / "run1"
-    result = EV.evaluate(setup["tok_path"], setup["dyn_path"],
-                         {"validation": setup["stores"][1:], "test": setup["stores"][:1]}, cfg, out,
-                         lineage={"videos": ["demo_006", "vid_b"], "code_versions": {"evaluation": "x"}},
-                         log=lambda s: None)
+    result = EV.evaluate(
+        setup["tok_path"],
+        setup["dyn_path"],
+        {"validation": setup["stores"][1:], "test": setup["stores"][:1]},
+        cfg,
+        out,
+        lineage={"videos": ["demo_006", "vid_b"], "code_versions": {"evaluation": "x"}},
+        log=lambda s: None,
+    )
     full = json.loads((out / "metrics.json").read_text())
     assert full == json.loads(json.dumps(result["metrics"]))
     assert full["splits"] == ["test", "validation"] and list(full)[:3] == ["splits", "test", "validation"]
@@ -230,8 +272,15 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     assert full["context_noise"]["train"] == 0.2  # read from the dynamics checkpoint
     assert full["context_noise"]["variants"]["model_k4_noise0"] == 0.0
     H = list(range(1, HORIZON + 1))
-    main_keys = ["model_k2", "model_k4", "persistence", "tokenizer_ceiling", "persistence_motion",
-                 "latent_persistence", "persistence_blur"]
+    main_keys = [
+        "model_k2",
+        "model_k4",
+        "persistence",
+        "tokenizer_ceiling",
+        "persistence_motion",
+        "latent_persistence",
+        "persistence_blur",
+    ]
     for split in ("test", "validation"):
         m = full[split]
         assert m["horizons"] == H and m["clips"] == cfg.clips_per_video
@@ -241,7 +290,10 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
                 assert len(m[metric][key]) == HORIZON and all(math.isfinite(v) for v in m[metric][key])
         assert "prior_only" not in m["psnr"] and "scroll_oracle" not in m["psnr"]  # no prior, no camera track
         assert "clustered" in m["psnr_margin_ci95_method"] and set(m["psnr_margin_ci95_low"]) >= {
-            "model_k2", "latent_persistence", "persistence_blur"}
+            "model_k2",
+            "latent_persistence",
+            "persistence_blur",
+        }
         assert len(m["persistence_blur"]["sigma_px"]) == HORIZON and "favours" in m["persistence_blur"]["note"]
         assert math.isfinite(m["quick_eval_latent_psnr"])
         assert set(m["latent_mse"]) >= {"model_k2", "model_k4", "persistence"}
@@ -253,30 +305,55 @@ def test_evaluate_writes_report_and_metrics_json_shape(setup, tmp_path):
     with torch.no_grad():
         gt = torch.from_numpy(clips.frames).permute(0, 1, 4, 2, 3).float() / 255
         rec = setup["tok"].decode(setup["tok"].encode(gt))
-    assert np.allclose(m["psnr"]["tokenizer_ceiling"],
-                       M.psnr(ER.to_uint8(rec[:, CONTEXT:]), clips.frames[:, CONTEXT:], clips.hud_mask).mean(0),
-                       atol=1e-3)
+    assert np.allclose(
+        m["psnr"]["tokenizer_ceiling"],
+        M.psnr(ER.to_uint8(rec[:, CONTEXT:]), clips.frames[:, CONTEXT:], clips.hud_mask).mean(0),
+        atol=1e-3,
+    )
     # ... and latent persistence the last context frame's reconstruction, repeated
     last = np.repeat(ER.to_uint8(rec[:, CONTEXT - 1 : CONTEXT]), HORIZON, axis=1)
-    assert np.allclose(m["psnr"]["latent_persistence"],
-                       M.psnr(last, clips.frames[:, CONTEXT:], clips.hud_mask).mean(0), atol=1e-3)
+    assert np.allclose(
+        m["psnr"]["latent_persistence"], M.psnr(last, clips.frames[:, CONTEXT:], clips.hud_mask).mean(0), atol=1e-3
+    )
     # files
     report = (out / "report.md").read_text()
-    for needle in ("psnr_vs_horizon_test.png", "psnr_vs_horizon_validation.png", "strip_demo_006.png",
-                   "rollout_vid_b.gif", "Lineage", "code_versions", "| horizon |", "Config", "persistence_blur: sigma"):
+    for needle in (
+        "psnr_vs_horizon_test.png",
+        "psnr_vs_horizon_validation.png",
+        "strip_demo_006.png",
+        "rollout_vid_b.gif",
+        "Lineage",
+        "code_versions",
+        "| horizon |",
+        "Config",
+        "persistence_blur: sigma",
+    ):
         assert needle in report
-    assert report.index("## Test videos") < report.index("## Validation videos") < report.index("## Checks (on the test")
+    assert (
+        report.index("## Test videos") < report.index("## Validation videos") < report.index("## Checks (on the test")
+    )
     for split in ("test", "validation"):
         assert Image.open(out / f"psnr_vs_horizon_{split}.png").size == (640, 400)
         assert len(result["plot_pngs"][split]) < 40_000
     assert Image.open(out / "rollout_demo_006.gif").n_frames == CONTEXT + HORIZON
     assert result["strip_png"][:8] == b"\x89PNG\r\n\x1a\n" and len(result["strip_png"]) < 40_000
     flat = result["flat"]
-    for key in ("test_psnr_h1_model_k2", "test_psnr_h4_persistence", "test_ssim_h1_model_k2",
-                "test_lpips_h4_persistence", "test_clips", "test_psnr_margin_ci95_low_h1_model_k2",
-                "test_psnr_h4_tokenizer_ceiling", "test_psnr_h1_latent_persistence", "test_lpips_h4_persistence_blur",
-                "test_action_gap_db_h1", "test_quick_eval_latent_psnr", "validation_psnr_h1_model_k2",
-                "validation_clips", "eval_seconds"):
+    for key in (
+        "test_psnr_h1_model_k2",
+        "test_psnr_h4_persistence",
+        "test_ssim_h1_model_k2",
+        "test_lpips_h4_persistence",
+        "test_clips",
+        "test_psnr_margin_ci95_low_h1_model_k2",
+        "test_psnr_h4_tokenizer_ceiling",
+        "test_psnr_h1_latent_persistence",
+        "test_lpips_h4_persistence_blur",
+        "test_action_gap_db_h1",
+        "test_quick_eval_latent_psnr",
+        "validation_psnr_h1_model_k2",
+        "validation_clips",
+        "eval_seconds",
+    ):
         assert key in flat and math.isfinite(flat[key]), key
     assert list(flat).index("test_psnr_h1_model_k2") < list(flat).index("validation_psnr_h1_model_k2")
     assert not list(out.glob(".*tmp*"))  # no temp files left behind
@@ -289,13 +366,37 @@ def test_baselines_that_need_a_prior_or_a_camera_appear_with_them(setup, tmp_pat
     wrong way it would score like persistence); blur never loses to persistence, which is its sigma 0."""
     tok = setup["tok"]
     torch.manual_seed(0)
-    wm = WorldModel(DynamicsConfig(num_tokens=tok.num_tokens, token_dim=tok.token_dim, d_model=32, n_layers=1,
-                                   n_heads=2, n_kv_heads=1, n_registers=1, k_max=4, max_frames=16,
-                                   persistence_prior=True, prior_kernel=3)).eval()
-    camera = lambda store: np.stack([-2.0 * np.arange(12), -1.0 * np.arange(12)], 1)
+    wm = WorldModel(
+        DynamicsConfig(
+            num_tokens=tok.num_tokens,
+            token_dim=tok.token_dim,
+            d_model=32,
+            n_layers=1,
+            n_heads=2,
+            n_kv_heads=1,
+            n_registers=1,
+            k_max=4,
+            max_frames=16,
+            persistence_prior=True,
+            prior_kernel=3,
+        )
+    ).eval()
+
+    def camera(store):
+        return np.stack([-2.0 * np.arange(12), -1.0 * np.arange(12)], 1)
+
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, quick_eval=False)
-    m = EV.evaluate_models(tok, wm, _rollout(), {"test": setup["stores"]}, cfg, tmp_path, train_context_noise=0.1,
-                           log=lambda s: None, camera_track=camera)["metrics"]["test"]
+    m = EV.evaluate_models(
+        tok,
+        wm,
+        _rollout(),
+        {"test": setup["stores"]},
+        cfg,
+        tmp_path,
+        train_context_noise=0.1,
+        log=lambda s: None,
+        camera_track=camera,
+    )["metrics"]["test"]
     assert m["psnr"]["prior_only"] == pytest.approx(m["psnr"]["latent_persistence"], abs=1e-6)
     assert all(o > p + 4 for o, p in zip(m["psnr"]["scroll_oracle"], m["psnr"]["persistence"]))
     assert all(b >= p - 1e-9 for b, p in zip(m["psnr"]["persistence_blur"], m["psnr"]["persistence"]))
@@ -305,19 +406,29 @@ def test_baselines_that_need_a_prior_or_a_camera_appear_with_them(setup, tmp_pat
 def test_evaluate_refuses_unknown_splits_and_nothing_to_score(setup, tmp_path):
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, quick_eval=False)
     with pytest.raises(ValueError, match="unknown split"):
-        EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"heldout": setup["stores"]}, cfg, tmp_path,
-                           log=lambda s: None)
+        EV.evaluate_models(
+            setup["tok"], setup["wm"], _rollout(), {"heldout": setup["stores"]}, cfg, tmp_path, log=lambda s: None
+        )
     with pytest.raises(ValueError, match="no frames stores"):
-        EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": [], "validation": []}, cfg, tmp_path,
-                           log=lambda s: None)
+        EV.evaluate_models(
+            setup["tok"], setup["wm"], _rollout(), {"test": [], "validation": []}, cfg, tmp_path, log=lambda s: None
+        )
 
 
 def test_costly_extras_run_only_on_the_splits_named(setup, tmp_path):
-    cfg = small_cfg(sampling_steps=(2, 4), lpips_net=None, gif=False, extras_splits=("test",),
-                    shuffled_clips_per_video=1)
-    m = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": setup["stores"][:1],
-                                                                   "validation": setup["stores"][:1]},
-                           cfg, tmp_path, train_context_noise=0.1, log=lambda s: None)["metrics"]
+    cfg = small_cfg(
+        sampling_steps=(2, 4), lpips_net=None, gif=False, extras_splits=("test",), shuffled_clips_per_video=1
+    )
+    m = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        _rollout(),
+        {"test": setup["stores"][:1], "validation": setup["stores"][:1]},
+        cfg,
+        tmp_path,
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )["metrics"]
     test, val = m["test"], m["validation"]
     assert {"model_k4", "model_k2_noise0"} <= set(test["psnr"]) and test["action_gap_db"]
     assert test["clips"] == 2 and test["action_gap_clips"] == 1  # shuffled actions on the first clip only
@@ -331,13 +442,29 @@ def test_costly_extras_run_only_on_the_splits_named(setup, tmp_path):
 def test_short_video_is_skipped_and_named(setup, tmp_path):
     short = write_frames_store(tmp_path / "short.zarr", "short", num_frames=5)
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
-    res = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": [short, setup["stores"][1]]}, cfg,
-                            tmp_path / "o", train_context_noise=0.1, log=lambda s: None)
+    res = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        _rollout(),
+        {"test": [short, setup["stores"][1]]},
+        cfg,
+        tmp_path / "o",
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )
     m = res["metrics"]["test"]
     assert m["videos"] == ["vid_b"] and m["skipped_videos"] == ["short"]
     with pytest.raises(ValueError, match="short"):
-        EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": [short]}, cfg, tmp_path / "p",
-                          train_context_noise=0.1, log=lambda s: None)
+        EV.evaluate_models(
+            setup["tok"],
+            setup["wm"],
+            _rollout(),
+            {"test": [short]},
+            cfg,
+            tmp_path / "p",
+            train_context_noise=0.1,
+            log=lambda s: None,
+        )
 
 
 def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
@@ -350,8 +477,13 @@ def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
     create_array(group, "has_actions", data=np.ones(10, bool))
     value = ER.quick_eval_latents(wm, [tmp_path / "v.zarr"], window=6, windows_per_video=1, seed=5)
     start = ER.clip_starts(10, 6, 1)[0]
-    direct = ER.quick_latent_psnr(wm, torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),
-                                 torch.ones(1, 6, 2, dtype=torch.long), torch.ones(1, 6, dtype=torch.bool), seed=5)
+    direct = ER.quick_latent_psnr(
+        wm,
+        torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),
+        torch.ones(1, 6, 2, dtype=torch.long),
+        torch.ones(1, 6, dtype=torch.bool),
+        seed=5,
+    )
     assert value == pytest.approx(direct) and math.isfinite(value)
 
 
@@ -385,17 +517,34 @@ def test_quick_latent_psnr_is_one_step_from_tau_half_by_hand():
 def test_action_gap_is_zero_when_actions_do_not_matter(setup, tmp_path):
     """A world model that ignores actions must show no gap (true vs shuffled rollouts are identical)."""
 
-    def action_blind_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator,
-                             **kw):
+    def action_blind_rollout(
+        model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, **kw
+    ):
         return context[:, -1:].expand(-1, horizon, -1, -1)
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False)
-    res = EV.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, {"test": setup["stores"][:1]}, cfg,
-                            tmp_path, train_context_noise=0.1, log=lambda s: None)
+    res = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        action_blind_rollout,
+        {"test": setup["stores"][:1]},
+        cfg,
+        tmp_path,
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )
     assert res["metrics"]["test"]["action_gap_db"] == [0.0] * HORIZON
     # ...and without action labels there is no gap to report
-    res = EV.evaluate_models(setup["tok"], setup["wm"], action_blind_rollout, {"test": setup["stores"][1:]}, cfg,
-                            tmp_path / "b", train_context_noise=0.1, log=lambda s: None)
+    res = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        action_blind_rollout,
+        {"test": setup["stores"][1:]},
+        cfg,
+        tmp_path / "b",
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )
     assert res["metrics"]["test"]["action_gap_db"] == [] and not res["metrics"]["test"]["action_gap_available"]
 
 
@@ -405,12 +554,13 @@ def test_action_gap_has_the_sign_and_size_of_the_models_use_of_actions(setup, tm
     Its mirror image (right only for the shuffled actions) gives the same gap with the opposite sign."""
     from ahriuwu_core.tokenizer.encode import encode_frames
 
-    cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False,
-                    mean_readout=False)
+    cfg = small_cfg(
+        sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False, mean_readout=False
+    )
     clips = ER.read_clips(setup["stores"][0], cfg)
     truth = {}
     for i in range(len(clips.starts)):
-        latents = encode_frames(setup["tok"], ER.to_device_frames(clips.frames[i:i + 1], "cpu"))
+        latents = encode_frames(setup["tok"], ER.to_device_frames(clips.frames[i : i + 1], "cpu"))
         truth[clips.actions[i].tobytes()] = latents[0, CONTEXT:]
 
     def oracle(invert):
@@ -420,25 +570,48 @@ def test_action_gap_has_the_sign_and_size_of_the_models_use_of_actions(setup, tm
                 known = truth.get(actions[b].numpy().tobytes())
                 rows.append(known if (known is not None) != invert else context[b, -1:].expand(horizon, -1, -1))
             return torch.stack([truth[clips.actions[b].tobytes()] if r is None else r for b, r in enumerate(rows)])
+
         return rollout_fn
 
-    res = EV.evaluate_models(setup["tok"], setup["wm"], oracle(False), {"test": setup["stores"][:1]}, cfg,
-                            tmp_path / "a", train_context_noise=0.1, log=lambda s: None)
+    res = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        oracle(False),
+        {"test": setup["stores"][:1]},
+        cfg,
+        tmp_path / "a",
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )
     m = res["metrics"]["test"]
     assert m["psnr"]["model_k2"] == pytest.approx(m["psnr"]["tokenizer_ceiling"], abs=1e-9)
     # By hand: PSNR of the decoded truth minus PSNR of the decoded copy of the last context latent, per horizon.
     with torch.no_grad():
         true_u8 = ER.to_uint8(setup["tok"].decode(torch.stack(list(truth.values()))))
-        copy = torch.stack([encode_frames(setup["tok"], ER.to_device_frames(clips.frames[i:i + 1], "cpu"))[0, CONTEXT - 1:CONTEXT]
-                            .expand(HORIZON, -1, -1) for i in range(len(clips.starts))])
+        copy = torch.stack(
+            [
+                encode_frames(setup["tok"], ER.to_device_frames(clips.frames[i : i + 1], "cpu"))[
+                    0, CONTEXT - 1 : CONTEXT
+                ].expand(HORIZON, -1, -1)
+                for i in range(len(clips.starts))
+            ]
+        )
         copy_u8 = ER.to_uint8(setup["tok"].decode(copy))
     future = clips.frames[:, CONTEXT:]
     expected = (M.psnr(true_u8, future, clips.hud_mask) - M.psnr(copy_u8, future, clips.hud_mask)).mean(0)
     gap = np.array(m["action_gap_db"])
     np.testing.assert_allclose(gap, expected, atol=1e-6)
     assert np.abs(gap).max() > 0.01, gap  # the shuffle really changed the outcome
-    res = EV.evaluate_models(setup["tok"], setup["wm"], oracle(True), {"test": setup["stores"][:1]}, cfg,
-                            tmp_path / "b", train_context_noise=0.1, log=lambda s: None)
+    res = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        oracle(True),
+        {"test": setup["stores"][:1]},
+        cfg,
+        tmp_path / "b",
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )
     np.testing.assert_allclose(res["metrics"]["test"]["action_gap_db"], -gap, atol=1e-9)
 
 
@@ -449,8 +622,16 @@ def test_nan_model_is_flagged_end_to_end(setup, tmp_path):
         return torch.full((context.shape[0], horizon, *context.shape[2:]), float("nan"))
 
     cfg = small_cfg(sampling_steps=(2,), lpips_net=None, gif=False, action_agreement=False, quick_eval=False)
-    res = EV.evaluate_models(setup["tok"], setup["wm"], nan_rollout, {"test": setup["stores"][:1]}, cfg, tmp_path,
-                            train_context_noise=0.1, log=lambda s: None)
+    res = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        nan_rollout,
+        {"test": setup["stores"][:1]},
+        cfg,
+        tmp_path,
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )
     ok, details = EK.check_no_nan(res["metrics"])
     assert not ok and "test.latent_mse.model_k2[0]" in details["non_finite"]
     assert "| no_nan | FAIL |" in (tmp_path / "report.md").read_text()
@@ -458,28 +639,76 @@ def test_nan_model_is_flagged_end_to_end(setup, tmp_path):
 
 def test_cli_end_to_end(setup, tmp_path):
     out = tmp_path / "cli"
-    cmd = [sys.executable, "-m", "ahriuwu_core.eval", "--tokenizer", str(setup["tok_path"]), "--dynamics",
-           str(setup["dyn_path"]), "--frames", str(setup["stores"][0]), "--validation", str(setup["stores"][1]),
-           "--out", str(out), "--context",
-           str(CONTEXT), "--horizon", str(HORIZON), "--steps", "2", "4", "--clips-per-video", "1",
-           "--strip-horizons", "1", "3", "--device", "cpu", "--lpips-net", "none", "--no-zero-noise", "--lineage", '{"run": "cli"}']
+    cmd = [
+        sys.executable,
+        "-m",
+        "ahriuwu_core.eval",
+        "--tokenizer",
+        str(setup["tok_path"]),
+        "--dynamics",
+        str(setup["dyn_path"]),
+        "--frames",
+        str(setup["stores"][0]),
+        "--validation",
+        str(setup["stores"][1]),
+        "--out",
+        str(out),
+        "--context",
+        str(CONTEXT),
+        "--horizon",
+        str(HORIZON),
+        "--steps",
+        "2",
+        "4",
+        "--clips-per-video",
+        "1",
+        "--strip-horizons",
+        "1",
+        "3",
+        "--device",
+        "cpu",
+        "--lpips-net",
+        "none",
+        "--no-zero-noise",
+        "--lineage",
+        '{"run": "cli"}',
+    ]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}  # tiny models; the cores are shared with other suites
     proc = subprocess.run(cmd, capture_output=True, text=True, timeout=300, env=env)
     assert proc.returncode == 0, proc.stderr[-2000:]
     assert "check no_nan: pass" in proc.stdout
     m = json.loads((out / "metrics.json").read_text())
     assert m["splits"] == ["test", "validation"] and m["validation"]["videos"] == ["vid_b"]
-    assert list(m["test"]["psnr"]) == ["model_k2", "model_k4", "persistence", "tokenizer_ceiling",
-                                       "persistence_motion", "latent_persistence", "persistence_blur",
-                                       "model_k2_mean"]
+    assert list(m["test"]["psnr"]) == [
+        "model_k2",
+        "model_k4",
+        "persistence",
+        "tokenizer_ceiling",
+        "persistence_motion",
+        "latent_persistence",
+        "persistence_blur",
+        "model_k2_mean",
+    ]
     assert (out / "report.md").exists() and (out / "strip_vid_b.png").exists()
     assert '"run": "cli"' in (out / "report.md").read_text()
 
 
 def test_cli_bad_store_names_it(setup, tmp_path):
     with pytest.raises(FileNotFoundError, match="missing.zarr"):
-        EM.main(["--tokenizer", str(setup["tok_path"]), "--dynamics", str(setup["dyn_path"]), "--frames",
-                str(tmp_path / "missing.zarr"), "--out", str(tmp_path / "o"), "--device", "cpu"])
+        EM.main(
+            [
+                "--tokenizer",
+                str(setup["tok_path"]),
+                "--dynamics",
+                str(setup["dyn_path"]),
+                "--frames",
+                str(tmp_path / "missing.zarr"),
+                "--out",
+                str(tmp_path / "o"),
+                "--device",
+                "cpu",
+            ]
+        )
 
 
 # --------------------------------------------------------------------------------------------- checks
@@ -490,16 +719,26 @@ def _metrics(model_h1=30.0, persistence_h1=25.0, k4=(30.0, 28.0), k64=(30.5, 28.
     margin = model_h1 - persistence_h1
 
     def section(model_h1, persistence_h1, k4, k64, margin, spread):
-        return {"horizons": [1, 2],
-                "psnr": {"model_k4": [model_h1, k4[1]], "model_k64": list(k64),
-                         "persistence": [persistence_h1, 20.0], "tokenizer_ceiling": [35.0, 35.0]},
-                "psnr_margin_ci95_low": {"model_k4": [margin - spread, 7.0]},
-                "psnr_margin_ci95_high": {"model_k4": [margin + spread, 9.0]},
-                "action_gap_db": [1.0, 0.5], "quick_eval_latent_psnr": 20.0}
+        return {
+            "horizons": [1, 2],
+            "psnr": {
+                "model_k4": [model_h1, k4[1]],
+                "model_k64": list(k64),
+                "persistence": [persistence_h1, 20.0],
+                "tokenizer_ceiling": [35.0, 35.0],
+            },
+            "psnr_margin_ci95_low": {"model_k4": [margin - spread, 7.0]},
+            "psnr_margin_ci95_high": {"model_k4": [margin + spread, 9.0]},
+            "action_gap_db": [1.0, 0.5],
+            "quick_eval_latent_psnr": 20.0,
+        }
 
-    return {"splits": ["test", "validation"], "config": {"sampling_steps": [4, 64]},
-            "test": section(model_h1, persistence_h1, k4, k64, margin, spread),
-            "validation": section(30.0, 25.0, (30.0, 28.0), (30.2, 28.2), 5.0, 1.0)}
+    return {
+        "splits": ["test", "validation"],
+        "config": {"sampling_steps": [4, 64]},
+        "test": section(model_h1, persistence_h1, k4, k64, margin, spread),
+        "validation": section(30.0, 25.0, (30.0, 28.0), (30.2, 28.2), 5.0, 1.0),
+    }
 
 
 def test_check_beats_persistence():
@@ -557,22 +796,44 @@ def test_run_checks_names():
 
 
 def test_plot_and_small_png(tmp_path):
-    img = R.line_plot([1, 2, 3], {"model_k4": [20.0, 18.0, float("nan")], "persistence": [19.0, 17.0, 16.0]},
-                      "t", "horizon", "PSNR (dB)")
+    img = R.line_plot(
+        [1, 2, 3],
+        {"model_k4": [20.0, 18.0, float("nan")], "persistence": [19.0, 17.0, 16.0]},
+        "t",
+        "horizon",
+        "PSNR (dB)",
+    )
     arr = np.asarray(img)
     assert arr.shape == (400, 640, 3)
     assert (np.abs(arr.astype(int) - R.SERIES_COLOURS["model_k4"]).sum(-1) == 0).any()  # the line is drawn
-    data = R.small_png_bytes(Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 2000, 3), np.uint8)),
-                             max_bytes=30_000)
+    data = R.small_png_bytes(
+        Image.fromarray(np.random.default_rng(0).integers(0, 255, (600, 2000, 3), np.uint8)), max_bytes=30_000
+    )
     assert len(data) <= 30_000
     assert R.png_data_uri(img).startswith("data:image/png;base64,")
 
 
 def test_many_steps_variant_on_a_subset_is_compared_on_the_same_clips(setup, tmp_path):
-    cfg = small_cfg(sampling_steps=(2, 4), clips_per_video=2, many_steps_clips_per_video=1, lpips_net=None,
-                    gif=False, quick_eval=False, mean_readout=False, also_zero_context_noise=False)
-    m = EV.evaluate_models(setup["tok"], setup["wm"], _rollout(), {"test": setup["stores"]}, cfg, tmp_path,
-                          train_context_noise=0.1, log=lambda s: None)["metrics"]["test"]
+    cfg = small_cfg(
+        sampling_steps=(2, 4),
+        clips_per_video=2,
+        many_steps_clips_per_video=1,
+        lpips_net=None,
+        gif=False,
+        quick_eval=False,
+        mean_readout=False,
+        also_zero_context_noise=False,
+    )
+    m = EV.evaluate_models(
+        setup["tok"],
+        setup["wm"],
+        _rollout(),
+        {"test": setup["stores"]},
+        cfg,
+        tmp_path,
+        train_context_noise=0.1,
+        log=lambda s: None,
+    )["metrics"]["test"]
     assert m["clips"] == 4 and m["clips_per_series"]["model_k2"] == 4 and m["clips_per_series"]["model_k4"] == 2
     same = m["psnr_same_clips"]["model_k4"]
     assert same["clips"] == 2 and len(same["model_k2"]) == HORIZON

@@ -1,4 +1,5 @@
 """Atomic writes and the leftover sweep (ahriuwu_core/files.py), on real files and folders."""
+
 import os
 import subprocess
 

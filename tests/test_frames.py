@@ -1,4 +1,5 @@
 """frames.py: exact 20 fps resampling by timestamp, resize modes, rotation, HUD masks, actions, bad inputs."""
+
 import json
 import math
 import subprocess
@@ -12,8 +13,8 @@ import pytest
 
 from ahriuwu_core import frames
 from ahriuwu_core.conventions import HUD_LAYOUTS
-from ahriuwu_core.testing import media
 from ahriuwu_core.frames import FramesConfig, FramesError
+from ahriuwu_core.testing import media
 
 
 def expected_indices(times, n_out, fps=20):
@@ -48,10 +49,13 @@ def test_exact_20fps_by_timestamp(tmp_path, fps):
         assert stats["time_step_jitter_ms"] == pytest.approx(500 / 30, abs=0.5)  # steps of 33.3 and 66.7 ms
 
 
-@pytest.mark.parametrize("name, codec, options", [
-    ("bframes.mp4", "libx264", {"preset": "medium", "bf": "3", "crf": "18"}),  # decode order != display order
-    ("vp9.webm", "libvpx-vp9", None),  # what YouTube often serves; WebM has a 1 ms time base
-])
+@pytest.mark.parametrize(
+    "name, codec, options",
+    [
+        ("bframes.mp4", "libx264", {"preset": "medium", "bf": "3", "crf": "18"}),  # decode order != display order
+        ("vp9.webm", "libvpx-vp9", None),  # what YouTube often serves; WebM has a 1 ms time base
+    ],
+)
 def test_bframes_and_webm(tmp_path, name, codec, options):
     clip = media.make_clip(tmp_path / name, seconds=1.5, fps=30, codec=codec, codec_options=options)
     stats = frames.extract_frames(clip.path, tmp_path / "o.zarr", FramesConfig())
@@ -91,8 +95,9 @@ def test_rotation_metadata_comes_out_upright(tmp_path, rotation):
 
 def test_store_layout_and_attrs(tmp_path):
     clip = media.make_clip(tmp_path / "v.mp4", seconds=1.0, fps=30, width=160, height=90)
-    stats = frames.extract_frames(clip.path, tmp_path / "v.zarr", FramesConfig(width=32, height=24, chunk_frames=8),
-                                  video_id="vid1")
+    stats = frames.extract_frames(
+        clip.path, tmp_path / "v.zarr", FramesConfig(width=32, height=24, chunk_frames=8), video_id="vid1"
+    )
     g = frames.open_frames(tmp_path / "v.zarr")
     assert g["frames"].shape == (20, 24, 32, 3) and g["frames"].dtype == np.uint8
     assert g["frames"].chunks == (8, 24, 32, 3)
@@ -103,6 +108,7 @@ def test_store_layout_and_attrs(tmp_path):
     assert attrs["video_id"] == "vid1" and attrs["fps"] == 20 and attrs["size"] == [32, 24]
     assert attrs["source_size"] == [160, 90] and attrs["num_frames"] == 20
     import hashlib
+
     assert attrs["content_hash"] == hashlib.sha256(np.asarray(g["frames"]).tobytes()).hexdigest()
     assert stats["content_hash"] == attrs["content_hash"]
     # rerun over an existing store replaces it with identical content
@@ -194,7 +200,9 @@ def test_actions_lead_into_their_frame(tmp_path):
     for i, rec in enumerate(doc["frames"]):
         rec["move"] = (i + 6) % 9  # move encodes the source frame index
     (tmp_path / "v.actions.json").write_text(json.dumps(doc))
-    stats = frames.extract_frames(clip.path, tmp_path / "v.zarr", FramesConfig(), actions_path=tmp_path / "v.actions.json")
+    stats = frames.extract_frames(
+        clip.path, tmp_path / "v.zarr", FramesConfig(), actions_path=tmp_path / "v.actions.json"
+    )
     g = frames.open_frames(tmp_path / "v.zarr")
     has, acts = np.asarray(g["has_actions"]), np.asarray(g["actions"])
     # Output frame k carries the action pressed during [(k-1)/20, k/20): frame 5's interval is the first that
@@ -211,13 +219,19 @@ def test_actions_lead_into_their_frame(tmp_path):
     assert g.attrs["action_components"] == ["move", "ability"] and g.attrs["action_num_classes"] == [9, 5]
 
 
-@pytest.mark.parametrize("content, match", [
-    ("{not json", "not readable JSON"),
-    ('{"fps": 30, "frames": []}', "needs"),
-    ('{"fps": 30, "components": ["move"], "num_classes": [9], "frames": [{"t": 0.1, "move": 1}, {"t": 0.05, "move": 2}]}',
-     "strictly increasing"),
-    ('{"fps": 30, "components": ["move"], "num_classes": [9], "frames": [{"t": 0.0, "move": 12}]}', "record 0"),
-])
+@pytest.mark.parametrize(
+    "content, match",
+    [
+        ("{not json", "not readable JSON"),
+        ('{"fps": 30, "frames": []}', "needs"),
+        (
+            '{"fps": 30, "components": ["move"], "num_classes": [9], '
+            '"frames": [{"t": 0.1, "move": 1}, {"t": 0.05, "move": 2}]}',
+            "strictly increasing",
+        ),
+        ('{"fps": 30, "components": ["move"], "num_classes": [9], "frames": [{"t": 0.0, "move": 12}]}', "record 0"),
+    ],
+)
 def test_corrupt_actions_sidecar(tmp_path, content, match):
     clip = media.make_clip(tmp_path / "v.mp4", seconds=0.5, fps=20)
     sidecar = tmp_path / "v.actions.json"
@@ -236,15 +250,18 @@ def _good_clip(path):
     return media.make_clip(path, seconds=0.5, fps=20, width=64, height=48)
 
 
-@pytest.mark.parametrize("kind, match", [
-    ("empty", "empty file"),
-    ("truncated", "not a readable video|decoding failed"),
-    ("truncated_faststart", "truncated or corrupt: decoded"),
-    ("text", "not a readable video"),
-    ("audio", "no video stream"),
-    ("tiny", "too small"),
-    ("missing", "no such file"),
-])
+@pytest.mark.parametrize(
+    "kind, match",
+    [
+        ("empty", "empty file"),
+        ("truncated", "not a readable video|decoding failed"),
+        ("truncated_faststart", "truncated or corrupt: decoded"),
+        ("text", "not a readable video"),
+        ("audio", "no video stream"),
+        ("tiny", "too small"),
+        ("missing", "no such file"),
+    ],
+)
 def test_bad_inputs_fail_clearly_and_recover(tmp_path, kind, match):
     video = tmp_path / "bad.mp4"
     if kind == "empty":
@@ -292,8 +309,9 @@ def test_stale_temp_dirs_removed(tmp_path):
         live.mkdir()
         frames.extract_frames(clip.path, tmp_path / "v.zarr", FramesConfig())
         assert not stale.exists() and live.exists()
-        assert sorted(p.name for p in tmp_path.iterdir()) == sorted([".x.tmp-%d-89abcdef.zarr" % writer.pid,
-                                                                     "v.mp4", "v.zarr"])
+        assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
+            [".x.tmp-%d-89abcdef.zarr" % writer.pid, "v.mp4", "v.zarr"]
+        )
     finally:
         writer.kill()
 
@@ -327,8 +345,12 @@ def test_4k_memory_stays_bounded(tmp_path):
         st = frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig(decode_threads=2))
         print(st["num_frames"], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
     """)
-    out = subprocess.run([sys.executable, "-c", script, str(clip.path), str(tmp_path / "4k.zarr")],
-                         capture_output=True, text=True, check=True).stdout.split()
+    out = subprocess.run(
+        [sys.executable, "-c", script, str(clip.path), str(tmp_path / "4k.zarr")],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()
     num_frames, growth_mb = int(out[0]), float(out[1])
     assert num_frames == 40
     # 20 decoded 4K frames held at once would add >= 250 MB (12 MB each as yuv420p); streaming measured ~110 MB

@@ -1,5 +1,6 @@
 """Damaged stores are errors that name the store, never data: a deleted, a truncated and a bit-flipped chunk in a
 frames store (made by the real frames stage) and in a latents store (made by the real encode step)."""
+
 from dataclasses import asdict
 from pathlib import Path
 
@@ -9,11 +10,11 @@ import torch
 
 from ahriuwu_core import frames
 from ahriuwu_core.checked_store import StoreDamaged
+from ahriuwu_core.checkpoint import save_checkpoint
 from ahriuwu_core.dynamics.data import open_latent_video
 from ahriuwu_core.frames import FramesConfig
 from ahriuwu_core.testing import media
 from ahriuwu_core.tokenizer import build_tokenizer, encode_video
-from ahriuwu_core.checkpoint import save_checkpoint
 
 TINY_CNN = dict(image_size=16, channels=(8,), latent_dim=4)
 
@@ -26,7 +27,7 @@ def _damage(chunk: Path, how: str) -> None:
         chunk.write_bytes(data[: len(data) // 2])
     else:  # one flipped bit in the middle of the compressed payload
         i = len(data) // 2
-        chunk.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1:])
+        chunk.write_bytes(data[:i] + bytes([data[i] ^ 0x10]) + data[i + 1 :])
 
 
 @pytest.fixture()

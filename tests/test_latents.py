@@ -1,17 +1,19 @@
+from dataclasses import asdict
+
 import numpy as np
 import pytest
 import torch
 import zarr
 
+from ahriuwu_core.checkpoint import save_checkpoint
 from ahriuwu_core.tokenizer import build_tokenizer, encode_video
 from ahriuwu_core.tokenizer.encode import file_sha256
-from ahriuwu_core.checkpoint import save_checkpoint
-from dataclasses import asdict
 
 from ._tokenizer_stores import make_frames_store
 
-TINY_TF = dict(image_size=16, patch_size=4, num_latents=4, latent_dim=6, d_model=32, n_layers=1, n_heads=2,
-               out_tokens=2)
+TINY_TF = dict(
+    image_size=16, patch_size=4, num_latents=4, latent_dim=6, d_model=32, n_layers=1, n_heads=2, out_tokens=2
+)
 
 
 @pytest.fixture()

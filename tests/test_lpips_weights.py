@@ -1,4 +1,5 @@
 """LPIPS backbones load offline from torch hub's cache and are the real ImageNet ones (not random)."""
+
 import os
 
 import pytest
@@ -24,7 +25,7 @@ def natural_image(size=128, seed=0):
 
 def gaussian_blur(img, sigma=1.0):
     k = torch.arange(-3, 4, dtype=torch.float32)
-    k = torch.exp(-k**2 / (2 * sigma**2))
+    k = torch.exp(-(k**2) / (2 * sigma**2))
     k = k / k.sum()
     w = (k[:, None] * k[None, :]).expand(3, 1, 7, 7)
     return F.conv2d(F.pad(img, (3, 3, 3, 3), mode="reflect"), w, groups=3)

@@ -1,4 +1,5 @@
 """media.py: the synthetic clips say what they claim (timestamps, barcode, rotation, audio only)."""
+
 import shutil
 import subprocess
 from fractions import Fraction
@@ -53,8 +54,11 @@ def test_rotation_metadata_matches_ffmpeg_autorotate(tmp_path):
     # an independent player (the ffmpeg CLI autorotates by default) shows the upright pattern
     ffmpeg = shutil.which("ffmpeg")
     assert ffmpeg, "ffmpeg CLI missing: `make test` installs it (system-deps)"
-    raw = subprocess.run([ffmpeg, "-v", "error", "-i", str(clip.path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
-                         capture_output=True, check=True).stdout
+    raw = subprocess.run(
+        [ffmpeg, "-v", "error", "-i", str(clip.path), "-f", "rawvideo", "-pix_fmt", "rgb24", "-"],
+        capture_output=True,
+        check=True,
+    ).stdout
     imgs = np.frombuffer(raw, np.uint8).reshape(-1, 96, 160, 3)
     assert [media.read_frame_index(a) for a in imgs] == list(range(len(clip.times)))
 

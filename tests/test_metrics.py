@@ -130,8 +130,9 @@ def test_bootstrap_interval_of_a_normal_mean_is_the_textbook_one_and_covers_95_p
     half = 1.96 * x.std(ddof=1) / math.sqrt(len(x))
     assert low[0] == pytest.approx(x.mean() - half, abs=0.1 * half)
     assert high[0] == pytest.approx(x.mean() + half, abs=0.1 * half)
-    hits = [_covers(*metrics.bootstrap_mean_ci(rng.normal(3.0, 2.0, 50), resamples=500, seed=k), 3.0)
-            for k in range(400)]
+    hits = [
+        _covers(*metrics.bootstrap_mean_ci(rng.normal(3.0, 2.0, 50), resamples=500, seed=k), 3.0) for k in range(400)
+    ]
     assert 0.91 <= np.mean(hits) <= 0.98, np.mean(hits)
 
 

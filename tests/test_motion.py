@@ -1,4 +1,5 @@
 """motion.py: the global-shift estimate, sub-pixel translation, and the persistence_motion baseline."""
+
 import numpy as np
 import pytest
 
@@ -39,7 +40,7 @@ def test_hud_weights_ignore_a_static_overlay():
 
 def test_constant_velocity_rollout_carries_the_last_motion_forward():
     world = _texture(3, 128)
-    frames = [world[20:84, 20 + 2 * t:84 + 2 * t] for t in range(4)]  # the view pans 2 px per frame
+    frames = [world[20:84, 20 + 2 * t : 84 + 2 * t] for t in range(4)]  # the view pans 2 px per frame
     pred = constant_velocity_rollout(frames[0], frames[1], 2)
     assert pred.shape == (2, 64, 64, 3)
     for h in (1, 2):

@@ -3,10 +3,10 @@
 One module-scoped materialization serves every test here, in file order: files and metadata, the UI in a real
 browser, then the staleness tests (which change the data, so they come last).
 """
+
 from __future__ import annotations
 
 import dataclasses
-
 import json
 import os
 import shutil
@@ -36,8 +36,14 @@ def graph(tmp_path_factory):
     home = tmp_path_factory.mktemp("dagster_home")
     shutil.copy(ROOT / "dagster_home" / "dagster.yaml", home / "dagster.yaml")
     data_root = tmp_path_factory.mktemp("assets")
-    env = {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
-           "AHRIUWU_SOURCE": "demo", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "AHRIUWU_DATA_ROOT": str(data_root),
+        "AHRIUWU_PRESET": "tiny",
+        "AHRIUWU_SOURCE": "demo",
+        "AHRIUWU_AUTOMATION": "off",
+        "AHRIUWU_DEVICE": "cpu",
+    }
     mp = pytest.MonkeyPatch()  # module-scoped fixture: the function-scoped `monkeypatch` is not available
     for k, v in env.items():
         mp.setenv(k, v)
@@ -93,11 +99,13 @@ def test_files_shapes_and_metadata(graph):
     assert manifest["train"] and manifest["validation"] and manifest["test"]  # the tiny preset has one of each
     tok = latest_metadata(instance, "tokenizer")
     # Better than the best constant answer: the training frames' mean image, scored on the validation frames.
-    train_frames = np.concatenate([np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"])
-                                   for v in manifest["train"]])
+    train_frames = np.concatenate(
+        [np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"]) for v in manifest["train"]]
+    )
     mean_image = train_frames.mean(0).round().astype(np.uint8)
-    held = np.concatenate([np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"])
-                           for v in manifest["validation"]])
+    held = np.concatenate(
+        [np.asarray(zarr.open_group(str(data_root / "frames" / f"{v}.zarr"))["frames"]) for v in manifest["validation"]]
+    )
     mean_psnr = float(np.mean(psnr(np.broadcast_to(mean_image, held.shape), held)))
     assert tok["params"] > 0 and tok["heldout_psnr"] > mean_psnr + 3.0, (tok["heldout_psnr"], mean_psnr)
     dyn = latest_metadata(instance, "dynamics")
@@ -109,20 +117,34 @@ def test_files_shapes_and_metadata(graph):
     assert (model.cfg.num_tokens, model.cfg.token_dim) == tuple(lat["latents"].shape[1:])
     assert model.num_params() == dyn["params"] and dyn["steps"] == preset.dynamics.steps
     data_fields = ("num_tokens", "token_dim", "action_num_classes")  # from the data
-    assert all(getattr(model.cfg, f.name) == getattr(preset.dynamics.model, f.name)
-               for f in dataclasses.fields(model.cfg) if f.name not in data_fields)
+    assert all(
+        getattr(model.cfg, f.name) == getattr(preset.dynamics.model, f.name)
+        for f in dataclasses.fields(model.cfg)
+        if f.name not in data_fields
+    )
     ev = latest_metadata(instance, "evaluation")
     assert "data:image/png;base64," in ev["prediction_strip"]
     assert "test_psnr_h1_model_k4" in ev and "validation_psnr_h1_persistence" in ev
     from ahriuwu_core.play.server import DEFAULT_PORT
 
-    assert ev["play"] == f"http://127.0.0.1:{DEFAULT_PORT}/" and ev["play_command"] == f"make play DATA_ROOT={data_root}"
+    assert (
+        ev["play"] == f"http://127.0.0.1:{DEFAULT_PORT}/" and ev["play_command"] == f"make play DATA_ROOT={data_root}"
+    )
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
     assert metrics["splits"] == ["test", "validation"]
     for split in metrics["splits"]:
         m = metrics[split]
-        assert set(m["psnr"]) >= {"model_k4", "model_k64", "persistence", "tokenizer_ceiling", "persistence_motion",
-                                  "latent_persistence", "persistence_blur", "prior_only", "scroll_oracle"}
+        assert set(m["psnr"]) >= {
+            "model_k4",
+            "model_k64",
+            "persistence",
+            "tokenizer_ceiling",
+            "persistence_motion",
+            "latent_persistence",
+            "persistence_blur",
+            "prior_only",
+            "scroll_oracle",
+        }
         assert len(m["psnr"]["model_k4"]) == len(m["horizons"])
         assert m["videos"] == manifest[split] and m["clips"] == preset.evaluation.clips_per_video
         assert ev[f"{split}_videos"] == ", ".join(manifest[split])
@@ -132,7 +154,7 @@ def test_files_shapes_and_metadata(graph):
     store = zarr.open_group(str(data_root / "frames" / f"{manifest['test'][0]}.zarr"))
     C = preset.evaluation.context
     start = clip_starts(store["frames"].shape[0], C + preset.evaluation.horizon, 1)[0]
-    clip = np.asarray(store["frames"][start:start + C + 1])
+    clip = np.asarray(store["frames"][start : start + C + 1])
     hud = np.asarray(store["hud_mask"][:])
     assert metrics["psnr"]["persistence"][0] == pytest.approx(float(psnr(clip[C - 1], clip[C], hud)), abs=1e-6)
 
@@ -204,7 +226,6 @@ def test_recorded_checks_match_their_inputs(graph):
     assert recorded(instance, "evaluation", "split_disjoint")[0]
 
 
-
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:
     body = json.dumps({"query": query, "variables": variables or {}}).encode()
     req = urllib.request.Request(f"http://127.0.0.1:{port}/graphql", body, {"Content-Type": "application/json"})
@@ -229,13 +250,31 @@ def test_ui_in_a_real_browser(graph):
     instance, _, data_root, home, _ = graph
     ARTIFACTS.mkdir(exist_ok=True)
     port = free_port()
-    env = {**os.environ, "DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
-           "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu"}
+    env = {
+        **os.environ,
+        "DAGSTER_HOME": str(home),
+        "AHRIUWU_DATA_ROOT": str(data_root),
+        "AHRIUWU_PRESET": "tiny",
+        "AHRIUWU_AUTOMATION": "off",
+        "AHRIUWU_DEVICE": "cpu",
+    }
     log = open(ARTIFACTS / "dagster-dev.log", "w")
     server = subprocess.Popen(
-        [str(Path(sys.executable).with_name("dagster")), "dev", "-h", "127.0.0.1", "-p", str(port), "-w",
-         str(ROOT / "workspace.yaml")],
-        cwd=ROOT, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True,
+        [
+            str(Path(sys.executable).with_name("dagster")),
+            "dev",
+            "-h",
+            "127.0.0.1",
+            "-p",
+            str(port),
+            "-w",
+            str(ROOT / "workspace.yaml"),
+        ],
+        cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
     )
     try:
         deadline = time.time() + 120
@@ -253,8 +292,12 @@ def test_ui_in_a_real_browser(graph):
 
         # A partition materialization launched over GraphQL (what the UI's button sends) succeeds.
         params = {
-            "selector": {"repositoryLocationName": "ahriuwu", "repositoryName": "__repository__",
-                         "jobName": "__ASSET_JOB", "assetSelection": [{"path": ["frames"]}]},
+            "selector": {
+                "repositoryLocationName": "ahriuwu",
+                "repositoryName": "__repository__",
+                "jobName": "__ASSET_JOB",
+                "assetSelection": [{"path": ["frames"]}],
+            },
             "executionMetadata": {"tags": [{"key": "dagster/partition", "value": "demo_000"}]},
         }
         launched = _graphql(port, LAUNCH, {"params": params})["launchRun"]
@@ -262,7 +305,10 @@ def test_ui_in_a_real_browser(graph):
         run_id = launched["run"]["runId"]
         deadline = time.time() + 180
         while (status := _graphql(port, STATUS, {"id": run_id})["runOrError"]["status"]) not in (
-            "SUCCESS", "FAILURE", "CANCELED"):
+            "SUCCESS",
+            "FAILURE",
+            "CANCELED",
+        ):
             assert time.time() < deadline, f"run {run_id} still {status}"
             time.sleep(2)
         assert status == "SUCCESS"
@@ -270,8 +316,14 @@ def test_ui_in_a_real_browser(graph):
         with sync_playwright() as p:
             browser = p.chromium.launch(
                 executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                args=["--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                      "--disable-component-update", "--disable-sync", "--no-first-run"],
+                args=[
+                    "--no-sandbox",
+                    "--disable-gpu",
+                    "--disable-background-networking",
+                    "--disable-component-update",
+                    "--disable-sync",
+                    "--no-first-run",
+                ],
             )
             page = browser.new_page(viewport={"width": 1600, "height": 1000})
             # The first-visit "join the community" dialog can pop up at any moment (it once covered a click
@@ -308,8 +360,14 @@ def _materialize(instance, resources, names, partition=None, run_config=None):
 
     from pipeline.definitions import ALL_ASSETS
 
-    result = materialize(ALL_ASSETS, selection=AssetSelection.assets(*names), instance=instance,
-                         resources=resources, partition_key=partition, run_config=run_config)
+    result = materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(*names),
+        instance=instance,
+        resources=resources,
+        partition_key=partition,
+        run_config=run_config,
+    )
     assert result.success
 
 
@@ -345,8 +403,12 @@ def test_changing_one_video_stales_exactly_its_lineage(graph):
     # of the tokenizer, which retrains on the changed data, so they are unsynced too; no other video's frames are.
     ids = instance.get_dynamic_partitions("videos")
     assert unsynced_partitions(instance, ALL_ASSETS) == {
-        ("frames", "demo_001"), ("dataset_manifest", None), ("tokenizer", None), ("dynamics", None),
-        ("evaluation", None)} | {("latents", v) for v in ids}
+        ("frames", "demo_001"),
+        ("dataset_manifest", None),
+        ("tokenizer", None),
+        ("dynamics", None),
+        ("evaluation", None),
+    } | {("latents", v) for v in ids}
 
     # "Materialize unsynced": rerun exactly those, in graph order; then nothing is stale.
     _materialize(instance, resources, ["frames"], "demo_001")
@@ -362,12 +424,15 @@ def test_bumping_a_code_version_stales_it_and_its_downstream(graph):
     from pipeline.definitions import ALL_ASSETS
     from tests._staleness import stale_partitions, unsynced_partitions
 
-    bumped = [a.map_asset_specs(lambda s: s.replace_attributes(code_version="bumped")) if a.key.path == ["tokenizer"]
-              else a for a in ALL_ASSETS]
+    bumped = [
+        a.map_asset_specs(lambda s: s.replace_attributes(code_version="bumped")) if a.key.path == ["tokenizer"] else a
+        for a in ALL_ASSETS
+    ]
     assert stale_partitions(instance, bumped) == [("tokenizer", None)]
     ids = instance.get_dynamic_partitions("videos")
     assert unsynced_partitions(instance, bumped) == (
-        {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids})
+        {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids}
+    )
 
 
 def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(graph):
@@ -387,14 +452,18 @@ def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(g
     assert manifest_code_version(other_source) != manifest_code_version(here)
 
     def deployed(name, version):
-        return [a.map_asset_specs(lambda s: s.replace_attributes(code_version=version)) if a.key.path == [name]
-                else a for a in ALL_ASSETS]
+        return [
+            a.map_asset_specs(lambda s: s.replace_attributes(code_version=version)) if a.key.path == [name] else a
+            for a in ALL_ASSETS
+        ]
 
     ids = instance.get_dynamic_partitions("videos")
     training = {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids}
     assets = deployed("frames", frames_code_version(other_frames))
     assert stale_partitions(instance, assets) == sorted(("frames", v) for v in ids)
-    assert unsynced_partitions(instance, assets) == {("frames", v) for v in ids} | {("dataset_manifest", None)} | training
+    assert (
+        unsynced_partitions(instance, assets) == {("frames", v) for v in ids} | {("dataset_manifest", None)} | training
+    )
     assets = deployed("dataset_manifest", manifest_code_version(other_source))
     assert stale_partitions(instance, assets) == [("dataset_manifest", None)]
     assert unsynced_partitions(instance, assets) == {("dataset_manifest", None)} | training

@@ -5,6 +5,7 @@ Each broken input fails its own partition's run with a message naming it, leaves
 final paths, does not disturb its siblings, and succeeds on a rerun once the input is fixed. (No 4K case here:
 bounded memory on large frames is tested in tests/test_frames.py, and a 4K clip costs seconds to encode.)
 """
+
 from __future__ import annotations
 
 import functools
@@ -47,8 +48,9 @@ class _QuietHandler(http.server.SimpleHTTPRequestHandler):
 
 
 def _serve(directory: Path, port: int = 0) -> http.server.ThreadingHTTPServer:
-    server = http.server.ThreadingHTTPServer(("127.0.0.1", port), functools.partial(_QuietHandler,
-                                                                                     directory=str(directory)))
+    server = http.server.ThreadingHTTPServer(
+        ("127.0.0.1", port), functools.partial(_QuietHandler, directory=str(directory))
+    )
     threading.Thread(target=server.serve_forever, daemon=True).start()
     return server
 
@@ -87,8 +89,7 @@ def _failure(result) -> tuple[list[str], str]:
 
 
 def _leftovers(data_root: Path) -> list[str]:
-    return sorted(str(p.relative_to(data_root)) for p in data_root.rglob("*")
-                  if re.search(r"\.(tmp|old)-", p.name))
+    return sorted(str(p.relative_to(data_root)) for p in data_root.rglob("*") if re.search(r"\.(tmp|old)-", p.name))
 
 
 @pytest.fixture(scope="module")
@@ -99,9 +100,15 @@ def project(tmp_path_factory):
     src = tmp_path_factory.mktemp("source")
     served = tmp_path_factory.mktemp("served")
     _write_bad_inputs(src)
-    env = {"DAGSTER_HOME": str(home), "AHRIUWU_DATA_ROOT": str(data_root), "AHRIUWU_PRESET": "tiny",
-           "AHRIUWU_SOURCE": f"folder:{src}", "AHRIUWU_AUTOMATION": "off", "AHRIUWU_DEVICE": "cpu",
-           "AHRIUWU_RETRIES": "0"}
+    env = {
+        "DAGSTER_HOME": str(home),
+        "AHRIUWU_DATA_ROOT": str(data_root),
+        "AHRIUWU_PRESET": "tiny",
+        "AHRIUWU_SOURCE": f"folder:{src}",
+        "AHRIUWU_AUTOMATION": "off",
+        "AHRIUWU_DEVICE": "cpu",
+        "AHRIUWU_RETRIES": "0",
+    }
     mp = pytest.MonkeyPatch()  # module-scoped fixture: the function-scoped `monkeypatch` is not available
     for k, v in env.items():
         mp.setenv(k, v)
@@ -113,16 +120,25 @@ def project(tmp_path_factory):
     assert resources["project"].source_config().retries == 0
     server = _serve(served)  # serves an empty folder: 404 for everything
     closed = _closed_port()
-    urls = {"bad_unreachable": f"http://127.0.0.1:{closed}/bad_unreachable.mp4",
-            "bad_unavailable": f"http://127.0.0.1:{server.server_address[1]}/bad_unavailable.mp4"}
+    urls = {
+        "bad_unreachable": f"http://127.0.0.1:{closed}/bad_unreachable.mp4",
+        "bad_unavailable": f"http://127.0.0.1:{server.server_address[1]}/bad_unavailable.mp4",
+    }
     # A `urls:` source would fail at listing already; register these two as the sensor would have.
     catalog.register_videos(data_root, [{"video_id": vid, "url": url, "kind": "urls"} for vid, url in urls.items()])
     ids = register_source(instance, resources)
     instance.add_dynamic_partitions("videos", list(urls))
     assert sorted(ids) == sorted(set(GOOD) | set(BAD) - set(urls))
 
-    ctx = {"instance": instance, "resources": resources, "data_root": data_root, "src": src, "served": served,
-           "closed_port": closed, "first": {}}
+    ctx = {
+        "instance": instance,
+        "resources": resources,
+        "data_root": data_root,
+        "src": src,
+        "served": served,
+        "closed_port": closed,
+        "first": {},
+    }
     for vid in sorted(instance.get_dynamic_partitions("videos")):  # bad_* run before their good siblings
         ctx["first"][vid] = _materialize(ctx, vid)
     yield ctx
@@ -135,9 +151,15 @@ def _materialize(ctx, vid: str, refetch: bool = False):
     from pipeline.assets import frames, videos
     from pipeline.definitions import ALL_ASSETS
 
-    return materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=ctx["instance"],
-                       resources=ctx["resources"], partition_key=vid, raise_on_error=False,
-                       run_config={"ops": {"videos": {"config": {"refetch": refetch}}}})
+    return materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(videos, frames),
+        instance=ctx["instance"],
+        resources=ctx["resources"],
+        partition_key=vid,
+        raise_on_error=False,
+        run_config={"ops": {"videos": {"config": {"refetch": refetch}}}},
+    )
 
 
 def test_good_and_tolerated_inputs_succeed(project):

@@ -1,5 +1,6 @@
 """Play: the real server (`make play`) on 127.0.0.1 with a demo world model trained here, driven over its
 WebSocket protocol and in a real browser (Playwright with Debian's chromium)."""
+
 from __future__ import annotations
 
 import io
@@ -41,9 +42,20 @@ def server(data_root):
     port = free_port()
     ARTIFACTS.mkdir(exist_ok=True)
     log = open(ARTIFACTS / "play-server.log", "w")
-    proc = subprocess.Popen(["make", "-s", "play", f"DATA_ROOT={data_root}", f"PLAY_PORT={port}",
-                             f"PLAY_ARGS=--max-sessions {MAX_SESSIONS} --threads 1"],
-                            cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, start_new_session=True)
+    proc = subprocess.Popen(
+        [
+            "make",
+            "-s",
+            "play",
+            f"DATA_ROOT={data_root}",
+            f"PLAY_PORT={port}",
+            f"PLAY_ARGS=--max-sessions {MAX_SESSIONS} --threads 1",
+        ],
+        cwd=ROOT,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     url = f"http://127.0.0.1:{port}"
     try:
         deadline = time.time() + 120
@@ -160,7 +172,9 @@ def test_two_sessions_are_independent_and_the_limit_holds(server):
     assert b.wait_frames(3)[-1][0]["action"] == [5, 2]
     third = Client(server["ws"])
     assert "server is full" in third.wait_text("error")["message"]
-    with pytest.raises(Exception):  # closed by the server (1013)
+    from websockets.exceptions import ConnectionClosed
+
+    with pytest.raises(ConnectionClosed):  # closed by the server (1013)
         third.recv(timeout=10)
     assert third.ws.close_code == 1013
     a.close()
@@ -195,9 +209,9 @@ def test_replay_reset_and_a_bounded_context(server):
     store = zarr.open_group(str(server["root"] / "frames" / f"{video_id}.zarr"), mode="r")
     t0 = int(start) + context
     np.testing.assert_array_equal(first[2], store["frames"][t0 - 1])  # the last context frame, both panes
-    for i, (h, dream, truth) in enumerate(replay):
+    for i, (h, _dream, truth) in enumerate(replay):
         np.testing.assert_array_equal(truth, store["frames"][t0 + i])  # the ground truth of that frame
-        assert h["action"] == store["actions"][t0 + i].tolist()     # driven by the recorded action
+        assert h["action"] == store["actions"][t0 + i].tolist()  # driven by the recorded action
         assert h["mode"] == "replay"
     c.close()
 
@@ -252,8 +266,10 @@ def test_keys_steer_the_dream_in_a_real_browser(server):
     from playwright.sync_api import sync_playwright
 
     with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=shutil.which("chromium") or "/usr/bin/chromium",
-                                    args=["--no-sandbox", "--disable-gpu", "--no-first-run"])
+        browser = p.chromium.launch(
+            executable_path=shutil.which("chromium") or "/usr/bin/chromium",
+            args=["--no-sandbox", "--disable-gpu", "--no-first-run"],
+        )
         page = browser.new_page(viewport={"width": 1100, "height": 800})
         page.goto(server["url"] + "/")
         page.wait_for_function("window.ahriuwuPlay && window.ahriuwuPlay.frames > 5", timeout=60_000)
@@ -270,17 +286,24 @@ def test_keys_steer_the_dream_in_a_real_browser(server):
             page.wait_for_timeout(200)
             log = page.evaluate("window.ahriuwuPlay.log")
             results[move] = _scroll_agreement(log, move)
-        (ARTIFACTS / "play-agreement.json").write_text(json.dumps(  # mean_shift: pixels per frame (dx, dy)
-            {str(k): {"agreement": v[0], "mean_shift": list(map(float, v[1])), "frames": v[2]}
-             for k, v in results.items()}, indent=1))
+        (ARTIFACTS / "play-agreement.json").write_text(
+            json.dumps(  # mean_shift: pixels per frame (dx, dy)
+                {
+                    str(k): {"agreement": v[0], "mean_shift": list(map(float, v[1])), "frames": v[2]}
+                    for k, v in results.items()
+                },
+                indent=1,
+            )
+        )
         east, west = results[1], results[5]
         assert east[2] >= 10 and west[2] >= 10, results  # up to 20 frames in a second of key press
-        assert east[0] >= 0.7, results       # holding "east" scrolls the map west in >= 70% of the frames
+        assert east[0] >= 0.7, results  # holding "east" scrolls the map west in >= 70% of the frames
         assert east[1][0] < 0 < west[1][0], results  # and "west" scrolls it the other way
 
         page.select_option("#mode", "replay")
-        page.wait_for_function("(l => l.length && l.at(-1).truth && l.at(-1).index >= 10)(window.ahriuwuPlay.log)",
-                               timeout=30_000)
+        page.wait_for_function(
+            "(l => l.length && l.at(-1).truth && l.at(-1).index >= 10)(window.ahriuwuPlay.log)", timeout=30_000
+        )
         assert page.locator("#truthPane").is_visible() and page.locator("canvas#truth").evaluate("c => c.width") > 0
         page.screenshot(path=str(ARTIFACTS / "play-replay.png"))
         assert page.evaluate("window.ahriuwuPlay.errors") == []

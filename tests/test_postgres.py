@@ -1,6 +1,7 @@
 """Production storage for real: a PostgreSQL server from the system's package on 127.0.0.1, the project's
 `dagster_home/dagster.postgres.yaml` pointed at it, and several video partitions ingested by concurrent runs, each
 with the multiprocess executor (so run workers and step processes write to the database at the same time)."""
+
 from __future__ import annotations
 
 import json
@@ -15,8 +16,17 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from dagster import (AssetKey, AssetRecordsFilter, DagsterEventType, DagsterInstance, DagsterRunStatus, Definitions,
-                     build_sensor_context, define_asset_job, multiprocess_executor)
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    DagsterEventType,
+    DagsterInstance,
+    DagsterRunStatus,
+    Definitions,
+    build_sensor_context,
+    define_asset_job,
+    multiprocess_executor,
+)
 
 from ahriuwu_core.testing import media
 from tests._instance import ROOT, scratch_project
@@ -30,8 +40,10 @@ def _pg_bin() -> Path:
     found = sorted(Path("/usr/lib/postgresql").glob("*/bin/initdb"), key=lambda p: int(p.parts[-3]))
     initdb = found[-1] if found else (Path(shutil.which("initdb")).resolve() if shutil.which("initdb") else None)
     if initdb is None:
-        raise RuntimeError("PostgreSQL server binaries (initdb, pg_ctl) not found: run `make system-deps` "
-                           "(Debian package `postgresql`)")
+        raise RuntimeError(
+            "PostgreSQL server binaries (initdb, pg_ctl) not found: run `make system-deps` "
+            "(Debian package `postgresql`)"
+        )
     return initdb.parent
 
 
@@ -45,14 +57,18 @@ class Server:
 
     @property
     def env(self) -> dict:
-        return {"DAGSTER_PG_HOST": self.host, "DAGSTER_PG_PORT": str(self.port), "DAGSTER_PG_DB": self.db,
-                "DAGSTER_PG_USER": self.user, "DAGSTER_PG_PASSWORD": self.password}
+        return {
+            "DAGSTER_PG_HOST": self.host,
+            "DAGSTER_PG_PORT": str(self.port),
+            "DAGSTER_PG_DB": self.db,
+            "DAGSTER_PG_USER": self.user,
+            "DAGSTER_PG_PASSWORD": self.password,
+        }
 
     def connect(self):
         import psycopg2
 
-        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password,
-                                dbname=self.db)
+        return psycopg2.connect(host=self.host, port=self.port, user=self.user, password=self.password, dbname=self.db)
 
 
 @pytest.fixture
@@ -80,14 +96,36 @@ def postgres():
         done = subprocess.run([*as_user, *args], capture_output=True, text=True, timeout=timeout)
         assert done.returncode == 0, f"{args[0]} failed: {done.stdout}{done.stderr}"
 
-    pg(str(bin_dir / "initdb"), "-D", str(data), "-U", server.user, f"--pwfile={workdir / 'pw'}",
-       "--auth=scram-sha-256", "--no-sync", "-E", "UTF8")
+    pg(
+        str(bin_dir / "initdb"),
+        "-D",
+        str(data),
+        "-U",
+        server.user,
+        f"--pwfile={workdir / 'pw'}",
+        "--auth=scram-sha-256",
+        "--no-sync",
+        "-E",
+        "UTF8",
+    )
     # -F: no fsync (a scratch cluster); -k: the Unix socket in the scratch folder, not /var/run/postgresql
-    pg(str(bin_dir / "pg_ctl"), "-D", str(data), "-l", str(workdir / "server.log"), "-w", "-t", "60", "-o",
-       f"-F -k {workdir} -h {server.host} -p {server.port}", "start")
+    pg(
+        str(bin_dir / "pg_ctl"),
+        "-D",
+        str(data),
+        "-l",
+        str(workdir / "server.log"),
+        "-w",
+        "-t",
+        "60",
+        "-o",
+        f"-F -k {workdir} -h {server.host} -p {server.port}",
+        "start",
+    )
     try:
-        conn = psycopg2.connect(host=server.host, port=server.port, user=server.user, password=server.password,
-                                dbname="postgres")
+        conn = psycopg2.connect(
+            host=server.host, port=server.port, user=server.user, password=server.password, dbname="postgres"
+        )
         conn.autocommit = True
         with conn.cursor() as cur:
             cur.execute(f"CREATE DATABASE {server.db}")
@@ -143,20 +181,29 @@ def test_concurrent_partition_runs_are_all_recorded_in_postgres(postgres, tmp_pa
 
     with DagsterInstance.get() as instance:
         # The instance really is Postgres-backed: runs, events and schedules.
-        assert {type(s).__name__ for s in (instance.run_storage, instance.event_log_storage,
-                                           instance.schedule_storage)} == \
-            {"PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"}
+        assert {
+            type(s).__name__ for s in (instance.run_storage, instance.event_log_storage, instance.schedule_storage)
+        } == {"PostgresRunStorage", "PostgresEventLogStorage", "PostgresScheduleStorage"}
         resources = resources_from_env()
-        result = new_videos_sensor(build_sensor_context(
-            instance=instance, resources={k: resources[k] for k in ("storage", "project")}))
+        result = new_videos_sensor(
+            build_sensor_context(instance=instance, resources={k: resources[k] for k in ("storage", "project")})
+        )
         for req in result.dynamic_partitions_requests:
             instance.add_dynamic_partitions(req.partitions_def_name, list(req.partition_keys))
         assert sorted(instance.get_dynamic_partitions("videos")) == VIDEO_IDS
 
         # One run worker process per partition, started together, as the run launcher would.
         start = time.perf_counter()
-        workers = [subprocess.Popen([sys.executable, "-c", RUN_WORKER, video_id], cwd=ROOT, stdout=subprocess.PIPE,
-                                    stderr=subprocess.PIPE, text=True) for video_id in VIDEO_IDS]
+        workers = [
+            subprocess.Popen(
+                [sys.executable, "-c", RUN_WORKER, video_id],
+                cwd=ROOT,
+                stdout=subprocess.PIPE,
+                stderr=subprocess.PIPE,
+                text=True,
+            )
+            for video_id in VIDEO_IDS
+        ]
         outcomes = []
         for worker in workers:
             out, err = worker.communicate(timeout=240)
@@ -174,8 +221,7 @@ def test_concurrent_partition_runs_are_all_recorded_in_postgres(postgres, tmp_pa
 
         for outcome in outcomes:
             run_id, seen = outcome["run_id"], Counter(outcome["events"])
-            stored = Counter(e.dagster_event.event_type_value for e in instance.all_logs(run_id)
-                             if e.is_dagster_event)
+            stored = Counter(e.dagster_event.event_type_value for e in instance.all_logs(run_id) if e.is_dagster_event)
             # Every event the run worker saw is in the database, its step processes' included (the database also
             # holds what was logged when the run was created: the planned materializations and checks).
             assert not seen - stored, (run_id, seen - stored)
@@ -193,8 +239,11 @@ def test_concurrent_partition_runs_are_all_recorded_in_postgres(postgres, tmp_pa
     with postgres.connect() as conn, conn.cursor() as cur:
         cur.execute("SELECT status, count(*) FROM runs GROUP BY status")
         assert cur.fetchall() == [("SUCCESS", len(VIDEO_IDS))]
-        cur.execute("SELECT asset_key, partition, count(*) FROM event_logs WHERE dagster_event_type = "
-                    "'ASSET_MATERIALIZATION' GROUP BY asset_key, partition ORDER BY asset_key, partition")
+        cur.execute(
+            "SELECT asset_key, partition, count(*) FROM event_logs WHERE dagster_event_type = "
+            "'ASSET_MATERIALIZATION' GROUP BY asset_key, partition ORDER BY asset_key, partition"
+        )
         rows = cur.fetchall()
-    assert [(AssetKey.from_db_string(k).to_user_string(), p, n) for k, p, n in rows] == \
-        [(key, v, 1) for key in ("frames", "videos") for v in VIDEO_IDS]
+    assert [(AssetKey.from_db_string(k).to_user_string(), p, n) for k, p, n in rows] == [
+        (key, v, 1) for key in ("frames", "videos") for v in VIDEO_IDS
+    ]

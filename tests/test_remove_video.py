@@ -1,17 +1,24 @@
 """`python -m pipeline.remove_video`: one tiny clip fetched and extracted in a real Dagster instance, then removed:
-partition and files go (history too, where the event log storage can wipe one partition), and the sensor does not bring it back until the removal is undone."""
+partition and files go (history too, where the event log storage can wipe one partition), and the sensor does not
+bring it back until the removal is undone."""
+
 from __future__ import annotations
 
-
 import pytest
-from dagster import (AssetKey, AssetRecordsFilter, AssetSelection, DagsterInstance, SensorResult, build_sensor_context,
-                     evaluate_automation_conditions)
-from dagster import materialize
+from dagster import (
+    AssetKey,
+    AssetRecordsFilter,
+    AssetSelection,
+    DagsterInstance,
+    SensorResult,
+    build_sensor_context,
+    evaluate_automation_conditions,
+    materialize,
+)
 
 from ahriuwu_core import catalog
 from ahriuwu_core.testing import media
 from tests._instance import scratch_project
-
 
 
 @pytest.fixture
@@ -28,8 +35,13 @@ def project(tmp_path, monkeypatch):
     instance = DagsterInstance.get()
     resources = resources_from_env()
     assert register_source(instance, resources) == ["clip_a", "clip_b"]
-    result = materialize(ALL_ASSETS, selection=AssetSelection.assets(videos, frames), instance=instance,
-                         resources=resources, partition_key="clip_a")
+    result = materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets(videos, frames),
+        instance=instance,
+        resources=resources,
+        partition_key="clip_a",
+    )
     assert result.success
     (data_root / "latents" / "clip_a.zarr").mkdir(parents=True)  # as if encoded (no training in this test)
     yield instance, resources, data_root
@@ -37,8 +49,11 @@ def project(tmp_path, monkeypatch):
 
 
 def _materializations(instance, key: str, partition: str) -> int:
-    return len(instance.fetch_materializations(
-        AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[partition]), limit=10).records)
+    return len(
+        instance.fetch_materializations(
+            AssetRecordsFilter(asset_key=AssetKey(key), asset_partitions=[partition]), limit=10
+        ).records
+    )
 
 
 def _sensor_tick(instance, resources) -> SensorResult:
@@ -52,8 +67,12 @@ def test_remove_deletes_partition_and_files_states_history_truly_and_the_sensor_
     from pipeline.remove_video import main
 
     instance, resources, data_root = project
-    files = [data_root / "catalog" / "clip_a.json", data_root / "videos" / "clip_a",
-             data_root / "frames" / "clip_a.zarr", data_root / "latents" / "clip_a.zarr"]
+    files = [
+        data_root / "catalog" / "clip_a.json",
+        data_root / "videos" / "clip_a",
+        data_root / "frames" / "clip_a.zarr",
+        data_root / "latents" / "clip_a.zarr",
+    ]
     assert all(p.exists() for p in files)
     assert _materializations(instance, "frames", "clip_a") == 1
 
@@ -92,7 +111,8 @@ def test_remove_deletes_partition_and_files_states_history_truly_and_the_sensor_
 
     instance.add_dynamic_partitions("videos", ["clip_a"])
     requested = evaluate_automation_conditions(defs=defs, instance=instance).get_requested_partitions(
-        AssetKey("videos"))
+        AssetKey("videos")
+    )
     assert ("clip_a" in requested) == (not kept)
 
 

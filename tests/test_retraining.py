@@ -2,13 +2,23 @@
 conditions then request every video's latents, the world model once all are re-encoded, and its evaluation; the
 `trained_on_current_data` checks warn once a new video changes the manifest. Training is stood in for by stubs
 with the same keys and blocking checks (the real stages run in test_pipeline.py); ingest is real."""
+
 from __future__ import annotations
 
 import json
 
 import pytest
-from dagster import (AssetCheckKey, AssetCheckResult, AssetCheckSpec, AssetKey, DagsterInstance,
-                     DefaultScheduleStatus, MaterializeResult, asset, build_schedule_context)
+from dagster import (
+    AssetCheckKey,
+    AssetCheckResult,
+    AssetCheckSpec,
+    AssetKey,
+    DagsterInstance,
+    DefaultScheduleStatus,
+    MaterializeResult,
+    asset,
+    build_schedule_context,
+)
 
 from ahriuwu_core import manifest as manifest_lib
 from ahriuwu_core.testing import media
@@ -24,8 +34,11 @@ def _manifest_version(context) -> str:
     return manifest_lib.read_manifest(resources_from_env()["storage"].path)["version"]
 
 
-@asset(key="tokenizer", deps=["dataset_manifest"],
-       check_specs=[AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True)])
+@asset(
+    key="tokenizer",
+    deps=["dataset_manifest"],
+    check_specs=[AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True)],
+)
 def stub_tokenizer() -> MaterializeResult:
     return MaterializeResult(check_results=[AssetCheckResult(check_name="not_collapsed", passed=True)])
 
@@ -40,13 +53,20 @@ def _stub_latents():
     return stub_latents
 
 
-@asset(key="dynamics", deps=["latents", "dataset_manifest", "tokenizer"],
-       check_specs=[AssetCheckSpec(n, asset="dynamics", blocking=True)
-                    for n in ("finite_loss", "loss_improved", "action_alive")])
+@asset(
+    key="dynamics",
+    deps=["latents", "dataset_manifest", "tokenizer"],
+    check_specs=[
+        AssetCheckSpec(n, asset="dynamics", blocking=True) for n in ("finite_loss", "loss_improved", "action_alive")
+    ],
+)
 def stub_dynamics(context) -> MaterializeResult:
-    return MaterializeResult(metadata={"manifest_version": _manifest_version(context)},
-                             check_results=[AssetCheckResult(check_name=n, passed=True)
-                                            for n in ("finite_loss", "loss_improved", "action_alive")])
+    return MaterializeResult(
+        metadata={"manifest_version": _manifest_version(context)},
+        check_results=[
+            AssetCheckResult(check_name=n, passed=True) for n in ("finite_loss", "loss_improved", "action_alive")
+        ],
+    )
 
 
 @asset(key="evaluation", deps=["dynamics", "tokenizer", "dataset_manifest"])
@@ -121,8 +141,12 @@ def test_a_new_tokenizer_is_followed_by_latents_then_dynamics_then_evaluation(pr
     assert all(run(runs))
     for _ in range(2):
         assert daemon.automation_tick() == []
-    assert {k: n for k, n in daemon.requested.items() if k[0] in ("latents", "dynamics", "evaluation")} == \
-        {("latents", "clip_a"): 1, ("latents", "clip_b"): 1, ("dynamics", None): 1, ("evaluation", None): 1}
+    assert {k: n for k, n in daemon.requested.items() if k[0] in ("latents", "dynamics", "evaluation")} == {
+        ("latents", "clip_a"): 1,
+        ("latents", "clip_b"): 1,
+        ("dynamics", None): 1,
+        ("evaluation", None): 1,
+    }
 
     # A new video: ingested and encoded with the current tokenizer, but nothing retrains; the models are flagged.
     media.make_clip(src / "clip_c.mp4", seconds=1, width=96, height=64, seed=2)
@@ -149,8 +173,12 @@ def _run_checks(daemon, check_keys):
     from pipeline.definitions import ALL_ASSETS
     from pipeline.retraining import FRESHNESS_CHECKS
 
-    result = materialize([*ALL_ASSETS, *FRESHNESS_CHECKS], selection=AssetSelection.checks(*check_keys),
-                         instance=daemon.instance, resources=daemon.resources)
+    result = materialize(
+        [*ALL_ASSETS, *FRESHNESS_CHECKS],
+        selection=AssetSelection.checks(*check_keys),
+        instance=daemon.instance,
+        resources=daemon.resources,
+    )
     assert result.success
     return result
 

@@ -1,6 +1,7 @@
 """A run killed while it holds the `gpu` pool slot: the next `make demo` marks it failed, frees the slot and
 goes on, and so does the daemon's run monitoring (through the run launcher); a demo waiting for a slot a live
 run holds sleeps, and stops at once on SIGTERM."""
+
 from __future__ import annotations
 
 import os
@@ -60,8 +61,7 @@ def test_a_run_killed_in_a_gpu_step_frees_its_slot_and_the_rerun_completes(tmp_p
     env = _project(tmp_path, demo_videos, monkeypatch)
     log = tmp_path / "first.log"
     with open(log, "w") as out:
-        first = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        first = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for(log, 'Started execution of step "tokenizer"', first, 120)
     finally:
@@ -81,8 +81,7 @@ def test_a_run_killed_in_a_gpu_step_frees_its_slot_and_the_rerun_completes(tmp_p
     start = time.time()
     log = tmp_path / "rerun.log"
     with open(log, "w") as out:
-        rerun = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                 start_new_session=True)
+        rerun = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True)
     try:
         _wait_for(log, "latents[demo_000]: ok", rerun, 240)
         print(f"rerun reached latents in {time.time() - start:.1f}s")
@@ -133,14 +132,21 @@ def test_waiting_for_a_slot_a_live_run_holds_sleeps_and_sigterm_stops_it(tmp_pat
     release = tmp_path / "release"
     holder_log = tmp_path / "holder.log"
     with open(holder_log, "w") as out:
-        holder = subprocess.Popen([sys.executable, "-c", HOLDER, str(release)], cwd=ROOT, env=env, stdout=out,
-                                  stderr=subprocess.STDOUT, start_new_session=True)
+        holder = subprocess.Popen(
+            [sys.executable, "-c", HOLDER, str(release)],
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+        )
     log = tmp_path / "demo.log"
     try:
         _wait_for(holder_log, "holding the gpu slot", holder, 120)
         with open(log, "w") as out:
-            demo = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                    start_new_session=True)
+            demo = subprocess.Popen(
+                DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+            )
         try:
             _wait_for(log, "waiting for a `gpu` pool slot (1 in all), held by run", demo, 120)
             holder_run = next(r for r in instance.get_runs() if "ahriuwu/launched_by" not in r.tags)
@@ -205,8 +211,14 @@ def test_the_daemons_run_monitoring_fails_a_killed_run_and_frees_its_slots(tmp_p
     from dagster._daemon.monitoring import concurrency, run_monitoring
 
     scratch_project(tmp_path, tmp_path / "no_videos", monkeypatch)
-    proc = subprocess.Popen([sys.executable, "-c", HOLD_GPU], cwd=ROOT, env=dict(os.environ), stdout=subprocess.PIPE,
-                            stderr=subprocess.DEVNULL, start_new_session=True)
+    proc = subprocess.Popen(
+        [sys.executable, "-c", HOLD_GPU],
+        cwd=ROOT,
+        env=dict(os.environ),
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        start_new_session=True,
+    )
     try:
         assert proc.stdout.readline() == b"holding\n"
     finally:
@@ -250,9 +262,16 @@ def test_a_sigterm_that_a_run_catches_and_drops_still_stops_the_demo():
         "signal.signal(signal.SIGTERM, lambda *a: None)  # what a run installs: record, do not raise\n"
         "os.kill(os.getpid(), signal.SIGTERM)\n"
         "assert log.stop_requested() and not log.stop_requested()\n"
-        "print('seen')\n")
-    done = subprocess.run([sys.executable, "-c", script], cwd=ROOT, capture_output=True, text=True, timeout=120,
-                          env={**os.environ, "AHRIUWU_AUTOMATION": "off"})
+        "print('seen')\n"
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        env={**os.environ, "AHRIUWU_AUTOMATION": "off"},
+    )
     assert done.returncode == 0 and done.stdout.strip().endswith("seen"), done.stdout + done.stderr
 
 
@@ -262,8 +281,15 @@ def test_sigterm_stops_a_demo_started_with_sigint_ignored(tmp_path, demo_videos,
     env = _project(tmp_path, demo_videos, monkeypatch)
     log = tmp_path / "demo.log"
     with open(log, "w") as out:
-        demo = subprocess.Popen(DEMO, cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
-                                start_new_session=True, preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN))
+        demo = subprocess.Popen(
+            DEMO,
+            cwd=ROOT,
+            env=env,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
+            preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+        )
     try:
         _wait_for(log, "frames[", demo, 120)  # past its first runs
         demo.send_signal(signal.SIGTERM)

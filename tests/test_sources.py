@@ -1,4 +1,6 @@
-"""The sources package through the real yt-dlp code paths, offline: file:// URLs and a local HTTP server on 127.0.0.1."""
+"""The sources package through the real yt-dlp code paths, offline: file:// URLs and a local HTTP server on
+127.0.0.1."""
+
 import functools
 import hashlib
 import http.server
@@ -12,9 +14,9 @@ import pytest
 
 from ahriuwu_core import sources
 from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.testing import media
 from ahriuwu_core.sources import SourceConfig, SourceEntry, VideoFetchError
 from ahriuwu_core.sources.ytdlp import ydl_params
+from ahriuwu_core.testing import media
 
 
 class _CountingHandler(http.server.SimpleHTTPRequestHandler):
@@ -106,6 +108,7 @@ def test_http_download_and_archive_skips_rerun(tmp_path, http_server):
     assert len(server.requests) == requests_before  # nothing fetched on the rerun
     # a deleted folder is fetched again even though the archive lists the id
     import shutil
+
     shutil.rmtree(out / "match_a")
     assert not sources.fetch_video(entries[0], out, cfg, log=quiet)["skipped"]
     assert (out / "match_a" / "video.mp4").exists()
@@ -142,7 +145,9 @@ def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
     make_source_folder(tmp_path / "src", n=2, with_actions=False)
     media.make_clip(root / "remote.mp4", seconds=0.5, fps=20, width=64, height=48)
     listing = tmp_path / "list.txt"
-    listing.write_text(f"# my videos\nsrc/clip_1.mp4\n{tmp_path / 'src' / 'clip_0.mp4'}  # absolute\n\n{base}/remote.mp4\n")
+    listing.write_text(
+        f"# my videos\nsrc/clip_1.mp4\n{tmp_path / 'src' / 'clip_0.mp4'}  # absolute\n\n{base}/remote.mp4\n"
+    )
     cfg = SourceConfig(kind="filelist", path=str(listing))
     entries = sources.list_videos(cfg, tmp_path, log=quiet)
     assert [e.video_id for e in entries] == ["clip_1", "clip_0", "remote"]
@@ -153,8 +158,10 @@ def test_filelist_mixes_paths_and_urls(tmp_path, http_server):
     with pytest.raises(VideoFetchError, match="does not exist"):
         sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "nowhere")), tmp_path, log=quiet)
     (tmp_path / "src" / "clip_1.mkv").write_bytes((tmp_path / "src" / "clip_1.mp4").read_bytes())
-    ids = [e.video_id for e in sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "src")),
-                                                   tmp_path, log=quiet)]
+    ids = [
+        e.video_id
+        for e in sources.list_videos(SourceConfig(kind="folder", path=str(tmp_path / "src")), tmp_path, log=quiet)
+    ]
     assert ids[:2] == ["clip_0", "clip_1"] and len(ids) == 3 and ids[2].startswith("clip_1-")  # two files, two ids
 
 
@@ -186,18 +193,33 @@ def test_config_errors(tmp_path):
         sources.list_videos(SourceConfig(kind="torrent"), tmp_path)
 
 
-@pytest.mark.parametrize("title, description, expected", [
-    ("Garen vs Darius - Grandmaster 14.23", "Full replay.\nEUW-7646979958-TOP-RED",
-     dict(elo="grandmaster", patch="14.23", side="red", role="top", region="EUW", game_id="7646979958")),
-    ("Challenger Garen Top Patch 15.1 | blue side", "",
-     dict(elo="challenger", patch="15.1", side="blue", role=None, region=None, game_id=None)),
-    ("plat garen 1.5x speed replay", "Mastery 7 champion", dict(elo="platinum", patch=None, side=None)),
-    ("Master Garen 25.S1.3", "watch more\nKR-123456789-JUNGLE-BLUE", dict(elo="master", patch="25.S1.3",
-                                                                         role="jungle", region="KR", side="blue")),
-    ("Garen gameplay", "Emerald IV lobby, EUN1-3312345678-SUPPORT-RED",
-     dict(elo="emerald", region="EUN1", role="support", side="red", game_id="3312345678")),
-    (None, None, dict(elo=None, patch=None, side=None, role=None, region=None, game_id=None)),
-])
+@pytest.mark.parametrize(
+    "title, description, expected",
+    [
+        (
+            "Garen vs Darius - Grandmaster 14.23",
+            "Full replay.\nEUW-7646979958-TOP-RED",
+            dict(elo="grandmaster", patch="14.23", side="red", role="top", region="EUW", game_id="7646979958"),
+        ),
+        (
+            "Challenger Garen Top Patch 15.1 | blue side",
+            "",
+            dict(elo="challenger", patch="15.1", side="blue", role=None, region=None, game_id=None),
+        ),
+        ("plat garen 1.5x speed replay", "Mastery 7 champion", dict(elo="platinum", patch=None, side=None)),
+        (
+            "Master Garen 25.S1.3",
+            "watch more\nKR-123456789-JUNGLE-BLUE",
+            dict(elo="master", patch="25.S1.3", role="jungle", region="KR", side="blue"),
+        ),
+        (
+            "Garen gameplay",
+            "Emerald IV lobby, EUN1-3312345678-SUPPORT-RED",
+            dict(elo="emerald", region="EUN1", role="support", side="red", game_id="3312345678"),
+        ),
+        (None, None, dict(elo=None, patch=None, side=None, role=None, region=None, game_id=None)),
+    ],
+)
 def test_parse_replay_metadata(title, description, expected):
     parsed = sources.parse_replay_metadata(title, description)
     assert set(parsed) == {"elo", "patch", "side", "role", "region", "game_id"}
@@ -209,13 +231,20 @@ def test_playlist_feed_flat_listing_and_max_videos(tmp_path, http_server):
     root, base, server = http_server
     for name in ("garen_a", "garen_b", "garen_c"):
         media.make_clip(root / f"{name}.mp4", seconds=0.5, fps=20, width=64, height=48)
-    items = [("garen_a", "Gold Garen 14.23", "Replay\nEUW-7646979958-TOP-RED"), ("garen_b", "Plat Garen", ""),
-             ("garen_c", "Iron Garen", "")]
+    items = [
+        ("garen_a", "Gold Garen 14.23", "Replay\nEUW-7646979958-TOP-RED"),
+        ("garen_b", "Plat Garen", ""),
+        ("garen_c", "Iron Garen", ""),
+    ]
     (root / "feed.xml").write_text(
         f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Replays</title>'
         f"<link>{base}/</link><description>replays</description>"
-        + "".join(f"<item><title>{t}</title><link>{base}/{n}.mp4</link><description>{d}</description></item>"
-                  for n, t, d in items) + "</channel></rss>")
+        + "".join(
+            f"<item><title>{t}</title><link>{base}/{n}.mp4</link><description>{d}</description></item>"
+            for n, t, d in items
+        )
+        + "</channel></rss>"
+    )
     cfg = SourceConfig(kind="playlist", urls=[f"{base}/feed.xml"], max_videos=2)
     entries = sources.list_videos(cfg, tmp_path, log=quiet)
     assert [(e.video_id, e.title) for e in entries] == [("garen_a", "Gold Garen 14.23"), ("garen_b", "Plat Garen")]
@@ -231,12 +260,27 @@ def test_playlist_feed_flat_listing_and_max_videos(tmp_path, http_server):
 
 def _fake_formats():
     def f(fid, h, vcodec, acodec="none"):
-        return {"format_id": fid, "url": f"https://example.invalid/{fid}", "ext": "mp4", "height": h,
-                "width": h * 16 // 9 if h else None, "vcodec": vcodec, "acodec": acodec, "tbr": h or 128,
-                "protocol": "https"}
-    return [f("18", 360, "avc1.42001E", "mp4a.40.2"), f("140", None, "none", "mp4a.40.2"),
-            f("247", 720, "vp09.00.31.08"), f("136", 720, "avc1.4d401f"), f("137", 1080, "avc1.640028"),
-            f("248", 1080, "vp09.00.40.08"), f("135", 480, "avc1.4d401e")]
+        return {
+            "format_id": fid,
+            "url": f"https://example.invalid/{fid}",
+            "ext": "mp4",
+            "height": h,
+            "width": h * 16 // 9 if h else None,
+            "vcodec": vcodec,
+            "acodec": acodec,
+            "tbr": h or 128,
+            "protocol": "https",
+        }
+
+    return [
+        f("18", 360, "avc1.42001E", "mp4a.40.2"),
+        f("140", None, "none", "mp4a.40.2"),
+        f("247", 720, "vp09.00.31.08"),
+        f("136", 720, "avc1.4d401f"),
+        f("137", 1080, "avc1.640028"),
+        f("248", 1080, "vp09.00.40.08"),
+        f("135", 480, "avc1.4d401e"),
+    ]
 
 
 @pytest.mark.parametrize("max_height, expected", [(720, "136"), (480, "135"), (1080, "137")])
@@ -245,8 +289,14 @@ def test_format_selection_is_video_only_and_capped(max_height, expected):
 
     params = ydl_params(SourceConfig(max_height=max_height), quiet)
     with yt_dlp.YoutubeDL(params) as ydl:
-        info = {"id": "abc", "title": "t", "extractor": "fake", "extractor_key": "Fake",
-                "webpage_url": "https://example.invalid/abc", "formats": _fake_formats()}
+        info = {
+            "id": "abc",
+            "title": "t",
+            "extractor": "fake",
+            "extractor_key": "Fake",
+            "webpage_url": "https://example.invalid/abc",
+            "formats": _fake_formats(),
+        }
         chosen = ydl.process_ie_result(info, download=False)
     assert chosen["format_id"] == expected
     assert chosen["acodec"] == "none" and chosen["height"] <= max_height  # no audio, never above the cap
@@ -256,14 +306,36 @@ def test_format_selection_prefers_frame_rates_that_20_divides():
     import yt_dlp
 
     def f(fid, h, fps, vcodec):
-        return {"format_id": fid, "url": f"https://example.invalid/{fid}", "ext": "mp4", "height": h, "fps": fps,
-                "width": h * 16 // 9, "vcodec": vcodec, "acodec": "none", "tbr": h * fps / 30, "protocol": "https"}
-    formats = [f("136", 720, 30, "avc1.4d401f"), f("298", 720, 60, "avc1.4d4020"), f("302", 720, 60, "vp09.00.40.08"),
-               f("137", 1080, 60, "avc1.640028"), f("135", 480, 30, "avc1.4d401e")]
+        return {
+            "format_id": fid,
+            "url": f"https://example.invalid/{fid}",
+            "ext": "mp4",
+            "height": h,
+            "fps": fps,
+            "width": h * 16 // 9,
+            "vcodec": vcodec,
+            "acodec": "none",
+            "tbr": h * fps / 30,
+            "protocol": "https",
+        }
+
+    formats = [
+        f("136", 720, 30, "avc1.4d401f"),
+        f("298", 720, 60, "avc1.4d4020"),
+        f("302", 720, 60, "vp09.00.40.08"),
+        f("137", 1080, 60, "avc1.640028"),
+        f("135", 480, 30, "avc1.4d401e"),
+    ]
     params = ydl_params(SourceConfig(max_height=720), quiet)
     with yt_dlp.YoutubeDL(params) as ydl:
-        info = {"id": "abc", "title": "t", "extractor": "fake", "extractor_key": "Fake",
-                "webpage_url": "https://example.invalid/abc", "formats": formats}
+        info = {
+            "id": "abc",
+            "title": "t",
+            "extractor": "fake",
+            "extractor_key": "Fake",
+            "webpage_url": "https://example.invalid/abc",
+            "formats": formats,
+        }
         assert ydl.process_ie_result(info, download=False)["format_id"] == "298"  # 60 fps H.264 at the cap
         info["formats"] = [x for x in formats if x["format_id"] not in ("298",)]
         assert ydl.process_ie_result(dict(info), download=False)["format_id"] == "302"  # 60 fps beats codec
@@ -277,7 +349,8 @@ def _feed(root: Path, base: str, links: list[str]) -> str:
         f'<?xml version="1.0" encoding="UTF-8"?><rss version="2.0"><channel><title>Replays</title>'
         f"<link>{base}/</link><description>replays</description>"
         + "".join(f"<item><title>t</title><link>{base}/{link}</link></item>" for link in links)
-        + "</channel></rss>")
+        + "</channel></rss>"
+    )
     return f"{base}/feed.xml"
 
 
@@ -289,8 +362,10 @@ def test_filelist_repeats_are_one_video_and_same_stems_get_distinct_stable_ids(t
         media.make_clip(tmp_path / sub / "same.mp4", seconds=0.5, fps=20, width=64, height=48)
     media.make_clip(root / "remote.mp4", seconds=0.5, fps=20, width=64, height=48)
     listing = tmp_path / "list.txt"
-    listing.write_text(f"sub1/same.mp4\nsub1/same.mp4\n./sub1/same.mp4\n{tmp_path / 'sub1' / 'same.mp4'}\n"
-                       f"sub2/same.mp4\n{base}/remote.mp4\n{base}/remote.mp4\n")
+    listing.write_text(
+        f"sub1/same.mp4\nsub1/same.mp4\n./sub1/same.mp4\n{tmp_path / 'sub1' / 'same.mp4'}\n"
+        f"sub2/same.mp4\n{base}/remote.mp4\n{base}/remote.mp4\n"
+    )
     cfg = SourceConfig(kind="filelist", path=str(listing))
     result = sources.list_source(cfg, tmp_path / "data", log=quiet)
     ids = [e.video_id for e in result.entries]
@@ -320,8 +395,11 @@ def test_a_bad_entry_is_skipped_and_reported_and_the_good_ones_are_listed(tmp_pa
     result = sources.list_source(cfg, tmp_path / "data", log=quiet)
     assert [e.video_id for e in result.entries] == ["good", "ok"]
     skipped = {s.entry: s.reason for s in result.skipped}
-    assert set(skipped) == {"src/missing.mp4", f".hidden ({_file_url(tmp_path / 'src' / '.hidden.mp4')})",
-                            f"../../evil ({base}/..%2F..%2Fevil.mp4)"}
+    assert set(skipped) == {
+        "src/missing.mp4",
+        f".hidden ({_file_url(tmp_path / 'src' / '.hidden.mp4')})",
+        f"../../evil ({base}/..%2F..%2Fevil.mp4)",
+    }
     assert "does not exist" in skipped["src/missing.mp4"]
     assert "'/'" in skipped[f"../../evil ({base}/..%2F..%2Fevil.mp4)"]
     logged = []
@@ -362,8 +440,9 @@ def test_sensor_and_demo_registration_add_exactly_the_good_partitions(tmp_path, 
         instance.add_dynamic_partitions(request.partitions_def_name, keys)
         assert sorted(instance.get_dynamic_partitions("videos")) == sorted(keys)
         assert sorted(p.stem for p in DataLayout(data_root).catalog_dir.glob("*.json")) == sorted(keys)
-        context = build_sensor_context(instance=instance, cursor=result.cursor,
-                                       resources={k: resources[k] for k in ("storage", "project")})
+        context = build_sensor_context(
+            instance=instance, cursor=result.cursor, resources={k: resources[k] for k in ("storage", "project")}
+        )
         again = new_videos_sensor(context)
         assert isinstance(again, SkipReason)
         assert "../../evil" in again.skip_message and "src/missing.mp4" in again.skip_message
@@ -430,8 +509,9 @@ def test_too_long_videos_and_live_streams_are_refused(tmp_path):
     with pytest.raises(VideoFetchError, match=r"long.*3 s long, over the maximum duration max_duration_s=2"):
         sources.fetch_video(entry, out, cfg, log=quiet)
     assert not (out / "long").exists() and not list(out.glob(".*tmp-*"))
-    fetched = sources.fetch_video(entry, out, SourceConfig(kind="folder", path=str(src), max_duration_s=10.0),
-                                  log=quiet)
+    fetched = sources.fetch_video(
+        entry, out, SourceConfig(kind="folder", path=str(src), max_duration_s=10.0), log=quiet
+    )
     assert fetched["duration"] == pytest.approx(3.0, abs=0.1)  # under the cap it is fetched
 
     refuse = ydl_params(cfg, quiet)["match_filter"]
@@ -451,6 +531,5 @@ def test_the_catalog_tells_videos_of_the_configured_source_from_the_others(tmp_p
     catalog.register_videos(root, [{"video_id": "abc", "url": "https://youtu.be/abc"}], "channel:https://c")
     catalog.register_videos(root, [{"video_id": "old", "url": "file:///o.mp4"}])
     assert catalog.catalog_entry(root, "abc")["source"] == "channel:https://c"
-    assert catalog.of_source(root, ["abc", "demo_000", "old"], "channel:https://c") == (["abc", "old"],
-                                                                                       ["demo_000"])
+    assert catalog.of_source(root, ["abc", "demo_000", "old"], "channel:https://c") == (["abc", "old"], ["demo_000"])
     assert catalog.of_source(root, ["abc", "demo_000"], "demo") == (["demo_000"], ["abc"])

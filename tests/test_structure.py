@@ -1,6 +1,7 @@
 """Structure rules, checked on the source: the library never imports dagster or its own testing support, its
 module-level imports form no cycle, the demo game is reached only as a source, modules stay small, presets live
 in one registry, and the code location uses only Dagster's public API."""
+
 from __future__ import annotations
 
 import ast
@@ -69,8 +70,11 @@ def test_the_library_never_imports_its_testing_support():
                 mods = [a.name for a in node.names]
             else:
                 continue
-            assert not any(m.startswith("ahriuwu_core.testing") or (isinstance(node, ast.ImportFrom) and node.level
-                           and "testing" in (node.module or "")) for m in mods), name
+            assert not any(
+                m.startswith("ahriuwu_core.testing")
+                or (isinstance(node, ast.ImportFrom) and node.level and "testing" in (node.module or ""))
+                for m in mods
+            ), name
 
 
 def test_no_import_cycles_in_the_library():
@@ -120,8 +124,11 @@ def test_only_the_sources_and_presets_import_the_demo_game():
     for name, tree in modules.items():
         if name.startswith(("ahriuwu_core.demo", "ahriuwu_core.testing")) or name in DEMO_USERS:
             continue
-        demo = {m for m in _all_imports(name, tree, set(modules)) if m == "ahriuwu_core.demo"
-                or m.startswith("ahriuwu_core.demo.")}
+        demo = {
+            m
+            for m in _all_imports(name, tree, set(modules))
+            if m == "ahriuwu_core.demo" or m.startswith("ahriuwu_core.demo.")
+        }
         if demo:
             offenders[name] = sorted(demo)
     assert not offenders, offenders
@@ -131,8 +138,9 @@ MAX_MODULE_LINES = 450
 
 
 def test_demo_import_detector_sees_late_and_relative_imports():
-    tree = ast.parse("def f():\n    from ahriuwu_core.demo.motion import estimate_scroll\n"
-                     "def g():\n    from .demo import video\n")
+    tree = ast.parse(
+        "def f():\n    from ahriuwu_core.demo.motion import estimate_scroll\ndef g():\n    from .demo import video\n"
+    )
     known = {"ahriuwu_core.demo", "ahriuwu_core.demo.motion", "ahriuwu_core.demo.video"}
     assert _all_imports("ahriuwu_core.frames", tree, known) == known
 
@@ -159,8 +167,22 @@ def test_one_preset_registry():
                 assert not names & {"TokenizerTrainConfig", "DynamicsTrainConfig", "Preset"}, name
 
 
-DATA_ROOT_NAMES = {"videos", "frames", "latents", "tokenizer", "dynamics", "reports", "catalog", "demo_source",
-                   "atari_source", "manifest.json", "removed.txt", "runs", "tokenizer.pt", "dynamics.pt"}
+DATA_ROOT_NAMES = {
+    "videos",
+    "frames",
+    "latents",
+    "tokenizer",
+    "dynamics",
+    "reports",
+    "catalog",
+    "demo_source",
+    "atari_source",
+    "manifest.json",
+    "removed.txt",
+    "runs",
+    "tokenizer.pt",
+    "dynamics.pt",
+}
 
 
 def test_only_the_layout_module_spells_paths_under_the_data_root():
@@ -182,8 +204,9 @@ def test_only_the_layout_module_spells_paths_under_the_data_root():
             for p in parts:
                 if isinstance(p, ast.Constant) and p.value in DATA_ROOT_NAMES:
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} {p.value!r}")
-                if isinstance(p, ast.JoinedStr) and any(isinstance(v, ast.Constant) and ".zarr" in str(v.value)
-                                                        for v in p.values):
+                if isinstance(p, ast.JoinedStr) and any(
+                    isinstance(v, ast.Constant) and ".zarr" in str(v.value) for v in p.values
+                ):
                     offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} <id>.zarr")
     assert not offenders, offenders
 
@@ -203,14 +226,19 @@ def _private_dagster_imports(tree: ast.Module) -> list[str]:
 
 def test_the_code_location_imports_no_private_dagster_module():
     # The run launcher plugs into the instance, not the code location; its health check's types are private.
-    offenders = {str(p.relative_to(ROOT)): bad for p in (ROOT / "pipeline").rglob("*.py")
-                 if p.name != "launcher.py" and (bad := _private_dagster_imports(ast.parse(p.read_text(), str(p))))}
+    offenders = {
+        str(p.relative_to(ROOT)): bad
+        for p in (ROOT / "pipeline").rglob("*.py")
+        if p.name != "launcher.py" and (bad := _private_dagster_imports(ast.parse(p.read_text(), str(p))))
+    }
     assert not offenders, offenders
 
 
 def test_private_import_detector_sees_them():
-    tree = ast.parse("import dagster._core.x\nfrom dagster._time import now\nfrom dagster import _check\n"
-                     "from dagster import asset\nimport dagster_pipes\n")
+    tree = ast.parse(
+        "import dagster._core.x\nfrom dagster._time import now\nfrom dagster import _check\n"
+        "from dagster import asset\nimport dagster_pipes\n"
+    )
     assert _private_dagster_imports(tree) == ["dagster._core.x", "dagster._time", "dagster._check"]
 
 
@@ -225,9 +253,15 @@ def test_only_the_files_module_renames():
             if not isinstance(node, ast.Call) or not isinstance(node.func, ast.Attribute):
                 continue
             attr, owner = node.func.attr, getattr(node.func.value, "id", "")
-            renames = (owner in ("os", "shutil") and attr in ("replace", "rename", "renames", "move")
-                       or attr == "rename"
-                       or attr == "replace" and len(node.args) == 1 and not node.keywords and owner != "dataclasses")
+            renames = (
+                owner in ("os", "shutil")
+                and attr in ("replace", "rename", "renames", "move")
+                or attr == "rename"
+                or attr == "replace"
+                and len(node.args) == 1
+                and not node.keywords
+                and owner != "dataclasses"
+            )
             if renames:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .{attr}(...)")
     assert not offenders, offenders

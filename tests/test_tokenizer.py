@@ -5,24 +5,32 @@ import pytest
 import torch
 from torch import nn
 
-from ahriuwu_core.tokenizer import (
-    attention_entropy, build_tokenizer, collapse_check, count_params, recon_strip,
-)
 from ahriuwu_core.presets import get_preset
+from ahriuwu_core.tokenizer import (
+    attention_entropy,
+    build_tokenizer,
+    collapse_check,
+    count_params,
+    recon_strip,
+)
 from ahriuwu_core.tokenizer.layers import apply_rope, rope_angles
 from ahriuwu_core.tokenizer.losses import ReconstructionLoss, masked_mse
 from ahriuwu_core.tokenizer.transformer import decoder_mask, encoder_mask, latent_cells, latent_grid_positions
 
 TINY_CNN = dict(image_size=16, channels=(8, 16), latent_dim=4, groups=4)
-TINY_TF = dict(image_size=16, patch_size=4, num_latents=4, latent_dim=6, d_model=32, n_layers=2, n_heads=2,
-               softcap=20.0)
+TINY_TF = dict(
+    image_size=16, patch_size=4, num_latents=4, latent_dim=6, d_model=32, n_layers=2, n_heads=2, softcap=20.0
+)
 
 
 def test_shapes_and_ranges_both_kinds():
     torch.manual_seed(0)
     x = torch.rand(2, 3, 3, 16, 16)
-    for kind, cfg, tokens, dim in (("cnn", TINY_CNN, 16, 4), ("transformer", TINY_TF, 4, 6),
-                                   ("transformer", {**TINY_TF, "out_tokens": 2}, 2, 12)):
+    for kind, cfg, tokens, dim in (
+        ("cnn", TINY_CNN, 16, 4),
+        ("transformer", TINY_TF, 4, 6),
+        ("transformer", {**TINY_TF, "out_tokens": 2}, 2, 12),
+    ):
         tok = build_tokenizer(kind, cfg)
         z = tok.encode(x)
         assert z.shape == (2, 3, tokens, dim) and (tok.num_tokens, tok.token_dim) == (tokens, dim)
@@ -41,21 +49,21 @@ def test_masks_hand_checked():
     # T=2 frames, P=2 patches, L=1 latent: order per frame [p, p, l]
     m = encoder_mask(2, 2, 1).int().tolist()
     assert m == [
-        [1, 1, 1, 0, 0, 0],   # patch f0: own frame
+        [1, 1, 1, 0, 0, 0],  # patch f0: own frame
         [1, 1, 1, 0, 0, 0],
-        [1, 1, 1, 0, 0, 0],   # latent f0: own patches, own latent
-        [0, 0, 0, 1, 1, 1],   # patch f1: own frame only
+        [1, 1, 1, 0, 0, 0],  # latent f0: own patches, own latent
+        [0, 0, 0, 1, 1, 1],  # patch f1: own frame only
         [0, 0, 0, 1, 1, 1],
-        [0, 0, 1, 1, 1, 1],   # latent f1: own patches, latents of f0 and f1 (not f0 patches)
+        [0, 0, 1, 1, 1, 1],  # latent f1: own patches, latents of f0 and f1 (not f0 patches)
     ]
     # decoder order per frame [l, q, q]
     d = decoder_mask(2, 1, 2).int().tolist()
     assert d == [
-        [1, 0, 0, 0, 0, 0],   # latent f0: latents <= f0
-        [1, 1, 1, 0, 0, 0],   # query f0: own queries + latents <= f0
+        [1, 0, 0, 0, 0, 0],  # latent f0: latents <= f0
+        [1, 1, 1, 0, 0, 0],  # query f0: own queries + latents <= f0
         [1, 1, 1, 0, 0, 0],
-        [1, 0, 0, 1, 0, 0],   # latent f1: latents f0, f1
-        [1, 0, 0, 1, 1, 1],   # query f1: latents f0,f1 + own queries (never f0's queries)
+        [1, 0, 0, 1, 0, 0],  # latent f1: latents f0, f1
+        [1, 0, 0, 1, 1, 1],  # query f1: latents f0,f1 + own queries (never f0's queries)
         [1, 0, 0, 1, 1, 1],
     ]
 
@@ -124,8 +132,10 @@ def test_mae_masking_changes_training_pass_only():
 
 def test_param_count_linear_in_tokens():
     def n(num_latents, image_size):
-        return count_params(build_tokenizer("transformer", {**TINY_TF, "num_latents": num_latents,
-                                                            "image_size": image_size}))
+        return count_params(
+            build_tokenizer("transformer", {**TINY_TF, "num_latents": num_latents, "image_size": image_size})
+        )
+
     d = TINY_TF["d_model"]
     # each latent adds exactly 2*d (encoder latent token + decoder latent position), nothing quadratic
     assert n(8, 16) - n(4, 16) == 4 * 2 * d
@@ -137,10 +147,12 @@ def test_param_count_linear_in_tokens():
 def test_preset_param_counts_exact():
     counts = {}
     with torch.device("meta"):
-        for name, cfg in {"demo": get_preset("demo").tokenizer_config("cnn"),
-                          "demo_transformer": get_preset("demo").tokenizer_config("transformer"),
-                          "seed": get_preset("seed").tokenizer_config("cnn"),
-                          "seed_transformer": get_preset("seed").tokenizer_config("transformer")}.items():
+        for name, cfg in {
+            "demo": get_preset("demo").tokenizer_config("cnn"),
+            "demo_transformer": get_preset("demo").tokenizer_config("transformer"),
+            "seed": get_preset("seed").tokenizer_config("cnn"),
+            "seed_transformer": get_preset("seed").tokenizer_config("transformer"),
+        }.items():
             tok = build_tokenizer(cfg.kind, cfg.model)
             counts[name] = (count_params(tok), tok.num_tokens, tok.token_dim)
     assert counts == {
@@ -161,10 +173,14 @@ def test_rope_rotation_preserves_norm_and_relative():
     assert torch.allclose(x.norm(dim=-1), y.norm(dim=-1), atol=1e-5)
     # relative property: <R(a)q, R(b)k> depends only on a-b
     q, k = torch.randn(hd), torch.randn(hd)
+
     def dot(pa, pb):
         a = rope_angles(torch.tensor([pa]), hd)
         b = rope_angles(torch.tensor([pb]), hd)
-        return (apply_rope(q.view(1, 1, 1, hd), a.cos(), a.sin()) * apply_rope(k.view(1, 1, 1, hd), b.cos(), b.sin())).sum()
+        return (
+            apply_rope(q.view(1, 1, 1, hd), a.cos(), a.sin()) * apply_rope(k.view(1, 1, 1, hd), b.cos(), b.sin())
+        ).sum()
+
     assert torch.allclose(dot([1.0, 2.0, 3.0], [0.0, 1.0, 1.0]), dot([5.0, 7.0, 9.0], [4.0, 6.0, 7.0]), atol=1e-4)
 
 
@@ -247,8 +263,9 @@ def test_masked_mse_and_loss_hand_values():
 
 def test_cnn_linear_skip_pca_init_reconstructs_low_rank_data():
     torch.manual_seed(0)
-    cfg = dict(image_size=16, channels=(), patch=4, mid_channels=16, mid_blocks=1, latent_dim=6, groups=4,
-               linear_skip=True)
+    cfg = dict(
+        image_size=16, channels=(), patch=4, mid_channels=16, mid_blocks=1, latent_dim=6, groups=4, linear_skip=True
+    )
     tok = build_tokenizer("cnn", cfg)
     assert (tok.num_tokens, tok.token_dim) == (16, 6)
     # every 4x4 block is a mix of 3 fixed block patterns (rank 3 < latent_dim) -> PCA keeps everything

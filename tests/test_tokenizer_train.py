@@ -6,12 +6,15 @@ import numpy as np
 import pytest
 import torch
 
-from ahriuwu_core.tokenizer import (
-    FrameWindowSampler, TokenizerTrainConfig, load_tokenizer, train_tokenizer,
-)
-from ahriuwu_core.metrics import psnr
-from ahriuwu_core.tokenizer.quality import collapse_check, heldout_metrics
 from ahriuwu_core.frames import open_frames
+from ahriuwu_core.metrics import psnr
+from ahriuwu_core.tokenizer import (
+    FrameWindowSampler,
+    TokenizerTrainConfig,
+    load_tokenizer,
+    train_tokenizer,
+)
+from ahriuwu_core.tokenizer.quality import collapse_check, heldout_metrics
 from ahriuwu_core.training import OptimConfig
 
 from ._tensorboard import scalars
@@ -22,10 +25,22 @@ TINY_TF = dict(image_size=32, patch_size=8, num_latents=4, latent_dim=6, d_model
 
 
 def _cfg(kind="cnn", steps=4, **kw):
-    base = dict(kind=kind, model=TINY_CNN if kind == "cnn" else TINY_TF, steps=steps, batch_size=4,
-                frames_per_sample=2, lpips_weight=0.2, lpips_pretrained=False, lpips_frames=3,
-                optim=OptimConfig(lr=3e-3, warmup_steps=1), log_every=1, ckpt_every=2, eval_frames=6,
-                mask_max=0.9, mask_warmup_steps=2)
+    base = dict(
+        kind=kind,
+        model=TINY_CNN if kind == "cnn" else TINY_TF,
+        steps=steps,
+        batch_size=4,
+        frames_per_sample=2,
+        lpips_weight=0.2,
+        lpips_pretrained=False,
+        lpips_frames=3,
+        optim=OptimConfig(lr=3e-3, warmup_steps=1),
+        log_every=1,
+        ckpt_every=2,
+        eval_frames=6,
+        mask_max=0.9,
+        mask_warmup_steps=2,
+    )
     base.update(kw)
     return TokenizerTrainConfig(**base)
 
@@ -69,8 +84,9 @@ def test_train_writes_checkpoint_log_and_metrics(tmp_path, stores):
     assert not tok.training and tok.encode(torch.rand(1, 1, 3, 32, 32)).shape == (1, 1, 4, 6)
 
 
-PCA_CNN = dict(image_size=32, channels=(8,), patch=2, mid_channels=16, mid_blocks=1, latent_dim=8, groups=4,
-               linear_skip=True)
+PCA_CNN = dict(
+    image_size=32, channels=(8,), patch=2, mid_channels=16, mid_blocks=1, latent_dim=8, groups=4, linear_skip=True
+)
 
 
 def test_stop_and_resume_matches_straight_run(tmp_path, stores):
@@ -84,6 +100,7 @@ def test_stop_and_resume_matches_straight_run(tmp_path, stores):
     def stop_at_2(line):  # SIGUSR1 during step 2 -> stop after it, last.pt written
         if "step 2/4" in line:
             os.kill(os.getpid(), signal.SIGUSR1)
+
     first = train_tokenizer(train, [], _cfg(**kw), tmp_path / "b", log=stop_at_2)
     assert not first["completed"] and first["steps"] == 2
     assert not (tmp_path / "b" / "tokenizer.pt").exists()
@@ -117,10 +134,21 @@ def test_tiny_cnn_learns(tmp_path, stores):
     torch.set_num_threads(1)
     # The demo preset's CNN layout at toy size: ResNet path + PCA-initialised linear path. (The plain TINY_CNN
     # stays at the mean image for 200 steps on these frames: its collapse check fails.)
-    res = train_tokenizer(train, held, _cfg(steps=60, lpips_weight=0.0, batch_size=8, frames_per_sample=1,
-                                            ckpt_every=100, optim=OptimConfig(lr=3e-3, warmup_steps=5),
-                                            model=PCA_CNN, pca_init_frames=16),
-                          tmp_path / "o")
+    res = train_tokenizer(
+        train,
+        held,
+        _cfg(
+            steps=60,
+            lpips_weight=0.0,
+            batch_size=8,
+            frames_per_sample=1,
+            ckpt_every=100,
+            optim=OptimConfig(lr=3e-3, warmup_steps=5),
+            model=PCA_CNN,
+            pca_init_frames=16,
+        ),
+        tmp_path / "o",
+    )
     recs = [json.loads(line) for line in (tmp_path / "o" / "train_log.jsonl").read_text().splitlines()]
     assert recs[-1]["mse"] < 0.7 * recs[0]["mse"]  # training improves on the PCA start
     mean_image = np.concatenate([np.asarray(open_frames(p)["frames"]) for p in train]).mean(0)
@@ -136,20 +164,23 @@ def test_trainer_stops_when_its_parent_is_killed_and_holds_its_folder(tmp_path, 
     import subprocess
     import sys
 
-    from ahriuwu_core.files import LockHeld
     from ahriuwu_core.checkpoint import read_checkpoint
+    from ahriuwu_core.files import LockHeld
 
     from ._trainers import kill_parent_of
 
     train, _ = stores
     out = tmp_path / "run"
     cfg = dataclasses.asdict(_cfg(steps=100000, ckpt_every=1000))
-    script = ("import json, sys; from ahriuwu_core.tokenizer import TokenizerTrainConfig, train_tokenizer; "
-              "r = train_tokenizer(json.loads(sys.argv[2]), [], TokenizerTrainConfig(**json.loads(sys.argv[1])), "
-              "sys.argv[3], evaluate=False); print(json.dumps(r))")
+    script = (
+        "import json, sys; from ahriuwu_core.tokenizer import TokenizerTrainConfig, train_tokenizer; "
+        "r = train_tokenizer(json.loads(sys.argv[2]), [], TokenizerTrainConfig(**json.loads(sys.argv[1])), "
+        "sys.argv[3], evaluate=False); print(json.dumps(r))"
+    )
     log = tmp_path / "trainer.out"
-    seen = kill_parent_of([sys.executable, "-c", script, json.dumps(cfg), json.dumps([str(p) for p in train]),
-                           str(out)], out, log)
+    seen = kill_parent_of(
+        [sys.executable, "-c", script, json.dumps(cfg), json.dumps([str(p) for p in train]), str(out)], out, log
+    )
     text = log.read_text()
     assert "parent process" in text and "Traceback" not in text, text[-2000:]
     result = json.loads(text.splitlines()[-1])

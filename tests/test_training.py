@@ -12,7 +12,13 @@ from torch import nn
 from ahriuwu_core.checkpoint import load_checkpoint, save_checkpoint
 from ahriuwu_core.run_control import StopRequested
 from ahriuwu_core.training import (
-    OptimConfig, Progress, RunningRMS, format_seconds, lr_multiplier, make_optimizer, make_scheduler,
+    OptimConfig,
+    Progress,
+    RunningRMS,
+    format_seconds,
+    lr_multiplier,
+    make_optimizer,
+    make_scheduler,
 )
 
 
@@ -43,8 +49,9 @@ def _train(model, opt, sched, steps, start, data_rng, stop=None, ckpt=None):
         opt.step()
         sched.step()
         if stop is not None and stop.should_stop(at_boundary=step % 2 == 0):
-            save_checkpoint(ckpt, model=model, optimizer=opt, scheduler=sched, step=step,
-                            data_position=data_rng.bit_generator.state)
+            save_checkpoint(
+                ckpt, model=model, optimizer=opt, scheduler=sched, step=step, data_position=data_rng.bit_generator.state
+            )
             return step
     return steps
 
@@ -68,10 +75,13 @@ def test_resume_is_exact(tmp_path):
     rng_b = np.random.default_rng(1)
     _train(model_b, opt_b, sched_b, 10, 0, rng_b)
     ckpt = tmp_path / "last.pt"
-    save_checkpoint(ckpt, model=model_b, optimizer=opt_b, scheduler=sched_b, step=10,
-                    data_position=rng_b.bit_generator.state)
+    save_checkpoint(
+        ckpt, model=model_b, optimizer=opt_b, scheduler=sched_b, step=10, data_position=rng_b.bit_generator.state
+    )
     # Scramble everything the resumed run must restore.
-    torch.manual_seed(999); random.seed(999); np.random.seed(999)
+    torch.manual_seed(999)
+    random.seed(999)
+    np.random.seed(999)
     model_c, opt_c, sched_c = _fresh(seed=123)
     info = load_checkpoint(ckpt, model=model_c, optimizer=opt_c, scheduler=sched_c)
     assert info["step"] == 10 and info["missing_keys"] == [] and info["unexpected_keys"] == []
@@ -205,8 +215,12 @@ def test_train_curve_keeps_the_last_record_of_a_step_and_draws_it(tmp_path):
     log = tmp_path / "train_log.jsonl"
     assert train_curve(log) == ([], []) and loss_curve_png(log) is None  # nothing logged yet
     # steps 1-3, then a resume from the step-2 checkpoint logs 3 again (its new value wins) and 4
-    log.write_text("".join(json.dumps({"step": s, "loss": v}) + "\n"
-                           for s, v in [(1, 4.0), (2, 3.0), (3, 2.5), (3, 2.0), (4, 1.0)]) + "\n")
+    log.write_text(
+        "".join(
+            json.dumps({"step": s, "loss": v}) + "\n" for s, v in [(1, 4.0), (2, 3.0), (3, 2.5), (3, 2.0), (4, 1.0)]
+        )
+        + "\n"
+    )
     assert train_curve(log) == ([1, 2, 3, 4], [4.0, 3.0, 2.0, 1.0])
     assert train_curve(log, "mse") == ([], [])
     image = Image.open(io.BytesIO(loss_curve_png(log)))

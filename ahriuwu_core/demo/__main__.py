@@ -1,4 +1,5 @@
 """Write the demo game videos: `python -m ahriuwu_core.demo OUT_DIR [--num-videos N ...]`."""
+
 from __future__ import annotations
 
 import argparse
@@ -17,8 +18,14 @@ def main(argv=None) -> None:
     p.add_argument("--height", type=int, default=DemoConfig.height)
     p.add_argument("--seed", type=int, default=DemoConfig.seed)
     args = p.parse_args(argv)
-    cfg = DemoConfig(num_videos=args.num_videos, duration_s=args.duration, fps=args.fps, width=args.width,
-                     height=args.height, seed=args.seed)
+    cfg = DemoConfig(
+        num_videos=args.num_videos,
+        duration_s=args.duration,
+        fps=args.fps,
+        width=args.width,
+        height=args.height,
+        seed=args.seed,
+    )
     write_demo_videos(args.out_dir, cfg)
 
 

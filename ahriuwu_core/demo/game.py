@@ -21,6 +21,7 @@ from the state frame i shows and acts between frame i and frame i+1, so frame i+
     frames' actions fall inside the output frame's interval.
 Coordinates: world px with y down.
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -88,8 +89,9 @@ class DemoGame:
         self.m_timer = np.zeros(n)  # seconds until the minion's next attack
         self.m_xy = np.zeros((n, 2), np.float32)  # world positions, refreshed after every simulation step
         lane_names = [lane.name for lane in self.lanes]
-        self.lane_towers = [[(t.s, 1 if t.team == "blue" else -1) for t in self.world.towers if t.lane == name]
-                            for name in lane_names]
+        self.lane_towers = [
+            [(t.s, 1 if t.team == "blue" else -1) for t in self.world.towers if t.lane == name] for name in lane_names
+        ]
         self.tower_lane = [lane_names.index(t.lane) for t in self.world.towers]
         self.next_wave_t = 0.0
         self.sim_t = 0.0
@@ -281,7 +283,7 @@ class DemoGame:
             self._spawn_waves()
             self.next_wave_t += 12.0
         towers = self.world.towers
-        for li, lane in enumerate(self.lanes):
+        for li in range(len(self.lanes)):
             idx = np.flatnonzero(self.m_alive & (self.m_lane == li))
             if len(idx) == 0:
                 continue
@@ -320,11 +322,21 @@ class DemoGame:
                 j = int(np.argmin(d))
                 if d[j] < 240:
                     if record_effects:
-                        self.effects.append(_Effect("tower_shot", 0, max(2, round(0.25 * self.fps)), t.xy[0],
-                                                    t.xy[1] - 20, float(xy[j, 0]), float(xy[j, 1]),
-                                                    color=(255, 190, 80), target=int(idx[j])))
+                        self.effects.append(
+                            _Effect(
+                                "tower_shot",
+                                0,
+                                max(2, round(0.25 * self.fps)),
+                                t.xy[0],
+                                t.xy[1] - 20,
+                                float(xy[j, 0]),
+                                float(xy[j, 1]),
+                                color=(255, 190, 80),
+                                target=int(idx[j]),
+                            )
+                        )
                     else:
-                        self._damage(idx[j:j + 1], 55.0)
+                        self._damage(idx[j : j + 1], 55.0)
 
     # -- rendering
     def render(self) -> np.ndarray:

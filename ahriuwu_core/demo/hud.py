@@ -1,12 +1,20 @@
 """The demo game's HUD: its layout (`conventions.HUD_LAYOUTS["demo"]`, scaled with the frame), the minimap,
 the player's marker, the ability icons and bars, and finding the marker in a frame again."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from ahriuwu_core.conventions import HUD_LAYOUTS
 from ahriuwu_core.demo.map import (
-    TEAM_COLORS, WORLD_SIZE, blend_disc, blend_ring, clamp, fill_rect, get_world, minimap_image,
+    TEAM_COLORS,
+    WORLD_SIZE,
+    blend_disc,
+    blend_ring,
+    clamp,
+    fill_rect,
+    get_world,
+    minimap_image,
 )
 
 DEMO_HUD_REGIONS = HUD_LAYOUTS["demo"].boxes  # (x, y, w, h) at 640x360
@@ -39,8 +47,8 @@ def minimap_base(mw: int, mh: int) -> np.ndarray:
         img[:] = (18, 20, 26)
         ix, iy, iw, ih = minimap_inner(mw, mh)
         if ix > 1:
-            img[iy - 2:iy + ih + 2, ix - 2:ix + iw + 2] = (140, 115, 60)  # gold frame line
-        img[iy:iy + ih, ix:ix + iw] = minimap_image(iw, ih)
+            img[iy - 2 : iy + ih + 2, ix - 2 : ix + iw + 2] = (140, 115, 60)  # gold frame line
+        img[iy : iy + ih, ix : ix + iw] = minimap_image(iw, ih)
         for t in get_world().towers:
             tx, ty = ix + t.xy[0] / WORLD_SIZE * iw, iy + t.xy[1] / WORLD_SIZE * ih
             fill_rect(img, int(tx) - 1, int(ty) - 1, 3, 3, np.asarray(TEAM_COLORS[t.team]) * 0.8)
@@ -94,7 +102,7 @@ def draw_marker(img: np.ndarray, cx: float, cy: float, size: float) -> None:
     sx1, sy1 = min(outline.shape[1], img.shape[1] - x0), min(outline.shape[0], img.shape[0] - y0)
     if sx0 >= sx1 or sy0 >= sy1:
         return
-    view = img[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1]
+    view = img[y0 + sy0 : y0 + sy1, x0 + sx0 : x0 + sx1]
     patch = view.astype(np.float32)
     patch *= 1 - outline[sy0:sy1, sx0:sx1]
     patch += (255 - patch) * fill[sy0:sy1, sx0:sx1]
@@ -105,10 +113,10 @@ def rect_outline(img, x, y, w, h, color, clip) -> None:
     cx0, cy0, cw, ch = clip
     x0, y0 = int(clamp(round(x), cx0, cx0 + cw - 1)), int(clamp(round(y), cy0, cy0 + ch - 1))
     x1, y1 = int(clamp(round(x + w), cx0, cx0 + cw - 1)), int(clamp(round(y + h), cy0, cy0 + ch - 1))
-    img[y0, x0:x1 + 1] = color
-    img[y1, x0:x1 + 1] = color
-    img[y0:y1 + 1, x0] = color
-    img[y0:y1 + 1, x1] = color
+    img[y0, x0 : x1 + 1] = color
+    img[y1, x0 : x1 + 1] = color
+    img[y0 : y1 + 1, x0] = color
+    img[y0 : y1 + 1, x1] = color
 
 
 def icon_layout(aw: int, ah: int) -> list[tuple[int, int, int]]:
@@ -130,8 +138,10 @@ def bar_layout(aw: int, ah: int):
     x0, _, size = icon_layout(aw, ah)[3]
     bx = x0 + size + max(2, int(round(aw * 0.03)))
     bw = max(2, aw - bx - max(1, int(round(aw * 0.025))))
-    return ((bx, int(round(ah * 0.25)), bw, max(1, int(round(ah * 0.22)))),
-            (bx, int(round(ah * 0.58)), bw, max(1, int(round(ah * 0.15)))))
+    return (
+        (bx, int(round(ah * 0.25)), bw, max(1, int(round(ah * 0.22)))),
+        (bx, int(round(ah * 0.58)), bw, max(1, int(round(ah * 0.15)))),
+    )
 
 
 def panel_base(aw: int, ah: int) -> np.ndarray:
@@ -190,7 +200,7 @@ def find_minimap_marker(frame: np.ndarray, width: int | None = None, height: int
 def _find_marker(frame: np.ndarray) -> tuple[float, float]:
     h, w = frame.shape[:2]
     mx, my, mw, mh = hud_regions(w, h)["minimap"]
-    luma = frame[my:my + mh, mx:mx + mw].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
+    luma = frame[my : my + mh, mx : mx + mw].astype(np.float32) @ np.asarray([0.299, 0.587, 0.114], np.float32)
     k = max(1, int(round(marker_size(w, h))))
     # Box-filter so the k x k marker beats any single bright pixel (minion dots, the view rectangle's lines).
     c = np.cumsum(np.cumsum(np.pad(luma, ((1, 0), (1, 0))), 0), 1)
@@ -198,8 +208,11 @@ def _find_marker(frame: np.ndarray) -> tuple[float, float]:
     by, bx = np.unravel_index(int(np.argmax(box)), box.shape)
     r = k // 2 + 2
     y0, x0 = max(0, by + k // 2 - r), max(0, bx + k // 2 - r)
-    win = luma[y0:by + k // 2 + r + 1, x0:bx + k // 2 + r + 1]
+    win = luma[y0 : by + k // 2 + r + 1, x0 : bx + k // 2 + r + 1]
     weights = np.clip(win - 0.5 * (win.max() + np.median(luma)), 0, None)
-    ys, xs = np.mgrid[0:win.shape[0], 0:win.shape[1]]
+    ys, xs = np.mgrid[0 : win.shape[0], 0 : win.shape[1]]
     total = weights.sum()
-    return (float(mx + x0 + (weights * (xs + 0.5)).sum() / total), float(my + y0 + (weights * (ys + 0.5)).sum() / total))
+    return (
+        float(mx + x0 + (weights * (xs + 0.5)).sum() / total),
+        float(my + y0 + (weights * (ys + 0.5)).sum() / total),
+    )

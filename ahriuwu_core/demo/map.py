@@ -5,6 +5,7 @@ built once per process and cached. Features are large and high-contrast (lanes ~
 tree clumps, grass brightness varying over ~100-250 px) so the camera's scroll stays visible after a
 640x360 -> 64x64 resize.
 """
+
 from __future__ import annotations
 
 import functools
@@ -78,6 +79,7 @@ class World:
 
 # ----------------------------------------------------------------------------------------------- drawing helpers
 
+
 def blend_disc(img: np.ndarray, cx: float, cy: float, r: float, color, alpha: float = 1.0) -> None:
     """Anti-aliased filled disc, blended in place into a float32 or uint8 HxWx3 image (clipped at borders)."""
     _blend_shape(img, cx, cy, r + 1.0, lambda d: np.clip(r + 0.5 - d, 0.0, 1.0), color, alpha)
@@ -136,7 +138,7 @@ class Sprite:
         sx1, sy1 = min(size, w - x0), min(size, h - y0)
         if sx0 >= sx1 or sy0 >= sy1:
             return
-        view = img[y0 + sy0:y0 + sy1, x0 + sx0:x0 + sx1]
+        view = img[y0 + sy0 : y0 + sy1, x0 + sx0 : x0 + sx1]
         patch = view * (1 - self.alpha[sy0:sy1, sx0:sx1])  # float32
         patch += self.rgb[sy0:sy1, sx0:sx1]
         view[:] = patch
@@ -154,6 +156,7 @@ def fill_rect(img: np.ndarray, x: int, y: int, w: int, h: int, color) -> None:
 
 
 # ------------------------------------------------------------------------------------------------- map generation
+
 
 def _value_noise(rng: np.random.Generator, size: int, cell: float) -> np.ndarray:  # cell in output pixels
     """Smooth value noise in [0, 1]: random values on a grid of `cell` px, smoothstep-interpolated."""
@@ -183,6 +186,7 @@ def _mix(img: np.ndarray, alpha: np.ndarray, color) -> None:
 
 def _upsample2(img: np.ndarray) -> np.ndarray:
     """Bilinear 2x upsampling (separable, edge-clamped) of an (H, W, C) float32 image."""
+
     def up(a, axis):
         a = np.moveaxis(a, axis, 0)
         prev = np.concatenate([a[:1], a[:-1]])
@@ -191,6 +195,7 @@ def _upsample2(img: np.ndarray) -> np.ndarray:
         out[0::2] = 0.75 * a + 0.25 * prev
         out[1::2] = 0.75 * a + 0.25 * nxt
         return np.moveaxis(out, 0, axis)
+
     return up(up(img, 0), 1)
 
 
@@ -327,9 +332,11 @@ def get_world() -> World:
     S = WORLD_SIZE
     rng = np.random.default_rng(MAP_SEED + 1)
     blocks = -(-(S + 2 * pad) // 32)
-    void = np.repeat(np.repeat(rng.random((blocks, blocks), dtype=np.float32), 32, 0), 32, 1)[:S + 2 * pad, :S + 2 * pad]
+    void = np.repeat(np.repeat(rng.random((blocks, blocks), dtype=np.float32), 32, 0), 32, 1)[
+        : S + 2 * pad, : S + 2 * pad
+    ]
     image = (np.asarray((28, 32, 30), np.float32) * (0.7 + 0.6 * void)[..., None]).astype(np.uint8)
-    image[pad:pad + S, pad:pad + S] = np.clip(img, 0, 255).astype(np.uint8)
+    image[pad : pad + S, pad : pad + S] = np.clip(img, 0, 255).astype(np.uint8)
     image.setflags(write=False)
     return World(image=image, pad=pad, lanes=lanes, towers=towers)
 
@@ -339,7 +346,7 @@ def minimap_image(w: int, h: int) -> np.ndarray:
     """The whole map area-averaged to (h, w), dimmed so nothing on it is as bright as the player marker."""
     world = get_world()
     S, pad = WORLD_SIZE, world.pad
-    img = world.image[pad:pad + S, pad:pad + S].astype(np.float32)
+    img = world.image[pad : pad + S, pad : pad + S].astype(np.float32)
     small = img.reshape(128, S // 128, 128, S // 128, 3).mean(axis=(1, 3))
     ys = np.minimum((np.arange(h) + 0.5) * 128 / h, 127).astype(np.int64)
     xs = np.minimum((np.arange(w) + 0.5) * 128 / w, 127).astype(np.int64)

@@ -1,6 +1,7 @@
 """The demo game's scroll estimate: the map's apparent motion between two frames, with the HUD and the
 champion (whom the camera keeps at the screen centre) faded out. The evaluation's callers pass it in as the
 motion estimator for demo videos; other games use the evaluation's default."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -18,7 +19,7 @@ def scroll_ignore_mask(h: int, w: int) -> np.ndarray:
     sx, sy = w / HUD_REFERENCE_SIZE[0], h / HUD_REFERENCE_SIZE[1]
     rects = list(hud_regions(w, h).values()) + [(w / 2 - 72 * sx, h / 2 - 72 * sy, 144 * sx, 144 * sy)]
     for x, y, rw, rh in rects:
-        mask[max(0, int(round(y))):int(round(y + rh)), max(0, int(round(x))):int(round(x + rw))] = 1
+        mask[max(0, int(round(y))) : int(round(y + rh)), max(0, int(round(x))) : int(round(x + rw))] = 1
     return mask
 
 

@@ -1,4 +1,5 @@
 """The scripted player of the demo game, and `play_demo`: a game played by it, frame by frame."""
+
 from __future__ import annotations
 
 import math
@@ -23,7 +24,7 @@ class ScriptedPolicy:
         self.move = 0
         self.hold = 0
         self.standoff = 180.0  # preferred distance to the nearest enemy minion, re-drawn now and then
-        self.last_cast = -10**9  # frame index of the last cast
+        self.last_cast = -(10**9)  # frame index of the last cast
 
     def act(self, game: DemoGame) -> tuple[int, int]:
         self.hold -= 1
@@ -66,8 +67,11 @@ class ScriptedPolicy:
                 if dist < 45:  # close enough: hold position for a while, or strafe sideways (kiting)
                     if rng.random() < 0.5:
                         return 0, int(rng.integers(6, 18))
-                    side = move_from_vector(-(ey - py), ex - px) if rng.random() < 0.5 else \
-                        move_from_vector(ey - py, -(ex - px))
+                    side = (
+                        move_from_vector(-(ey - py), ex - px)
+                        if rng.random() < 0.5
+                        else move_from_vector(ey - py, -(ex - px))
+                    )
                     return side, int(rng.integers(8, 20))
                 return move_from_vector(tx - px, ty - py), int(clamp(dist / step, 6, int(rng.integers(10, 35))))
         # No enemy nearby: walk along the nearest lane towards the enemy side.
@@ -87,8 +91,9 @@ class ScriptedPolicy:
         return int(self.rng.choice(ready)) + 1
 
 
-def play_demo(seed: int, num_frames: int, width: int = 640, height: int = 360, fps: float = 40.0,
-              player_speed: float = 200.0):
+def play_demo(
+    seed: int, num_frames: int, width: int = 640, height: int = 360, fps: float = 40.0, player_speed: float = 200.0
+):
     """Yield (frame uint8 HxWx3, move, ability, player world (x, y) at that frame) for frames 0..num_frames-1."""
     game = DemoGame(seed, width, height, fps, player_speed)
     policy = ScriptedPolicy(np.random.default_rng([seed, 1]))

@@ -1,12 +1,21 @@
 """Drawing a frame of the demo game: the map under the camera, minions, the champion, effects, and the HUD."""
+
 from __future__ import annotations
 
 import numpy as np
 
 from ahriuwu_core.conventions import MOVE_VECTORS
 from ahriuwu_core.demo.hud import (
-    bar_layout, draw_marker, icon_art, icon_layout, marker_size, minimap_base, minimap_inner,
-    minimap_marker_position, panel_base, rect_outline,
+    bar_layout,
+    draw_marker,
+    icon_art,
+    icon_layout,
+    marker_size,
+    minimap_base,
+    minimap_inner,
+    minimap_marker_position,
+    panel_base,
+    rect_outline,
 )
 from ahriuwu_core.demo.map import TEAM_COLORS, WORLD_SIZE, Sprite, blend_disc, blend_ring, fill_rect
 
@@ -16,7 +25,7 @@ def render_frame(game) -> np.ndarray:
     W, H = game.width, game.height
     pad = game.world.pad
     cam_x, cam_y = int(round(game.px)) - W // 2, int(round(game.py)) - H // 2
-    frame = game.world.image[cam_y + pad:cam_y + pad + H, cam_x + pad:cam_x + pad + W].copy()
+    frame = game.world.image[cam_y + pad : cam_y + pad + H, cam_x + pad : cam_x + pad + W].copy()
     sprites = _sprites()
 
     for e in game.effects:  # ground effects under the units
@@ -90,14 +99,16 @@ def draw_hud(game, frame: np.ndarray) -> None:
     rect_outline(mm, vx0, vy0, vw, vh, (150, 150, 150), (ix, iy, iw, ih))
     mkx, mky = minimap_marker_position((game.px, game.py), game.width, game.height)
     draw_marker(mm, mkx - mx, mky - my, marker_size(game.width, game.height))
-    frame[my:my + mh, mx:mx + mw] = mm
+    frame[my : my + mh, mx : mx + mw] = mm
 
     ax, ay, aw, ah = game.hud["abilities_health"]
     layout = icon_layout(aw, ah)
     (hx, hy, hw, hh), (nx, ny, nw, nh) = bar_layout(aw, ah)
     # The panel only changes when a cooldown sweep row or a bar pixel changes: cache it by that state.
-    sweep = tuple(int(round(size * game.cooldown[k] / game.cooldown_total[k])) if game.cooldown[k] > 0 else -1
-                  for k, (_, _, size) in enumerate(layout))
+    sweep = tuple(
+        int(round(size * game.cooldown[k] / game.cooldown_total[k])) if game.cooldown[k] > 0 else -1
+        for k, (_, _, size) in enumerate(layout)
+    )
     key = (aw, ah, sweep, int(round(hw * game.hp / 100)), int(round(nw * game.mana / 100)))
     panel = game.hud_panel_cache.get(key)
     if panel is None:
@@ -105,16 +116,16 @@ def draw_hud(game, frame: np.ndarray) -> None:
         for k, (x0, y0, size) in enumerate(layout):
             if sweep[k] >= 0:
                 grey = icon_art(size, k, greyed=True).copy()
-                grey[:sweep[k]] = (grey[:sweep[k]] * 0.6).astype(np.uint8)  # the sweep shows time left
-                panel[y0:y0 + size, x0:x0 + size] = grey
+                grey[: sweep[k]] = (grey[: sweep[k]] * 0.6).astype(np.uint8)  # the sweep shows time left
+                panel[y0 : y0 + size, x0 : x0 + size] = grey
             else:
-                panel[y0:y0 + size, x0:x0 + size] = icon_art(size, k, greyed=False)
+                panel[y0 : y0 + size, x0 : x0 + size] = icon_art(size, k, greyed=False)
         fill_rect(panel, hx, hy, key[3], hh, (60, 200, 70))
         fill_rect(panel, nx, ny, key[4], nh, (60, 110, 235))
         if len(game.hud_panel_cache) > 256:
             game.hud_panel_cache.clear()
         game.hud_panel_cache[key] = panel
-    frame[ay:ay + ah, ax:ax + aw] = panel
+    frame[ay : ay + ah, ax : ax + aw] = panel
 
 
 _SPRITES: dict | None = None
@@ -126,15 +137,27 @@ def _sprites() -> dict[str, Sprite]:
         s = {}
         for team, color in TEAM_COLORS.items():
             c = np.asarray(color, np.float32)
-            s["minion_" + team] = (Sprite(12).disc(2, 3, 10, (15, 25, 15), 0.45).disc(0, 0, 10, c * 0.35)
-                                   .disc(0, 0, 8.5, c).disc(-3, -3, 3, np.minimum(c + 90, 255)))
-        s["player"] = (Sprite(28).ring(0, 3, 23, 3.5, (80, 230, 110), 0.9)
-                       .disc(3, 6, 18, (10, 20, 10), 0.5).disc(0, 0, 16, (45, 15, 45))
-                       .disc(0, 0, 14, (205, 75, 165)).disc(-4, -5, 5, (245, 170, 225)))
+            s["minion_" + team] = (
+                Sprite(12)
+                .disc(2, 3, 10, (15, 25, 15), 0.45)
+                .disc(0, 0, 10, c * 0.35)
+                .disc(0, 0, 8.5, c)
+                .disc(-3, -3, 3, np.minimum(c + 90, 255))
+            )
+        s["player"] = (
+            Sprite(28)
+            .ring(0, 3, 23, 3.5, (80, 230, 110), 0.9)
+            .disc(3, 6, 18, (10, 20, 10), 0.5)
+            .disc(0, 0, 16, (45, 15, 45))
+            .disc(0, 0, 14, (205, 75, 165))
+            .disc(-4, -5, 5, (245, 170, 225))
+        )
         s["tail"] = Sprite(7).disc(0, 0, 6, (250, 245, 240)).disc(-1, -1, 3, (255, 255, 255))
         s["face"] = Sprite(7).disc(0, 0, 6.5, (250, 222, 205)).disc(0, 0, 2, (90, 30, 60))
         s["orb"] = Sprite(10).disc(0, 0, 9, (90, 170, 255)).disc(-2, -2, 4.5, (235, 245, 255))
-        s["charm"] = Sprite(9).disc(-3, -2, 5, (255, 105, 180)).disc(3, -2, 5, (255, 105, 180)).disc(0, 2, 5, (255, 105, 180))
+        s["charm"] = (
+            Sprite(9).disc(-3, -2, 5, (255, 105, 180)).disc(3, -2, 5, (255, 105, 180)).disc(0, 2, 5, (255, 105, 180))
+        )
         s["foxfire"] = Sprite(8).disc(0, 0, 7, (190, 90, 255)).disc(0, 0, 3.5, (245, 220, 255))
         s["tower_shot"] = Sprite(7).disc(0, 0, 6, (255, 190, 80)).disc(0, 0, 3, (255, 250, 220))
         _SPRITES = s

@@ -3,6 +3,7 @@
 The sidecar (`<stem>.actions.json`) also carries `player_world_xy` (the player's world position per frame) and
 `demo` (the settings + DEMO_GAME_VERSION, used to skip complete videos).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -85,7 +86,8 @@ def write_demo_video(mp4_path: Path, cfg: DemoConfig, seed: int) -> Path:
             worker.start()
             try:
                 for i, (frame, move, ability, pos) in enumerate(
-                        play_demo(seed, n, cfg.width, cfg.height, cfg.fps, cfg.player_speed)):
+                    play_demo(seed, n, cfg.width, cfg.height, cfg.fps, cfg.player_speed)
+                ):
                     records.append({"t": i / cfg.fps, "move": move, "ability": ability})
                     positions.append([round(pos[0], 3), round(pos[1], 3)])
                     if errors:
@@ -96,8 +98,14 @@ def write_demo_video(mp4_path: Path, cfg: DemoConfig, seed: int) -> Path:
                 worker.join()
             if errors:
                 raise RuntimeError(f"encoding demo video {mp4_path} failed: {errors[0]}") from errors[0]
-        payload = {"fps": cfg.fps, "components": ACTION_COMPONENTS, "num_classes": ACTION_NUM_CLASSES,
-                   "frames": records, "player_world_xy": positions, "demo": _config_fingerprint(cfg, seed)}
+        payload = {
+            "fps": cfg.fps,
+            "components": ACTION_COMPONENTS,
+            "num_classes": ACTION_NUM_CLASSES,
+            "frames": records,
+            "player_world_xy": positions,
+            "demo": _config_fingerprint(cfg, seed),
+        }
         write_json(sidecar, payload, indent=None)
     return mp4_path
 
@@ -112,8 +120,9 @@ def _is_complete(mp4_path: Path, cfg: DemoConfig, seed: int) -> bool:
         return False
 
 
-def demo_video_paths(out_dir: Path, cfg: DemoConfig = DemoConfig()) -> list[Path]:
+def demo_video_paths(out_dir: Path, cfg: DemoConfig | None = None) -> list[Path]:
     """Where the demo's videos live: out_dir/demo_000.mp4 ... demo_{n-1}.mp4 (each with `<stem>.actions.json`)."""
+    cfg = cfg or DemoConfig()
     return [Path(out_dir) / f"demo_{k:03d}.mp4" for k in range(cfg.num_videos)]
 
 
@@ -126,9 +135,10 @@ def _demo_seed(mp4_path: Path, cfg: DemoConfig) -> int:
     return cfg.seed * 1000 + int(index)
 
 
-def discard_stale_demo_videos(out_dir: Path, cfg: DemoConfig = DemoConfig(), log=print) -> None:
+def discard_stale_demo_videos(out_dir: Path, cfg: DemoConfig | None = None, log=print) -> None:
     """Delete the demo videos rendered with other settings (a cheap look at each sidecar), so that
     `ensure_demo_video` renders them again; complete, current ones stay."""
+    cfg = cfg or DemoConfig()
     for path in demo_video_paths(out_dir, cfg):
         if path.exists() and not _is_complete(path, cfg, _demo_seed(path, cfg)):
             path.with_name(path.stem + ".actions.json").unlink(missing_ok=True)
@@ -136,9 +146,10 @@ def discard_stale_demo_videos(out_dir: Path, cfg: DemoConfig = DemoConfig(), log
             log(f"demo video {path} was rendered with other settings: removed, rendered again when fetched")
 
 
-def ensure_demo_video(mp4_path: Path, cfg: DemoConfig = DemoConfig(), log=print) -> Path:
+def ensure_demo_video(mp4_path: Path, cfg: DemoConfig | None = None, log=print) -> Path:
     """Render one demo video (and its sidecar) unless it is there; the mp4 is renamed into place last, so one that
     exists is complete."""
+    cfg = cfg or DemoConfig()
     mp4_path = Path(mp4_path)
     seed = _demo_seed(mp4_path, cfg)
     if mp4_path.exists() and mp4_path.with_name(mp4_path.stem + ".actions.json").exists():
@@ -149,9 +160,10 @@ def ensure_demo_video(mp4_path: Path, cfg: DemoConfig = DemoConfig(), log=print)
     return mp4_path
 
 
-def write_demo_videos(out_dir: Path, cfg: DemoConfig = DemoConfig(), log=print) -> list[Path]:
+def write_demo_videos(out_dir: Path, cfg: DemoConfig | None = None, log=print) -> list[Path]:
     """Write out_dir/demo_000.mp4 (+ demo_000.actions.json) ... demo_{n-1}; video k uses seed cfg.seed*1000+k.
     Idempotent: a video whose mp4 and sidecar exist and were made with the same settings is skipped."""
+    cfg = cfg or DemoConfig()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = []

@@ -1,4 +1,5 @@
 """World model ("dynamics"): model, shortcut-forcing objective, sampler, latent data and trainer."""
+
 from .model import DynamicsConfig, KVCache, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
 from .sampler import rollout

@@ -9,6 +9,7 @@
   This says the action path reaches the output, not that the model uses actions well (the evaluation's
   controllability measures that).
 """
+
 from __future__ import annotations
 
 import json
@@ -39,31 +40,44 @@ def check_finite_loss(losses: list[float], loss_last) -> tuple[bool, dict]:
     bad = [i for i, v in enumerate(losses) if not math.isfinite(v)]
     last_ok = loss_last is not None and math.isfinite(float(loss_last))
     return (not bad and last_ok and bool(losses)), {
-        "logged_losses": len(losses), "nonfinite_logged": len(bad),
-        "loss_last": float(loss_last) if loss_last is not None else "none"}
+        "logged_losses": len(losses),
+        "nonfinite_logged": len(bad),
+        "loss_last": float(loss_last) if loss_last is not None else "none",
+    }
 
 
-def check_loss_improved(losses: list[float], window: int = 5, z: float = 2.0,
-                        min_per_end: int = 3) -> tuple[bool, dict]:
+def check_loss_improved(
+    losses: list[float], window: int = 5, z: float = 2.0, min_per_end: int = 3
+) -> tuple[bool, dict]:
     """Mean of the last k logged losses below the mean of the first k by more than z standard errors
     (k = min(window, n // 2): the two ends never share a loss)."""
     k = min(window, len(losses) // 2)
     if k < min_per_end:  # too few logged losses to tell a drop from batch noise: not judged
-        return True, {"judged": False, "logged_losses": len(losses),
-                      "reason": f"{len(losses)} logged losses; judging needs {2 * min_per_end} "
-                                f"({min_per_end} at each end)"}
+        return True, {
+            "judged": False,
+            "logged_losses": len(losses),
+            "reason": f"{len(losses)} logged losses; judging needs {2 * min_per_end} ({min_per_end} at each end)",
+        }
     first, last = torch.tensor(losses[:k], dtype=torch.float64), torch.tensor(losses[-k:], dtype=torch.float64)
     drop = float(first.mean() - last.mean())
     stderr = float(math.sqrt((first.var() + last.var()) / k))
     passed = math.isfinite(drop) and drop > z * stderr
-    return passed, {"judged": True, "logged_losses": len(losses), "window": k,
-                    "loss_first_mean": float(first.mean()), "loss_last_mean": float(last.mean()),
-                    "drop": drop, "drop_stderr": stderr, "z_required": z}
+    return passed, {
+        "judged": True,
+        "logged_losses": len(losses),
+        "window": k,
+        "loss_first_mean": float(first.mean()),
+        "loss_last_mean": float(last.mean()),
+        "drop": drop,
+        "drop_stderr": stderr,
+        "z_required": z,
+    }
 
 
 @torch.no_grad()
-def check_action_alive(model, stores, windows: int = 8, length: int = 4, tau: float = 0.5, seed: int = 0,
-                       min_relative_change: float = 1e-4) -> tuple[bool, dict]:
+def check_action_alive(
+    model, stores, windows: int = 8, length: int = 4, tau: float = 0.5, seed: int = 0, min_relative_change: float = 1e-4
+) -> tuple[bool, dict]:
     """On `windows` training windows (clean context, the last frame noised to `tau`), the mean absolute change
     of the last frame's prediction when every action component moves to the next class, relative to the
     prediction's mean magnitude. A model that ignores actions changes it by float rounding only (~1e-7)."""
@@ -90,5 +104,10 @@ def check_action_alive(model, stores, windows: int = 8, length: int = 4, tau: fl
     scale = float(pred.abs().mean())
     relative = change / max(scale, 1e-12)
     passed = math.isfinite(relative) and relative > min_relative_change
-    return passed, {"relative_change": relative, "mean_abs_change": change, "threshold": min_relative_change,
-                    "windows": B, "frames_per_window": T}
+    return passed, {
+        "relative_change": relative,
+        "mean_abs_change": change,
+        "threshold": min_relative_change,
+        "windows": B,
+        "frames_per_window": T,
+    }

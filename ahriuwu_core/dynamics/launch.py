@@ -10,6 +10,7 @@ Like torchrun, it sets RANK, LOCAL_RANK, WORLD_SIZE and LOCAL_WORLD_SIZE, forwar
 ranks, and stops the others when one fails. When its own parent dies it exits, so each rank's ParentWatch stops
 that rank.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -29,8 +30,13 @@ LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
 def launch(nproc: int, command: list[str], store_dir, grace_s: float = 30.0, log=print) -> int:
     """Run `command` as ranks 0..nproc-1; return 0 when all succeed, else the first failing rank's status."""
     store = temp_path(os.path.join(store_dir, "rendezvous"))  # a dead launcher's is swept like any temp
-    env = {**os.environ, **LOOPBACK, "AHRIUWU_DIST_INIT": f"file://{store}", "WORLD_SIZE": str(nproc),
-           "LOCAL_WORLD_SIZE": str(nproc)}
+    env = {
+        **os.environ,
+        **LOOPBACK,
+        "AHRIUWU_DIST_INIT": f"file://{store}",
+        "WORLD_SIZE": str(nproc),
+        "LOCAL_WORLD_SIZE": str(nproc),
+    }
     ranks = [subprocess.Popen(command, env={**env, "RANK": str(r), "LOCAL_RANK": str(r)}) for r in range(nproc)]
 
     def forward(signum, frame):

@@ -23,6 +23,7 @@ signal: raw CNN latents have std ~0.14, so context noise 0.1 would bury half of 
 For rollouts the time-attention keys/values of past frames are kept in a `KVCache`, so generating a frame
 costs the same whatever the context length (apart from the tiny attention over cached keys).
 """
+
 from __future__ import annotations
 
 import math
@@ -38,30 +39,30 @@ from .prior import ActionKernelPrior
 
 @dataclass
 class DynamicsConfig:
-    num_tokens: int = 64          # N latent tokens per frame (from the tokenizer)
-    token_dim: int = 16           # D channels per latent token
-    pack: int = 1                 # p: (N, D) -> (N/p, p*D) tokens fed to the transformer
+    num_tokens: int = 64  # N latent tokens per frame (from the tokenizer)
+    token_dim: int = 16  # D channels per latent token
+    pack: int = 1  # p: (N, D) -> (N/p, p*D) tokens fed to the transformer
     d_model: int = 256
     n_layers: int = 8
     n_heads: int = 4
-    n_kv_heads: int = 2           # grouped-query attention: n_heads / n_kv_heads query heads share a K/V head
-    time_every: int = 4           # layer i has time attention iff i % time_every == time_every - 1
+    n_kv_heads: int = 2  # grouped-query attention: n_heads / n_kv_heads query heads share a K/V head
+    time_every: int = 4  # layer i has time attention iff i % time_every == time_every - 1
     n_registers: int = 4
     action_num_classes: tuple = (9, 5)
-    k_max: int = 64               # finest step size 1/k_max (a power of two)
-    max_frames: int = 64          # longest sequence the model is meant for (RoPE handles any length)
-    mlp_ratio: float = 8 / 3      # SwiGLU hidden = mlp_ratio * d_model (rounded up to a multiple of 16)
-    attn_softcap: float = 50.0    # attention logit soft-capping cap*tanh(s/cap); 0 disables (fused SDPA)
+    k_max: int = 64  # finest step size 1/k_max (a power of two)
+    max_frames: int = 64  # longest sequence the model is meant for (RoPE handles any length)
+    mlp_ratio: float = 8 / 3  # SwiGLU hidden = mlp_ratio * d_model (rounded up to a multiple of 16)
+    attn_softcap: float = 50.0  # attention logit soft-capping cap*tanh(s/cap); 0 disables (fused SDPA)
     rope_base: float = 10000.0
-    space_rope: bool = False      # 2D RoPE over the latent token grid in space attention
+    space_rope: bool = False  # 2D RoPE over the latent token grid in space attention
     space_rope_base: float = 100.0
     persistence_prior: bool = False  # x_hat(t) = clean(t-1) + output; clean(t-1) is also an input
-    prior_kernel: int = 0            # > 0 (with persistence_prior): clean(t-1) through a k x k action-chosen filter
+    prior_kernel: int = 0  # > 0 (with persistence_prior): clean(t-1) through a k x k action-chosen filter
     action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
-    mean_first_step: bool = False    # the sampler's first step (from pure noise) predicts at the finest step
-                                     # size: the conditional mean, which the prior reads (`sampler`)
-    precondition: bool = False       # (with persistence_prior) output = the best linear guess from the noisy input
-                                     # and the prior, plus the network's scaled correction (`skip_coefficients`)
+    mean_first_step: bool = False  # the sampler's first step (from pure noise) predicts at the finest step
+    # size: the conditional mean, which the prior reads (`sampler`)
+    precondition: bool = False  # (with persistence_prior) output = the best linear guess from the noisy input
+    # and the prior, plus the network's scaled correction (`skip_coefficients`)
 
     def __post_init__(self):
         self.action_num_classes = tuple(int(c) for c in self.action_num_classes)
@@ -72,8 +73,10 @@ class DynamicsConfig:
         if self.num_tokens % self.pack:
             raise ValueError(f"DynamicsConfig: num_tokens={self.num_tokens} not divisible by pack={self.pack}")
         if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
-            raise ValueError(f"DynamicsConfig: need d_model % n_heads == 0 and n_heads % n_kv_heads == 0 "
-                             f"(d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads})")
+            raise ValueError(
+                f"DynamicsConfig: need d_model % n_heads == 0 and n_heads % n_kv_heads == 0 "
+                f"(d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads})"
+            )
         if self.k_max < 1 or self.k_max & (self.k_max - 1):
             raise ValueError(f"DynamicsConfig: k_max={self.k_max} must be a power of two")
         if (self.d_model // self.n_heads) % 2:
@@ -161,7 +164,7 @@ def attend(q, k, v, mask, softcap: float):
     rep = h // k.shape[1]
     # grouped queries without copying K/V: the `rep` query heads sharing a K/V head become `rep` blocks of rows
     q = q.reshape(M, k.shape[1], rep * L, hd)
-    scores = (q @ k.transpose(-1, -2)) * hd ** -0.5
+    scores = (q @ k.transpose(-1, -2)) * hd**-0.5
     scores = softcap * torch.tanh(scores.float() / softcap)
     if mask is not None:
         scores = scores.masked_fill(~(mask.repeat(1, 1, rep, 1) if rep > 1 else mask), float("-inf"))
@@ -221,7 +224,7 @@ class KVCache:
 
     def store(self, index: int, k: torch.Tensor, v: torch.Tensor) -> None:
         if self.window > 0 and k.shape[2] > self.window:
-            k, v = k[:, :, -self.window:].contiguous(), v[:, :, -self.window:].contiguous()
+            k, v = k[:, :, -self.window :].contiguous(), v[:, :, -self.window :].contiguous()
         self.layers[index] = (k, v)
 
 
@@ -247,7 +250,7 @@ class Block(nn.Module):
             pk, pv = cache.layers[self.index]
             k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
         if cache is not None and commit:
-            cache.store(self.index, k[:, :, :kept + commit], v[:, :, :kept + commit])
+            cache.store(self.index, k[:, :, : kept + commit], v[:, :, : kept + commit])
         qi = pos[:, None]
         ki = torch.arange(past - kept, past + T, device=x.device)[None, :]
         mask = (ki <= qi)[None, None]  # causal over frames
@@ -316,8 +319,11 @@ class WorldModel(nn.Module):
         self.blocks = nn.ModuleList(Block(cfg, i) for i in range(cfg.n_layers))
         self.out_norm = RMSNorm(d)
         self.latent_out = nn.Linear(d, cfg.pack * cfg.token_dim)
-        self.prior = (ActionKernelPrior(cfg.num_tokens, cfg.token_dim, cfg.action_num_classes, cfg.prior_kernel)
-                      if cfg.prior_kernel else None)
+        self.prior = (
+            ActionKernelPrior(cfg.num_tokens, cfg.token_dim, cfg.action_num_classes, cfg.prior_kernel)
+            if cfg.prior_kernel
+            else None
+        )
         self.register_buffer("latent_mean", torch.zeros(cfg.token_dim))
         self.register_buffer("latent_std", torch.ones(cfg.token_dim))
         if cfg.precondition:  # variance of (clean - prior guess) per channel, standardized (`set_change_var`)
@@ -357,7 +363,7 @@ class WorldModel(nn.Module):
         # stream is pre-normed, so scale only sets their relative weight), linears are small but non-zero.
         for m in self.modules():
             if isinstance(m, nn.Linear):
-                nn.init.normal_(m.weight, std=m.in_features ** -0.5)
+                nn.init.normal_(m.weight, std=m.in_features**-0.5)
                 if m.bias is not None:
                     nn.init.zeros_(m.bias)
             elif isinstance(m, nn.Embedding):
@@ -365,11 +371,11 @@ class WorldModel(nn.Module):
         for blk in self.blocks:  # residual branch outputs scaled down with depth (stable deep stacks)
             outs = [blk.space_attn.out, blk.mlp.out] + ([blk.time_attn.out] if blk.has_time else [])
             for lin in outs:
-                nn.init.normal_(lin.weight, std=lin.in_features ** -0.5 / math.sqrt(2 * self.cfg.n_layers))
+                nn.init.normal_(lin.weight, std=lin.in_features**-0.5 / math.sqrt(2 * self.cfg.n_layers))
         if self.cfg.persistence_prior:  # start as the prior (or its preconditioned mix); the change is learnt from zero
             nn.init.zeros_(self.latent_out.weight)
         else:
-            nn.init.normal_(self.latent_out.weight, std=0.1 * self.cfg.d_model ** -0.5)
+            nn.init.normal_(self.latent_out.weight, std=0.1 * self.cfg.d_model**-0.5)
 
     def num_params(self) -> int:
         return sum(p.numel() for p in self.parameters())
@@ -384,8 +390,9 @@ class WorldModel(nn.Module):
         act = self.action_token.expand(B, T, -1)
         if actions is not None and has_actions is not None:
             if actions.shape[-1] != len(self.action_embed):
-                raise ValueError(f"WorldModel: actions have {actions.shape[-1]} components, "
-                                 f"model expects {len(self.action_embed)}")
+                raise ValueError(
+                    f"WorldModel: actions have {actions.shape[-1]} components, model expects {len(self.action_embed)}"
+                )
             # No clamping: a class outside the space is refused when the data is read (LatentWindows, evaluation),
             # and an index error here rather than a silently different action.
             label = sum(emb(actions[..., c].long() * has_actions.long()) for c, emb in enumerate(self.action_embed))
@@ -395,9 +402,19 @@ class WorldModel(nn.Module):
         regs = self.register_tokens.expand(B, T, -1, -1)
         return torch.cat([lat, regs, noise[:, :, None], act[:, :, None]], 2)
 
-    def forward(self, z, tau, step, actions=None, has_actions=None, cache: KVCache | None = None,
-                commit: int = 0, isolated: torch.Tensor | None = None, previous: torch.Tensor | None = None,
-                return_prior: bool = False):
+    def forward(
+        self,
+        z,
+        tau,
+        step,
+        actions=None,
+        has_actions=None,
+        cache: KVCache | None = None,
+        commit: int = 0,
+        isolated: torch.Tensor | None = None,
+        previous: torch.Tensor | None = None,
+        return_prior: bool = False,
+    ):
         """z (B,T,N,D) noisy latents at signal level tau (B,T), step size d (B,T); actions (B,T,C) long,
         has_actions (B,T) bool; isolated (B,) bool marks single-image examples (no time attention across
         frames). With `cache`, the T frames follow the cache's committed frames, and the first `commit` of them
@@ -409,8 +426,9 @@ class WorldModel(nn.Module):
         cfg = self.cfg
         B, T, N, D = z.shape
         if N != cfg.num_tokens or D != cfg.token_dim:
-            raise ValueError(f"WorldModel: latents have shape (N={N}, D={D}), model expects "
-                             f"(N={cfg.num_tokens}, D={cfg.token_dim})")
+            raise ValueError(
+                f"WorldModel: latents have shape (N={N}, D={D}), model expects (N={cfg.num_tokens}, D={cfg.token_dim})"
+            )
         if not 0 <= commit <= T or (commit and cache is None):
             raise ValueError(f"WorldModel: commit={commit} needs a cache and 0 <= commit <= T={T}")
         if cfg.precondition:  # unit-scale network input at every tau (z's variance is (1-tau)^2 + tau^2 var(x))
@@ -437,7 +455,7 @@ class WorldModel(nn.Module):
             x = blk(x, time_table, isolated, cache, commit, space_tables)
         if cache is not None and commit:
             cache.length += commit
-        out = self.latent_out(self.out_norm(x[:, :, :packed.shape[2]]))
+        out = self.latent_out(self.out_norm(x[:, :, : packed.shape[2]]))
         out = unpack_tokens(out, cfg).float()
         if cfg.precondition:  # the skip, plus the network's output scaled to the skip's error
             c, r = skip_coefficients(tau, self.change_var)

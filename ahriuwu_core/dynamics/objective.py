@@ -20,6 +20,7 @@
 - each term is a mean over the frames of the whole (global) batch: with `reduce_sum` (data parallel) the sums
   and counts are added over ranks, so the ranks' averaged gradients equal one process's on the union batch.
 """
+
 from __future__ import annotations
 
 import math
@@ -35,10 +36,10 @@ from .prior import prior_error
 @dataclass
 class ObjectiveConfig:
     single_image_fraction: float = 0.3
-    context_noise: float = 0.1       # context frames sit at tau = 1 - context_noise (training and rollout)
+    context_noise: float = 0.1  # context frames sit at tau = 1 - context_noise (training and rollout)
     context_prefix_prob: float = 0.5  # fraction of sequence examples with a context-level prefix
     shortcut_fraction: float | None = None  # fraction of examples with d > 1/k_max; None = uniform over sizes
-    loss_weight: str = "ramp"        # per-frame weight: "ramp" (the paper's 0.9*tau + 0.1) or "flat" (1)
+    loss_weight: str = "ramp"  # per-frame weight: "ramp" (the paper's 0.9*tau + 0.1) or "flat" (1)
 
 
 def ramp_weight(tau: torch.Tensor) -> torch.Tensor:
@@ -78,7 +79,7 @@ def bootstrap_target(z, tau, d, x_first, z_mid, x_second) -> torch.Tensor:
 
 
 def step_size_choices(k_max: int) -> list[float]:
-    return [2.0 ** -i for i in range(int(math.log2(k_max)) + 1)]
+    return [2.0**-i for i in range(int(math.log2(k_max)) + 1)]
 
 
 def sample_step_sizes(batch: int, k_max: int, generator=None, shortcut_fraction: float | None = None) -> torch.Tensor:
@@ -121,9 +122,19 @@ def sample_corruption(B: int, T: int, k_max: int, cfg: ObjectiveConfig, generato
     return tau, step, isolated
 
 
-def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConfig = None, *, generator=None,
-                          normalizer=None, teacher=None, example_generators: Sequence | None = None,
-                          reduce_sum: Callable | None = None):
+def shortcut_forcing_loss(
+    model,
+    clean,
+    actions,
+    has_actions,
+    cfg: ObjectiveConfig = None,
+    *,
+    generator=None,
+    normalizer=None,
+    teacher=None,
+    example_generators: Sequence | None = None,
+    reduce_sum: Callable | None = None,
+):
     """One shortcut-forcing loss on a batch of clean tokenizer latents (B,T,N,D), standardized by the model's
     latent stats first (all noise levels and losses live in that unit-scale space). `teacher` (default: the
     unwrapped model) computes the stop-gradient bootstrap targets; pass the raw module when `model` is DDP-wrapped.
@@ -142,8 +153,13 @@ def shortcut_forcing_loss(model, clean, actions, has_actions, cfg: ObjectiveConf
     if example_generators is not None:
         if len(example_generators) != B:
             raise ValueError(f"{len(example_generators)} example generators for a batch of {B}")
-        drawn = [(*sample_corruption(1, T, mcfg.k_max, cfg, g),
-                  torch.randn((1, *clean.shape[1:]), generator=g, device=g.device)) for g in example_generators]
+        drawn = [
+            (
+                *sample_corruption(1, T, mcfg.k_max, cfg, g),
+                torch.randn((1, *clean.shape[1:]), generator=g, device=g.device),
+            )
+            for g in example_generators
+        ]
         tau, step, isolated, noise = (torch.cat([d[i].to(dev) for d in drawn]) for i in range(4))
     else:
         tau, step, isolated = sample_corruption(B, T, mcfg.k_max, cfg, generator)

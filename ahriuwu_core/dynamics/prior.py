@@ -11,6 +11,7 @@ least-squares filter rolled out alone beats copying the last frame by 4.0-4.5 dB
 A bilinear shift by a learnt (dx, dy) was tried first: from the x-prediction loss its gradient mostly asked for
 blur. The filter is linear in its weights, so its own squared error (`prior_error`) fits it directly.
 """
+
 from __future__ import annotations
 
 import math
@@ -38,8 +39,7 @@ class ActionKernelPrior(nn.Module):
         self.side, self.kernel = side, kernel
         width = token_dim * kernel * kernel + 1  # the k x k neighbourhood of every channel, and a bias
         self.prior_base = nn.Parameter(torch.zeros(token_dim, width))
-        self.prior_action = nn.ParameterList(nn.Parameter(torch.zeros(c, token_dim, width))
-                                             for c in action_num_classes)
+        self.prior_action = nn.ParameterList(nn.Parameter(torch.zeros(c, token_dim, width)) for c in action_num_classes)
 
     def filters(self, actions, has_actions, frames: int) -> torch.Tensor:
         """(M, D, width) per frame: the base filter plus each action component's."""
@@ -69,8 +69,9 @@ def prior_error(prior: torch.Tensor, clean: torch.Tensor, valid: torch.Tensor) -
 
 
 @torch.no_grad()
-def fit_least_squares(prior: ActionKernelPrior, frames: torch.Tensor, actions=None, has_actions=None,
-                      ridge: float = 1e-3) -> float:
+def fit_least_squares(
+    prior: ActionKernelPrior, frames: torch.Tensor, actions=None, has_actions=None, ridge: float = 1e-3
+) -> float:
     """Set every filter to the exact ridge least-squares fit of clean(t) - clean(t-1) on frames (B,T,N,D)
     (standardized clean windows, t >= 1) with their actions (B,T,C) / has_actions (B,T). The prior is linear in
     its weights, so this is the optimum its own squared error descends to, reached before training starts.
@@ -109,7 +110,7 @@ def fit_least_squares(prior: ActionKernelPrior, frames: torch.Tensor, actions=No
     weights = theta.T.reshape(D, blocks, width).permute(1, 0, 2).float()  # (blocks, D, width)
     prior.prior_base.copy_(weights[0])
     for c, table in enumerate(prior.prior_action):
-        table.copy_(weights[offsets[c]:offsets[c + 1]])
+        table.copy_(weights[offsets[c] : offsets[c + 1]])
     if actions is None or has_actions is None:
         guess = prior(frames[:, :-1])
     else:  # each frame's own action led into it

@@ -19,8 +19,8 @@ then steps 1/K along it. From pure noise the input says nothing about the frame,
 predicts the conditional mean itself, while the coarse shortcut's prediction there is a partial sample trained
 on few examples. Not in the paper; on the demo it moved K=4 0.1-0.2 dB closer to K=64 (`bench/RESULTS.md`).
 """
-from __future__ import annotations
 
+from __future__ import annotations
 
 import torch
 
@@ -37,8 +37,10 @@ def _randn(shape, generator, device):
 def _check_steps(model, sampling_steps: int):
     k_max = model.cfg.k_max
     if sampling_steps < 1 or sampling_steps & (sampling_steps - 1) or sampling_steps > k_max:
-        raise ValueError(f"sampling_steps={sampling_steps} must be a power of two in [1, k_max={k_max}] "
-                         "(only those step sizes are trained)")
+        raise ValueError(
+            f"sampling_steps={sampling_steps} must be a power of two in [1, k_max={k_max}] "
+            "(only those step sizes are trained)"
+        )
 
 
 def first_step_size(model, sampling_steps: int) -> float:
@@ -47,8 +49,17 @@ def first_step_size(model, sampling_steps: int) -> float:
     return 1.0 / model.cfg.k_max if model.cfg.mean_first_step else 1.0 / sampling_steps
 
 
-def denoise(model, predict, shape, sampling_steps: int, generator, device, mean: bool = False,
-            with_mean: bool = False, first_step: float | None = None):
+def denoise(
+    model,
+    predict,
+    shape,
+    sampling_steps: int,
+    generator,
+    device,
+    mean: bool = False,
+    with_mean: bool = False,
+    first_step: float | None = None,
+):
     """Run the K-step sampler for one frame. `predict(z, tau, d) -> x_hat`, tau/d are (B,1) tensors.
     The first prediction, from pure noise (tau=0), is queried at step size `first_step` (default 1/K) and is the
     model's conditional mean of the frame. mean=True returns it instead of a sample -- blurrier, but free of
@@ -94,8 +105,10 @@ class Dreamer:
         B, C = self.shape[0], len(self.model.cfg.action_num_classes)
         none = torch.zeros(B, 1, C, dtype=torch.long, device=self.device)
         unlabelled = torch.zeros(B, 1, dtype=torch.bool, device=self.device)
-        return (torch.cat([none if a0 is None else a0, none if a1 is None else a1], 1),
-                torch.cat([unlabelled if a0 is None else h0, unlabelled if a1 is None else h1], 1))
+        return (
+            torch.cat([none if a0 is None else a0, none if a1 is None else a1], 1),
+            torch.cat([unlabelled if a0 is None else h0, unlabelled if a1 is None else h1], 1),
+        )
 
     def _levels(self, B, T, device):
         return torch.full((B, T), self.tau_ctx, device=device), torch.full((B, T), self.d_min, device=device)
@@ -108,12 +121,20 @@ class Dreamer:
             has_actions = torch.ones(actions.shape[:2], dtype=torch.bool, device=context.device)
         with autocast_context(context.device):
             clean = model.standardize(context)
-            noisy = add_noise(clean, _randn(context.shape, self.generator, context.device),
-                              self._levels(B, Tc, context.device)[0])
+            noisy = add_noise(
+                clean, _randn(context.shape, self.generator, context.device), self._levels(B, Tc, context.device)[0]
+            )
             self.cache = KVCache(self.window)
             if Tc:
-                model(noisy, *self._levels(B, Tc, context.device), actions, has_actions, cache=self.cache,
-                      commit=Tc, previous=shift_previous(clean))
+                model(
+                    noisy,
+                    *self._levels(B, Tc, context.device),
+                    actions,
+                    has_actions,
+                    cache=self.cache,
+                    commit=Tc,
+                    previous=shift_previous(clean),
+                )
         self.last_for_prior = clean[:, -1:] if Tc else None
         self.pending = None
         self.shape = (B, 1, *context.shape[2:])
@@ -131,6 +152,7 @@ class Dreamer:
             has_action = torch.ones(action.shape[:2], dtype=torch.bool, device=device)
         pending, self.pending = self.pending, None
         with autocast_context(device):
+
             def predict(z, tau, step):
                 nonlocal pending
                 if pending is None:
@@ -138,13 +160,28 @@ class Dreamer:
                 noisy, p_action, p_has, p_previous = pending
                 pending = None
                 tau_p, step_p = self._levels(B, 1, device)
-                out = model(torch.cat([noisy, z], 1), torch.cat([tau_p, tau], 1), torch.cat([step_p, step], 1),
-                            *self._cat_actions(p_action, p_has, action, has_action), cache=self.cache, commit=1,
-                            previous=torch.cat([p_previous, self.last_for_prior], 1))
+                out = model(
+                    torch.cat([noisy, z], 1),
+                    torch.cat([tau_p, tau], 1),
+                    torch.cat([step_p, step], 1),
+                    *self._cat_actions(p_action, p_has, action, has_action),
+                    cache=self.cache,
+                    commit=1,
+                    previous=torch.cat([p_previous, self.last_for_prior], 1),
+                )
                 return out[:, 1:]
 
-            x, first = denoise(model, predict, self.shape, sampling_steps, self.generator, device, mean, True,
-                               first_step_size(model, sampling_steps))
+            x, first = denoise(
+                model,
+                predict,
+                self.shape,
+                sampling_steps,
+                self.generator,
+                device,
+                mean,
+                True,
+                first_step_size(model, sampling_steps),
+            )
             noisy = add_noise(x, _randn(x.shape, self.generator, device), self._levels(B, 1, device)[0])
         previous = self.last_for_prior if self.last_for_prior is not None else torch.zeros_like(x)
         self.pending = (noisy, action, has_action, previous)
@@ -153,8 +190,18 @@ class Dreamer:
 
 
 @torch.no_grad()
-def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: int = 4,
-            context_noise: float = 0.1, generator=None, use_cache: bool = True, mean: bool = False) -> torch.Tensor:
+def rollout(
+    model,
+    context,
+    actions,
+    has_actions,
+    horizon: int,
+    sampling_steps: int = 4,
+    context_noise: float = 0.1,
+    generator=None,
+    use_cache: bool = True,
+    mean: bool = False,
+) -> torch.Tensor:
     """Generate `horizon` frames after `context` (B,Tc,N,D). actions (B,Tc+H,C) long, has_actions (B,Tc+H)
     bool (None -> unlabelled); `actions[:, t]` led into frame t (`conventions`). With use_cache=False every
     step reruns the whole sequence (reference path; same random draws, same result). mean=True commits the
@@ -168,8 +215,9 @@ def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: 
         has_actions = torch.ones(actions.shape[:2], dtype=torch.bool, device=context.device)
     if not use_cache:
         with autocast_context(context.device):  # bf16 on CUDA, plain fp32 on CPU
-            return _uncached_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise,
-                                     generator, mean)
+            return _uncached_rollout(
+                model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, mean
+            )
     if not horizon:
         return context.new_zeros(B, 0, N, D).float()
     dreamer = Dreamer(model, context_noise, generator)
@@ -181,8 +229,7 @@ def rollout(model, context, actions, has_actions, horizon: int, sampling_steps: 
     return torch.cat([dreamer.step(*act(t, t + 1), sampling_steps, mean) for t in range(Tc, total)], 1)
 
 
-def _uncached_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator,
-                      mean):
+def _uncached_rollout(model, context, actions, has_actions, horizon, sampling_steps, context_noise, generator, mean):
     """The reference: every step reruns the whole sequence so far (the same random draws as `Dreamer`)."""
     B, Tc, N, D = context.shape
     device = context.device
@@ -197,15 +244,25 @@ def _uncached_rollout(model, context, actions, has_actions, horizon, sampling_st
     frames = []
     for h in range(horizon):
         t = Tc + h
-        a_all, h_all = (None, None) if actions is None else (actions[:, :t + 1], has_actions[:, :t + 1])
+        a_all, h_all = (None, None) if actions is None else (actions[:, : t + 1], has_actions[:, : t + 1])
 
         def predict(z, tau, step):
-            tau_all = torch.cat([ctx_levels(t)[0], tau], 1)
-            step_all = torch.cat([ctx_levels(t)[1], step], 1)
-            previous = shift_previous(torch.cat([prior_history, z], 1))
-            return model(torch.cat([history, z], 1), tau_all, step_all, a_all, h_all, previous=previous)[:, -1:]
-        x, first = denoise(model, predict, (B, 1, N, D), sampling_steps, generator, device, mean, True,
-                           first_step_size(model, sampling_steps))
+            tau_all = torch.cat([ctx_levels(t)[0], tau], 1)  # noqa: B023
+            step_all = torch.cat([ctx_levels(t)[1], step], 1)  # noqa: B023
+            previous = shift_previous(torch.cat([prior_history, z], 1))  # noqa: B023
+            return model(torch.cat([history, z], 1), tau_all, step_all, a_all, h_all, previous=previous)[:, -1:]  # noqa: B023
+
+        x, first = denoise(
+            model,
+            predict,
+            (B, 1, N, D),
+            sampling_steps,
+            generator,
+            device,
+            mean,
+            True,
+            first_step_size(model, sampling_steps),
+        )
         frames.append(x)
         noisy = add_noise(x, _randn(x.shape, generator, device), ctx_levels(1)[0])
         history, prior_history = torch.cat([history, noisy], 1), torch.cat([prior_history, first], 1)
@@ -213,10 +270,19 @@ def _uncached_rollout(model, context, actions, has_actions, horizon, sampling_st
 
 
 @torch.no_grad()
-def sample_frames(model, z_shape, sampling_steps: int, actions=None, has_actions=None, generator=None,
-                  device="cpu") -> torch.Tensor:
+def sample_frames(
+    model, z_shape, sampling_steps: int, actions=None, has_actions=None, generator=None, device="cpu"
+) -> torch.Tensor:
     """Sample (B,1,N,D) frames (tokenizer latents) with no context (image prior), for quick checks."""
     _check_steps(model, sampling_steps)
-    return model.unstandardize(denoise(model, lambda z, tau, step: model(z, tau, step, actions, has_actions),
-                                       z_shape, sampling_steps, generator, device,
-                                       first_step=first_step_size(model, sampling_steps)))
+    return model.unstandardize(
+        denoise(
+            model,
+            lambda z, tau, step: model(z, tau, step, actions, has_actions),
+            z_shape,
+            sampling_steps,
+            generator,
+            device,
+            first_step=first_step_size(model, sampling_steps),
+        )
+    )

@@ -10,6 +10,7 @@ dynamics.pt (final model), train_log.jsonl, result.json (the returned metrics), 
 (one trainer per folder). Rerunning the same command resumes from last.pt, or last.prev.pt if last.pt is damaged.
 The trainer stops (checkpointing) when the process that started it dies, unless run with --outlive-parent.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -30,8 +31,15 @@ import torch.distributed as dist
 from ..checkpoint import read_checkpoint, resume_checkpoint, save_checkpoint
 from ..files import write_json
 from ..run_control import run_folder_lock, stop_guards
-from ..training import (OptimConfig, Progress, RunningRMS, WeightAverage, autocast_context, make_optimizer,
-                        make_scheduler)
+from ..training import (
+    OptimConfig,
+    Progress,
+    RunningRMS,
+    WeightAverage,
+    autocast_context,
+    make_optimizer,
+    make_scheduler,
+)
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss
@@ -47,31 +55,31 @@ class NonFiniteLossError(RuntimeError):
 @dataclass
 class DynamicsTrainConfig:
     model: DynamicsConfig = field(default_factory=DynamicsConfig)  # its num_tokens, token_dim and action space
-                                                                   # are replaced by the training data's
+    # are replaced by the training data's
     steps: int = 1000
-    batch_size: int = 16         # per rank: the global batch is batch_size x world size
-    seq_len: int = 16            # short batches
-    long_seq_len: int = 32       # long batches (batch size scaled down to keep frames per step)
-    long_ratio: float = 0.1      # fraction of steps that use long batches
-    stride: int = 4              # window start stride (frames)
+    batch_size: int = 16  # per rank: the global batch is batch_size x world size
+    seq_len: int = 16  # short batches
+    long_seq_len: int = 32  # long batches (batch size scaled down to keep frames per step)
+    long_ratio: float = 0.1  # fraction of steps that use long batches
+    stride: int = 4  # window start stride (frames)
     single_image_fraction: float = 0.3
     context_noise: float = 0.1
     context_prefix_prob: float = 0.5
     shortcut_fraction: float | None = None  # fraction of examples trained on coarse steps (None: the paper's uniform)
-    loss_weight: str = "ramp"    # per-frame loss weight: "ramp" (the paper's) or "flat" (`objective.frame_weight`)
+    loss_weight: str = "ramp"  # per-frame loss weight: "ramp" (the paper's) or "flat" (`objective.frame_weight`)
     optim: OptimConfig = field(default_factory=OptimConfig)
     prior_lr_scale: float = 1.0  # the action-kernel prior's filters learn at this multiple of optim.lr
-    prior_fit_windows: int = 0   # > 0: before training, the prior's filters are set to their least-squares fit on
-                                 # this many training windows (else they start at persistence)
-    ema_decay: float = 0.0       # > 0: the model saved for inference is this moving average of the weights
+    prior_fit_windows: int = 0  # > 0: before training, the prior's filters are set to their least-squares fit on
+    # this many training windows (else they start at persistence)
+    ema_decay: float = 0.0  # > 0: the model saved for inference is this moving average of the weights
     ckpt_every: int = 200
     log_every: int = 10
     seed: int = 0
-    max_nonfinite: int = 5       # consecutive non-finite losses before giving up
-    in_memory: bool = True       # load latent stores into RAM (small data); else read windows from zarr
+    max_nonfinite: int = 5  # consecutive non-finite losses before giving up
+    in_memory: bool = True  # load latent stores into RAM (small data); else read windows from zarr
     in_memory_max_bytes: int = 1 << 30  # ... only those whose latents take at most this; larger: from zarr
-    time_limit_s: float = 0.0    # > 0: checkpoint and stop once training has run this long
-    num_threads: int = 0         # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
+    time_limit_s: float = 0.0  # > 0: checkpoint and stop once training has run this long
+    num_threads: int = 0  # > 0: torch.set_num_threads (CPU); 1 avoids OpenMP thrashing on a shared CPU
 
     def __post_init__(self):  # dicts (from JSON) become the typed configs
         if self.loss_weight not in ("ramp", "flat"):
@@ -84,8 +92,13 @@ class DynamicsTrainConfig:
         return _typed(cls, d, "DynamicsTrainConfig")
 
     def objective(self) -> ObjectiveConfig:
-        return ObjectiveConfig(self.single_image_fraction, self.context_noise, self.context_prefix_prob,
-                               self.shortcut_fraction, self.loss_weight)
+        return ObjectiveConfig(
+            self.single_image_fraction,
+            self.context_noise,
+            self.context_prefix_prob,
+            self.shortcut_fraction,
+            self.loss_weight,
+        )
 
     def batch_shape(self, step: int) -> tuple[int, int]:
         """(batch size, frames) for optimizer step `step` (1-based): long batches spread evenly at long_ratio."""
@@ -132,8 +145,6 @@ def load_dynamics(path, device="cpu") -> tuple[WorldModel, DynamicsTrainConfig]:
     return model.to(device).eval(), DynamicsTrainConfig.from_dict(train_config)
 
 
-
-
 def _all_agree(flag: bool, device, op=None) -> bool:
     """Under DDP: True if any rank says True (op MAX) -- keeps skip/stop decisions identical on all ranks."""
     if not (dist.is_available() and dist.is_initialized()):
@@ -157,9 +168,15 @@ def _ranks_in_sync(model, device) -> bool:
     return bool(torch.equal(lo, hi))
 
 
-def train_dynamics(train_stores: list, cfg: DynamicsTrainConfig, out_dir, device="cpu",
-                   log: Callable[[str], None] = print, report: Callable[[dict], None] | None = None,
-                   exit_with_parent: bool = True) -> dict:
+def train_dynamics(
+    train_stores: list,
+    cfg: DynamicsTrainConfig,
+    out_dir,
+    device="cpu",
+    log: Callable[[str], None] = print,
+    report: Callable[[dict], None] | None = None,
+    exit_with_parent: bool = True,
+) -> dict:
     """Train (or resume, from out_dir/last.pt) a world model on latent stores. Writes out_dir/dynamics.pt when
     all steps are done, plus last.pt, train_log.jsonl and result.json (rank 0 only). Returns the metrics.
 
@@ -181,10 +198,17 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     if cfg.num_threads > 0 and device.type == "cpu":
         torch.set_num_threads(cfg.num_threads)
     # The token layout and the action space come from the data (the labelled stores' recorded space).
-    data = LatentWindows(train_stores, stride=cfg.stride, rank=rank, world_size=world, in_memory=cfg.in_memory,
-                         in_memory_max_bytes=cfg.in_memory_max_bytes)
-    model_cfg = dataclasses.replace(cfg.model, num_tokens=data.num_tokens, token_dim=data.token_dim,
-                                    action_num_classes=data.action_num_classes)
+    data = LatentWindows(
+        train_stores,
+        stride=cfg.stride,
+        rank=rank,
+        world_size=world,
+        in_memory=cfg.in_memory,
+        in_memory_max_bytes=cfg.in_memory_max_bytes,
+    )
+    model_cfg = dataclasses.replace(
+        cfg.model, num_tokens=data.num_tokens, token_dim=data.token_dim, action_num_classes=data.action_num_classes
+    )
     torch.manual_seed(cfg.seed)  # identical init on every rank
     model = WorldModel(model_cfg).to(device)
     params = model.num_params()
@@ -195,8 +219,9 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     last, prev = out_dir / "last.pt", out_dir / "last.prev.pt"
     start, extra = 0, {}
     # Every rank reads the same files; one moving a damaged file aside is enough (others then skip to prev).
-    resumed_path, info = resume_checkpoint([last, prev], model=model, optimizer=opt, scheduler=sched, log=say,
-                                           set_aside=is_main)
+    resumed_path, info = resume_checkpoint(
+        [last, prev], model=model, optimizer=opt, scheduler=sched, log=say, set_aside=is_main
+    )
     if resumed_path is not None:
         start, extra = info["step"], info["extra"]
         if "normalizer" in extra:
@@ -212,8 +237,10 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             clean = model.standardize(fit["latents"])
         if fit_prior:
             mse = fit_least_squares(model.prior, clean, fit["actions"], fit["has_actions"])
-            say(f"prior: least-squares fit on {cfg.prior_fit_windows} windows: squared error {mse:.4f}, "
-                f"persistence's {float((clean[:, 1:] - clean[:, :-1]).pow(2).mean()):.4f}")
+            say(
+                f"prior: least-squares fit on {cfg.prior_fit_windows} windows: squared error {mse:.4f}, "
+                f"persistence's {float((clean[:, 1:] - clean[:, :-1]).pow(2).mean()):.4f}"
+            )
         if model_cfg.precondition:  # the skip's error variance, under the prior as it starts (fitted or not)
             var = model.set_change_var(clean, fit["actions"], fit["has_actions"])
             say(f"preconditioning: the prior's error variance {var:.4f} (standardized)")
@@ -221,16 +248,26 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
     train_model = model
     if distributed:
         from torch.nn.parallel import DistributedDataParallel
+
         train_model = DistributedDataParallel(model, device_ids=[device.index] if device.type == "cuda" else None)
-    say(f"dynamics: {params:,} params, {data.num_tokens}x{data.token_dim} latents, "
+    say(
+        f"dynamics: {params:,} params, {data.num_tokens}x{data.token_dim} latents, "
         f"{model_cfg.tokens_per_frame} tokens/frame, {len(data.videos)} videos "
-        f"({sum(not v.in_memory for v in data.videos)} read from zarr window by window), world size {world}")
+        f"({sum(not v.in_memory for v in data.videos)} read from zarr window by window), world size {world}"
+    )
 
     obj_cfg = cfg.objective()
     frames_per_step = cfg.batch_size * cfg.seq_len * world
-    progress = Progress(cfg.steps, log=say, jsonl_path=out_dir / "train_log.jsonl" if is_main else None,
-                        every=cfg.log_every, start_step=start, items_per_step=frames_per_step, item_name="frames",
-                        tensorboard_dir=out_dir if is_main else None)
+    progress = Progress(
+        cfg.steps,
+        log=say,
+        jsonl_path=out_dir / "train_log.jsonl" if is_main else None,
+        every=cfg.log_every,
+        start_step=start,
+        items_per_step=frames_per_step,
+        item_name="frames",
+        tensorboard_dir=out_dir if is_main else None,
+    )
     losses: list[float] = list(extra.get("recent_losses", []))
     loss_first = extra.get("loss_first")
     loss_min = extra.get("loss_min", float("inf"))
@@ -245,13 +282,26 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         if not all(bool(torch.isfinite(p).all()) for p in model.parameters()):
             raise NonFiniteLossError(f"refusing to save non-finite weights at step {step} ({last})")
         if is_main:
-            save_checkpoint(last, previous=prev, model=model, optimizer=opt, scheduler=sched, step=step,
-                            data_position={"step": step}, config=dataclasses.asdict(model_cfg), kind=KIND,
-                            extra={"train_config": dataclasses.asdict(cfg),
-                                   "normalizer": normalizer.state_dict(), "recent_losses": losses[-20:],
-                                   "loss_first": loss_first, "loss_min": loss_min,
-                                   "nonfinite_skipped": skipped_total,
-                                   **({"ema": average.state_dict()} if average is not None else {})})
+            save_checkpoint(
+                last,
+                previous=prev,
+                model=model,
+                optimizer=opt,
+                scheduler=sched,
+                step=step,
+                data_position={"step": step},
+                config=dataclasses.asdict(model_cfg),
+                kind=KIND,
+                extra={
+                    "train_config": dataclasses.asdict(cfg),
+                    "normalizer": normalizer.state_dict(),
+                    "recent_losses": losses[-20:],
+                    "loss_first": loss_first,
+                    "loss_min": loss_min,
+                    "nonfinite_skipped": skipped_total,
+                    **({"ema": average.state_dict()} if average is not None else {}),
+                },
+            )
         if distributed:
             dist.barrier()
 
@@ -263,14 +313,23 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             # corruption, noise) from (seed, step, example) alone, so any world size sees the same global batch.
             first = rank * B
             batch = data.batch(B, T, cfg.seed, step, device, first=first)
-            gens = [torch.Generator().manual_seed(example_seed(cfg.seed, step, g, OBJECTIVE_STREAM))
-                    for g in range(first, first + B)]
+            gens = [
+                torch.Generator().manual_seed(example_seed(cfg.seed, step, g, OBJECTIVE_STREAM))
+                for g in range(first, first + B)
+            ]
             model.train()
             with autocast_context(device):
-                loss, stats = shortcut_forcing_loss(train_model, batch["latents"], batch["actions"],
-                                                    batch["has_actions"], obj_cfg, example_generators=gens,
-                                                    normalizer=normalizer, teacher=model,
-                                                    reduce_sum=_sum_over_ranks if distributed else None)
+                loss, stats = shortcut_forcing_loss(
+                    train_model,
+                    batch["latents"],
+                    batch["actions"],
+                    batch["has_actions"],
+                    obj_cfg,
+                    example_generators=gens,
+                    normalizer=normalizer,
+                    teacher=model,
+                    reduce_sum=_sum_over_ranks if distributed else None,
+                )
             opt.zero_grad(set_to_none=True)
             ok = not _all_agree(not bool(torch.isfinite(loss)), device)
             if ok:
@@ -291,15 +350,22 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
                 opt.zero_grad(set_to_none=True)
                 consecutive += 1
                 skipped_total += 1
-                say(f"step {step}: non-finite loss/gradient, update skipped ({consecutive} in a row, "
-                    f"{skipped_total} total)")
+                say(
+                    f"step {step}: non-finite loss/gradient, update skipped ({consecutive} in a row, "
+                    f"{skipped_total} total)"
+                )
                 if consecutive >= cfg.max_nonfinite:
                     raise NonFiniteLossError(
                         f"dynamics training: {consecutive} consecutive non-finite losses at step {step} "
-                        f"(max_nonfinite={cfg.max_nonfinite}); last finite checkpoint is {last}")
+                        f"(max_nonfinite={cfg.max_nonfinite}); last finite checkpoint is {last}"
+                    )
             frames_done += B * T
-            if is_main and progress.update(step, loss=stats["loss_raw"], lr=sched.get_last_lr()[0],
-                                           **{k: v for k, v in stats.items() if k != "loss_raw"}):
+            if is_main and progress.update(
+                step,
+                loss=stats["loss_raw"],
+                lr=sched.get_last_lr()[0],
+                **{k: v for k, v in stats.items() if k != "loss_raw"},
+            ):
                 if report is not None:
                     report({"step": step, "loss": stats["loss_raw"]})
             boundary = step % cfg.ckpt_every == 0 or step == cfg.steps
@@ -311,8 +377,13 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             if boundary or want_stop:
                 checkpoint(step)
             if want_stop and step < cfg.steps:
-                stopped_by = ("time_limit" if hit_time_limit else "parent_died" if watch and watch.orphaned
-                              else stop.mode or "peer")
+                stopped_by = (
+                    "time_limit"
+                    if hit_time_limit
+                    else "parent_died"
+                    if watch and watch.orphaned
+                    else stop.mode or "peer"
+                )
                 say(f"stopping at step {step} ({stopped_by}); rerun to resume from {last}")
                 break
 
@@ -326,17 +397,32 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
         if average is not None and average.updates:  # the model a user gets is the averaged one
             released = WorldModel(model_cfg).to(device)
             released.load_state_dict(average.averaged_state(model))
-        save_checkpoint(final, model=released, step=step, config=dataclasses.asdict(model_cfg), kind=KIND,
-                        extra={"train_config": dataclasses.asdict(cfg)})
+        save_checkpoint(
+            final,
+            model=released,
+            step=step,
+            config=dataclasses.asdict(model_cfg),
+            kind=KIND,
+            extra={"train_config": dataclasses.asdict(cfg)},
+        )
     tail = losses[-10:]
     result = {
-        "checkpoint": str(final) if usable else None, "last_checkpoint": str(last), "params": params,
-        "steps": step, "completed": completed, "stopped_by": stopped_by, "resumed_from_step": resumed_from,
-        "train_seconds": seconds, "frames_per_s": frames_done * world / max(seconds, 1e-9),
+        "checkpoint": str(final) if usable else None,
+        "last_checkpoint": str(last),
+        "params": params,
+        "steps": step,
+        "completed": completed,
+        "stopped_by": stopped_by,
+        "resumed_from_step": resumed_from,
+        "train_seconds": seconds,
+        "frames_per_s": frames_done * world / max(seconds, 1e-9),
         "tokens_per_s": frames_done * world * model_cfg.tokens_per_frame / max(seconds, 1e-9),
-        "loss_first": loss_first, "loss_last": sum(tail) / len(tail) if tail else None,
-        "loss_min": loss_min if math.isfinite(loss_min) else None, "nonfinite_skipped": skipped_total,
-        "world_size": world, "model_config": dataclasses.asdict(model_cfg),
+        "loss_first": loss_first,
+        "loss_last": sum(tail) / len(tail) if tail else None,
+        "loss_min": loss_min if math.isfinite(loss_min) else None,
+        "nonfinite_skipped": skipped_total,
+        "world_size": world,
+        "model_config": dataclasses.asdict(model_cfg),
         "ranks_in_sync": _ranks_in_sync(model, device) if distributed else True,
     }
     if is_main:
@@ -386,9 +472,12 @@ def distributed(device: str | None = None):
         else:
             torch.set_num_threads(max(1, (os.cpu_count() or 1) // world))
         # torchrun's env:// store, or the FileStore of ahriuwu_core.dynamics.launch (nothing listening).
-        dist.init_process_group("nccl" if device.startswith("cuda") else "gloo",
-                                init_method=os.environ.get("AHRIUWU_DIST_INIT", "env://"),
-                                rank=int(os.environ["RANK"]), world_size=world)
+        dist.init_process_group(
+            "nccl" if device.startswith("cuda") else "gloo",
+            init_method=os.environ.get("AHRIUWU_DIST_INIT", "env://"),
+            rank=int(os.environ["RANK"]),
+            world_size=world,
+        )
     try:
         yield device
     finally:
@@ -400,8 +489,11 @@ def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--config", required=True, help="JSON file or inline JSON object")
     ap.add_argument("--out", required=True, help="output directory (resumes from OUT/last.pt)")
-    ap.add_argument("--outlive-parent", action="store_true",
-                    help="keep training when the launching process dies (default: checkpoint and stop)")
+    ap.add_argument(
+        "--outlive-parent",
+        action="store_true",
+        help="keep training when the launching process dies (default: checkpoint and stop)",
+    )
     args = ap.parse_args(argv)
     text = args.config if args.config.lstrip().startswith("{") else Path(args.config).read_text()
     cfg, stores, device = config_from_json(json.loads(text))

@@ -3,6 +3,7 @@ report.
 
     python -m ahriuwu_core.eval --tokenizer T.pt --dynamics D.pt --frames a.zarr b.zarr [--validation c.zarr] --out DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,8 +23,13 @@ def main(argv=None) -> int:
     p.add_argument("--tokenizer", required=True, type=Path, help="tokenizer checkpoint (.pt)")
     p.add_argument("--dynamics", required=True, type=Path, help="dynamics checkpoint (.pt)")
     p.add_argument("--frames", nargs="*", default=[], type=Path, help="test videos' frames stores (.zarr)")
-    p.add_argument("--validation", nargs="*", default=[], type=Path,
-                   help="validation videos' frames stores (.zarr), scored and reported beside the test videos")
+    p.add_argument(
+        "--validation",
+        nargs="*",
+        default=[],
+        type=Path,
+        help="validation videos' frames stores (.zarr), scored and reported beside the test videos",
+    )
     p.add_argument("--out", required=True, type=Path, help="report folder")
     d = EvalConfig()
     p.add_argument("--context", type=int, default=d.context)
@@ -43,10 +49,18 @@ def main(argv=None) -> int:
     if args.lineage:
         text = Path(args.lineage[1:]).read_text() if args.lineage.startswith("@") else args.lineage
         lineage = json.loads(text)
-    cfg = EvalConfig(context=args.context, horizon=args.horizon, sampling_steps=tuple(args.steps),
-                     context_noise=args.context_noise, also_zero_context_noise=not args.no_zero_noise,
-                     clips_per_video=args.clips_per_video, seed=args.seed, strip_horizons=tuple(args.strip_horizons),
-                     gif=not args.no_gif, lpips_net=None if args.lpips_net.lower() == "none" else args.lpips_net)
+    cfg = EvalConfig(
+        context=args.context,
+        horizon=args.horizon,
+        sampling_steps=tuple(args.steps),
+        context_noise=args.context_noise,
+        also_zero_context_noise=not args.no_zero_noise,
+        clips_per_video=args.clips_per_video,
+        seed=args.seed,
+        strip_horizons=tuple(args.strip_horizons),
+        gif=not args.no_gif,
+        lpips_net=None if args.lpips_net.lower() == "none" else args.lpips_net,
+    )
     if not (args.frames or args.validation):
         p.error("give --frames (test videos) and/or --validation")
     stores = {"test": args.frames, "validation": args.validation}

@@ -1,5 +1,6 @@
 """Does the model follow its actions? The same clips rolled out with the true and with shuffled actions (the
 PSNR gap), and action agreement: does the dreamed view scroll against the commanded move?"""
+
 from __future__ import annotations
 
 import math
@@ -68,8 +69,9 @@ def shuffled_rows(br: BatchRollout, plan: Plan) -> np.ndarray:
     return rows
 
 
-def roll_out_shuffled(world_model, rollout_fn, tokenizer, br: BatchRollout, plan: Plan, timer: Timer, device
-                      ) -> np.ndarray | None:
+def roll_out_shuffled(
+    world_model, rollout_fn, tokenizer, br: BatchRollout, plan: Plan, timer: Timer, device
+) -> np.ndarray | None:
     """The first variant rolled out with the horizon's actions shuffled on `shuffled_rows` (other rows stay
     zero); None when there are none. Call under no_grad and the autocast context."""
     cfg, C = plan.cfg, plan.cfg.context
@@ -78,9 +80,16 @@ def roll_out_shuffled(world_model, rollout_fn, tokenizer, br: BatchRollout, plan
         return None
     t = time.perf_counter()
     gen = torch.Generator(device=device).manual_seed(cfg.seed)
-    pred_lat = rollout_fn(world_model, br.latents[sub, :C], shuffled_actions(br.actions[sub], C, cfg.seed),
-                          br.has_actions[sub], cfg.horizon, sampling_steps=cfg.sampling_steps[0],
-                          context_noise=plan.noise, generator=gen).float()
+    pred_lat = rollout_fn(
+        world_model,
+        br.latents[sub, :C],
+        shuffled_actions(br.actions[sub], C, cfg.seed),
+        br.has_actions[sub],
+        cfg.horizon,
+        sampling_steps=cfg.sampling_steps[0],
+        context_noise=plan.noise,
+        generator=gen,
+    ).float()
     shuffled_u8 = np.zeros_like(br.future_u8)
     shuffled_u8[sub] = to_uint8(tokenizer.decode(pred_lat))
     timer.tick("rollout_shuffled_actions", t)
@@ -97,8 +106,16 @@ def score_action_gap(acc, br: BatchRollout, rows: np.ndarray, shuffled_u8, mask,
     return rows[acting_rows(br, plan.cfg.context)[rows]]
 
 
-def add_agreement(agreement: list, gt_agreement: list, br: BatchRollout, act_rows, clips: Clips, plan: Plan,
-                  estimate_motion, timer: Timer) -> None:
+def add_agreement(
+    agreement: list,
+    gt_agreement: list,
+    br: BatchRollout,
+    act_rows,
+    clips: Clips,
+    plan: Plan,
+    estimate_motion,
+    timer: Timer,
+) -> None:
     """Count scroll agreement of the first variant's dream, and of the ground truth for reference, on videos
     whose first action component is the 8-way move."""
     cfg, C = plan.cfg, plan.cfg.context
@@ -107,8 +124,9 @@ def add_agreement(agreement: list, gt_agreement: list, br: BatchRollout, act_row
     t = time.perf_counter()
     for k in act_rows:
         moves = br.actions_np[k, C - 1 :, 0]
-        a, n = scroll_agreement(np.concatenate([br.gt_u8[k, C - 1 : C], br.preds_u8[plan.primary][k]]),
-                                moves, estimate_motion)
+        a, n = scroll_agreement(
+            np.concatenate([br.gt_u8[k, C - 1 : C], br.preds_u8[plan.primary][k]]), moves, estimate_motion
+        )
         agreement[0] += a
         agreement[1] += n
         a, n = scroll_agreement(br.gt_u8[k, C - 1 :], moves, estimate_motion)

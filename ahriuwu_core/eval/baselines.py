@@ -12,6 +12,7 @@ the same clip, and what each one tells apart:
 - `scroll_oracle`: the last frame shifted by the true camera motion, where the source knows it (the demo): what
   getting the scroll exactly right, and nothing else, scores.
 """
+
 from __future__ import annotations
 
 import time
@@ -24,8 +25,9 @@ from ahriuwu_core.eval.config import Plan
 from ahriuwu_core.eval.rollouts import BatchRollout, Clips, Timer, to_uint8
 from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights, shift_image
 
-BLUR_NOTE = ("sigma chosen per horizon from the grid by mean PSNR on the evaluated clips themselves, which "
-             "favours this baseline")
+BLUR_NOTE = (
+    "sigma chosen per horizon from the grid by mean PSNR on the evaluated clips themselves, which favours this baseline"
+)
 
 
 def hud_faded_estimator(hud_mask, size):
@@ -70,8 +72,9 @@ def latent_persistence(tokenizer, br: BatchRollout, plan: Plan) -> np.ndarray:
 
 
 @torch.no_grad()
-def prior_only_latents(world_model, latents: torch.Tensor, actions: torch.Tensor, has_actions: torch.Tensor,
-                       context: int, horizon: int) -> torch.Tensor | None:
+def prior_only_latents(
+    world_model, latents: torch.Tensor, actions: torch.Tensor, has_actions: torch.Tensor, context: int, horizon: int
+) -> torch.Tensor | None:
     """The world model's action prior alone (`world_model.prior`, None when it has none), rolled out frame after
     frame from the last context latent with the clip's actions (frame t's action led into it), in the model's
     standardized space. latents (B, >= C, N, D) -> (B, H, N, D) tokenizer latents."""
@@ -97,16 +100,29 @@ def scroll_oracle(last_u8: np.ndarray, shifts: np.ndarray) -> np.ndarray:
     return np.stack([shift_image(last_u8, dx, dy) for dx, dy in shifts])
 
 
-def predict(tokenizer, world_model, br: BatchRollout, all_clips: list[Clips], plan: Plan, motion_fns,
-            blur_sigmas: list[float], timer: Timer) -> dict[str, np.ndarray]:
+def predict(
+    tokenizer,
+    world_model,
+    br: BatchRollout,
+    all_clips: list[Clips],
+    plan: Plan,
+    motion_fns,
+    blur_sigmas: list[float],
+    timer: Timer,
+) -> dict[str, np.ndarray]:
     """Every baseline that applies to this batch, by series name: uint8 (B, H, h, w, 3). Call under no_grad and
     the autocast context."""
     C, H, gt_u8 = plan.cfg.context, plan.cfg.horizon, br.gt_u8
     out = {"persistence": np.repeat(gt_u8[:, C - 1 : C], H, axis=1)}
     t = time.perf_counter()
-    out["persistence_motion"] = np.stack([
-        constant_velocity_rollout(gt_u8[k, C - 2], gt_u8[k, C - 1], H, motion_fns[v]) if C >= 2
-        else out["persistence"][k] for k, (v, _) in enumerate(br.items)])
+    out["persistence_motion"] = np.stack(
+        [
+            constant_velocity_rollout(gt_u8[k, C - 2], gt_u8[k, C - 1], H, motion_fns[v])
+            if C >= 2
+            else out["persistence"][k]
+            for k, (v, _) in enumerate(br.items)
+        ]
+    )
     timer.tick("persistence_motion", t)
     t = time.perf_counter()
     out["latent_persistence"] = latent_persistence(tokenizer, br, plan)
@@ -116,7 +132,8 @@ def predict(tokenizer, world_model, br: BatchRollout, all_clips: list[Clips], pl
         out["prior_only"] = to_uint8(tokenizer.decode(prior))
     cameras = [all_clips[v].camera[i] if all_clips[v].camera is not None else None for v, i in br.items]
     if all(c is not None for c in cameras):
-        out["scroll_oracle"] = np.stack([scroll_oracle(gt_u8[k, C - 1], camera_shifts(cam, C, H))
-                                         for k, cam in enumerate(cameras)])
+        out["scroll_oracle"] = np.stack(
+            [scroll_oracle(gt_u8[k, C - 1], camera_shifts(cam, C, H)) for k, cam in enumerate(cameras)]
+        )
     timer.tick("baselines", t)
     return out

@@ -1,5 +1,6 @@
 """Pass/fail checks on an evaluation's metrics, judged on the test videos: the model beats persistence, few
 sampling steps are close to many, nothing is NaN (anywhere)."""
+
 from __future__ import annotations
 
 import math
@@ -10,8 +11,9 @@ from ahriuwu_core import metrics as M
 from ahriuwu_core.eval.config import variant_name
 
 
-def check_beats_persistence(metrics: dict, horizon: int = 1, series: str | None = None, split: str = "test"
-                            ) -> tuple[bool, dict]:
+def check_beats_persistence(
+    metrics: dict, horizon: int = 1, series: str | None = None, split: str = "test"
+) -> tuple[bool, dict]:
     """The model beats copy-last-frame at `horizon` on `split` (default: the first sampling-steps variant): the
     lower end of the 95% clustered bootstrap interval of its per-clip PSNR margin over persistence is above 0."""
     m = metrics[split]
@@ -23,13 +25,22 @@ def check_beats_persistence(metrics: dict, horizon: int = 1, series: str | None 
     low, high = (low[i], high[i]) if low and high else (None, None)
     finite = M.is_finite_number(model) and M.is_finite_number(persist) and M.is_finite_number(low)
     return finite and low > 0, {
-        "split": split, "horizon": horizon, "series": series, "model_psnr": model, "persistence_psnr": persist,
-        "margin_db": model - persist if finite else None, "margin_ci95_low": low, "margin_ci95_high": high,
-        "clips": m.get("clips"), "videos": len(m.get("videos") or [])}
+        "split": split,
+        "horizon": horizon,
+        "series": series,
+        "model_psnr": model,
+        "persistence_psnr": persist,
+        "margin_db": model - persist if finite else None,
+        "margin_ci95_low": low,
+        "margin_ci95_high": high,
+        "clips": m.get("clips"),
+        "videos": len(m.get("videos") or []),
+    }
 
 
-def check_few_steps_close(metrics: dict, fast: str | None = None, slow: str | None = None,
-                          tolerance_db: float = 0.5, split: str = "test") -> tuple[bool, dict]:
+def check_few_steps_close(
+    metrics: dict, fast: str | None = None, slow: str | None = None, tolerance_db: float = 0.5, split: str = "test"
+) -> tuple[bool, dict]:
     """K=4 is within `tolerance_db` of K=64 at every horizon on `split`, on the same clips (`psnr_same_clips`
     when K=64 was scored on a subset). Defaults: the fewest and the most sampling steps evaluated
     (config.sampling_steps)."""
@@ -44,9 +55,15 @@ def check_few_steps_close(metrics: dict, fast: str | None = None, slow: str | No
     diffs = [y - x for x, y in zip(a, b)]
     worst = float(np.max(np.abs(diffs)))
     passed = math.isfinite(worst) and worst <= tolerance_db
-    return passed, {"split": split, "fast": fast, "slow": slow, "mean_diff_db": float(np.mean(diffs)),
-                    "max_abs_diff_db": worst, "tolerance_db": tolerance_db,
-                    "clips": same["clips"] if same else m.get("clips")}
+    return passed, {
+        "split": split,
+        "fast": fast,
+        "slow": slow,
+        "mean_diff_db": float(np.mean(diffs)),
+        "max_abs_diff_db": worst,
+        "tolerance_db": tolerance_db,
+        "clips": same["clips"] if same else m.get("clips"),
+    }
 
 
 def check_no_nan(metrics: dict) -> tuple[bool, dict]:
@@ -75,8 +92,7 @@ def judged_split(metrics: dict) -> str:
 def run_checks(metrics: dict) -> dict[str, tuple[bool, dict]]:
     """The checks the evaluation asset reports, on `judged_split` (the test videos)."""
     split = judged_split(metrics)
-    checks = {"beats_persistence_h1": check_beats_persistence(metrics, 1, split=split),
-              "no_nan": check_no_nan(metrics)}
+    checks = {"beats_persistence_h1": check_beats_persistence(metrics, 1, split=split), "no_nan": check_no_nan(metrics)}
     steps = sorted(metrics["config"]["sampling_steps"])
     if len(steps) > 1:
         checks[f"k{steps[0]}_within_0.5db_of_k{steps[-1]}"] = check_few_steps_close(metrics, split=split)

@@ -1,6 +1,7 @@
 """What an evaluation writes: the strip and GIF of each video's first clip, a PSNR-vs-horizon plot per split,
 metrics.json and report.md (pictures first, then each split's tables, test first, then the checks, timings,
 config and lineage)."""
+
 from __future__ import annotations
 
 import json
@@ -10,11 +11,10 @@ from pathlib import Path
 import numpy as np
 
 from ahriuwu_core import report as R
-from ahriuwu_core.files import write_text
 from ahriuwu_core.eval.checks import judged_split, run_checks
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.scoring import jsonable
-
+from ahriuwu_core.files import write_text
 
 SPLIT_TITLES = {"test": "Test videos (the score)", "validation": "Validation videos (for choosing designs)"}
 
@@ -29,10 +29,17 @@ def series_label(metrics: dict, name: str) -> str:
 def render_split(split: str, m: dict, plot_path: Path) -> list[str]:
     """One split's section: its plot, the tables per metric, the margin intervals, latent MSE and a summary."""
     hs = m["horizons"]
-    lines = [f"## {SPLIT_TITLES.get(split, split)}: {', '.join(m['videos'])} ({m['clips']} clips)", "",
-             f"![PSNR vs horizon, {split}]({Path(plot_path).name})", ""]
-    for metric, label in (("psnr", "PSNR (dB, higher is better)"), ("ssim", "SSIM (higher is better)"),
-                          ("lpips", "LPIPS (lower is better)")):
+    lines = [
+        f"## {SPLIT_TITLES.get(split, split)}: {', '.join(m['videos'])} ({m['clips']} clips)",
+        "",
+        f"![PSNR vs horizon, {split}]({Path(plot_path).name})",
+        "",
+    ]
+    for metric, label in (
+        ("psnr", "PSNR (dB, higher is better)"),
+        ("ssim", "SSIM (higher is better)"),
+        ("lpips", "LPIPS (lower is better)"),
+    ):
         series = {k: v for k, v in m[metric].items() if v is not None}
         if not series:
             continue
@@ -47,14 +54,25 @@ def render_split(split: str, m: dict, plot_path: Path) -> list[str]:
         lines.append("")
     blur = m.get("persistence_blur") or {}
     if blur:
-        lines += [f"persistence_blur: sigma per horizon {blur['sigma_px']} px from {blur['grid_px']}, "
-                  f"{blur['note']}.", ""]
+        lines += [
+            f"persistence_blur: sigma per horizon {blur['sigma_px']} px from {blur['grid_px']}, {blur['note']}.",
+            "",
+        ]
     lows, highs = m.get("psnr_margin_ci95_low") or {}, m.get("psnr_margin_ci95_high") or {}
     if lows:
-        lines += [f"### {split}: PSNR margin over persistence (dB), mean and 95% interval over {m['clips']} clips of "
-                  f"{len(m['videos'])} videos ({m['psnr_margin_ci95_method']})", ""]
-        cells = [[h] + [f"{m['psnr'][n][i] - m['psnr']['persistence'][i]:+.2f} "
-                        f"[{lows[n][i]:+.2f}, {highs[n][i]:+.2f}]" for n in lows] for i, h in enumerate(hs)]
+        lines += [
+            f"### {split}: PSNR margin over persistence (dB), mean and 95% interval over {m['clips']} clips of "
+            f"{len(m['videos'])} videos ({m['psnr_margin_ci95_method']})",
+            "",
+        ]
+        cells = [
+            [h]
+            + [
+                f"{m['psnr'][n][i] - m['psnr']['persistence'][i]:+.2f} [{lows[n][i]:+.2f}, {highs[n][i]:+.2f}]"
+                for n in lows
+            ]
+            for i, h in enumerate(hs)
+        ]
         lines += [R.markdown_table(["horizon"] + list(lows), cells), ""]
     lines += [f"### {split}: latent MSE per horizon", ""]
     lat = {k: v for k, v in m["latent_mse"].items() if v is not None}
@@ -73,10 +91,13 @@ def render_split(split: str, m: dict, plot_path: Path) -> list[str]:
 
 def render_report(metrics: dict, lineage: dict, plot_paths: dict, pictures: dict) -> str:
     lines = ["# Evaluation", ""]
-    lines += ["Test videos give the score; validation videos are shown beside them, and are what design choices "
-              "may look at. Pictures first: automated metrics have rated a poisoned model above a clean one "
-              "before. A dream is only worth something where it beats persistence (copying the last frame) and "
-              "the baselines that take no skill (the blurred or decoded last frame).", ""]
+    lines += [
+        "Test videos give the score; validation videos are shown beside them, and are what design choices "
+        "may look at. Pictures first: automated metrics have rated a poisoned model above a clean one "
+        "before. A dream is only worth something where it beats persistence (copying the last frame) and "
+        "the baselines that take no skill (the blurred or decoded last frame).",
+        "",
+    ]
     for split in metrics["splits"]:
         for p in pictures[split]["strips"] + pictures[split]["gifs"]:
             lines.append(f"![{split}: {Path(p).stem}]({Path(p).name})")
@@ -95,14 +116,17 @@ def render_report(metrics: dict, lineage: dict, plot_paths: dict, pictures: dict
     return "\n".join(lines)
 
 
-def write_strip(out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, ceiling_u8: np.ndarray, preds_u8: dict,
-                cfg: EvalConfig) -> Path:
+def write_strip(
+    out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, ceiling_u8: np.ndarray, preds_u8: dict, cfg: EvalConfig
+) -> Path:
     """Rows: ground truth, tokenizer reconstruction (the ceiling), one per sampling-steps variant; columns: the
     last context frame (ground truth in every row), then the chosen horizons."""
     C = cfg.context
     hs = [h for h in cfg.strip_horizons if 1 <= h <= cfg.horizon] or [cfg.horizon]
-    rows = {"ground truth": np.stack([gt_clip_u8[C - 1]] + [gt_clip_u8[C + h - 1] for h in hs]),
-            "tokenizer recon": np.stack([gt_clip_u8[C - 1]] + [ceiling_u8[h - 1] for h in hs])}
+    rows = {
+        "ground truth": np.stack([gt_clip_u8[C - 1]] + [gt_clip_u8[C + h - 1] for h in hs]),
+        "tokenizer recon": np.stack([gt_clip_u8[C - 1]] + [ceiling_u8[h - 1] for h in hs]),
+    }
     for name, pred in preds_u8.items():
         if name.endswith("_noise0"):
             continue
@@ -112,19 +136,24 @@ def write_strip(out_dir: Path, video_id: str, gt_clip_u8: np.ndarray, ceiling_u8
     return R.atomic_save(strip, out_dir / f"strip_{video_id}.png")
 
 
-def write_pictures(out_dir: Path, br, rows, video_id: str, primary: str, cfg: EvalConfig, strip_paths: list,
-                   gif_paths: list, timer) -> None:
+def write_pictures(
+    out_dir: Path, br, rows, video_id: str, primary: str, cfg: EvalConfig, strip_paths: list, gif_paths: list, timer
+) -> None:
     """The strip (and GIF) of the video's first clip, when this batch holds it."""
     first = [k for k in rows if br.items[k][1] == 0]
     if not first:
         return
     k = first[0]
     t = time.perf_counter()
-    strip_paths.append(write_strip(out_dir, video_id, br.gt_u8[k], br.ceiling_u8[k],
-                                   {n: p[k : k + 1] for n, p in br.preds_u8.items()}, cfg))
+    strip_paths.append(
+        write_strip(
+            out_dir, video_id, br.gt_u8[k], br.ceiling_u8[k], {n: p[k : k + 1] for n, p in br.preds_u8.items()}, cfg
+        )
+    )
     if cfg.gif:
-        gif_paths.append(R.write_gif(br.gt_u8[k], br.preds_u8[primary][k], cfg.context,
-                                     out_dir / f"rollout_{video_id}.gif"))
+        gif_paths.append(
+            R.write_gif(br.gt_u8[k], br.preds_u8[primary][k], cfg.context, out_dir / f"rollout_{video_id}.gif")
+        )
     timer.tick("pictures", t)
 
 
@@ -133,8 +162,13 @@ def write_outputs(out_dir: Path, metrics: dict, lineage: dict | None, pictures: 
     plots, plot_paths = {}, {}
     for split in metrics["splits"]:
         psnr = metrics[split]["psnr"]
-        plots[split] = R.line_plot(metrics[split]["horizons"], {k: psnr[k] for k in psnr if k in plot_names},
-                                   f"PSNR vs horizon ({split} videos, outside HUD)", "horizon (frames)", "PSNR (dB)")
+        plots[split] = R.line_plot(
+            metrics[split]["horizons"],
+            {k: psnr[k] for k in psnr if k in plot_names},
+            f"PSNR vs horizon ({split} videos, outside HUD)",
+            "horizon (frames)",
+            "PSNR (dB)",
+        )
         plot_paths[split] = R.atomic_save(plots[split], out_dir / f"psnr_vs_horizon_{split}.png")
     metrics_path = write_text(out_dir / "metrics.json", json.dumps(metrics, indent=1))
     report_path = write_text(out_dir / "report.md", render_report(metrics, lineage or {}, plot_paths, pictures))

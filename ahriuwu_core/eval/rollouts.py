@@ -1,5 +1,6 @@
 """Evaluation clips and the model runs on them: reading clips from frames stores, and rolling out each
 sampling-steps variant on a batch of clips (plus the one-step quick eval)."""
+
 from __future__ import annotations
 
 import time
@@ -21,8 +22,8 @@ from ahriuwu_core.tokenizer.encode import encode_frames
 @dataclass
 class Clips:
     video_id: str
-    frames: np.ndarray       # uint8 (B, C+H, H, W, 3)
-    actions: np.ndarray      # int64 (B, C+H, n_components)
+    frames: np.ndarray  # uint8 (B, C+H, H, W, 3)
+    actions: np.ndarray  # int64 (B, C+H, n_components)
     has_actions: np.ndarray  # bool (B, C+H)
     hud_mask: np.ndarray | None  # uint8 (H, W), 1 = HUD
     starts: list[int]
@@ -57,8 +58,9 @@ def read_clips(store: Path, cfg: EvalConfig, camera_track=None) -> Clips:
     length = cfg.context + cfg.horizon
     starts = clip_starts(frames.shape[0], length, cfg.clips_per_video)
     if not starts:
-        raise VideoTooShort(f"video {video_id} ({store}) has {frames.shape[0]} frames, fewer than "
-                         f"context+horizon={length}")
+        raise VideoTooShort(
+            f"video {video_id} ({store}) has {frames.shape[0]} frames, fewer than context+horizon={length}"
+        )
     actions, has_actions = group["actions"], group["has_actions"]
     hud = np.asarray(group["hud_mask"][...], dtype=np.uint8) if "hud_mask" in group else None
     track = camera_track(store) if camera_track is not None else None
@@ -75,8 +77,9 @@ def read_clips(store: Path, cfg: EvalConfig, camera_track=None) -> Clips:
     )
 
 
-def read_videos(stores, cfg: EvalConfig, world_model, log: Callable[[str], None] = print, camera_track=None
-                ) -> tuple[list[Clips], list[str]]:
+def read_videos(
+    stores, cfg: EvalConfig, world_model, log: Callable[[str], None] = print, camera_track=None
+) -> tuple[list[Clips], list[str]]:
     """Clips of every store long enough for context + horizon, in the world model's action space.
     Returns (clips per video, ids of the videos skipped as too short)."""
     all_clips, skipped = [], []
@@ -87,20 +90,28 @@ def read_videos(stores, cfg: EvalConfig, world_model, log: Callable[[str], None]
             log(f"evaluate: skipping {exc}")
             skipped.append(Path(store).stem)
     if not all_clips:
-        raise ValueError(f"evaluate: every video is shorter than context+horizon="
-                         f"{cfg.context + cfg.horizon} frames: " + ", ".join(skipped))
+        raise ValueError(
+            f"evaluate: every video is shorter than context+horizon="
+            f"{cfg.context + cfg.horizon} frames: " + ", ".join(skipped)
+        )
     shapes = {c.frames.shape[2:] for c in all_clips}
     if len(shapes) > 1:
-        raise ValueError(f"evaluated videos have different frame sizes {sorted(shapes)}: "
-                         + ", ".join(f"{c.video_id} {c.frames.shape[2:]}" for c in all_clips))
+        raise ValueError(
+            f"evaluated videos have different frame sizes {sorted(shapes)}: "
+            + ", ".join(f"{c.video_id} {c.frames.shape[2:]}" for c in all_clips)
+        )
     model_space = tuple(getattr(getattr(world_model, "cfg", None), "action_num_classes", ()) or ())
     for c in all_clips:  # the model's action space is the checkpoint's; each video must speak it or be unlabelled
         if not c.has_actions.any():
             c.actions = np.zeros(c.actions.shape[:2] + (len(model_space) or c.actions.shape[2],), np.int64)
-        elif model_space and (c.actions.shape[2] != len(model_space) or
-                              (c.action_num_classes and tuple(c.action_num_classes) != model_space)):
-            raise ValueError(f"evaluated video {c.video_id}: action space {list(c.action_num_classes)} "
-                             f"({c.actions.shape[2]} components), the world model's is {list(model_space)}")
+        elif model_space and (
+            c.actions.shape[2] != len(model_space)
+            or (c.action_num_classes and tuple(c.action_num_classes) != model_space)
+        ):
+            raise ValueError(
+                f"evaluated video {c.video_id}: action space {list(c.action_num_classes)} "
+                f"({c.actions.shape[2]} components), the world model's is {list(model_space)}"
+            )
     return all_clips, skipped
 
 
@@ -133,15 +144,16 @@ class Timer:
 @dataclass
 class BatchRollout:
     """One batch of clips (possibly from several videos) and what the models made of it."""
-    items: list[tuple[int, int]]     # (video index, clip index) per row
-    gt_u8: np.ndarray                # uint8 (B, C+H, H, W, 3)
-    actions_np: np.ndarray           # int64 (B, C+H, n_components)
-    has_actions_np: np.ndarray       # bool (B, C+H)
-    future_u8: np.ndarray            # the ground truth of the horizon, (B, H, H, W, 3)
-    latents: torch.Tensor            # the tokenizer's latents of every frame
+
+    items: list[tuple[int, int]]  # (video index, clip index) per row
+    gt_u8: np.ndarray  # uint8 (B, C+H, H, W, 3)
+    actions_np: np.ndarray  # int64 (B, C+H, n_components)
+    has_actions_np: np.ndarray  # bool (B, C+H)
+    future_u8: np.ndarray  # the ground truth of the horizon, (B, H, H, W, 3)
+    latents: torch.Tensor  # the tokenizer's latents of every frame
     actions: torch.Tensor
     has_actions: torch.Tensor
-    ceiling_u8: np.ndarray           # decode(encode(future)): the tokenizer ceiling
+    ceiling_u8: np.ndarray  # decode(encode(future)): the tokenizer ceiling
     preds_u8: dict[str, np.ndarray]  # series -> (B, H, H, W, 3); rows a variant skipped stay zero
     ran_rows: dict[str, np.ndarray]  # series -> (B,) bool, the clips that variant was rolled out on
 
@@ -153,8 +165,18 @@ def batch_items(all_clips: list[Clips], batch_size: int):
         yield items[b0 : b0 + batch_size]
 
 
-def roll_out_batch(tokenizer, world_model, rollout_fn, all_clips: list[Clips], batch, plan: Plan, acc, timer: Timer,
-                   quick_psnr: list, device) -> BatchRollout:
+def roll_out_batch(
+    tokenizer,
+    world_model,
+    rollout_fn,
+    all_clips: list[Clips],
+    batch,
+    plan: Plan,
+    acc,
+    timer: Timer,
+    quick_psnr: list,
+    device,
+) -> BatchRollout:
     """Encode the batch, run the quick eval, roll out every variant (and the conditional mean), and add latent
     MSE per series to `acc`. Call under no_grad and the autocast context."""
     cfg, C, H, noise = plan.cfg, plan.cfg.context, plan.cfg.horizon, plan.noise
@@ -170,9 +192,10 @@ def roll_out_batch(tokenizer, world_model, rollout_fn, all_clips: list[Clips], b
         latents = encode_frames(tokenizer, gt)
         ceiling_u8 = to_uint8(tokenizer.decode(latents[:, C:]))
     except Exception as exc:
-        raise ValueError(f"tokenizer cannot encode/decode frames of videos "
-                         f"{sorted({all_clips[v].video_id for v, _ in batch})}, shape {tuple(gt.shape)}: {exc}"
-                         ) from exc
+        raise ValueError(
+            f"tokenizer cannot encode/decode frames of videos "
+            f"{sorted({all_clips[v].video_id for v, _ in batch})}, shape {tuple(gt.shape)}: {exc}"
+        ) from exc
     timer.tick("tokenizer", t)
     if cfg.quick_eval:
         t = time.perf_counter()
@@ -187,9 +210,16 @@ def roll_out_batch(tokenizer, world_model, rollout_fn, all_clips: list[Clips], b
         ran_rows[name] = clip_index < few if few else np.ones(len(batch), bool)
         sub = np.flatnonzero(ran_rows[name])
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        pred_lat = rollout_fn(world_model, latents[sub, :C], actions[sub], has_actions[sub], H,
-                              sampling_steps=steps, context_noise=0.0 if zero else noise,
-                              generator=gen).float()
+        pred_lat = rollout_fn(
+            world_model,
+            latents[sub, :C],
+            actions[sub],
+            has_actions[sub],
+            H,
+            sampling_steps=steps,
+            context_noise=0.0 if zero else noise,
+            generator=gen,
+        ).float()
         preds_u8[name] = np.zeros_like(future_u8)
         preds_u8[name][sub] = to_uint8(tokenizer.decode(pred_lat))
         timer.tick(f"rollout_{name}", t)
@@ -197,16 +227,34 @@ def roll_out_batch(tokenizer, world_model, rollout_fn, all_clips: list[Clips], b
     if plan.mean_name:
         t = time.perf_counter()
         gen = torch.Generator(device=device).manual_seed(cfg.seed)
-        pred_lat = rollout_fn(world_model, latents[:, :C], actions, has_actions, H,
-                              sampling_steps=cfg.sampling_steps[0], context_noise=noise, generator=gen,
-                              mean=True).float()
+        pred_lat = rollout_fn(
+            world_model,
+            latents[:, :C],
+            actions,
+            has_actions,
+            H,
+            sampling_steps=cfg.sampling_steps[0],
+            context_noise=noise,
+            generator=gen,
+            mean=True,
+        ).float()
         preds_u8[plan.mean_name] = to_uint8(tokenizer.decode(pred_lat))
         ran_rows[plan.mean_name] = np.ones(len(batch), bool)
         timer.tick(f"rollout_{plan.mean_name}", t)
     acc.add("latent_mse", "persistence", M.latent_mse(latents[:, C - 1 : C].expand(-1, H, -1, -1), latents[:, C:]))
-    return BatchRollout(items=batch, gt_u8=gt_u8, actions_np=actions_np, has_actions_np=has_actions_np,
-                        future_u8=future_u8, latents=latents, actions=actions, has_actions=has_actions,
-                        ceiling_u8=ceiling_u8, preds_u8=preds_u8, ran_rows=ran_rows)
+    return BatchRollout(
+        items=batch,
+        gt_u8=gt_u8,
+        actions_np=actions_np,
+        has_actions_np=has_actions_np,
+        future_u8=future_u8,
+        latents=latents,
+        actions=actions,
+        has_actions=has_actions,
+        ceiling_u8=ceiling_u8,
+        preds_u8=preds_u8,
+        ran_rows=ran_rows,
+    )
 
 
 # ---------------------------------------------------------------------------------------- quick eval
@@ -222,14 +270,16 @@ def quick_latent_psnr(world_model, latents, actions, has_actions, seed: int = 0)
     tau = torch.full((B, T), 0.5, device=latents.device)
     clean = world_model.standardize(latents)
     noisy = 0.5 * noise + 0.5 * clean
-    pred = world_model.unstandardize(world_model(noisy, tau, tau.clone(), actions, has_actions,
-                                                 previous=shift_previous(clean)))
+    pred = world_model.unstandardize(
+        world_model(noisy, tau, tau.clone(), actions, has_actions, previous=shift_previous(clean))
+    )
     return float(np.mean(M.latent_psnr(pred, latents)))
 
 
 @torch.no_grad()
-def quick_eval_latents(world_model, latents_stores, window: int = 16, windows_per_video: int = 2, seed: int = 0,
-                       device="cpu") -> float:
+def quick_eval_latents(
+    world_model, latents_stores, window: int = 16, windows_per_video: int = 2, seed: int = 0, device="cpu"
+) -> float:
     """Quick eval on latents stores (no tokenizer, no rollout): mean one-step latent PSNR from tau=0.5 over
     evenly spaced windows of `window` frames. Cheap enough to run after every dynamics training."""
     import zarr

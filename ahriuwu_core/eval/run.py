@@ -1,4 +1,5 @@
 """Run an evaluation: load the checkpoints, read each split's clips, roll out, score, write the report."""
+
 from __future__ import annotations
 
 import time
@@ -18,8 +19,18 @@ from ahriuwu_core.tokenizer import load_tokenizer
 EVAL_SPLITS = ("test", "validation")  # what an evaluation scores, in the order it reports them
 
 
-def evaluate(tokenizer_path, dynamics_path, stores: dict, cfg: EvalConfig, out_dir, lineage: dict | None = None,
-             device="cpu", log: Callable[[str], None] = print, estimate_motion=None, camera_track=None) -> dict:
+def evaluate(
+    tokenizer_path,
+    dynamics_path,
+    stores: dict,
+    cfg: EvalConfig,
+    out_dir,
+    lineage: dict | None = None,
+    device="cpu",
+    log: Callable[[str], None] = print,
+    estimate_motion=None,
+    camera_track=None,
+) -> dict:
     """Load both checkpoints and run `evaluate_models`. See its docstring for outputs."""
     t0 = time.perf_counter()
     tokenizer = load_tokenizer(tokenizer_path, device=device)
@@ -29,16 +40,38 @@ def evaluate(tokenizer_path, dynamics_path, stores: dict, cfg: EvalConfig, out_d
     lineage = dict(lineage or {})
     lineage.setdefault("tokenizer_checkpoint", str(tokenizer_path))
     lineage.setdefault("dynamics_checkpoint", str(dynamics_path))
-    return evaluate_models(tokenizer, world_model, rollout, stores, cfg, out_dir, lineage=lineage,
-                           train_context_noise=train_noise, device=device, log=log,
-                           timings={"load_models": round(load_s, 3)}, estimate_motion=estimate_motion,
-                           camera_track=camera_track)
+    return evaluate_models(
+        tokenizer,
+        world_model,
+        rollout,
+        stores,
+        cfg,
+        out_dir,
+        lineage=lineage,
+        train_context_noise=train_noise,
+        device=device,
+        log=log,
+        timings={"load_models": round(load_s, 3)},
+        estimate_motion=estimate_motion,
+        camera_track=camera_track,
+    )
 
 
-def evaluate_models(tokenizer, world_model, rollout_fn, stores: dict, cfg: EvalConfig, out_dir,
-                    lineage: dict | None = None, train_context_noise: float | None = None, device="cpu",
-                    log: Callable[[str], None] = print, timings: dict | None = None, estimate_motion=None,
-                    camera_track=None) -> dict:
+def evaluate_models(
+    tokenizer,
+    world_model,
+    rollout_fn,
+    stores: dict,
+    cfg: EvalConfig,
+    out_dir,
+    lineage: dict | None = None,
+    train_context_noise: float | None = None,
+    device="cpu",
+    log: Callable[[str], None] = print,
+    timings: dict | None = None,
+    estimate_motion=None,
+    camera_track=None,
+) -> dict:
     """Evaluate loaded models on frames stores by split: `stores` maps "test" and/or "validation" to a list of
     stores. Each split is scored on its own (its own clips, baselines and intervals); test comes first.
 
@@ -65,22 +98,36 @@ def evaluate_models(tokenizer, world_model, rollout_fn, stores: dict, cfg: EvalC
     sections, pictures = {}, {}
     for split in splits:
         sections[split], pictures[split] = evaluate_split(
-            split, tokenizer, world_model, rollout_fn, stores[split], split_plan(plan, split), out_dir, device,
-            log, timer, estimate_motion, camera_track)
+            split,
+            tokenizer,
+            world_model,
+            rollout_fn,
+            stores[split],
+            split_plan(plan, split),
+            out_dir,
+            device,
+            log,
+            timer,
+            estimate_motion,
+            camera_track,
+        )
     timings = timer.timings
     timings["total"] = round(time.perf_counter() - start_all, 3)
 
     metrics = scoring.assemble_metrics(sections, plan, timings)
-    plot_names = ([variant_name(s, False) for s in plan.cfg.sampling_steps]
-                  + [b for b in scoring.BASELINES if b != "persistence_motion"])
+    plot_names = [variant_name(s, False) for s in plan.cfg.sampling_steps] + [
+        b for b in scoring.BASELINES if b != "persistence_motion"
+    ]
     written = report.write_outputs(out_dir, metrics, lineage, pictures, plot_names)
     from PIL import Image
 
     primary, first = plan.primary, metrics[splits[0]]
     counts = ", ".join(f"{len(metrics[s]['videos'])} {s}" for s in splits)
-    log(f"evaluate: {counts} video(s) in "
+    log(
+        f"evaluate: {counts} video(s) in "
         f"{timings['total']:.1f}s; {splits[0]} PSNR h=1 {primary} {first['psnr'][primary][0]:.2f} dB vs "
-        f"persistence {first['psnr']['persistence'][0]:.2f} dB; report {written['report_path']}")
+        f"persistence {first['psnr']['persistence'][0]:.2f} dB; report {written['report_path']}"
+    )
     strip_paths = [p for s in splits for p in pictures[s]["strips"]]
     return {
         "metrics": metrics,
@@ -95,9 +142,20 @@ def evaluate_models(tokenizer, world_model, rollout_fn, stores: dict, cfg: EvalC
     }
 
 
-def evaluate_split(split: str, tokenizer, world_model, rollout_fn, stores, plan: Plan, out_dir: Path, device,
-                   log: Callable[[str], None], timer: rollouts.Timer, estimate_motion=None, camera_track=None
-                   ) -> tuple[dict, dict]:
+def evaluate_split(
+    split: str,
+    tokenizer,
+    world_model,
+    rollout_fn,
+    stores,
+    plan: Plan,
+    out_dir: Path,
+    device,
+    log: Callable[[str], None],
+    timer: rollouts.Timer,
+    estimate_motion=None,
+    camera_track=None,
+) -> tuple[dict, dict]:
     """Score one split's videos. Returns (its metrics.json section, {"strips": [...], "gifs": [...]})."""
     from ahriuwu_core.training import autocast_context
 
@@ -118,12 +176,11 @@ def evaluate_split(split: str, tokenizer, world_model, rollout_fn, stores, plan:
         log(f"evaluate: {split} {c.video_id}: {len(c.starts)} clip(s) at frames {c.starts}")
     for batch in rollouts.batch_items(all_clips, cfg.batch_size):
         with torch.no_grad(), autocast_context(device):
-            br = rollouts.roll_out_batch(tokenizer, world_model, rollout_fn, all_clips, batch, plan, acc, timer,
-                                         quick_psnr, device)
-            shuffled_u8 = action_control.roll_out_shuffled(world_model, rollout_fn, tokenizer, br, plan, timer,
-                                                           device)
-            predicted = baselines.predict(tokenizer, world_model, br, all_clips, plan, motion_fns, blur_sigmas,
-                                          timer)
+            br = rollouts.roll_out_batch(
+                tokenizer, world_model, rollout_fn, all_clips, batch, plan, acc, timer, quick_psnr, device
+            )
+            shuffled_u8 = action_control.roll_out_shuffled(world_model, rollout_fn, tokenizer, br, plan, timer, device)
+            predicted = baselines.predict(tokenizer, world_model, br, all_clips, plan, motion_fns, blur_sigmas, timer)
         for v in sorted({v for v, _ in batch}):  # metrics per video: each has its own HUD mask
             rows = np.array([k for k, (vv, _) in enumerate(batch) if vv == v])
             clips = all_clips[v]
@@ -133,6 +190,14 @@ def evaluate_split(split: str, tokenizer, world_model, rollout_fn, stores, plan:
             timer.tick("metrics", t)
             action_control.add_agreement(agreement, gt_agreement, br, act_rows, clips, plan, motion_fns[v], timer)
             report.write_pictures(out_dir, br, rows, clips.video_id, plan.primary, cfg, strips, gifs, timer)
-    section = scoring.split_metrics(acc, plan, horizons, [c.video_id for c in all_clips], skipped, quick_psnr,
-                                    action_control.action_metrics(acc, agreement, gt_agreement), blur_sigmas)
+    section = scoring.split_metrics(
+        acc,
+        plan,
+        horizons,
+        [c.video_id for c in all_clips],
+        skipped,
+        quick_psnr,
+        action_control.action_metrics(acc, agreement, gt_agreement),
+        blur_sigmas,
+    )
     return section, {"strips": strips, "gifs": gifs}

@@ -1,6 +1,7 @@
 """Scores per horizon: PSNR / SSIM / LPIPS outside the HUD mask and latent MSE for every series (the model's
 variants and the `baselines`), clustered bootstrap intervals of the margin over persistence, and the metrics
 dictionary that metrics.json holds (one section per evaluated split, test first)."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -15,8 +16,15 @@ from ahriuwu_core.eval.rollouts import BatchRollout
 
 # The baselines in the order the tables show them (those that apply: prior_only needs a model with a prior,
 # scroll_oracle a source that knows its camera).
-BASELINES = ("persistence", "tokenizer_ceiling", "persistence_motion", "latent_persistence", "persistence_blur",
-             "prior_only", "scroll_oracle")
+BASELINES = (
+    "persistence",
+    "tokenizer_ceiling",
+    "persistence_motion",
+    "latent_persistence",
+    "persistence_blur",
+    "prior_only",
+    "scroll_oracle",
+)
 
 
 class Accumulator:
@@ -54,8 +62,7 @@ def image_metrics(acc, series, pred_u8, gt_u8, mask, cfg, device):
         acc.add("lpips", series, M.lpips_distance(pred_u8, gt_u8, mask, net=cfg.lpips_net, device=device))
 
 
-def score_video(acc, br: BatchRollout, rows: np.ndarray, video_id: str, mask, baselines: dict, plan: Plan,
-                device):
+def score_video(acc, br: BatchRollout, rows: np.ndarray, video_id: str, mask, baselines: dict, plan: Plan, device):
     """Image metrics of the baselines and every variant on one video's rows of the batch (each video has its
     own HUD mask). A variant rolled out on fewer clips also gets the first variant scored on exactly those."""
     cfg, future_u8, preds_u8 = plan.cfg, br.future_u8, br.preds_u8
@@ -82,30 +89,43 @@ def split_metrics(acc, plan: Plan, horizons, videos, skipped, quick_psnr, action
     names = main + [b for b in BASELINES if b in acc.values["psnr"]] + extra
     out = {"horizons": horizons, "videos": videos, "skipped_videos": skipped}
     for metric in ("psnr", "ssim", "lpips"):
-        out[metric] = {n: acc.per_horizon(metric, n) if (metric != "lpips" or cfg.lpips_net) else None
-                       for n in names}
+        out[metric] = {n: acc.per_horizon(metric, n) if (metric != "lpips" or cfg.lpips_net) else None for n in names}
     persistence = acc.per_clip("psnr", "persistence")
     out["clips"] = int(persistence.shape[0])
     out["clips_per_series"] = {n: int(acc.per_clip("psnr", n).shape[0]) for n in names}
     # Variants scored on fewer clips, with the first variant on exactly those clips (check_few_steps_close).
-    out["psnr_same_clips"] = {n: {"clips": out["clips_per_series"][n], main[0]: acc.per_horizon("psnr", f"{main[0]}@{n}"),
-                                  n: acc.per_horizon("psnr", n)}
-                              for n in names if f"{main[0]}@{n}" in acc.values["psnr"]}
+    out["psnr_same_clips"] = {
+        n: {
+            "clips": out["clips_per_series"][n],
+            main[0]: acc.per_horizon("psnr", f"{main[0]}@{n}"),
+            n: acc.per_horizon("psnr", n),
+        }
+        for n in names
+        if f"{main[0]}@{n}" in acc.values["psnr"]
+    }
     # The per-clip margin over persistence, resampled by video and then by clip within the videos drawn.
     out["psnr_margin_ci95_low"], out["psnr_margin_ci95_high"] = {}, {}
     for n in names:
         if n != "persistence" and out["clips_per_series"][n] == out["clips"]:
-            low, high = M.clustered_bootstrap_mean_ci(acc.per_clip("psnr", n) - persistence, acc.groups(),
-                                                      resamples=cfg.bootstrap_resamples, seed=cfg.seed)
+            low, high = M.clustered_bootstrap_mean_ci(
+                acc.per_clip("psnr", n) - persistence, acc.groups(), resamples=cfg.bootstrap_resamples, seed=cfg.seed
+            )
             out["psnr_margin_ci95_low"][n], out["psnr_margin_ci95_high"][n] = low.tolist(), high.tolist()
-    out["psnr_margin_ci95_method"] = (f"clustered bootstrap ({cfg.bootstrap_resamples} resamples): videos with "
-                                      "replacement, then clips within each drawn video")
+    out["psnr_margin_ci95_method"] = (
+        f"clustered bootstrap ({cfg.bootstrap_resamples} resamples): videos with "
+        "replacement, then clips within each drawn video"
+    )
     out["persistence_blur"] = {"sigma_px": list(blur_sigmas), "grid_px": list(cfg.blur_sigmas), "note": BLUR_NOTE}
     out["action_gap_db"] = action["action_gap_db"]
     out["latent_mse"] = {n: acc.per_horizon("latent_mse", n) for n in main + extra + ["persistence"]}
     out["quick_eval_latent_psnr"] = float(np.mean(quick_psnr)) if quick_psnr else None
-    for key in ("action_gap_available", "action_gap_clips", "action_agreement", "action_agreement_ground_truth",
-                "action_agreement_steps"):
+    for key in (
+        "action_gap_available",
+        "action_gap_clips",
+        "action_agreement",
+        "action_agreement_ground_truth",
+        "action_agreement_steps",
+    ):
         out[key] = action[key]
     return out
 
@@ -114,10 +134,16 @@ def assemble_metrics(splits: dict[str, dict], plan: Plan, timings) -> dict:
     """The metrics.json content: each evaluated split's section (`split_metrics`) under its name, test first, and
     what they share."""
     noise = plan.noise
-    return {"splits": list(splits), **splits,
-            "context_noise": {"train": noise, "variants": {variant_name(k, z): (0.0 if z else noise)
-                                                           for k, z in plan.variants}},
-            "config": jsonable(dataclasses.asdict(plan.cfg)), "timings_s": timings}
+    return {
+        "splits": list(splits),
+        **splits,
+        "context_noise": {
+            "train": noise,
+            "variants": {variant_name(k, z): (0.0 if z else noise) for k, z in plan.variants},
+        },
+        "config": jsonable(dataclasses.asdict(plan.cfg)),
+        "timings_s": timings,
+    }
 
 
 def flat_metrics(metrics: dict, horizons=(1, 4, 8, 16)) -> dict[str, float]:
@@ -131,8 +157,14 @@ def flat_metrics(metrics: dict, horizons=(1, 4, 8, 16)) -> dict[str, float]:
         hs = m["horizons"]
         primary = next(iter(m["psnr"]))
         pictures = {primary, "persistence", "latent_persistence", "persistence_blur"}
-        keep = {"psnr": None, "ssim": pictures, "lpips": pictures, "latent_mse": {primary, "persistence"},
-                "psnr_margin_ci95_low": {primary}, "psnr_margin_ci95_high": {primary}}
+        keep = {
+            "psnr": None,
+            "ssim": pictures,
+            "lpips": pictures,
+            "latent_mse": {primary, "persistence"},
+            "psnr_margin_ci95_low": {primary},
+            "psnr_margin_ci95_high": {primary},
+        }
         for metric, series_kept in keep.items():
             for series, values in (m.get(metric) or {}).items():
                 if values is None or (series_kept is not None and series not in series_kept):

@@ -15,6 +15,7 @@ truth's. The page sends JSON text messages, each with a `type`:
 A bad message is answered with {"type": "error", "message": ...} and changes nothing; a flood beyond the rate
 limit is dropped with one error per second.
 """
+
 from __future__ import annotations
 
 import argparse
@@ -67,12 +68,12 @@ def encode_recording(frames: list[np.ndarray], fmt: str, fps: float, scale: int 
         from PIL import Image
 
         images = [Image.fromarray(f) for f in big]
-        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps),
-                       loop=0)
+        images[0].save(buf, format="GIF", save_all=True, append_images=images[1:], duration=round(1000 / fps), loop=0)
         return buf.getvalue()
     if fmt == "mp4":
-        import av
         from fractions import Fraction
+
+        import av
 
         h, w = big[0].shape[:2]
         with av.open(buf, mode="w", format="mp4") as out:
@@ -112,14 +113,21 @@ def create_app(world: PlayWorld):
         if fmt not in ("gif", "mp4"):
             return PlainTextResponse(f"unknown format {fmt!r} (gif or mp4)", status_code=404)
         data = await run_in_threadpool(encode_recording, list(frames), fmt, world.fps)
-        return Response(data, media_type="image/gif" if fmt == "gif" else "video/mp4",
-                        headers={"Content-Disposition": f'attachment; filename="dream-{sid}.{fmt}"'})
+        return Response(
+            data,
+            media_type="image/gif" if fmt == "gif" else "video/mp4",
+            headers={"Content-Disposition": f'attachment; filename="dream-{sid}.{fmt}"'},
+        )
 
     async def play_socket(ws):
         await ws.accept()
         if len(sessions) >= cfg.max_sessions:
-            await ws.send_json({"type": "error", "message": f"the server is full ({cfg.max_sessions} sessions); "
-                                                            "close another tab and reload"})
+            await ws.send_json(
+                {
+                    "type": "error",
+                    "message": f"the server is full ({cfg.max_sessions} sessions); close another tab and reload",
+                }
+            )
             await ws.close(code=1013)
             return
         sid = secrets.token_urlsafe(6)
@@ -132,18 +140,36 @@ def create_app(world: PlayWorld):
         last_flood_error = 0.0
 
         async def send_frame(result, fps):
-            header = {"type": "frame", "index": result["index"], "latency_ms": round(result["latency_ms"], 2),
-                      "fps": round(fps, 2), "action": result["action"], "labelled": result["labelled"],
-                      "mode": session.mode, "steps": session.sampling_steps,
-                      "cached_frames": session.cached_frames(), "width": int(result["frame"].shape[1]),
-                      "height": int(result["frame"].shape[0]), "truth": result["truth"] is not None}
+            header = {
+                "type": "frame",
+                "index": result["index"],
+                "latency_ms": round(result["latency_ms"], 2),
+                "fps": round(fps, 2),
+                "action": result["action"],
+                "labelled": result["labelled"],
+                "mode": session.mode,
+                "steps": session.sampling_steps,
+                "cached_frames": session.cached_frames(),
+                "width": int(result["frame"].shape[1]),
+                "height": int(result["frame"].shape[0]),
+                "truth": result["truth"] is not None,
+            }
             await ws.send_bytes(frame_message(header, result["frame"], result["truth"]))
 
         async def reset(clip, mode):
             async with lock:
                 first = await run_in_threadpool(session.reset, clip, mode)
-            await send_frame({"index": 0, "latency_ms": 0.0, "action": list(session.action), "labelled": False,
-                              "frame": first, "truth": first if mode == "replay" else None}, 0.0)
+            await send_frame(
+                {
+                    "index": 0,
+                    "latency_ms": 0.0,
+                    "action": list(session.action),
+                    "labelled": False,
+                    "frame": first,
+                    "truth": first if mode == "replay" else None,
+                },
+                0.0,
+            )
 
         async def frame_loop():
             period = 1.0 / world.fps
@@ -200,8 +226,12 @@ def create_app(world: PlayWorld):
                 if not limit.allow(now):
                     if now - last_flood_error > 1.0:
                         last_flood_error = now
-                        await ws.send_json({"type": "error", "message": f"too many messages: at most "
-                                                                        f"{cfg.max_messages_per_second} per second"})
+                        await ws.send_json(
+                            {
+                                "type": "error",
+                                "message": f"too many messages: at most {cfg.max_messages_per_second} per second",
+                            }
+                        )
                     continue
                 try:
                     if raw.get("text") is None:
@@ -230,12 +260,14 @@ def create_app(world: PlayWorld):
             while len(recordings) > cfg.max_sessions:  # keep the latest few finished recordings
                 recordings.pop(next(iter(recordings)))
 
-    return Starlette(routes=[
-        Route("/", page),
-        Route("/info", info),
-        Route("/recording/{session}.{fmt}", recording),
-        WebSocketRoute("/ws", play_socket),
-    ])
+    return Starlette(
+        routes=[
+            Route("/", page),
+            Route("/info", info),
+            Route("/recording/{session}.{fmt}", recording),
+            WebSocketRoute("/ws", play_socket),
+        ]
+    )
 
 
 def world_from_args(args) -> PlayWorld:
@@ -263,11 +295,14 @@ def data_root_inputs(root: Path) -> tuple[Path, Path, list[Path]]:
     if not layout.manifest.exists():
         raise SystemExit(f"play: {layout.manifest} not found; run `make demo` (or materialize the pipeline) first")
     manifest = json.loads(layout.manifest.read_text())
-    ids = (manifest.get("test", []) + manifest.get("validation", [])
-           or [v["video_id"] for v in manifest.get("videos", [])])
+    ids = manifest.get("test", []) + manifest.get("validation", []) or [
+        v["video_id"] for v in manifest.get("videos", [])
+    ]
     stores = [layout.frames_store(v) for v in ids if layout.frames_store(v).exists()]
     if not stores:
-        raise SystemExit(f"play: no frames store of a test or validation video ({', '.join(ids) or 'none listed'}) under {root}")
+        raise SystemExit(
+            f"play: no frames store of a test or validation video ({', '.join(ids) or 'none listed'}) under {root}"
+        )
     return layout.tokenizer_checkpoint, layout.dynamics_checkpoint, stores
 
 
@@ -291,8 +326,11 @@ def main(argv=None) -> int:
     if args.threads:
         torch.set_num_threads(args.threads)
     world = world_from_args(args)
-    print(f"play: {len(world.clips)} clips, action space {list(world.num_classes)} ({', '.join(world.components)}), "
-          f"{world.fps:g} fps, window {world.window} frames, context noise {world.context_noise:g}", flush=True)
+    print(
+        f"play: {len(world.clips)} clips, action space {list(world.num_classes)} ({', '.join(world.components)}), "
+        f"{world.fps:g} fps, window {world.window} frames, context noise {world.context_noise:g}",
+        flush=True,
+    )
     print(f"play: open http://{args.host}:{args.port}/", flush=True)
     uvicorn.run(create_app(world), host=args.host, port=args.port, log_level="warning", ws_max_size=1 << 16)
     return 0

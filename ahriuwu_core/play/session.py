@@ -7,6 +7,7 @@ with one KV-cached pass per sampling step (`dynamics.sampler.Dreamer`), with the
 trained with and a sliding window of the longest sequence it was trained on, and decodes it through the
 tokenizer. In replay mode the clip's recorded actions drive the dream and the ground truth comes alongside.
 """
+
 from __future__ import annotations
 
 import threading
@@ -22,10 +23,10 @@ from ..conventions import has_move_component
 
 @dataclass
 class PlayConfig:
-    context: int = 16              # ground-truth frames a dream starts from
-    clips_per_video: int = 4       # selectable start points per held-out video
-    sampling_steps: int = 4        # the default; a session may pick any power of two up to the model's k_max
-    max_sessions: int = 4          # open tabs served at once; the next one is refused until one closes
+    context: int = 16  # ground-truth frames a dream starts from
+    clips_per_video: int = 4  # selectable start points per held-out video
+    sampling_steps: int = 4  # the default; a session may pick any power of two up to the model's k_max
+    max_sessions: int = 4  # open tabs served at once; the next one is refused until one closes
     record_max_frames: int = 1200  # a recording keeps at most this many frames (a minute at 20 fps)
     max_messages_per_second: int = 120  # more is a flood: answered with an error and dropped
     seed: int = 0
@@ -35,7 +36,7 @@ class PlayConfig:
 class Clip:
     video_id: str
     store: Path
-    start: int       # first context frame
+    start: int  # first context frame
     num_frames: int  # frames in the video
 
     @property
@@ -50,8 +51,17 @@ class ActionError(ValueError):
 class PlayWorld:
     """Models, action space and clips shared by every session."""
 
-    def __init__(self, tokenizer, world_model, stores, cfg: PlayConfig = PlayConfig(), context_noise: float = 0.1,
-                 window: int | None = None, device="cpu"):
+    def __init__(
+        self,
+        tokenizer,
+        world_model,
+        stores,
+        cfg: PlayConfig | None = None,
+        context_noise: float = 0.1,
+        window: int | None = None,
+        device="cpu",
+    ):
+        cfg = cfg or PlayConfig()
         from ..frames import open_frames
 
         self.tokenizer, self.model, self.cfg = tokenizer, world_model, cfg
@@ -72,12 +82,15 @@ class PlayWorld:
             n = group["frames"].shape[0]
             video_id = str(group.attrs.get("video_id", store.stem))
             if n <= cfg.context:
-                raise ValueError(f"play: video {video_id} ({store}) has {n} frames, need more than "
-                                 f"context={cfg.context}")
+                raise ValueError(
+                    f"play: video {video_id} ({store}) has {n} frames, need more than context={cfg.context}"
+                )
             stored = tuple(int(c) for c in group.attrs.get("action_num_classes", ()))
             if stored and stored != self.num_classes:
-                raise ValueError(f"play: video {video_id} ({store}) has action space {list(stored)}, the dynamics "
-                                 f"checkpoint {list(self.num_classes)}")
+                raise ValueError(
+                    f"play: video {video_id} ({store}) has action space {list(stored)}, the dynamics "
+                    f"checkpoint {list(self.num_classes)}"
+                )
             names = names or tuple(group.attrs.get("action_components", ()))
             fps = fps or float(group.attrs.get("fps", 20.0))
             self._groups[store] = group
@@ -98,17 +111,27 @@ class PlayWorld:
         return has_move_component(self.components, self.num_classes)
 
     def describe(self) -> dict:
-        return {"components": list(self.components), "num_classes": list(self.num_classes),
-                "move_keys": self.move_keys, "fps": self.fps, "size": list(self.image_size),
-                "clips": [c.label for c in self.clips], "context": self.cfg.context, "window": self.window,
-                "context_noise": self.context_noise, "k_max": int(self.model.cfg.k_max),
-                "steps_choices": [k for k in (1, 2, 4) if k <= self.model.cfg.k_max],
-                "sampling_steps": self.cfg.sampling_steps}
+        return {
+            "components": list(self.components),
+            "num_classes": list(self.num_classes),
+            "move_keys": self.move_keys,
+            "fps": self.fps,
+            "size": list(self.image_size),
+            "clips": [c.label for c in self.clips],
+            "context": self.cfg.context,
+            "window": self.window,
+            "context_noise": self.context_noise,
+            "k_max": int(self.model.cfg.k_max),
+            "steps_choices": [k for k in (1, 2, 4) if k <= self.model.cfg.k_max],
+            "sampling_steps": self.cfg.sampling_steps,
+        }
 
     def validate_action(self, action) -> tuple[int, ...]:
         if not isinstance(action, (list, tuple)) or len(action) != len(self.num_classes):
-            raise ActionError(f"action must be a list of {len(self.num_classes)} integers "
-                              f"({', '.join(self.components)}), got {action!r}")
+            raise ActionError(
+                f"action must be a list of {len(self.num_classes)} integers "
+                f"({', '.join(self.components)}), got {action!r}"
+            )
         out = []
         for name, n, a in zip(self.components, self.num_classes, action):
             if isinstance(a, bool) or not isinstance(a, int):
@@ -121,8 +144,11 @@ class PlayWorld:
     def read(self, clip: Clip, t0: int, t1: int):
         """Frames uint8 (T,H,W,3), actions int64 (T,C), has_actions bool (T,) of frames [t0, t1) of a clip."""
         g = self._groups[clip.store]
-        return (np.asarray(g["frames"][t0:t1]), np.asarray(g["actions"][t0:t1]).astype(np.int64),
-                np.asarray(g["has_actions"][t0:t1]).astype(bool))
+        return (
+            np.asarray(g["frames"][t0:t1]),
+            np.asarray(g["actions"][t0:t1]).astype(np.int64),
+            np.asarray(g["has_actions"][t0:t1]).astype(bool),
+        )
 
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
@@ -176,8 +202,9 @@ class PlaySession:
         with w.lock:
             ctx = encode_frames(w.tokenizer, x)
             self.dreamer = Dreamer(w.model, w.context_noise, self.generator, window=w.window)
-            self.dreamer.start(ctx, torch.from_numpy(actions)[None].to(w.device),
-                               torch.from_numpy(has)[None].to(w.device))
+            self.dreamer.start(
+                ctx, torch.from_numpy(actions)[None].to(w.device), torch.from_numpy(has)[None].to(w.device)
+            )
         self.clip, self.mode = clip, mode
         self.next_frame = clip.start + C  # the video frame the next dream frame stands for
         self.frame_index, self.ended = 0, False
@@ -212,9 +239,16 @@ class PlaySession:
         self.frame_index += 1
         if self.recording is not None:
             self.recording.append(frame if truth is None else np.concatenate([frame, truth], 1))
-            del self.recording[:-w.cfg.record_max_frames]
-        return {"frame": frame, "truth": truth, "action": list(action), "labelled": labelled,
-                "latency_ms": latency, "index": self.frame_index, "ended": False}
+            del self.recording[: -w.cfg.record_max_frames]
+        return {
+            "frame": frame,
+            "truth": truth,
+            "action": list(action),
+            "labelled": labelled,
+            "latency_ms": latency,
+            "index": self.frame_index,
+            "ended": False,
+        }
 
     def cached_frames(self) -> int:
         """Frames held in the world model's KV cache (bounded by the window)."""
@@ -229,8 +263,9 @@ class PlaySession:
         return frames
 
 
-def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig = PlayConfig(), device="cpu") -> PlayWorld:
+def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig | None = None, device="cpu") -> PlayWorld:
     """Load a tokenizer / dynamics checkpoint pair onto `device` and open the frames stores to start from."""
+    cfg = cfg or PlayConfig()
     from ..dynamics.train import load_dynamics
     from ..tokenizer import load_tokenizer
 
@@ -241,5 +276,12 @@ def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig = PlayConf
     model, trained = load_dynamics(dynamics_path, device=device)
     # The cache keeps what the model saw in training: its longest sequence, less the frame being generated.
     window = max(trained.seq_len, trained.long_seq_len) - 1
-    return PlayWorld(tokenizer, model, stores, cfg, context_noise=trained.context_noise,
-                     window=window if window > 0 else None, device=device)
+    return PlayWorld(
+        tokenizer,
+        model,
+        stores,
+        cfg,
+        context_noise=trained.context_noise,
+        window=window if window > 0 else None,
+        device=device,
+    )

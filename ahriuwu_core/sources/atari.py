@@ -5,6 +5,7 @@ Video `<game>_<k>.mp4` (e.g. `breakout_000.mp4`) has `<game>_<k>.actions.json` b
 "action", whose classes index the game's minimal action set (`action_names`), one record per emulator frame, and
 `atari`, the settings it was recorded with (a video recorded with other settings is recorded again).
 """
+
 from __future__ import annotations
 
 import dataclasses
@@ -50,8 +51,10 @@ def rom_path(game: str) -> Path:
 
     available = roms.get_all_rom_ids()
     if game not in available:
-        raise ValueError(f"unknown Atari game {game!r}: the ALE's ROM ids are lowercase, e.g. breakout, "
-                         f"ms_pacman, riverraid, pong, enduro ({len(available)} in all: ale_py.roms.get_all_rom_ids())")
+        raise ValueError(
+            f"unknown Atari game {game!r}: the ALE's ROM ids are lowercase, e.g. breakout, "
+            f"ms_pacman, riverraid, pong, enduro ({len(available)} in all: ale_py.roms.get_all_rom_ids())"
+        )
     return roms.get_rom_path(game)
 
 
@@ -102,8 +105,14 @@ def _fingerprint(cfg: AtariConfig, game: str, k: int) -> dict:
     d = dataclasses.asdict(cfg)
     for key in ("games", "videos_per_game"):
         d.pop(key)
-    return {**d, "game": game, "index": k, "video_seed": video_seed(cfg, game, k), "ale_py": ale_py.__version__,
-            "version": RECORDER_VERSION}
+    return {
+        **d,
+        "game": game,
+        "index": k,
+        "video_seed": video_seed(cfg, game, k),
+        "ale_py": ale_py.__version__,
+        "version": RECORDER_VERSION,
+    }
 
 
 def _game_and_index(mp4_path: Path) -> tuple[str, int]:
@@ -143,9 +152,18 @@ def write_atari_video(mp4_path: Path, cfg: AtariConfig) -> Path:
                 container.mux(stream.encode(frame))
                 records.append({"t": i / FPS, "action": action})
             container.mux(stream.encode(None))
-        write_json(_sidecar(mp4_path), {"fps": FPS, "components": ["action"], "num_classes": [len(names)],
-                                        "action_names": names, "frames": records,
-                                        "atari": _fingerprint(cfg, game, k)}, indent=None)
+        write_json(
+            _sidecar(mp4_path),
+            {
+                "fps": FPS,
+                "components": ["action"],
+                "num_classes": [len(names)],
+                "action_names": names,
+                "frames": records,
+                "atari": _fingerprint(cfg, game, k),
+            },
+            indent=None,
+        )
     return mp4_path
 
 

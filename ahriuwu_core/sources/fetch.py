@@ -1,4 +1,5 @@
 """Downloading one entry through yt-dlp (local files as file:// URLs) into `<videos>/<video_id>/`, atomically."""
+
 from __future__ import annotations
 
 import json
@@ -15,6 +16,7 @@ from ahriuwu_core.manifest import file_sha256
 from ahriuwu_core.sources.config import SourceConfig, VideoFetchError
 from ahriuwu_core.sources.metadata import parse_replay_metadata
 from ahriuwu_core.sources.ytdlp import disk_full, with_retries, ydl_params
+
 
 def _entry_fields(entry) -> tuple[str, str, str, str, str]:
     e = entry if isinstance(entry, dict) else asdict(entry)
@@ -37,8 +39,12 @@ def _probe(path: Path) -> dict:
                 return {}
             s = c.streams.video[0]
             duration = float(s.duration * s.time_base) if s.duration else (c.duration or 0) / 1e6 or None
-            return {"width": s.codec_context.width, "height": s.codec_context.height,
-                    "fps": float(s.average_rate) if s.average_rate else None, "duration": duration}
+            return {
+                "width": s.codec_context.width,
+                "height": s.codec_context.height,
+                "fps": float(s.average_rate) if s.average_rate else None,
+                "duration": duration,
+            }
     except Exception:  # frames.py reports unreadable videos with its own clear error
         return {}
 
@@ -107,9 +113,16 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
                 files = [p for p in tmp.glob("video.*") if not p.name.endswith((".part", ".ytdl"))]
             if not files and info is not None and info.get("is_live"):
                 raise VideoFetchError(f"{what}: a live stream; only finished videos are fetched")
-            if not files and info is not None and cfg.max_duration_s and (info.get("duration") or 0) > cfg.max_duration_s:
-                raise VideoFetchError(f"{what}: {info['duration']:.0f} s long, over the maximum duration "
-                                      f"max_duration_s={cfg.max_duration_s:g}")
+            if (
+                not files
+                and info is not None
+                and cfg.max_duration_s
+                and (info.get("duration") or 0) > cfg.max_duration_s
+            ):
+                raise VideoFetchError(
+                    f"{what}: {info['duration']:.0f} s long, over the maximum duration "
+                    f"max_duration_s={cfg.max_duration_s:g}"
+                )
             if not files or info is None:
                 raise VideoFetchError(f"{what}: yt-dlp finished without writing a video file")
             video = files[0]
@@ -117,21 +130,33 @@ def fetch_video(entry, out_dir, cfg: SourceConfig, log=print, refetch: bool = Fa
                 log(f"{what}: yt-dlp calls it {info['id']!r}; keeping the catalog id {video_id!r}")
             probed = _probe(video)
             if cfg.max_duration_s and (probed.get("duration") or 0) > cfg.max_duration_s:
-                raise VideoFetchError(f"{what}: {probed['duration']:.0f} s long, over the maximum duration "
-                                      f"max_duration_s={cfg.max_duration_s:g}")
+                raise VideoFetchError(
+                    f"{what}: {probed['duration']:.0f} s long, over the maximum duration "
+                    f"max_duration_s={cfg.max_duration_s:g}"
+                )
             # a direct file's info has no real title (the generic extractor uses the id): keep the listing's
             title = info.get("title") if info.get("title") not in (None, "", video_id) else (listed_title or video_id)
             description = info.get("description") or listed_description
             parsed = parse_replay_metadata(title, description)
             meta = {
-                "video_id": video_id, "url": url, "kind": kind, "title": title, "description": (description or "")[:1000],
-                "uploader": info.get("uploader") or info.get("channel"), "upload_date": info.get("upload_date"),
+                "video_id": video_id,
+                "url": url,
+                "kind": kind,
+                "title": title,
+                "description": (description or "")[:1000],
+                "uploader": info.get("uploader") or info.get("channel"),
+                "upload_date": info.get("upload_date"),
                 "duration": info.get("duration") or probed.get("duration"),
                 "fps": info.get("fps") or probed.get("fps"),
-                "width": info.get("width") or probed.get("width"), "height": info.get("height") or probed.get("height"),
-                "ext": video.suffix.lstrip("."), "format_id": info.get("format_id"), "vcodec": info.get("vcodec"),
+                "width": info.get("width") or probed.get("width"),
+                "height": info.get("height") or probed.get("height"),
+                "ext": video.suffix.lstrip("."),
+                "format_id": info.get("format_id"),
+                "vcodec": info.get("vcodec"),
                 **parsed,
-                "sha256": file_sha256(video), "bytes": video.stat().st_size, "has_actions": False,
+                "sha256": file_sha256(video),
+                "bytes": video.stat().st_size,
+                "has_actions": False,
             }
             (tmp / "info.json").write_text(json.dumps(info, indent=1, default=str))
             sidecar = _local_sidecar(url)

@@ -1,5 +1,6 @@
 """Listing a source: the entries of a channel, playlist, URL list, file list, folder, the demo or the Atari games,
 deduplicated and disambiguated, with the entries it could not use skipped and reported."""
+
 from __future__ import annotations
 
 import hashlib
@@ -16,6 +17,7 @@ from ahriuwu_core.sources.config import VIDEO_SUFFIXES, SourceConfig, SourceEntr
 from ahriuwu_core.sources.fetch import local_path
 from ahriuwu_core.sources.ytdlp import with_retries, ydl_params
 
+
 def _file_url(path: Path) -> str:
     return Path(path).resolve().as_uri()
 
@@ -29,8 +31,9 @@ def _local_entries(paths, kind: str) -> list[SourceEntry]:
 def _folder_videos(folder: Path) -> list[Path]:
     if not folder.is_dir():
         raise VideoFetchError(f"source folder {folder} does not exist")
-    return sorted(p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file()
-                  and not p.name.startswith("."))
+    return sorted(
+        p for p in folder.iterdir() if p.suffix.lower() in VIDEO_SUFFIXES and p.is_file() and not p.name.startswith(".")
+    )
 
 
 def _filelist_items(path: Path) -> list[str]:
@@ -47,7 +50,8 @@ def _filelist_items(path: Path) -> list[str]:
 @dataclass
 class Skipped:
     """An entry of the source that was left out of the listing, and why."""
-    entry: str      # the file list line, URL or `video_id (url)` as the source gave it
+
+    entry: str  # the file list line, URL or `video_id (url)` as the source gave it
     reason: str
 
 
@@ -163,7 +167,7 @@ def _list_each(urls, cfg: SourceConfig, log, kind: str, listing: Listing) -> Non
             listing.entries.extend(_list_urls([url], cfg, log, kind))
         except VideoFetchError as e:
             msg = str(e)
-            listing.skipped.append(Skipped(url, msg[len(url) + 2:] if msg.startswith(f"{url}: ") else msg))
+            listing.skipped.append(Skipped(url, msg[len(url) + 2 :] if msg.startswith(f"{url}: ") else msg))
 
 
 def _generic_id(url: str) -> str:
@@ -181,7 +185,7 @@ def _list_urls(urls, cfg: SourceConfig, log, kind: str, seen: set | None = None)
     entries = []
     with yt_dlp.YoutubeDL(ydl_params(cfg, log, **extra)) as ydl:
         for url in urls:
-            info = with_retries(url, lambda: ydl.extract_info(url, download=False, process=False), cfg, log)
+            info = with_retries(url, lambda: ydl.extract_info(url, download=False, process=False), cfg, log)  # noqa: B023
             if info.get("_type") in ("playlist", "multi_video"):
                 items = list(itertools.islice(info.get("entries") or [], cfg.max_videos or None))
             else:
@@ -201,7 +205,14 @@ def _list_urls(urls, cfg: SourceConfig, log, kind: str, seen: set | None = None)
                 if item["id"] in seen:
                     continue
                 seen.add(item["id"])
-                entries.append(SourceEntry(video_id=item["id"], url=video_url, title=item.get("title") or "",
-                                           kind=kind, duration=item.get("duration"),
-                                           description=item.get("description") or ""))
+                entries.append(
+                    SourceEntry(
+                        video_id=item["id"],
+                        url=video_url,
+                        title=item.get("title") or "",
+                        kind=kind,
+                        duration=item.get("duration"),
+                        description=item.get("description") or "",
+                    )
+                )
     return entries

@@ -1,5 +1,6 @@
 """yt-dlp plumbing: the options every listing and download uses (format choice, rate limit, cookies, the
 duration cap), its messages routed to our log, and retries of transient failures with backoff."""
+
 from __future__ import annotations
 
 import errno
@@ -10,9 +11,12 @@ from pathlib import Path
 from ahriuwu_core.sources.config import SourceConfig, VideoFetchError
 
 # permanent failures: retrying won't help (the first group is yt-dlp's wording for YouTube, then HTTP codes)
-_PERMANENT = re.compile(r"unavailable|private video|removed|copyright|not available|members[- ]only|"
-                        r"sign in to confirm your age|unsupported url|HTTP Error (400|401|403|404|410)|"
-                        r"no such file|is not a valid url|no video formats", re.I)
+_PERMANENT = re.compile(
+    r"unavailable|private video|removed|copyright|not available|members[- ]only|"
+    r"sign in to confirm your age|unsupported url|HTTP Error (400|401|403|404|410)|"
+    r"no such file|is not a valid url|no video formats",
+    re.I,
+)
 
 
 class _Log:
@@ -42,8 +46,9 @@ def format_selector(max_height: int) -> str:
     per output frame), then H.264 first because it decodes fastest. '?' admits unknown heights (direct files
     through the generic extractor have no height until probed)."""
     h = int(max_height)
-    choices = [f"bestvideo[height<=?{h}]{codec}[fps={fps}]" for fps in PREFERRED_FPS
-               for codec in ("[vcodec^=avc1]", "")]
+    choices = [
+        f"bestvideo[height<=?{h}]{codec}[fps={fps}]" for fps in PREFERRED_FPS for codec in ("[vcodec^=avc1]", "")
+    ]
     choices += [f"bestvideo[height<=?{h}][vcodec^=avc1]", f"bestvideo[height<=?{h}]", f"best[height<=?{h}]"]
     return "/".join(choices)
 
@@ -55,14 +60,19 @@ def ydl_params(cfg: SourceConfig, log, **extra) -> dict:
     params = {
         "format": format_selector(h),
         "enable_file_urls": True,
-        "quiet": True, "no_warnings": False, "noprogress": True,
+        "quiet": True,
+        "no_warnings": False,
+        "noprogress": True,
         "logger": _Log(log),
-        "retries": cfg.retries, "fragment_retries": cfg.retries, "extractor_retries": min(cfg.retries, 3),
+        "retries": cfg.retries,
+        "fragment_retries": cfg.retries,
+        "extractor_retries": min(cfg.retries, 3),
         "socket_timeout": 30,
         "noplaylist": True,
         # what yt-dlp knows before downloading; a direct file's duration is checked after its download
-        "match_filter": match_filter_func("!is_live" + (f" & duration <=? {cfg.max_duration_s:g}"
-                                                        if cfg.max_duration_s else "")),
+        "match_filter": match_filter_func(
+            "!is_live" + (f" & duration <=? {cfg.max_duration_s:g}" if cfg.max_duration_s else "")
+        ),
     }
     if cfg.rate_limit:
         rate = parse_bytes(str(cfg.rate_limit))
@@ -113,7 +123,7 @@ def with_retries(what: str, fn, cfg: SourceConfig, log, out: Path | None = None)
             if _PERMANENT.search(msg) or attempt >= cfg.retries:
                 tries = f" after {attempt + 1} attempts" if attempt else ""
                 raise VideoFetchError(f"{what}: {msg}{tries}") from e
-            delay = cfg.backoff_s * (2 ** attempt)
+            delay = cfg.backoff_s * (2**attempt)
             log(f"{what}: {msg}; retry {attempt + 1}/{cfg.retries} in {delay:.1f}s")
             time.sleep(delay)
             attempt += 1

@@ -5,6 +5,7 @@ the top half of the frame (most significant bit on the left). The bands survive 
 wide and squashing, so a test can read back which source frame an output frame shows (`read_frame_index`).
 The bottom half holds a gradient and a moving square so consecutive frames differ and nothing is frozen.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass, field
@@ -24,9 +25,9 @@ VFR_TIME_BASE = Fraction(1, 90000)
 @dataclass
 class Clip:
     path: Path
-    times: list[float]          # presentation time of each frame, seconds, first = 0
-    duration: float             # last time + last frame's duration
-    width: int                  # stored (coded) size; a rotated clip displays as (height, width) for 90/270
+    times: list[float]  # presentation time of each frame, seconds, first = 0
+    duration: float  # last time + last frame's duration
+    width: int  # stored (coded) size; a rotated clip displays as (height, width) for 90/270
     height: int
     rotation: int | None = None
     frame_durations: list[float] = field(default_factory=list)
@@ -56,7 +57,7 @@ def draw_frame(index: int, width: int, height: int, pattern: str = "moving") -> 
     side = max(1, (height - top) // 2)
     x0 = (index * max(1, width // 50)) % max(1, width - side)
     y0 = top + (height - top - side) // 2
-    img[y0:y0 + side, x0:x0 + side] = (250, 30, 30)
+    img[y0 : y0 + side, x0 : x0 + side] = (250, 30, 30)
     if pattern == "textured":  # scrolling noise: costs the codec about what a panning game camera does
         img[top:] = np.roll(_noise(height - top, width), index * 4, axis=1) // 2 + img[top:] // 2
     return img
@@ -76,11 +77,11 @@ def _noise(h: int, w: int) -> np.ndarray:
 def read_frame_index(rgb: np.ndarray) -> int:
     """Inverse of the barcode in `draw_frame` for an upright RGB frame of any size (e.g. after resizing)."""
     height, width = rgb.shape[:2]
-    band = rgb[height // 8: (3 * height) // 8].astype(np.float32).mean(axis=(0, 2))  # per-column brightness
+    band = rgb[height // 8 : (3 * height) // 8].astype(np.float32).mean(axis=(0, 2))  # per-column brightness
     index = 0
     for b in range(BARCODE_BITS):
         lo, hi = (b * width) / BARCODE_BITS, ((b + 1) * width) / BARCODE_BITS
-        centre = band[int(lo + (hi - lo) * 0.3): max(int(lo + (hi - lo) * 0.3) + 1, int(hi - (hi - lo) * 0.3))]
+        centre = band[int(lo + (hi - lo) * 0.3) : max(int(lo + (hi - lo) * 0.3) + 1, int(hi - (hi - lo) * 0.3))]
         index = (index << 1) | int(centre.mean() > 127)
     return index
 
@@ -93,17 +94,30 @@ def _vfr_times(n: int, fps: float, seed: int = 0) -> list[int]:
     return [int(t) for t in ticks]
 
 
-def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, height: int = 90,
-              pattern: str = "moving", vfr: bool = False, rotation: int | None = None,
-              codec: str = "libx264", times: Sequence[float] | None = None, seed: int = 0,
-              faststart: bool = False, codec_options: dict | None = None) -> Clip:
+def make_clip(
+    path,
+    *,
+    seconds: float,
+    fps=Fraction(30),
+    width: int = 160,
+    height: int = 90,
+    pattern: str = "moving",
+    vfr: bool = False,
+    rotation: int | None = None,
+    codec: str = "libx264",
+    times: Sequence[float] | None = None,
+    seed: int = 0,
+    faststart: bool = False,
+    codec_options: dict | None = None,
+) -> Clip:
     """Write a synthetic video-only clip (mp4 by the suffix of `path`) and return its frame timestamps.
 
     fps: a Fraction/number (24, 25, Fraction(30000, 1001), 30, 60). vfr=True: irregular timestamps around that
     rate on a 1/90000 time base (or pass explicit `times` in seconds). rotation: display-matrix rotation in
     degrees counter-clockwise (as `VideoFrame.rotation` reports it); the pixels are stored rotated the other
     way, so a player that honours the matrix shows the upright pattern. codec_options: encoder options
-    (default for libx264: ultrafast, crf 18; pass {"preset": "medium", "bf": "3"} for B-frames). faststart: the index (moov) goes first,
+    (default for libx264: ultrafast, crf 18; pass {"preset": "medium", "bf": "3"} for B-frames). faststart: the index
+    (moov) goes first,
     as in files made for streaming, so a truncated copy still opens.
     """
     path = Path(path)
@@ -152,8 +166,15 @@ def make_clip(path, *, seconds: float, fps=Fraction(30), width: int = 160, heigh
             for packet in stream.encode():
                 container.mux(packet)
     times_s = [float((t - ticks[0]) * tb) for t in ticks]
-    return Clip(path=path, times=times_s[:-1], duration=times_s[-1], width=coded_w, height=coded_h,
-                rotation=rotation, frame_durations=[b - a for a, b in zip(times_s[:-1], times_s[1:])])
+    return Clip(
+        path=path,
+        times=times_s[:-1],
+        duration=times_s[-1],
+        width=coded_w,
+        height=coded_h,
+        rotation=rotation,
+        frame_durations=[b - a for a, b in zip(times_s[:-1], times_s[1:])],
+    )
 
 
 def make_audio_only(path, *, seconds: float = 1.0, rate: int = 16000) -> Path:
@@ -167,8 +188,7 @@ def make_audio_only(path, *, seconds: float = 1.0, rate: int = 16000) -> Path:
         total = int(seconds * rate)
         for start in range(0, total, samples_per_frame):
             t = (np.arange(start, start + samples_per_frame) / rate).astype(np.float32)
-            frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t))[None], format="fltp",
-                                               layout="mono")
+            frame = av.AudioFrame.from_ndarray((0.2 * np.sin(2 * np.pi * 440 * t))[None], format="fltp", layout="mono")
             frame.sample_rate, frame.pts = rate, start
             for packet in stream.encode(frame):
                 container.mux(packet)
@@ -182,8 +202,7 @@ def write_actions_sidecar(path, times: Sequence[float], *, fps: float = 30.0, se
     import json
 
     rng = np.random.default_rng(seed)
-    frames = [{"t": round(float(t), 6), "move": i % 9, "ability": int(rng.integers(0, 5))}
-              for i, t in enumerate(times)]
+    frames = [{"t": round(float(t), 6), "move": i % 9, "ability": int(rng.integers(0, 5))} for i, t in enumerate(times)]
     doc = {"fps": float(fps), "components": ["move", "ability"], "num_classes": [9, 5], "frames": frames}
     Path(path).write_text(json.dumps(doc))
     return doc

@@ -4,6 +4,7 @@ frames, the manifest with the preset's split, the CNN tokenizer, the training vi
 
 The same configs as `make demo`, except that the world model always completes its schedule (no time limit), so
 the result does not depend on the machine's speed. About 8 CPU minutes on 2 cores at the preset's 360 steps."""
+
 from __future__ import annotations
 
 import dataclasses
@@ -33,8 +34,12 @@ def train_demo_model(root: Path, log=print, dynamics_steps: int | None = None) -
     videos = write_demo_videos(layout.demo_source, preset.demo, log=lambda m: None)
     for mp4 in videos:
         if not layout.frames_store(mp4.stem).exists():
-            extract_frames(mp4, layout.frames_store(mp4.stem), preset.frames,
-                           actions_path=mp4.with_name(mp4.stem + ".actions.json"))
+            extract_frames(
+                mp4,
+                layout.frames_store(mp4.stem),
+                preset.frames,
+                actions_path=mp4.with_name(mp4.stem + ".actions.json"),
+            )
     if not layout.manifest.exists():
         write_manifest(root, build_manifest(root, [mp4.stem for mp4 in videos], preset.split))
     manifest = read_manifest(root)
@@ -52,9 +57,12 @@ def train_demo_model(root: Path, log=print, dynamics_steps: int | None = None) -
     if not layout.dynamics_checkpoint.exists():
         torch.manual_seed(0)
         run = layout.run_dir("dynamics", "demo")
-        train_dynamics([layout.latents_store(v) for v in manifest["train"]],
-                       dataclasses.replace(preset.dynamics, time_limit_s=0.0,
-                                           steps=dynamics_steps or preset.dynamics.steps), run, log=lambda m: None)
+        train_dynamics(
+            [layout.latents_store(v) for v in manifest["train"]],
+            dataclasses.replace(preset.dynamics, time_limit_s=0.0, steps=dynamics_steps or preset.dynamics.steps),
+            run,
+            log=lambda m: None,
+        )
         files.replace(run / "dynamics.pt", layout.dynamics_checkpoint)
     log(f"demo model: world model at {time.perf_counter() - t0:.0f} s")
     return layout

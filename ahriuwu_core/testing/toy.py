@@ -5,6 +5,7 @@ feature vector at the blob's cell; the move `actions[t]` (moves and their alignm
 `ahriuwu_core.conventions`: it led into frame t) moves the blob one cell (wrapping) between frame t-1 and frame t,
 so the true next frame depends on the action. Values lie in [-1, 1] like the tokenizer's tanh bottleneck.
 """
+
 from __future__ import annotations
 
 import numpy as np

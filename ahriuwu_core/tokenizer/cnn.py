@@ -5,6 +5,7 @@ upsampling + conv, depth-to-space at the end). Frames are encoded independently.
 grid = image_size / (patch * 2**len(channels)); tokens = grid**2 (row-major), token_dim = latent_dim.
 With patch=1 (the seed preset) this is the classic conv autoencoder; patch>1 moves the work off the full
 resolution (cheap on CPU: the demo preset folds 4x4 pixels into channels and runs every conv at 16x16)."""
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -17,22 +18,24 @@ from torch import nn
 @dataclass
 class CNNTokenizerConfig:
     image_size: int = 64
-    channels: tuple = (32, 64, 128)   # one stage (and one 2x downsampling) per entry
+    channels: tuple = (32, 64, 128)  # one stage (and one 2x downsampling) per entry
     blocks_per_stage: int = 1
     latent_dim: int = 16
-    groups: int = 8                   # GroupNorm groups (clipped to divide the channel count)
-    patch: int = 1                    # space-to-depth factor of the stem (pixel_unshuffle)
-    mid_channels: int = 0             # width at the grid resolution (0 = channels[-1])
-    mid_blocks: int = 0               # ResBlocks at the grid resolution, in encoder and decoder each
-    linear_skip: bool = False         # add a linear path pixels <-> latents (space-to-depth + 1x1 conv)
+    groups: int = 8  # GroupNorm groups (clipped to divide the channel count)
+    patch: int = 1  # space-to-depth factor of the stem (pixel_unshuffle)
+    mid_channels: int = 0  # width at the grid resolution (0 = channels[-1])
+    mid_blocks: int = 0  # ResBlocks at the grid resolution, in encoder and decoder each
+    linear_skip: bool = False  # add a linear path pixels <-> latents (space-to-depth + 1x1 conv)
 
     def __post_init__(self):
         self.channels = tuple(self.channels)
         if not self.channels and not self.mid_channels:
             raise ValueError("CNN tokenizer needs channels or mid_channels")
         if self.image_size % (self.patch * 2 ** len(self.channels)):
-            raise ValueError(f"image_size {self.image_size} not divisible by patch*2**len(channels) = "
-                             f"{self.patch * 2 ** len(self.channels)}")
+            raise ValueError(
+                f"image_size {self.image_size} not divisible by patch*2**len(channels) = "
+                f"{self.patch * 2 ** len(self.channels)}"
+            )
 
     @property
     def grid(self) -> int:
@@ -117,12 +120,12 @@ class CNNTokenizer(nn.Module):
         if not self.cfg.linear_skip:
             raise ValueError("init_linear_from_data needs linear_skip=True")
         conv_in, conv_out = self.skip_in[1], self.skip_out[0]
-        x = self.skip_in[0](frames.float() * 2 - 1)                 # (N, 3f^2, g, g)
+        x = self.skip_in[0](frames.float() * 2 - 1)  # (N, 3f^2, g, g)
         X = x.permute(0, 2, 3, 1).reshape(-1, x.shape[1]).double()
         mu = X.mean(0)
         U, S, Vt = torch.linalg.svd(X - mu, full_matrices=False)
         k = self.cfg.latent_dim
-        V = Vt[:k]                                                  # (k, 3f^2)
+        V = Vt[:k]  # (k, 3f^2)
         std = (S[:k] / max(1, X.shape[0] - 1) ** 0.5).clamp_min(1e-6)
         scale = latent_scale / std
         conv_in.weight.copy_((scale[:, None] * V).float()[:, :, None, None])
@@ -130,11 +133,11 @@ class CNNTokenizer(nn.Module):
         # x01 = 0.5 * (mu + V^T c) + 0.5, c = z / s; the decoder's conv path contributes its 0.5 bias.
         conv_out.weight.copy_((0.5 * V.T / scale[None, :]).float()[:, :, None, None])
         conv_out.bias.copy_((0.5 * mu).float())
-        return float((S[:k] ** 2).sum() / (S ** 2).sum())
+        return float((S[:k] ** 2).sum() / (S**2).sum())
 
     @property
     def num_tokens(self) -> int:
-        return self.cfg.grid ** 2
+        return self.cfg.grid**2
 
     @property
     def token_dim(self) -> int:

@@ -1,6 +1,8 @@
 """Encode a frames store into a latents store (float16, (T, N, D)), streaming `batch_frames` frames at a time
 so memory is bounded whatever the video length. Each frame is encoded on its own (T=1 context), the same
-way every training window's first frame is seen. Written to a temp store beside the target, then renamed (`files.atomic_path`)."""
+way every training window's first frame is seen. Written to a temp store beside the target, then renamed
+(`files.atomic_path`)."""
+
 from __future__ import annotations
 
 import hashlib
@@ -11,13 +13,14 @@ import numpy as np
 import torch
 import zarr
 
-from ..checked_store import HashCheck, create_array, read as read_checked
+from ..checked_store import HashCheck, create_array
+from ..checked_store import read as read_checked
 from ..files import atomic_path
+from ..frames import open_frames
 from ..manifest import file_sha256
 from ..training import autocast_context
-from ..frames import open_frames
-from .train import code_version as tokenizer_code_version, load_tokenizer
-
+from .train import code_version as tokenizer_code_version
+from .train import load_tokenizer
 
 
 @torch.no_grad()
@@ -32,8 +35,15 @@ def encode_frames(model, frames: torch.Tensor) -> torch.Tensor:
 
 
 @torch.no_grad()
-def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64, device="cpu",
-                 code_version: str = "", tokenizer=None) -> dict:
+def encode_video(
+    frames_store,
+    tokenizer_path,
+    out_store,
+    batch_frames: int = 64,
+    device="cpu",
+    code_version: str = "",
+    tokenizer=None,
+) -> dict:
     frames_store, tokenizer_path, out_store = Path(frames_store), Path(tokenizer_path), Path(out_store)
     t0 = time.monotonic()
     src = open_frames(frames_store)
@@ -45,8 +55,10 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
     size = model.cfg.image_size
     T = frames.shape[0]
     if tuple(frames.shape[1:3]) != (size, size):
-        raise ValueError(f"{frames_store}: frames are {frames.shape[1]}x{frames.shape[2]}, "
-                         f"tokenizer {tokenizer_path} expects {size}x{size}")
+        raise ValueError(
+            f"{frames_store}: frames are {frames.shape[1]}x{frames.shape[2]}, "
+            f"tokenizer {tokenizer_path} expects {size}x{size}"
+        )
     N, D = model.num_tokens, model.token_dim
     dev = torch.device(device)
     with atomic_path(out_store) as tmp:
@@ -54,8 +66,9 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
         chunk_t = max(1, min(T, 64))
         lat = create_array(g, "latents", shape=(T, N, D), dtype="float16", chunks=(chunk_t, N, D))
         n_comp = src["actions"].shape[1] if "actions" in src else 0
-        acts = create_array(g, "actions", shape=(T, n_comp), dtype="int16",
-                            chunks=(max(1, min(T, 4096)), max(1, n_comp)))
+        acts = create_array(
+            g, "actions", shape=(T, n_comp), dtype="int16", chunks=(max(1, min(T, 4096)), max(1, n_comp))
+        )
         has = create_array(g, "has_actions", shape=(T,), dtype="bool", chunks=(max(1, min(T, 4096)),))
         if "actions" in src:
             acts[:] = np.asarray(src["actions"][:], dtype=np.int16)
@@ -73,16 +86,25 @@ def encode_video(frames_store, tokenizer_path, out_store, batch_frames: int = 64
             h.update(z16.tobytes())
         source.verify()
         content_hash = h.hexdigest()
-        g.attrs.update({
-            "video_id": src.attrs.get("video_id", frames_store.stem),
-            "tokenizer_sha256": file_sha256(tokenizer_path) if tokenizer_path.is_file() else "",
-            "tokenizer_code_version": code_version or tokenizer_code_version(),
-            "tokenizer_kind": getattr(model, "kind", ""),
-            "num_frames": int(T), "tokens": int(N), "dim": int(D),
-            "content_hash": content_hash,
-            "frames_content_hash": src.attrs.get("content_hash", ""),
-            "action_components": list(src.attrs.get("action_components", [])),
-            "action_num_classes": list(src.attrs.get("action_num_classes", [])),
-        })
-    return {"num_frames": int(T), "tokens": int(N), "dim": int(D), "content_hash": content_hash,
-            "seconds": time.monotonic() - t0}
+        g.attrs.update(
+            {
+                "video_id": src.attrs.get("video_id", frames_store.stem),
+                "tokenizer_sha256": file_sha256(tokenizer_path) if tokenizer_path.is_file() else "",
+                "tokenizer_code_version": code_version or tokenizer_code_version(),
+                "tokenizer_kind": getattr(model, "kind", ""),
+                "num_frames": int(T),
+                "tokens": int(N),
+                "dim": int(D),
+                "content_hash": content_hash,
+                "frames_content_hash": src.attrs.get("content_hash", ""),
+                "action_components": list(src.attrs.get("action_components", [])),
+                "action_num_classes": list(src.attrs.get("action_num_classes", [])),
+            }
+        )
+    return {
+        "num_frames": int(T),
+        "tokens": int(N),
+        "dim": int(D),
+        "content_hash": content_hash,
+        "seconds": time.monotonic() - t0,
+    }

@@ -1,5 +1,6 @@
 """Transformer building blocks for the tokenizer: RMSNorm, SwiGLU, axial RoPE, attention with QK-norm
 and logit soft-capping under an arbitrary boolean mask."""
+
 from __future__ import annotations
 
 import math

@@ -5,6 +5,7 @@ HUD pixels (hud_mask == 1) are excluded: the MSE is a weighted mean over game pi
 reconstruction with its HUD pixels replaced by the ground truth (no error there) and its spatial map is
 averaged over game pixels. LPIPS is costly on CPU, so it runs on a random subset of `lpips_frames` frames
 of each batch (0 = all frames)."""
+
 from __future__ import annotations
 
 import torch
@@ -39,8 +40,13 @@ def build_lpips(net: str = "alex", pretrained_backbone: bool = True, device="cpu
 
 
 class ReconstructionLoss:
-    def __init__(self, lpips_weight: float = 0.2, lpips_model: nn.Module | None = None, lpips_frames: int = 0,
-                 rms: RunningRMS | None = None):
+    def __init__(
+        self,
+        lpips_weight: float = 0.2,
+        lpips_model: nn.Module | None = None,
+        lpips_frames: int = 0,
+        rms: RunningRMS | None = None,
+    ):
         if lpips_weight > 0 and lpips_model is None:
             raise ValueError("lpips_weight > 0 needs an lpips_model")
         self.lpips_weight = lpips_weight

@@ -1,5 +1,6 @@
 """Tokenizer quality checks: held-out reconstruction metrics (HUD-masked), GT-vs-recon strips, the collapse
 guard and the per-layer attention-entropy diagnostic."""
+
 from __future__ import annotations
 
 import numpy as np
@@ -43,8 +44,12 @@ def _mean_pairwise_rms(x: torch.Tensor) -> float:
     return float(d2[iu[0], iu[1]].sqrt().mean())
 
 
-def collapse_check(tokenizer: nn.Module, frames, min_recon_ratio: float = 0.5, min_latent_ratio: float = 0.05,
-                   ) -> tuple[bool, dict]:
+def collapse_check(
+    tokenizer: nn.Module,
+    frames,
+    min_recon_ratio: float = 0.5,
+    min_latent_ratio: float = 0.05,
+) -> tuple[bool, dict]:
     """Fail when distinct frames map to near-identical latents or reconstructions.
 
     recon_ratio  = mean pairwise RMS difference of reconstructions / same for the input frames
@@ -116,8 +121,13 @@ def recon_strip(gt, recon, max_frames: int = 8) -> np.ndarray:
     return (img.clamp(0, 1) * 255 + 0.5).to(torch.uint8).numpy()
 
 
-def heldout_metrics(tokenizer: nn.Module, frames_uint8: np.ndarray, hud_mask: np.ndarray | None,
-                    lpips_net: str = "alex", lpips: bool = True) -> dict:
+def heldout_metrics(
+    tokenizer: nn.Module,
+    frames_uint8: np.ndarray,
+    hud_mask: np.ndarray | None,
+    lpips_net: str = "alex",
+    lpips: bool = True,
+) -> dict:
     """frames_uint8 (N,H,W,3) of one store, its hud_mask (H,W) (1 = HUD) or None -> per-frame PSNR/SSIM/LPIPS
     on game pixels (numpy arrays) and the reconstructions (N,3,H,W)."""
     from .. import metrics as M
@@ -125,8 +135,11 @@ def heldout_metrics(tokenizer: nn.Module, frames_uint8: np.ndarray, hud_mask: np
     _, rec = reconstruct(tokenizer, frames_uint8)
     rec_hwc = rec.permute(0, 2, 3, 1).numpy().astype(np.float64)
     gt = frames_uint8.astype(np.float64) / 255.0
-    out = {"psnr": np.atleast_1d(M.psnr(rec_hwc, gt, hud_mask)),
-           "ssim": np.atleast_1d(M.ssim(rec_hwc, gt, hud_mask)), "recon": rec}
+    out = {
+        "psnr": np.atleast_1d(M.psnr(rec_hwc, gt, hud_mask)),
+        "ssim": np.atleast_1d(M.ssim(rec_hwc, gt, hud_mask)),
+        "recon": rec,
+    }
     if lpips:
         device = next(tokenizer.parameters()).device
         out["lpips"] = np.atleast_1d(M.lpips_distance(rec_hwc, gt, hud_mask, net=lpips_net, device=device))

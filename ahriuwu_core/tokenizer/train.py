@@ -5,6 +5,7 @@ held-out evaluation and the collapse guard.
 
 CLI: python -m ahriuwu_core.tokenizer.train --preset demo --frames A.zarr B.zarr --heldout C.zarr --out DIR
 """
+
 from __future__ import annotations
 
 import argparse
@@ -22,7 +23,8 @@ import zarr
 from PIL import Image
 from torch import nn
 
-from ..checked_store import HashCheck, read as read_checked
+from ..checked_store import HashCheck
+from ..checked_store import read as read_checked
 from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
 from ..frames import open_frames
 from ..report import small_png_bytes
@@ -33,33 +35,35 @@ from .losses import ReconstructionLoss, build_lpips
 from .quality import attention_entropy, collapse_check, heldout_metrics, recon_strip, reconstruct
 from .transformer import TransformerTokenizer, TransformerTokenizerConfig
 
-MODEL_CLASSES = {"cnn": (CNNTokenizer, CNNTokenizerConfig),
-                 "transformer": (TransformerTokenizer, TransformerTokenizerConfig)}
+MODEL_CLASSES = {
+    "cnn": (CNNTokenizer, CNNTokenizerConfig),
+    "transformer": (TransformerTokenizer, TransformerTokenizerConfig),
+}
 
 
 @dataclass
 class TokenizerTrainConfig:
-    kind: str = "cnn"                   # "cnn" | "transformer"
+    kind: str = "cnn"  # "cnn" | "transformer"
     model: CNNTokenizerConfig | TransformerTokenizerConfig | None = None  # the kind's config; None: its defaults
     steps: int = 1000
     batch_size: int = 16
-    frames_per_sample: int = 1          # consecutive frames per sample (T)
+    frames_per_sample: int = 1  # consecutive frames per sample (T)
     lpips_weight: float = 0.2
     lpips_net: str = "alex"
-    lpips_frames: int = 0               # LPIPS on a random subset of this many frames per batch (0 = all)
-    lpips_pretrained: bool = True       # False: random LPIPS backbone (tests only)
-    lpips_start_step: int = 0           # LPIPS term enabled from this step on (MSE-only warm start)
-    mask_max: float = 0.9               # MAE: per-frame drop rate ~ U(0, current max) (transformer only)
-    mask_warmup_steps: int = 0          # the max ramps linearly 0 -> mask_max over these steps
-    mask_start_step: int = 0            # ... starting at this step (before it: no masking)
+    lpips_frames: int = 0  # LPIPS on a random subset of this many frames per batch (0 = all)
+    lpips_pretrained: bool = True  # False: random LPIPS backbone (tests only)
+    lpips_start_step: int = 0  # LPIPS term enabled from this step on (MSE-only warm start)
+    mask_max: float = 0.9  # MAE: per-frame drop rate ~ U(0, current max) (transformer only)
+    mask_warmup_steps: int = 0  # the max ramps linearly 0 -> mask_max over these steps
+    mask_start_step: int = 0  # ... starting at this step (before it: no masking)
     optim: OptimConfig = field(default_factory=OptimConfig)
     rms_decay: float = 0.99
     log_every: int = 10
     ckpt_every: int = 200
     seed: int = 0
-    eval_frames: int = 64               # held-out frames (evenly spaced over the held-out stores)
-    max_train_seconds: float = 0.0      # >0: stop (and finish normally) once training took this long
-    pca_init_frames: int = 0            # CNN with linear_skip: PCA-initialise the linear path from this many frames
+    eval_frames: int = 64  # held-out frames (evenly spaced over the held-out stores)
+    max_train_seconds: float = 0.0  # >0: stop (and finish normally) once training took this long
+    pca_init_frames: int = 0  # CNN with linear_skip: PCA-initialise the linear path from this many frames
 
     def __post_init__(self):
         if isinstance(self.optim, dict):
@@ -114,6 +118,7 @@ def load_tokenizer(path, device="cpu") -> nn.Module:
 
 # ---------------------------------------------------------------------------- data
 
+
 def _game_mask(g: zarr.Group, path, H: int, W: int) -> np.ndarray:
     if "hud_mask" not in g:
         return np.ones((H, W), np.float32)
@@ -138,15 +143,19 @@ class FrameWindowSampler:
         for p, g in zip(self.paths, self.groups):
             shape = g["frames"].shape
             if len(shape) != 4 or shape[1:] != (image_size, image_size, 3):
-                raise ValueError(f"{p}: frames shape {shape} does not match the tokenizer's "
-                                 f"(T, {image_size}, {image_size}, 3)")
+                raise ValueError(
+                    f"{p}: frames shape {shape} does not match the tokenizer's (T, {image_size}, {image_size}, 3)"
+                )
             if shape[0] < T:
                 raise ValueError(f"{p}: only {shape[0]} frames, fewer than frames_per_sample={T}")
             self.lengths.append(shape[0] - T + 1)
             self.games.append(_game_mask(g, p, image_size, image_size))
         total = sum(g["frames"].nbytes for g in self.groups)
-        self.arrays = [load_frames(p, g) for p, g in zip(self.paths, self.groups)] if total <= memory_limit_bytes \
+        self.arrays = (
+            [load_frames(p, g) for p, g in zip(self.paths, self.groups)]
+            if total <= memory_limit_bytes
             else [g["frames"] for g in self.groups]
+        )
         self.weights = np.array(self.lengths, np.float64) / sum(self.lengths)
         self.rng = np.random.default_rng(seed)
 
@@ -202,13 +211,15 @@ def heldout_frames(frames_stores, n: int, image_size: int) -> list[tuple[Path, n
 
 # ---------------------------------------------------------------------------- training
 
+
 def evaluate_tokenizer(model: nn.Module, held, cfg: TokenizerTrainConfig, lpips: bool = True) -> dict:
     if not held:
         return {}
     psnr, ssim, lp = [], [], []
-    for p, frames, hud in held:
+    for _path, frames, hud in held:
         m = heldout_metrics(model, frames, hud, lpips_net=cfg.lpips_net, lpips=lpips)
-        psnr.append(m["psnr"]); ssim.append(m["ssim"])
+        psnr.append(m["psnr"])
+        ssim.append(m["ssim"])
         if "lpips" in m:
             lp.append(m["lpips"])
     all_frames = np.concatenate([f for _, f, _ in held])
@@ -216,15 +227,18 @@ def evaluate_tokenizer(model: nn.Module, held, cfg: TokenizerTrainConfig, lpips:
     passed, details = collapse_check(model, probe)
     strip_frames = all_frames[:: max(1, len(all_frames) // 8)][:8]
     _, strip_recon = reconstruct(model, strip_frames)
-    out = {"heldout_psnr": float(np.mean(np.concatenate(psnr))),
-           "heldout_ssim": float(np.mean(np.concatenate(ssim))),
-           "heldout_lpips": float(np.mean(np.concatenate(lp))) if lp else None,
-           "heldout_frames": int(len(all_frames)),
-           "collapse_passed": passed, "collapse_recon_ratio": details["recon_ratio"],
-           "collapse_latent_ratio": details["latent_ratio"],
-           # what the UI shows: ground truth (top) over reconstruction, and per-layer attention entropy
-           "strip_png": small_png_bytes(Image.fromarray(recon_strip(strip_frames, strip_recon)), max_width=512),
-           "attention_entropy": attention_entropy(model, probe[:8])}
+    out = {
+        "heldout_psnr": float(np.mean(np.concatenate(psnr))),
+        "heldout_ssim": float(np.mean(np.concatenate(ssim))),
+        "heldout_lpips": float(np.mean(np.concatenate(lp))) if lp else None,
+        "heldout_frames": int(len(all_frames)),
+        "collapse_passed": passed,
+        "collapse_recon_ratio": details["recon_ratio"],
+        "collapse_latent_ratio": details["latent_ratio"],
+        # what the UI shows: ground truth (top) over reconstruction, and per-layer attention entropy
+        "strip_png": small_png_bytes(Image.fromarray(recon_strip(strip_frames, strip_recon)), max_width=512),
+        "attention_entropy": attention_entropy(model, probe[:8]),
+    }
     return out
 
 
@@ -236,9 +250,17 @@ def _mask_ratio(cfg: TokenizerTrainConfig, step: int) -> float:
     return cfg.mask_max * min(1.0, (step - cfg.mask_start_step) / cfg.mask_warmup_steps)
 
 
-def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out_dir, device="cpu",
-                    log=print, lpips_model: nn.Module | None = None, evaluate: bool = True,
-                    exit_with_parent: bool = True) -> dict:
+def train_tokenizer(
+    train_stores,
+    heldout_stores,
+    cfg: TokenizerTrainConfig,
+    out_dir,
+    device="cpu",
+    log=print,
+    lpips_model: nn.Module | None = None,
+    evaluate: bool = True,
+    exit_with_parent: bool = True,
+) -> dict:
     """Train (or resume from out_dir/last.pt), write out_dir/tokenizer.pt atomically and evaluate on the held-out
     stores. A SIGTERM/SIGUSR1 stop leaves last.pt and returns {"completed": False, ...} without tokenizer.pt.
 
@@ -248,8 +270,17 @@ def train_tokenizer(train_stores, heldout_stores, cfg: TokenizerTrainConfig, out
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     with run_folder_lock(out_dir, log=log):
-        return _train(train_stores, heldout_stores, cfg, out_dir, torch.device(device), log, lpips_model,
-                      evaluate, exit_with_parent)
+        return _train(
+            train_stores,
+            heldout_stores,
+            cfg,
+            out_dir,
+            torch.device(device),
+            log,
+            lpips_model,
+            evaluate,
+            exit_with_parent,
+        )
 
 
 def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model, evaluate, exit_with_parent):
@@ -282,12 +313,21 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
         sampler.set_state(info["data_position"])
         prior_seconds = float(info["extra"].get("train_seconds", 0.0))
         log(f"resumed tokenizer training from {last} at step {start}")
-    log(f"tokenizer {cfg.kind}: {n_params:,} parameters, {model.num_tokens} tokens x {model.token_dim}, "
-        f"{cfg.steps} steps of {cfg.batch_size}x{cfg.frames_per_sample} frames on {device}")
+    log(
+        f"tokenizer {cfg.kind}: {n_params:,} parameters, {model.num_tokens} tokens x {model.token_dim}, "
+        f"{cfg.steps} steps of {cfg.batch_size}x{cfg.frames_per_sample} frames on {device}"
+    )
     frames_per_step = cfg.batch_size * cfg.frames_per_sample
-    progress = Progress(cfg.steps, log=log, jsonl_path=out_dir / "train_log.jsonl", every=cfg.log_every,
-                        start_step=start, items_per_step=frames_per_step, prefix="tokenizer ",
-                        tensorboard_dir=out_dir)
+    progress = Progress(
+        cfg.steps,
+        log=log,
+        jsonl_path=out_dir / "train_log.jsonl",
+        every=cfg.log_every,
+        start_step=start,
+        items_per_step=frames_per_step,
+        prefix="tokenizer ",
+        tensorboard_dir=out_dir,
+    )
     t0 = time.monotonic()
     cpu0 = time.process_time()
     step = start
@@ -295,10 +335,16 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
     model.train()
 
     def save(step_):
-        save_checkpoint(last, model=model, optimizer=opt, scheduler=sched, step=step_,
-                        data_position=sampler.state(),
-                        extra={"rms": rms.state_dict(), "train_seconds": prior_seconds + time.monotonic() - t0},
-                        **ckpt_meta)
+        save_checkpoint(
+            last,
+            model=model,
+            optimizer=opt,
+            scheduler=sched,
+            step=step_,
+            data_position=sampler.state(),
+            extra={"rms": rms.state_dict(), "train_seconds": prior_seconds + time.monotonic() - t0},
+            **ckpt_meta,
+        )
 
     with stop_guards(log, exit_with_parent) as (stop, watch):
         for step in range(start + 1, cfg.steps + 1):
@@ -313,8 +359,14 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
             gnorm = torch.nn.utils.clip_grad_norm_(model.parameters(), cfg.optim.grad_clip)
             opt.step()
             sched.step()
-            progress.update(step, **stats, psnr=-10 * math.log10(max(stats["mse"], 1e-10)),
-                            grad_norm=float(gnorm), lr=sched.get_last_lr()[0], mask=_mask_ratio(cfg, step))
+            progress.update(
+                step,
+                **stats,
+                psnr=-10 * math.log10(max(stats["mse"], 1e-10)),
+                grad_norm=float(gnorm),
+                lr=sched.get_last_lr()[0],
+                mask=_mask_ratio(cfg, step),
+            )
             over_time = cfg.max_train_seconds > 0 and prior_seconds + time.monotonic() - t0 > cfg.max_train_seconds
             boundary = step % cfg.ckpt_every == 0 or step == cfg.steps
             if boundary or stop.should_stop(boundary) or over_time:
@@ -327,19 +379,31 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
                 break
     progress.close()
     train_seconds = prior_seconds + time.monotonic() - t0
-    result = {"steps": step, "params": n_params, "train_seconds": train_seconds, "completed": not stopped,
-              "train_cpu_seconds": time.process_time() - cpu0,  # this process only (wall time varies with load)
-              "train_frames_per_s": (step - start) * frames_per_step / max(1e-9, time.monotonic() - t0),
-              "kind": cfg.kind, "tokens": model.num_tokens, "dim": model.token_dim, "checkpoint": None,
-              "stopped_by": stopped or None}
+    result = {
+        "steps": step,
+        "params": n_params,
+        "train_seconds": train_seconds,
+        "completed": not stopped,
+        "train_cpu_seconds": time.process_time() - cpu0,  # this process only (wall time varies with load)
+        "train_frames_per_s": (step - start) * frames_per_step / max(1e-9, time.monotonic() - t0),
+        "kind": cfg.kind,
+        "tokens": model.num_tokens,
+        "dim": model.token_dim,
+        "checkpoint": None,
+        "stopped_by": stopped or None,
+    }
     if stopped:
         result["checkpoint"] = str(last)
         return result
     final = out_dir / "tokenizer.pt"
     model.eval()
-    save_checkpoint(final, model=model, step=step, extra={"train_config": _jsonable(asdict(cfg)),
-                                                          "code_version": code_version(),
-                                                          "train_seconds": train_seconds}, **ckpt_meta)
+    save_checkpoint(
+        final,
+        model=model,
+        step=step,
+        extra={"train_config": _jsonable(asdict(cfg)), "code_version": code_version(), "train_seconds": train_seconds},
+        **ckpt_meta,
+    )
     result["checkpoint"] = str(final)
     if evaluate:
         t_eval = time.monotonic()
@@ -349,8 +413,14 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
         result.update(evaluate_tokenizer(model, held, cfg, lpips=cfg.lpips_pretrained))
         result["eval_frames_from"] = "heldout" if heldout_stores else "train (no held-out video)"
         result["eval_seconds"] = time.monotonic() - t_eval
-        log("tokenizer held-out: " + ", ".join(f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
-                                              for k, v in result.items() if k.startswith(("heldout", "collapse"))))
+        log(
+            "tokenizer held-out: "
+            + ", ".join(
+                f"{k}={v:.4g}" if isinstance(v, float) else f"{k}={v}"
+                for k, v in result.items()
+                if k.startswith(("heldout", "collapse"))
+            )
+        )
     return result
 
 
@@ -367,16 +437,20 @@ def main(argv=None):
     ap.add_argument("--out", required=True)
     ap.add_argument("--steps", type=int, default=None)
     ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument("--outlive-parent", action="store_true",
-                    help="keep training when the launching process dies (default: checkpoint and stop)")
+    ap.add_argument(
+        "--outlive-parent",
+        action="store_true",
+        help="keep training when the launching process dies (default: checkpoint and stop)",
+    )
     args = ap.parse_args(argv)
     from ..presets import get_preset  # the one registry (it imports this module: imported late)
 
     cfg = dataclasses.replace(get_preset(args.preset).tokenizer_config(args.kind))
     if args.steps:
         cfg.steps = args.steps
-    res = train_tokenizer(args.frames, args.heldout, cfg, Path(args.out), device=args.device,
-                          exit_with_parent=not args.outlive_parent)
+    res = train_tokenizer(
+        args.frames, args.heldout, cfg, Path(args.out), device=args.device, exit_with_parent=not args.outlive_parent
+    )
     res.pop("strip_png", None)
     print(json.dumps(res, indent=1, default=str))
 

@@ -12,6 +12,7 @@ Training uses MAE masking: each frame drops its patches with probability p ~ U(0
 them by a learned mask token. Parameters grow linearly with the token counts: the only per-token parameters
 are position embeddings / learned tokens, and the bottleneck is one shared Linear applied to each token.
 """
+
 from __future__ import annotations
 
 from dataclasses import dataclass
@@ -26,24 +27,25 @@ from .layers import Block, RMSNorm, rope_angles
 class TransformerTokenizerConfig:
     image_size: int = 64
     patch_size: int = 8
-    num_latents: int = 32       # learned latent tokens per frame
-    latent_dim: int = 16        # bottleneck width per latent token
+    num_latents: int = 32  # learned latent tokens per frame
+    latent_dim: int = 16  # bottleneck width per latent token
     d_model: int = 192
-    n_layers: int = 4           # encoder blocks
-    dec_layers: int = 0         # decoder blocks (0 = same as n_layers)
+    n_layers: int = 4  # encoder blocks
+    dec_layers: int = 0  # decoder blocks (0 = same as n_layers)
     n_heads: int = 4
     mlp_ratio: float = 4.0
-    softcap: float = 50.0       # attention logit soft-cap (0 disables; then the fused SDPA kernel is used)
-    qk_gain: float = 2.0        # initial QK-norm gain (logits x gain^2): breaks the uniform-attention start
-    out_tokens: int = 0         # encode output reshape: (num_latents, latent_dim) -> (out_tokens, ...); 0 = none
-    cell_skip: bool = False     # latents start from their grid cell's patches, patch queries from their cell's latents
+    softcap: float = 50.0  # attention logit soft-cap (0 disables; then the fused SDPA kernel is used)
+    qk_gain: float = 2.0  # initial QK-norm gain (logits x gain^2): breaks the uniform-attention start
+    out_tokens: int = 0  # encode output reshape: (num_latents, latent_dim) -> (out_tokens, ...); 0 = none
+    cell_skip: bool = False  # latents start from their grid cell's patches, patch queries from their cell's latents
 
     def __post_init__(self):
         if self.image_size % self.patch_size:
             raise ValueError(f"image_size {self.image_size} not divisible by patch_size {self.patch_size}")
         if self.out_tokens and (self.num_latents * self.latent_dim) % self.out_tokens:
-            raise ValueError(f"out_tokens {self.out_tokens} must divide num_latents*latent_dim "
-                             f"{self.num_latents * self.latent_dim}")
+            raise ValueError(
+                f"out_tokens {self.out_tokens} must divide num_latents*latent_dim {self.num_latents * self.latent_dim}"
+            )
         if self.out_tokens and self.num_latents % self.out_tokens:
             raise ValueError(f"out_tokens {self.out_tokens} must divide num_latents {self.num_latents}")
 
@@ -53,7 +55,7 @@ class TransformerTokenizerConfig:
 
     @property
     def num_patches(self) -> int:
-        return self.grid ** 2
+        return self.grid**2
 
 
 def _frame_layout(T: int, n_first: int, n_second: int):
@@ -88,9 +90,9 @@ def latent_cells(L: int, g: int) -> torch.Tensor:
     P = g * g
     if L % P == 0:
         return torch.eye(P).repeat(L // P, 1)
-    s = round(L ** 0.5)
+    s = round(L**0.5)
     if s * s == L and g % s == 0:
-        cell = (torch.arange(g) // (g // s))
+        cell = torch.arange(g) // (g // s)
         patch_cell = (cell[:, None] * s + cell[None, :]).reshape(P)
         m = (patch_cell[None, :] == torch.arange(L)[:, None]).float()
         return m / m.sum(1, keepdim=True)
@@ -107,7 +109,7 @@ def latent_grid_positions(L: int, g: int) -> torch.Tensor:
     if L % P == 0:
         i = torch.arange(L) % P
         return torch.stack([i // g, i % g], -1).float()
-    s = round(L ** 0.5)
+    s = round(L**0.5)
     if s * s == L:
         c = (torch.arange(s).float() + 0.5) * g / s - 0.5
         return torch.stack([c.repeat_interleave(s), c.repeat(s)], -1)
@@ -125,21 +127,25 @@ class TransformerTokenizer(nn.Module):
         self.patch_pos = nn.Parameter(torch.randn(P, d) * 0.02)
         self.mask_token = nn.Parameter(torch.randn(d) * 0.02)
         self.latent_tokens = nn.Parameter(torch.randn(L, d) * 0.02)
-        self.encoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(cfg.n_layers))
+        self.encoder = nn.ModuleList(
+            Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(cfg.n_layers)
+        )
         self.enc_norm = RMSNorm(d)
         self.bottleneck = nn.Linear(d, cfg.latent_dim)  # per token: parameters independent of token count
         self.unbottleneck = nn.Linear(cfg.latent_dim, d)
         self.dec_latent_pos = nn.Parameter(torch.randn(L, d) * 0.02)
         self.patch_queries = nn.Parameter(torch.randn(P, d) * 0.02)
         n_dec = cfg.dec_layers or cfg.n_layers
-        self.decoder = nn.ModuleList(Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(n_dec))
+        self.decoder = nn.ModuleList(
+            Block(d, cfg.n_heads, cfg.mlp_ratio, cfg.softcap, cfg.qk_gain) for _ in range(n_dec)
+        )
         self.dec_norm = RMSNorm(d)
         self.to_pixels = nn.Linear(d, p * p * 3)
         if cfg.cell_skip:
             # A direct per-cell path (patch -> its latent -> its patch query) beside the attention: the latents
             # start as a local code instead of a uniform average, the plateau at the mean image is skipped.
-            cells = latent_cells(L, cfg.grid)             # (L, P): each latent averages its cell's patches
-            member = (cells > 0).float().T                # (P, L): each patch averages the latents of its cell
+            cells = latent_cells(L, cfg.grid)  # (L, P): each latent averages its cell's patches
+            member = (cells > 0).float().T  # (P, L): each patch averages the latents of its cell
             self.register_buffer("cell_pool", cells, persistent=False)
             self.register_buffer("cell_unpool", member / member.sum(1, keepdim=True), persistent=False)
         self._init_weights(cfg.n_layers + n_dec)
@@ -181,8 +187,10 @@ class TransformerTokenizer(nn.Module):
                 dec_pos += [lat_pos, patch_pos]
             hd = c.d_model // c.n_heads
             out = {}
-            for name, pos, mask in (("enc", torch.cat(enc_pos), encoder_mask(T, P, L)),
-                                    ("dec", torch.cat(dec_pos), decoder_mask(T, L, P))):
+            for name, pos, mask in (
+                ("enc", torch.cat(enc_pos), encoder_mask(T, P, L)),
+                ("dec", torch.cat(dec_pos), decoder_mask(T, L, P)),
+            ):
                 ang = rope_angles(pos, hd)
                 out[name] = (mask.to(device), ang.cos().to(device), ang.sin().to(device))
             self._mask_cache[key] = out
