@@ -4,6 +4,7 @@
                                                       # speed-up, KV-cache cost at context 64 vs 8
     .venv/bin/python bench/dynamics.py --toy-eval 240 # train the demo preset for ~240 s on toy latent videos and
                                                       # report rollout PSNR vs copy-last and the action gap
+    .venv/bin/python bench/dynamics.py --smoke        # the suite's run: the demo preset's figures, one repetition
 
 Prints `key=value` lines. Latent PSNR uses the [-1, 1] range (peak-to-peak 2).
 """
@@ -118,7 +119,7 @@ def per_frame_cost_with_cache(model, context_len: int, frames: int, device) -> f
     return (time.perf_counter() - t) / frames
 
 
-def quick(device, presets) -> None:
+def quick(device, presets, repeats: int = 3) -> None:
     torch.set_num_threads(max(1, torch.get_num_threads()))
     # demo at its training batch; on CPU seed/medium take one cold step on a single frame (the numbers are
     # per token; run bench/gpu.sh for real seed/medium throughput)
@@ -136,12 +137,12 @@ def quick(device, presets) -> None:
     model = build("demo", device).eval()  # the model `make demo` trains (k_max 64)
     rollout_time(model, 4, 1, 4, device)  # warm-up
     t4 = t64 = float("inf")
-    for _ in range(3):  # interleaved, best of 3 each: neither side gets the warmer cache or the quieter moment
+    for _ in range(repeats):  # interleaved, best of each: neither side gets the warmer cache or the quieter moment
         t4 = min(t4, rollout_time(model, 4, 2, 4, device))
         t64 = min(t64, rollout_time(model, 4, 2, 64, device))
     print(f"rollout_s_k64={t64:.3f} rollout_s_k4={t4:.3f} k4_speedup_vs_k64={t64 / t4:.2f}")
     c8, c64 = float("inf"), float("inf")
-    for _ in range(4):  # interleaved, best of 4: robust to a busy shared CPU
+    for _ in range(repeats + 1):  # interleaved, best of each: robust to a busy shared CPU
         c8 = min(c8, per_frame_cost_with_cache(model, 8, 10, device))
         c64 = min(c64, per_frame_cost_with_cache(model, 64, 10, device))
     print(f"per_frame_s_ctx8={c8:.5f} per_frame_s_ctx64={c64:.5f} kv_cost_ratio_t64_vs_t8={c64 / c8:.3f}")
@@ -197,6 +198,7 @@ def toy_eval(seconds: float, device, steps: int | None = None) -> None:
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--smoke", action="store_true", help="the suite's run: the demo preset only, one repetition")
     ap.add_argument("--toy-eval", type=float, default=0.0, metavar="SECONDS")
     ap.add_argument("--toy-steps", type=int, default=None)
     ap.add_argument(
@@ -215,7 +217,7 @@ def main() -> None:
             if args.presets
             else (["demo", "seed", "medium"] if device.type == "cuda" else ["demo", "seed"])
         )
-        quick(device, presets)
+        quick(device, ["demo"] if args.smoke else presets, repeats=1 if args.smoke else 3)
 
 
 if __name__ == "__main__":

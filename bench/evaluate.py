@@ -91,7 +91,10 @@ def main():
     p.add_argument("--threads", type=int, default=0)
     p.add_argument("--preset", default="", help="use this preset's EvalConfig (ahriuwu_core.presets) instead")
     p.add_argument("--no-compare", action="store_true", help="time the batched evaluation once, nothing else")
+    p.add_argument("--out", type=Path, default=OUT, help="where the models, rendered videos and reports go")
     args = p.parse_args()
+    global OUT
+    OUT = args.out
     if args.threads:
         torch.set_num_threads(args.threads)
     OUT.mkdir(parents=True, exist_ok=True)

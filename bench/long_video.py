@@ -44,7 +44,7 @@ print(st["num_frames"], a, b, c)
 
 
 def clip(seconds: float) -> Path:
-    path = OUT / f"clip_{int(seconds)}s.mp4"
+    path = OUT / f"clip_{seconds:g}s.mp4"
     if not path.exists():
         t = time.perf_counter()
         media.make_clip(path, seconds=seconds, fps=20, width=160, height=90)
@@ -70,7 +70,11 @@ def measure(path: Path, warm: Path, tok: Path) -> tuple[int, float, float]:
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=120.0)
+    ap.add_argument("--smoke", action="store_true", help="the suite's run: 20 s against 5 s instead of against 1 min")
+    ap.add_argument("--out", default=str(OUT), help="where the generated clips and stores go")
     args = ap.parse_args()
+    global OUT
+    OUT = Path(args.out)
     OUT.mkdir(parents=True, exist_ok=True)
     from ahriuwu_core.checkpoint import save_checkpoint
     from ahriuwu_core.presets import get_preset
@@ -79,13 +83,14 @@ def main() -> None:
     tok_cfg = get_preset("demo").tokenizer_config("cnn")
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)  # untrained: the cost does not depend on the weights
     tok_path = save_checkpoint(OUT / "tokenizer.pt", model=tok, config=dataclasses.asdict(tok.cfg), kind="cnn")
-    warm, short, long = clip(1), clip(60), clip(args.minutes * 60)
+    short_s, long_s = (5, 20) if args.smoke else (60, args.minutes * 60)
+    warm, short, long = clip(1), clip(short_s), clip(long_s)
     n_s, f_s, l_s = measure(short, warm, tok_path)
     n_l, f_l, l_l = measure(long, warm, tok_path)
     frame_mb, latent_mb = n_l * 64 * 64 * 3 / 2**20, n_l * tok.num_tokens * tok.token_dim * 2 / 2**20
-    print(f"1 min ({n_s} frames): frames +{f_s:.1f} MB, latents +{l_s:.1f} MB")
+    print(f"{short_s:g} s ({n_s} frames): frames +{f_s:.1f} MB, latents +{l_s:.1f} MB")
     print(
-        f"{args.minutes:g} min ({n_l} frames): frames +{f_l:.1f} MB, latents +{l_l:.1f} MB; holding every "
+        f"{long_s:g} s ({n_l} frames): frames +{f_l:.1f} MB, latents +{l_l:.1f} MB; holding every "
         f"output frame would take {frame_mb:.0f} MB, every latent {latent_mb:.0f} MB"
     )
     print(f"long_video_frames_rss_ratio={f_l / f_s:.3f}")

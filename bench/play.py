@@ -1,13 +1,15 @@
 """Play speed: one session of the play server's rollout (`ahriuwu_core.play.PlaySession`) on the model `make demo`
 trained, at K=4 on one CPU thread, for 2,000+ frames.
 
-    .venv/bin/python bench/play.py --quick        # < 60 s: the frames between the measured ones use K=1
-    .venv/bin/python bench/play.py                # every frame at K=4
+    .venv/bin/python bench/play.py --quick        # < 60 s: far probe at frame 600, the frames between at K=1
+    .venv/bin/python bench/play.py                # every frame at K=4, far probe at frame 2,000
+    .venv/bin/python bench/play.py --smoke        # the suite's run: far probe at frame 100
     .venv/bin/python bench/play.py --data-root assets --device cuda
 
 Latency is a frame's whole cost (sampling, the fused commit, decoding), the median over 21 frames around frame
-20 and around frame 2,000; the cost of a frame depends on its position and the cache, not on how earlier frames
-were sampled, which is why --quick may fill the gap at K=1. Prints:
+20 and around frame 2,000 (600 with --quick: the window is full long before, so the cost per frame is already
+the steady one); the cost of a frame depends on its position and the cache, not on how earlier frames were
+sampled, which is why --quick may fill the gap at K=1. Prints:
   play_fps=<x>                               frames per second at K=4 (1 / mean latency of the 42 probed frames) (goal
                                              >= 20: real time at 20 fps)
   play_latency_ratio_late_vs_early=<x>       latency at frame 2,000 / at frame 20 (goal <= 1.2)
@@ -99,7 +101,8 @@ def steer(world, frames: int = 40) -> None:
 
 def main() -> None:
     ap = argparse.ArgumentParser()
-    ap.add_argument("--quick", action="store_true")
+    ap.add_argument("--quick", action="store_true", help="under a minute: the far probe at frame 600, fillers at K=1")
+    ap.add_argument("--smoke", action="store_true", help="the suite's run: the far probe at frame 100")
     ap.add_argument("--data-root", default=str(ROOT / "assets"))
     ap.add_argument("--device", default="cpu")
     ap.add_argument("--threads", type=int, default=1)
@@ -121,14 +124,15 @@ def main() -> None:
         f"model {dynamics} ({world.model.num_params() / 1e6:.1f}M params), window {world.window} frames, "
         f"{world.image_size[0]}x{world.image_size[1]}, device {args.device}, {args.threads} thread(s)"
     )
-    filler = 1 if args.quick else 4
-    bounded = run(world, 2010, (20, 2000), filler)
-    early, late = bounded["latency_ms"][20], bounded["latency_ms"][2000]
+    filler = 1 if args.quick or args.smoke else 4
+    late_at = 100 if args.smoke else 600 if args.quick else 2000
+    bounded = run(world, late_at + 10, (20, late_at), filler)
+    early, late = bounded["latency_ms"][20], bounded["latency_ms"][late_at]
     print(
-        f"windowed: latency {early:.1f} ms at frame 20, {late:.1f} ms at frame 2000; RSS "
-        f"{bounded['rss_mb'][20]:.0f} MB -> {bounded['rss_mb'][2000]:.0f} MB; {bounded['cached']} frames cached"
+        f"windowed: latency {early:.1f} ms at frame 20, {late:.1f} ms at frame {late_at}; RSS "
+        f"{bounded['rss_mb'][20]:.0f} MB -> {bounded['rss_mb'][late_at]:.0f} MB; {bounded['cached']} frames cached"
     )
-    far = 250 if args.quick else 500  # an unbounded cache gets slow: keep --quick under a minute
+    far = 60 if args.smoke else 250 if args.quick else 500  # an unbounded cache gets slow
     unbounded = run(world, far + 10, (20, far), filler, window=0)
     u_early, u_late = unbounded["latency_ms"][20], unbounded["latency_ms"][far]
     print(
@@ -137,9 +141,9 @@ def main() -> None:
     )
     print(f"play_fps={1000.0 / statistics.mean(bounded['k4_latencies']):.1f}")
     print(f"play_latency_ratio_late_vs_early={late / early:.3f}")
-    print(f"play_rss_ratio_late_vs_early={bounded['rss_mb'][2000] / bounded['rss_mb'][20]:.3f}")
+    print(f"play_rss_ratio_late_vs_early={bounded['rss_mb'][late_at] / bounded['rss_mb'][20]:.3f}")
     print(f"unbounded_latency_ratio_f{far}_vs_f20={u_late / u_early:.3f}")
-    if args.steer if args.steer is not None else not args.quick:
+    if args.steer if args.steer is not None else not (args.quick or args.smoke):
         if not world.move_keys:
             print("steer: the action space is not the demo's 8-way move; skipped")
         else:

@@ -27,7 +27,7 @@ ROOT = Path(__file__).resolve().parents[1]
 
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    ap.add_argument("--quick", action="store_true", help="tiny preset: 3 videos of 3 s")
+    ap.add_argument("--quick", action="store_true", help="tiny preset: 3 videos of 3 s (also the suite's run)")
     args = ap.parse_args()
     preset = "tiny" if args.quick else "demo"
 
@@ -70,8 +70,13 @@ def main() -> None:
     assert all(outcome.values()), outcome
     print(f"initial instance: {len(outcome)} steps in {time.perf_counter() - start:.0f}s")
 
-    # The automation state before the new video: everything is up to date, nothing is requested.
-    cursor = evaluate_automation_conditions(defs, instance).cursor
+    # The automation state before the new video: everything is up to date, so this tick must request nothing; one
+    # that did would be work the count below never sees.
+    before = evaluate_automation_conditions(defs, instance)
+    if before.total_requested:
+        raise SystemExit(f"automation requested {before.total_requested} runs before any video was added")
+    print("automation_requests_before_new_video=0")
+    cursor = before.cursor
 
     # One new video appears at the source.
     extra = work / "extra"

@@ -35,3 +35,16 @@ def one_thread_module():
     """One torch thread for a whole file, for files whose module-scoped fixtures build models."""
     with _single_torch_thread():
         yield
+
+
+@pytest.fixture(scope="session")
+def demo_model_root(tmp_path_factory):
+    """A data root as `make demo` leaves it: the demo preset's tokenizer and world model trained from scratch here,
+    the world model on half the preset's schedule. Shared by the play tests and the benches' smoke runs. The
+    steering test needs a model that has learnt its actions: 180 steps on a `make demo`'s latents steered the way
+    they were told in 99-100% of frames in each of the four directions (bench/play.py --steer)."""
+    from ahriuwu_core.testing.play_model import train_demo_model
+
+    root = tmp_path_factory.mktemp("demo_model")
+    train_demo_model(root, dynamics_steps=180)
+    return root

@@ -24,16 +24,8 @@ pytestmark = pytest.mark.timeout(1800)  # the first test waits for the model to 
 
 
 @pytest.fixture(scope="module")
-def data_root(tmp_path_factory):
-    """A data root as `make demo` leaves it: the demo preset's tokenizer and world model trained from scratch here,
-    the world model on half the preset's schedule. The steering test needs a model that has learnt its actions:
-    180 steps on a `make demo`'s latents steered the way they were told in 99-100% of frames in each of the four
-    directions (bench/play.py --steer)."""
-    from ahriuwu_core.testing.play_model import train_demo_model
-
-    root = tmp_path_factory.mktemp("play")
-    train_demo_model(root, dynamics_steps=180)
-    return root
+def data_root(demo_model_root):
+    return demo_model_root
 
 
 @pytest.fixture(scope="module")
