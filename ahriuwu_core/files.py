@@ -1,30 +1,64 @@
 """Atomic writes, and the sweep of what killed writers leave behind. Nothing else renames a temp file.
 
 A reader never sees half a file or half a store: every output is written under a temp name beside its target,
-then renamed over it. A temp is `.<stem>.tmp-<pid>-<token><suffix>` (the suffix kept, for writers that pick a
-format by extension), and a store or folder being replaced waits as `.<name>.old-<pid>-<token>` until the new
-one is in place. The pid lets `sweep` tell a dead writer's leftovers from a live writer's work in progress.
+then renamed over it. A temp is `.<stem>.tmp-<host>-<pid>-<token><suffix>` (the suffix kept, for writers that
+pick a format by extension), and a store or folder being replaced waits as `.<name>.old-<host>-<pid>-<token>`
+until the new one is in place. Host and pid let `sweep` tell a dead writer's leftovers from a live writer's work
+in progress. On a volume that several machines share, a sweep judges only its own host's temps by pid; another
+host's temps go only once untouched for `FOREIGN_TEMP_MAX_AGE_S`, since this host cannot see that writer.
+
+A write that fills the disk raises `NoSpaceError` ("no space left on device writing <path>"), whatever the
+writer (zarr, torch.save, plain files) made of the ENOSPC underneath.
 """
 
 from __future__ import annotations
 
 import contextlib
+import errno
 import json
 import os
 import re
 import shutil
 import socket
 import sys
+import time
 import uuid
 from pathlib import Path
 from typing import Any, Iterator
 
-_LEFTOVER = re.compile(r"^\..+\.(tmp|old)-(\d+)-[0-9a-f]{8}")
+_LEFTOVER = re.compile(r"^\..+\.(tmp|old)-([A-Za-z0-9_]+)-(\d+)-[0-9a-f]{8}")
+# Another host's temp is removed only after this long untouched: no write in this project pauses for a day.
+FOREIGN_TEMP_MAX_AGE_S = 24 * 3600
+
+
+class NoSpaceError(OSError):
+    """The disk filled while writing `path`; nothing half-written is left at `path`."""
+
+
+def host_tag() -> str:
+    """This host's name as it goes into temp names (letters, digits and underscores only)."""
+    return re.sub(r"[^A-Za-z0-9]", "_", socket.gethostname())[:48] or "host"
+
+
+def _writer_tag() -> str:
+    return f"{host_tag()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
 
 
 def temp_path(final: Path) -> Path:
     final = Path(final)
-    return final.with_name(f".{final.stem}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}{final.suffix}")
+    return final.with_name(f".{final.stem}.tmp-{_writer_tag()}{final.suffix}")
+
+
+def _no_space(error: BaseException) -> bool:
+    """Whether `error` or anything it was raised from or during is ENOSPC (torch.save, for one, wraps it in a
+    RuntimeError whose message does not say so)."""
+    seen = set()
+    while error is not None and id(error) not in seen:
+        seen.add(id(error))
+        if isinstance(error, OSError) and error.errno == errno.ENOSPC:
+            return True
+        error = error.__cause__ or error.__context__
+    return False
 
 
 def _remove(path: Path) -> None:
@@ -40,7 +74,7 @@ def replace(tmp: Path, final: Path) -> Path:
     deleted once the new one is in place (a folder cannot be renamed over a non-empty one)."""
     tmp, final = Path(tmp), Path(final)
     if tmp.is_dir() and final.exists():
-        old = final.with_name(f".{final.name}.old-{os.getpid()}-{uuid.uuid4().hex[:8]}")
+        old = final.with_name(f".{final.name}.old-{_writer_tag()}")
         os.replace(final, old)
         os.replace(tmp, final)
         _remove(old)
@@ -60,8 +94,10 @@ def atomic_path(final: Path) -> Iterator[Path]:
     tmp = temp_path(final)
     try:
         yield tmp
-    except BaseException:
+    except BaseException as e:
         _remove(tmp)
+        if _no_space(e) and not isinstance(e, NoSpaceError):
+            raise NoSpaceError(errno.ENOSPC, f"no space left on device writing {final}") from e
         raise
     replace(tmp, final)
 
@@ -207,15 +243,27 @@ def process_started(pid: int) -> float | None:
     return boot + int(fields[19]) / os.sysconf("SC_CLK_TCK")
 
 
-def sweep(folder: Path) -> list[Path]:
-    """Remove the temps and set-aside folders in `folder` whose writer is dead; return what was removed."""
+def sweep(folder: Path, now: float | None = None) -> list[Path]:
+    """Remove the temps and set-aside folders in `folder` whose writer is gone: this host's whose pid is dead,
+    and other hosts' untouched for FOREIGN_TEMP_MAX_AGE_S. Returns what was removed."""
     folder = Path(folder)
     removed = []
     if not folder.is_dir():
         return removed
+    here, now = host_tag(), time.time() if now is None else now
     for entry in folder.iterdir():
         m = _LEFTOVER.match(entry.name)
-        if m and int(m.group(2)) != os.getpid() and not pid_alive(int(m.group(2))):
+        if not m:
+            continue
+        host, pid = m.group(2), int(m.group(3))
+        if host == here:
+            gone = pid != os.getpid() and not pid_alive(pid)
+        else:
+            try:
+                gone = now - entry.lstat().st_mtime > FOREIGN_TEMP_MAX_AGE_S
+            except FileNotFoundError:
+                continue
+        if gone:
             _remove(entry)
             removed.append(entry)
     return removed

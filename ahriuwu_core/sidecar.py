@@ -54,7 +54,16 @@ def load_actions(path) -> dict:
         raise SidecarError(f"actions sidecar {path}: no action records")
     times = np.empty(len(records), np.float64)
     values = np.empty((len(records), len(components)), np.int16)
+    declared = {"t", *components}
     for i, rec in enumerate(records):
+        # A key the header does not declare would be dropped silently, and the video would train with fewer
+        # components than its log has: refuse it.
+        undeclared = sorted(set(rec) - declared) if isinstance(rec, dict) else []
+        if undeclared:
+            raise SidecarError(
+                f"actions sidecar {path}: frame record {i} has key {undeclared[0]!r} that the header does not "
+                f"declare (components: {components}); add it to 'components' and 'num_classes', or remove it"
+            )
         try:
             times[i] = float(rec["t"])
             for j, (name, n) in enumerate(zip(components, num_classes)):

@@ -12,6 +12,7 @@ import sys
 import time
 from pathlib import Path
 
+from ahriuwu_core import files
 from ahriuwu_core.checkpoint import read_checkpoint
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig
 from ahriuwu_core.layout import DataLayout
@@ -113,7 +114,7 @@ def test_killed_launcher_leaves_a_quiet_trainer_and_sweepable_session_files(tmp_
     # tmp/ (never $TMPDIR) ...
     tmp = DataLayout(root).tmp_dir
     left = sorted(p.name for p in tmp.iterdir())
-    assert len(left) == 2 and all(n.startswith(f".pipes.tmp-{launcher.pid}-") for n in left), left
+    assert len(left) == 2 and all(n.startswith(f".pipes.tmp-{files.host_tag()}-{launcher.pid}-") for n in left), left
     # ... until the next session sweeps them; it reports through its own, removed when it closes.
     with open(errors, "w") as err:
         second = _session(root, _spec(tmp_path, tmp_path / "second", steps=2), err)

@@ -32,14 +32,15 @@ def test_a_folder_replaces_a_folder(tmp_path):
 
 
 def test_sweep_removes_only_dead_writers_leftovers(tmp_path):
+    here = files.host_tag()
     live = subprocess.Popen(["sleep", "30"])
     try:
-        dead_file = tmp_path / ".tokenizer.tmp-999999999-0123abcd.pt"
-        dead_dir = tmp_path / ".v.tmp-999999999-0123abcd.zarr"
-        dead_old = tmp_path / ".v.zarr.old-999999999-0123abcd"
-        alive = tmp_path / f".w.tmp-{live.pid}-0123abcd.zarr"
-        mine = tmp_path / f".m.tmp-{os.getpid()}-0123abcd.json"
-        keep = [tmp_path / "v.zarr", tmp_path / ".hidden", tmp_path / "x.tmp-999999999-0123abcd"]
+        dead_file = tmp_path / f".tokenizer.tmp-{here}-999999999-0123abcd.pt"
+        dead_dir = tmp_path / f".v.tmp-{here}-999999999-0123abcd.zarr"
+        dead_old = tmp_path / f".v.zarr.old-{here}-999999999-0123abcd"
+        alive = tmp_path / f".w.tmp-{here}-{live.pid}-0123abcd.zarr"
+        mine = tmp_path / f".m.tmp-{here}-{os.getpid()}-0123abcd.json"
+        keep = [tmp_path / "v.zarr", tmp_path / ".hidden", tmp_path / f"x.tmp-{here}-999999999-0123abcd"]
         dead_file.write_text("x")
         for d in (dead_dir, dead_old, alive, keep[0]):
             d.mkdir()
@@ -51,6 +52,61 @@ def test_sweep_removes_only_dead_writers_leftovers(tmp_path):
         assert alive.exists() and mine.exists() and all(p.exists() for p in keep)
     finally:
         live.kill()
+
+
+def test_temps_carry_the_host_and_another_hosts_temps_go_only_when_old(tmp_path):
+    """On a volume that several machines mount, a pid means nothing to another host: its writer's temps stay
+    while they may be in progress, and go once untouched for FOREIGN_TEMP_MAX_AGE_S."""
+    with files.atomic_path(tmp_path / "v.zarr") as tmp:
+        assert tmp.name.startswith(f".v.tmp-{files.host_tag()}-{os.getpid()}-")
+        tmp.mkdir()
+    other = tmp_path / ".w.tmp-otherpod-1-0123abcd.zarr"  # pid 1 is alive here, and means nothing there
+    other_dead_pid = tmp_path / ".x.tmp-otherpod-999999999-0123abcd.zarr"
+    for d in (other, other_dead_pid):
+        d.mkdir()
+    assert files.sweep(tmp_path) == []  # a dead pid on another host proves nothing
+    later = other.stat().st_mtime + files.FOREIGN_TEMP_MAX_AGE_S + 1
+    assert sorted(files.sweep(tmp_path, now=later)) == sorted([other, other_dead_pid])
+
+
+@pytest.fixture
+def full_disk(tmp_path):
+    """A real file system with 256 KiB: a tmpfs mounted for the test (the suite runs as root)."""
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=256k", "tmpfs", str(mount)], check=True)
+    try:
+        yield mount
+    finally:
+        subprocess.run(["umount", "-l", str(mount)], check=True)
+
+
+def test_a_full_disk_is_named_with_the_path_by_every_writer(full_disk):
+    """Plain files, torch checkpoints and zarr stores: each says "no space left on device writing <path>", and
+    leaves neither the target nor a temp behind."""
+    import numpy as np
+    import torch
+    import zarr
+
+    from ahriuwu_core.checkpoint import save_checkpoint
+
+    big = np.random.default_rng(0).integers(0, 255, 1 << 20, dtype=np.uint8)  # 1 MiB that does not compress
+
+    def write_store(path):
+        with files.atomic_path(path) as tmp:
+            g = zarr.open_group(str(tmp), mode="w")
+            g.create_array("x", shape=big.shape, dtype=big.dtype, chunks=(1 << 16,))[:] = big
+
+    writers = {
+        "bytes.bin": lambda path: files.write_bytes(path, big.tobytes()),
+        "model.pt": lambda path: save_checkpoint(path, model=torch.nn.Linear(512, 512), config={}, kind="test"),
+        "store.zarr": write_store,
+    }
+    for name, write in writers.items():
+        target = full_disk / name
+        with pytest.raises(files.NoSpaceError, match=f"no space left on device writing {target}$"):
+            write(target)
+        assert list(full_disk.iterdir()) == [], name  # nothing half-written, no temp
 
 
 def test_rotate_keeps_both_names_readable(tmp_path):

@@ -11,7 +11,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ahriuwu_core import frames
+from ahriuwu_core import files, frames
 from ahriuwu_core.conventions import HUD_LAYOUTS
 from ahriuwu_core.frames import FramesConfig, FramesError
 from ahriuwu_core.testing import media
@@ -230,6 +230,11 @@ def test_actions_lead_into_their_frame(tmp_path):
             "strictly increasing",
         ),
         ('{"fps": 30, "components": ["move"], "num_classes": [9], "frames": [{"t": 0.0, "move": 12}]}', "record 0"),
+        (  # a key the header does not declare is refused, naming the record and the key
+            '{"fps": 30, "components": ["move"], "num_classes": [9], '
+            '"frames": [{"t": 0.0, "move": 1}, {"t": 0.05, "move": 2, "jump": 1}]}',
+            "frame record 1 has key 'jump' that the header does not declare",
+        ),
     ],
 )
 def test_corrupt_actions_sidecar(tmp_path, content, match):
@@ -300,17 +305,18 @@ def test_stale_temp_dirs_removed(tmp_path):
     import subprocess
 
     clip = _good_clip(tmp_path / "v.mp4")
-    stale = tmp_path / ".v.tmp-999999999-0123abcd.zarr"  # a pid that cannot be alive
+    here = files.host_tag()
+    stale = tmp_path / f".v.tmp-{here}-999999999-0123abcd.zarr"  # a pid that cannot be alive
     stale.mkdir()
     (stale / "junk").write_text("x")
     writer = subprocess.Popen(["sleep", "30"])
     try:
-        live = tmp_path / f".x.tmp-{writer.pid}-89abcdef.zarr"
+        live = tmp_path / f".x.tmp-{here}-{writer.pid}-89abcdef.zarr"
         live.mkdir()
         frames.extract_frames(clip.path, tmp_path / "v.zarr", FramesConfig())
         assert not stale.exists() and live.exists()
         assert sorted(p.name for p in tmp_path.iterdir()) == sorted(
-            [".x.tmp-%d-89abcdef.zarr" % writer.pid, "v.mp4", "v.zarr"]
+            [f".x.tmp-{here}-{writer.pid}-89abcdef.zarr", "v.mp4", "v.zarr"]
         )
     finally:
         writer.kill()
