@@ -3,15 +3,15 @@ and the helpers that publish a training output and turn results into metadata an
 
 import dataclasses
 import hashlib
-import os
 import json
+import os
 from pathlib import Path
 
 from dagster import (
     AssetCheckResult,
-    AssetSelection,
     AssetCheckSeverity,
     AssetExecutionContext,
+    AssetSelection,
     AutomationCondition,
     DynamicPartitionsDefinition,
     MetadataValue,
@@ -19,7 +19,6 @@ from dagster import (
 
 from ahriuwu_core.files import copy_file, prune_runs
 from pipeline.resources import ProjectResource, StorageResource
-
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
 # Who answers for every stage (the UI's owner column and filters). Asset tags: `compute` (cpu or gpu, as its
@@ -58,12 +57,12 @@ def settings_version(value) -> str:
 
 def frames_code_version(project) -> str:
     """frames: its code's version and the resolved frame settings (size, resize mode, HUD layout)."""
-    return f'{CODE_VERSIONS["frames"]}.{settings_version(dataclasses.asdict(project.preset_config().frames))}'
+    return f"{CODE_VERSIONS['frames']}.{settings_version(dataclasses.asdict(project.preset_config().frames))}"
 
 
 def manifest_code_version(project) -> str:
     """dataset_manifest: its code's version and the source whose videos it lists."""
-    return f'{CODE_VERSIONS["dataset_manifest"]}.{settings_version(project.setting("source"))}'
+    return f"{CODE_VERSIONS['dataset_manifest']}.{settings_version(project.setting('source'))}"
 
 
 DEPLOYMENT_PROJECT = ProjectResource()  # every field from the environment, as resources_from_env builds it
@@ -75,25 +74,29 @@ DEPLOYMENT_PROJECT = ProjectResource()  # every field from the environment, as r
 # A fetch is requested once per partition that becomes missing (also those already there at the first evaluation,
 # unlike on_missing()), then not again whether or not its run has been launched yet.
 FETCH_NEW_VIDEO = (
-    AutomationCondition.missing().newly_true().since(
-        AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    AutomationCondition.missing()
+    .newly_true()
+    .since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
     & ~AutomationCondition.in_progress()
     & ~AutomationCondition.execution_failed()
 ).with_label("newly_missing_once")
 # eager(): once per new partition or input update (since_last_handled), not while it or an input is in progress;
 # and never past a failed blocking check upstream.
 FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
-    "eager_after_blocking_checks")
+    "eager_after_blocking_checks"
+)
 
 # Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow the new tokenizer
 # through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it, and the evaluation
 # follows the world model. New videos alone (new latents, a new manifest) retrain nothing.
 _TOKENIZER_UPDATED = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
-    AssetSelection.assets("tokenizer"))
+    AssetSelection.assets("tokenizer")
+)
 # No latents partition left that has not been updated since the tokenizer was (all_deps_match would be satisfied by
 # any one partition of a partitioned dep).
 _REENCODED = ~AutomationCondition.any_deps_match(~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)).allow(
-    AssetSelection.assets("latents"))
+    AssetSelection.assets("latents")
+)
 AFTER_NEW_TOKENIZER = (
     _TOKENIZER_UPDATED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
     & _REENCODED
@@ -102,7 +105,8 @@ AFTER_NEW_TOKENIZER = (
     & AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("after_new_tokenizer_and_its_latents")
 AFTER_NEW_WORLD_MODEL = (
-    AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(AssetSelection.assets("dynamics"))
+    AutomationCondition.any_deps_match(AutomationCondition.newly_updated())
+    .allow(AssetSelection.assets("dynamics"))
     .since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
@@ -123,8 +127,9 @@ def require_published(context: AssetExecutionContext, storage: StorageResource, 
         if run.asset_selection and any(k.to_user_string() == stage for k in run.asset_selection):
             detail = f"its latest run {run.run_id} failed"
             break
-    raise RuntimeError(f"upstream asset `{stage}` has no published checkpoint ({path}): {detail}. Fix and "
-                       f"materialize `{stage}` first.")
+    raise RuntimeError(
+        f"upstream asset `{stage}` has no published checkpoint ({path}): {detail}. Fix and materialize `{stage}` first."
+    )
 
 
 def training_run_dir(storage: StorageResource, stage: str, *inputs, log=print) -> Path:
@@ -149,8 +154,10 @@ def publish_if_passed(passed: bool, src: Path, dst: Path, context: AssetExecutio
         return where
     kept = MetadataValue.path(str(dst)) if dst.exists() else "none (never published)"
     where["kept_published_checkpoint"] = kept
-    context.log.warning(f"a blocking check failed: {src} is not published; {dst} "
-                        f"{'keeps the previous one' if dst.exists() else 'stays absent'}")
+    context.log.warning(
+        f"a blocking check failed: {src} is not published; {dst} "
+        f"{'keeps the previous one' if dst.exists() else 'stays absent'}"
+    )
     return where
 
 

@@ -15,7 +15,11 @@ from dagster import (
 from ahriuwu_core import manifest as manifest_lib
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from pipeline.assets.common import (
-    AFTER_NEW_WORLD_MODEL, CODE_VERSIONS, OWNER, check_result, require_published,
+    AFTER_NEW_WORLD_MODEL,
+    CODE_VERSIONS,
+    OWNER,
+    check_result,
+    require_published,
 )
 from pipeline.assets.ingest import dataset_manifest
 from pipeline.assets.training import dynamics, tokenizer
@@ -33,12 +37,17 @@ from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, S
     pool="gpu",
     automation_condition=AFTER_NEW_WORLD_MODEL,
     check_specs=[
-        AssetCheckSpec("beats_persistence_h1", asset="evaluation",
-                       description="on the test videos, the 95% interval (videos, then clips) of the model's PSNR "
-                       "margin over copy-last-frame at h=1 is above 0"),
-        AssetCheckSpec("few_steps_close", asset="evaluation",
-                       description="on the test videos, K=4 within 0.5 dB of K=64 at every horizon, on the clips "
-                       "both score"),
+        AssetCheckSpec(
+            "beats_persistence_h1",
+            asset="evaluation",
+            description="on the test videos, the 95% interval (videos, then clips) of the model's PSNR "
+            "margin over copy-last-frame at h=1 is above 0",
+        ),
+        AssetCheckSpec(
+            "few_steps_close",
+            asset="evaluation",
+            description="on the test videos, K=4 within 0.5 dB of K=64 at every horizon, on the clips both score",
+        ),
         AssetCheckSpec("no_nan", asset="evaluation", description="no NaN or inf in any metric"),
         AssetCheckSpec("split_disjoint", asset="evaluation", description="evaluated videos never reached training"),
     ],
@@ -62,13 +71,18 @@ def evaluation(
     for stage in ("tokenizer", "dynamics"):
         require_published(context, storage, stage)
     if not stores["test"]:  # a single-video dataset: say so, score nothing (never the training data)
-        reason = (f"no test video: the dataset has {len(manifest['train'])} training video(s) and none held out, "
-                  "so there is nothing to evaluate on. Add videos (with 2 or more, 1 in 4 is a test video).")
+        reason = (
+            f"no test video: the dataset has {len(manifest['train'])} training video(s) and none held out, "
+            "so there is nothing to evaluate on. Add videos (with 2 or more, 1 in 4 is a test video)."
+        )
         context.log.warning(reason)
         return MaterializeResult(
             metadata={"status": reason, "test_videos": "none", "manifest_version": manifest["version"]},
-            check_results=[check_result(name, False, {"reason": reason})
-                           for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")])
+            check_results=[
+                check_result(name, False, {"reason": reason})
+                for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")
+            ],
+        )
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
     lineage = {
         "manifest_version": manifest["version"],
@@ -100,16 +114,20 @@ def evaluation(
         "report": MetadataValue.path(str(result["report_path"])),
         "metrics_table": MetadataValue.md("\n\n".join(metrics_table_markdown(metrics, s) for s in splits)),
         **{f"{s}_psnr_table": metrics_table(metrics, s) for s in splits},
-        "prediction_strip": MetadataValue.md(image_markdown(result["strip_png"],
-                                                            "a test video: ground truth (top) vs prediction")),
-        **{f"{s}_psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_pngs"][s], f"PSNR vs horizon, {s}"))
-           for s in splits},
+        "prediction_strip": MetadataValue.md(
+            image_markdown(result["strip_png"], "a test video: ground truth (top) vs prediction")
+        ),
+        **{
+            f"{s}_psnr_vs_horizon": MetadataValue.md(image_markdown(result["plot_pngs"][s], f"PSNR vs horizon, {s}"))
+            for s in splits
+        },
         **{f"{s}_videos": ", ".join(metrics[s]["videos"]) for s in splits},
         "manifest_version": manifest["version"],
         # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
         "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
-        "play_command": MetadataValue.text("make play" if storage.path == PROJECT_ROOT / "assets"
-                                           else f"make play DATA_ROOT={storage.path}"),
+        "play_command": MetadataValue.text(
+            "make play" if storage.path == PROJECT_ROOT / "assets" else f"make play DATA_ROOT={storage.path}"
+        ),
         **result["flat"],
     }
     evaluated = [v for s in splits for v in metrics[s]["videos"]]

@@ -14,11 +14,20 @@ from dagster import (
     asset,
 )
 
-from ahriuwu_core import catalog, manifest as manifest_lib
+from ahriuwu_core import catalog
+from ahriuwu_core import manifest as manifest_lib
 from ahriuwu_core.conventions import FETCHED_SIDECARS
 from pipeline.assets.common import (
-    CODE_VERSIONS, DEPLOYMENT_PROJECT, FETCH_NEW_VIDEO, FOLLOW_INPUTS, OWNER, check_result, frames_code_version,
-    manifest_code_version, scalars, video_partitions,
+    CODE_VERSIONS,
+    DEPLOYMENT_PROJECT,
+    FETCH_NEW_VIDEO,
+    FOLLOW_INPUTS,
+    OWNER,
+    check_result,
+    frames_code_version,
+    manifest_code_version,
+    scalars,
+    video_partitions,
 )
 from pipeline.resources import ProjectResource, StorageResource
 
@@ -48,8 +57,9 @@ def videos(
     video_id = context.partition_key
     entry = catalog.catalog_entry(storage.path, video_id)
     start = time.perf_counter()
-    info = fetch_video(entry, storage.layout.videos_dir, project.source_config(), log=context.log.info,
-                       refetch=config.refetch)
+    info = fetch_video(
+        entry, storage.layout.videos_dir, project.source_config(), log=context.log.info, refetch=config.refetch
+    )
     meta = {k: v for k, v in info.items() if isinstance(v, (int, float, str)) and v is not None and k != "url"}
     if entry.get("url"):  # the source page (or file://), clickable in the UI
         meta["url"] = MetadataValue.url(entry["url"])
@@ -119,19 +129,28 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
         & ~AutomationCondition.in_progress()
         & AutomationCondition.all_deps_blocking_checks_passed()
     ).with_label("after_any_frames_update"),
-    check_specs=[AssetCheckSpec("split_disjoint", asset="dataset_manifest", blocking=True,
-                                description="no video is in two of train, validation and test")],
+    check_specs=[
+        AssetCheckSpec(
+            "split_disjoint",
+            asset="dataset_manifest",
+            blocking=True,
+            description="no video is in two of train, validation and test",
+        )
+    ],
     description="Every video with extracted frames, its content hash and its split (train / validation / test). "
     "Its data version hashes the per-video hashes in sorted order, so training goes stale exactly when a video "
     "changes, however many videos there are.",
 )
-def dataset_manifest(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
+def dataset_manifest(
+    context: AssetExecutionContext, storage: StorageResource, project: ProjectResource
+) -> MaterializeResult:
     from ahriuwu_core.split import check_split_disjoint
 
     # One dataset per source: partitions registered from another source (say, the demo's, before switching to a
     # channel) stay in the instance but never reach training.
-    video_ids, others = catalog.of_source(storage.path, context.instance.get_dynamic_partitions(video_partitions.name),
-                                          project.setting("source"))
+    video_ids, others = catalog.of_source(
+        storage.path, context.instance.get_dynamic_partitions(video_partitions.name), project.setting("source")
+    )
     if others:
         context.log.info(f"{len(others)} video(s) registered from another source left out: {', '.join(others[:10])}")
     preset = project.preset_config()

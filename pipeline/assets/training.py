@@ -18,8 +18,16 @@ from dagster import (
 
 from ahriuwu_core import manifest as manifest_lib
 from pipeline.assets.common import (
-    AFTER_NEW_TOKENIZER, CODE_VERSIONS, FOLLOW_INPUTS, OWNER, check_result, publish_if_passed,
-    require_published, scalars, training_run_dir, video_partitions,
+    AFTER_NEW_TOKENIZER,
+    CODE_VERSIONS,
+    FOLLOW_INPUTS,
+    OWNER,
+    check_result,
+    publish_if_passed,
+    require_published,
+    scalars,
+    training_run_dir,
+    video_partitions,
 )
 from pipeline.assets.ingest import dataset_manifest, frames
 from pipeline.cluster import K8sLauncher, launch_dynamics
@@ -36,8 +44,12 @@ from pipeline.resources import ComputeResource, ProjectResource, StorageResource
     owners=[OWNER],
     pool="gpu",
     check_specs=[
-        AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True,
-                       description="distinct validation frames keep distinct latents and reconstructions")
+        AssetCheckSpec(
+            "not_collapsed",
+            asset="tokenizer",
+            blocking=True,
+            description="distinct validation frames keep distinct latents and reconstructions",
+        )
     ],
     description="A frame tokenizer (CNN or block-causal MAE transformer, tanh bottleneck) trained on the "
     "training split with MSE + 0.2 LPIPS; reports its reconstruction quality on the validation videos (the test "
@@ -55,19 +67,34 @@ def tokenizer(
     train_cfg = preset.tokenizer_config()
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "frames")
-    run_dir = training_run_dir(storage, "tokenizer", manifest["version"], preset.name, train_cfg,
-                               CODE_VERSIONS["tokenizer"], log=context.log.info)
+    run_dir = training_run_dir(
+        storage,
+        "tokenizer",
+        manifest["version"],
+        preset.name,
+        train_cfg,
+        CODE_VERSIONS["tokenizer"],
+        log=context.log.info,
+    )
     # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
     # that dies (killed run), stop rather than hold the GPU for a run no one waits for. In-process (make demo)
     # the parent is a shell the demo may well outlive (nohup).
     with compute.step_device(storage, context.log.info) as device:
         # Its quality is judged on validation frames: the test videos stay unseen until the evaluation.
-        result = train_tokenizer(stores["train"], stores["validation"] or stores["test"], train_cfg, run_dir,
-                                 device=device, log=context.log.info,
-                                 exit_with_parent=multiprocessing.parent_process() is not None)
+        result = train_tokenizer(
+            stores["train"],
+            stores["validation"] or stores["test"],
+            train_cfg,
+            run_dir,
+            device=device,
+            log=context.log.info,
+            exit_with_parent=multiprocessing.parent_process() is not None,
+        )
     if not result["completed"]:
-        raise RuntimeError(f"tokenizer training stopped at step {result['steps']} before finishing "
-                           f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}")
+        raise RuntimeError(
+            f"tokenizer training stopped at step {result['steps']} before finishing "
+            f"({result['stopped_by']}); rematerialize to resume from {result['checkpoint']}"
+        )
     # Recorded: the run folder's copy (its path is this materialization's own; the published one is overwritten
     # by the next run), and the published path that readers load -- published only when the check passed.
     result["checkpoint"] = Path(result["checkpoint"])
@@ -132,13 +159,25 @@ def latents(
     pool="gpu",
     automation_condition=AFTER_NEW_TOKENIZER,
     check_specs=[
-        AssetCheckSpec("finite_loss", asset="dynamics", blocking=True,
-                       description="every logged training loss and the final loss are finite"),
-        AssetCheckSpec("loss_improved", asset="dynamics", blocking=True,
-                       description="the mean of the last logged losses is below the first's by more than 2 "
-                       "standard errors (not judged with fewer than 3 logged losses at each end)"),
-        AssetCheckSpec("action_alive", asset="dynamics", blocking=True,
-                       description="the prediction changes when the actions change, on fixed training windows"),
+        AssetCheckSpec(
+            "finite_loss",
+            asset="dynamics",
+            blocking=True,
+            description="every logged training loss and the final loss are finite",
+        ),
+        AssetCheckSpec(
+            "loss_improved",
+            asset="dynamics",
+            blocking=True,
+            description="the mean of the last logged losses is below the first's by more than 2 "
+            "standard errors (not judged with fewer than 3 logged losses at each end)",
+        ),
+        AssetCheckSpec(
+            "action_alive",
+            asset="dynamics",
+            blocking=True,
+            description="the prediction changes when the actions change, on fixed training windows",
+        ),
     ],
     description="The world model: a space/time factorized transformer over latent tokens trained with flow "
     "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
@@ -156,30 +195,54 @@ def dynamics(
     stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
     require_published(context, storage, "tokenizer")
     tokenizer_sha = manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint)
-    out_dir = training_run_dir(storage, "dynamics", manifest["version"], tokenizer_sha, preset.name, preset.dynamics,
-                               CODE_VERSIONS["dynamics"], log=context.log.info)
+    out_dir = training_run_dir(
+        storage,
+        "dynamics",
+        manifest["version"],
+        tokenizer_sha,
+        preset.name,
+        preset.dynamics,
+        CODE_VERSIONS["dynamics"],
+        log=context.log.info,
+    )
     spec = out_dir / "spec.json"
     remote = compute.launcher == "k8s"
     with compute.step_device(storage, context.log.info, distributed=compute.nproc_per_node > 1) as device:
         # The resolved config travels whole: the external process never looks a preset up again. A pod picks
         # its own GPUs, so it gets the configured device rather than one of this machine's.
-        spec.write_text(json.dumps({"preset": preset.name, "config": dataclasses.asdict(preset.dynamics),
-                                    "train_stores": [str(p) for p in stores["train"]],
-                                    "out_dir": str(out_dir), "device": compute.device if remote else device},
-                                   indent=1))
-        result = launch_dynamics(context, compute, spec, storage.path, pipes_subprocess_client,
-                                 k8s).get_materialize_result()
+        spec.write_text(
+            json.dumps(
+                {
+                    "preset": preset.name,
+                    "config": dataclasses.asdict(preset.dynamics),
+                    "train_stores": [str(p) for p in stores["train"]],
+                    "out_dir": str(out_dir),
+                    "device": compute.device if remote else device,
+                },
+                indent=1,
+            )
+        )
+        result = launch_dynamics(
+            context, compute, spec, storage.path, pipes_subprocess_client, k8s
+        ).get_materialize_result()
         checkpoint = out_dir / "dynamics.pt"
         checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
-    where = publish_if_passed(all(passed for passed, _ in checks.values()), checkpoint,
-                               storage.layout.dynamics_checkpoint, context)
+    where = publish_if_passed(
+        all(passed for passed, _ in checks.values()), checkpoint, storage.layout.dynamics_checkpoint, context
+    )
     curve = loss_curve_markdown(out_dir / "train_log.jsonl")
     return MaterializeResult(
-        metadata={**(result.metadata or {}), **where, **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
-                  "manifest_version": manifest["version"]},
+        metadata={
+            **(result.metadata or {}),
+            **where,
+            **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
+            "manifest_version": manifest["version"],
+        },
         data_version=result.data_version,
-        check_results=[check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
-                       for name, (passed, details) in checks.items()],
+        check_results=[
+            check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
+            for name, (passed, details) in checks.items()
+        ],
     )
 
 
