@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-deps demo test lint lock ui play clean-data
+.PHONY: setup system-deps demo test lint lock ui play tensorboard clean-data
 
 # Exact versions from requirements.lock (what the suite was run on), then the project itself without resolving again.
 $(STAMP): pyproject.toml requirements.lock
@@ -46,6 +46,11 @@ test: setup lint
 DATA_ROOT ?= assets
 play: setup
 	$(PY) -m ahriuwu_core.play --data-root $(DATA_ROOT) $(if $(PLAY_PORT),--port $(PLAY_PORT)) $(PLAY_ARGS)
+
+# Every training run's curves under the data root (set AHRIUWU_TENSORBOARD_URL for the UI to link here).
+TB_PORT ?= 6006
+tensorboard: setup
+	$(VENV)/bin/tensorboard --logdir $(DATA_ROOT) --host 127.0.0.1 --port $(TB_PORT)
 
 ui: setup
 	$(VENV)/bin/dg dev -h 127.0.0.1 -p 3000 -w workspace.yaml

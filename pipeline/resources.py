@@ -28,6 +28,12 @@ from pipeline.cluster import K8sLauncher
 PROJECT_ROOT = Path(__file__).resolve().parents[1]
 
 
+def _relative_base() -> Path:
+    """What a relative data root is relative to: the checkout the code runs from, or, after a non-editable
+    install (the code then sits in site-packages), the directory the UI or CLI was started in."""
+    return PROJECT_ROOT if (PROJECT_ROOT / "pyproject.toml").exists() else Path.cwd()
+
+
 class StorageResource(ConfigurableResource):
     """The data root: videos, zarr stores, checkpoints and reports live under it. keep_runs: training run
     folders kept per stage (the newest; 0 keeps all)."""
@@ -38,7 +44,7 @@ class StorageResource(ConfigurableResource):
     @property
     def path(self) -> Path:
         root = Path(self.root)
-        return root if root.is_absolute() else PROJECT_ROOT / root
+        return root if root.is_absolute() else _relative_base() / root
 
     @property
     def layout(self):
@@ -89,6 +95,8 @@ _PROJECT_ENV = {
     "hud_layout": ("AHRIUWU_HUD_LAYOUT", ""),
     "atari_videos": ("AHRIUWU_ATARI_VIDEOS", "12"),
     "atari_seconds": ("AHRIUWU_ATARI_SECONDS", "30"),
+    "play_url": ("AHRIUWU_PLAY_URL", ""),
+    "tensorboard_url": ("AHRIUWU_TENSORBOARD_URL", ""),
 }
 _UNSET = {"max_height": 0, "retries": -1, "max_duration_s": -1.0, "atari_videos": 0, "atari_seconds": 0.0}
 
@@ -116,6 +124,8 @@ class ProjectResource(ConfigurableResource):
     # is applied to the demo source only (another game has no HUD mask unless configured)
     atari_videos: int = 0  # the atari source: videos per game
     atari_seconds: float = 0.0  # the atari source: each video's length
+    play_url: str = ""  # where users open the play page (`make play`); unset: http://127.0.0.1:<its port>/
+    tensorboard_url: str = ""  # a TensorBoard serving the data root (`make tensorboard`); unset: no link
 
     def setting(self, name: str):
         """The field's value, or, left at its unset default, its environment variable's (else the project's

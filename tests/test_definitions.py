@@ -124,3 +124,22 @@ def test_a_launchpad_override_of_one_field_keeps_the_others_from_the_environment
         "demo",
         "folder:/videos",
     )
+
+
+def test_a_relative_data_root_outside_a_checkout_is_relative_to_the_working_directory(tmp_path, monkeypatch):
+    """After a non-editable install the code lives in site-packages: the default data root must not land there."""
+    import pipeline.resources as R
+
+    assert R.StorageResource(root="assets").path == R.PROJECT_ROOT / "assets"  # a checkout: beside pyproject.toml
+    monkeypatch.setattr(R, "PROJECT_ROOT", tmp_path / "site-packages")
+    monkeypatch.chdir(tmp_path)
+    assert R.StorageResource(root="assets").path == tmp_path / "assets"
+    assert R.StorageResource(root="/data/root").path == Path("/data/root")
+
+
+def test_metadata_floats_are_readable():
+    from pipeline.assets.common import readable, scalars
+
+    assert readable(44.123456789) == 44.12 and readable(0.00123456) == 0.001235 and readable(12345.678) == 12346
+    assert readable(-3.14159) == -3.142 and readable(0.0) == 0.0
+    assert scalars({"psnr": 31.987654321, "steps": 360, "name": "x"}) == {"psnr": 31.99, "steps": 360, "name": "x"}

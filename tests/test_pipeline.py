@@ -148,7 +148,9 @@ def test_files_shapes_and_metadata(graph):
         assert len(m["psnr"]["model_k4"]) == len(m["horizons"])
         assert m["videos"] == manifest[split] and m["clips"] == preset.evaluation.clips_per_video
         assert ev[f"{split}_videos"] == ", ".join(manifest[split])
-        assert ev[f"{split}_psnr_h1_model_k4"] == pytest.approx(m["psnr"]["model_k4"][0])
+        # the UI shows 4 significant digits of metrics.json's figure
+        assert ev[f"{split}_psnr_h1_model_k4"] == pytest.approx(m["psnr"]["model_k4"][0], rel=1e-3)
+        assert len(repr(ev[f"{split}_psnr_h1_model_k4"])) <= 6
     metrics = metrics["test"]
     # The UI's figures are metrics.json's, and persistence is what copying the last context frame scores.
     store = zarr.open_group(str(data_root / "frames" / f"{manifest['test'][0]}.zarr"))
@@ -194,6 +196,9 @@ def test_links_tables_checkpoints_and_curves(graph):
         logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
         losses = scalars(run_dir)["train/loss"]
         assert losses == [(r["step"], pytest.approx(r["loss"])) for r in logged] and len(losses) >= 2, stage
+        # the UI says where those curves are and how to show them
+        assert md["tensorboard_run"].value == str(run_dir.relative_to(data_root))
+        assert md["tensorboard_command"].value == f"tensorboard --logdir {run_dir}"
     ev = latest_metadata(instance, "evaluation")
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
     for split in ("test", "validation"):

@@ -4,6 +4,7 @@ and the helpers that publish a training output and turn results into metadata an
 import dataclasses
 import hashlib
 import json
+import math
 import os
 from pathlib import Path
 
@@ -170,13 +171,37 @@ def check_result(name: str, passed: bool, details: dict, severity=AssetCheckSeve
     return AssetCheckResult(check_name=name, passed=bool(passed), metadata=scalars(details), severity=severity)
 
 
+def tensorboard_metadata(project, storage, run_dir: Path) -> dict:
+    """Where this run's TensorBoard event files are, the command that shows them, and, with AHRIUWU_TENSORBOARD_URL
+    (a TensorBoard over the data root, e.g. `make tensorboard`), a link to it."""
+    run = Path(run_dir).relative_to(storage.path) if Path(run_dir).is_relative_to(storage.path) else Path(run_dir)
+    out = {
+        "tensorboard_run": str(run),
+        "tensorboard_command": MetadataValue.text(f"tensorboard --logdir {run_dir}"),
+    }
+    if url := project.setting("tensorboard_url"):
+        out["tensorboard"] = MetadataValue.url(url)
+    return out
+
+
+def readable(value: float) -> float:
+    """A float as the UI should show it: 4 significant digits (never rounding away integer digits). The full
+    values stay in the run folder's JSON files."""
+    if not math.isfinite(value) or value == 0:
+        return value
+    return round(value, max(0, 3 - math.floor(math.log10(abs(value)))))
+
+
 def scalars(stats: dict) -> dict:
-    """The numbers and strings of a stats dict, as Dagster metadata (nested values become JSON)."""
+    """The numbers and strings of a stats dict, as Dagster metadata (nested values become JSON), floats
+    `readable`."""
     out = {}
     for key, value in stats.items():
         if isinstance(value, (bool, MetadataValue)):
             out[key] = value
-        elif isinstance(value, (int, float, str)):
+        elif isinstance(value, float):
+            out[key] = readable(value)
+        elif isinstance(value, (int, str)):
             out[key] = value
         elif isinstance(value, Path):
             out[key] = MetadataValue.path(str(value))

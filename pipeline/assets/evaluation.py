@@ -20,6 +20,7 @@ from pipeline.assets.common import (
     OWNER,
     check_result,
     require_published,
+    scalars,
 )
 from pipeline.assets.ingest import dataset_manifest
 from pipeline.assets.training import dynamics, tokenizer
@@ -123,12 +124,13 @@ def evaluation(
         },
         **{f"{s}_videos": ", ".join(metrics[s]["videos"]) for s in splits},
         "manifest_version": manifest["version"],
-        # the play page for this model pair: `make play` serves it (on the machine that holds the data root)
-        "play": MetadataValue.url(f"http://127.0.0.1:{PLAY_PORT}/"),
+        # the play page for this model pair: `make play` serves it (on the machine that holds the data root);
+        # AHRIUWU_PLAY_URL says where users reach it when that is not this machine's loopback
+        "play": MetadataValue.url(project.setting("play_url") or f"http://127.0.0.1:{PLAY_PORT}/"),
         "play_command": MetadataValue.text(
             "make play" if storage.path == PROJECT_ROOT / "assets" else f"make play DATA_ROOT={storage.path}"
         ),
-        **result["flat"],
+        **scalars(result["flat"]),
     }
     evaluated = [v for s in splits for v in metrics[s]["videos"]]
     return MaterializeResult(

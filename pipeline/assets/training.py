@@ -26,6 +26,7 @@ from pipeline.assets.common import (
     publish_if_passed,
     require_published,
     scalars,
+    tensorboard_metadata,
     training_run_dir,
     video_partitions,
 )
@@ -102,7 +103,13 @@ def tokenizer(
     passed = bool(result["collapse_passed"])
     where = publish_if_passed(passed, result["checkpoint"], storage.layout.tokenizer_checkpoint, context)
     strip = result.pop("strip_png", None)
-    metadata = {**scalars(result), **where, "preset": preset.name, "kind": train_cfg.kind}
+    metadata = {
+        **scalars(result),
+        **where,
+        "preset": preset.name,
+        "kind": train_cfg.kind,
+        **tensorboard_metadata(project, storage, run_dir),
+    }
     if strip:
         metadata["reconstructions"] = MetadataValue.md(image_markdown(strip, "ground truth (top) vs reconstruction"))
     if curve := loss_curve_markdown(run_dir / "train_log.jsonl"):
@@ -236,6 +243,7 @@ def dynamics(
             **(result.metadata or {}),
             **where,
             **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
+            **tensorboard_metadata(project, storage, out_dir),
             "manifest_version": manifest["version"],
         },
         data_version=result.data_version,
