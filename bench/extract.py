@@ -6,7 +6,7 @@
 Speed: one 720p 30 fps clip (8 s with --quick, else 60 s) (`media.make_clip`, pattern "textured": a scrolling noise
 texture so the codec works
 about as hard as on a panning game camera), extracted to 20 fps 64x64 by
-  ours:   ahriuwu_core.frames.extract_frames (decode, pick frames by timestamp, resize, zarr write, hash)
+  ours:   ahriuwu_core.data.frames.extract_frames (decode, pick frames by timestamp, resize, zarr write, hash)
   ffmpeg: ffmpeg -i clip -vf fps=20,scale=64:64 -f rawvideo -pix_fmt rgb24 -   (read through a pipe)
 alternately, `repeats` times each; the best time of each counts (the machine is shared). Both decode every
 source frame, so the ratio of source frames/s is ffmpeg_time / ours_time.
@@ -33,7 +33,7 @@ import sys
 import time
 from pathlib import Path
 
-from ahriuwu_core import frames
+from ahriuwu_core.data import frames
 from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -42,7 +42,7 @@ OUT = ROOT / "bench" / "out"
 
 _RSS_SCRIPT = """
 import resource, sys
-from ahriuwu_core import frames
+from ahriuwu_core.data import frames
 frames.extract_frames(sys.argv[3], sys.argv[2], frames.FramesConfig())  # warm-up: codecs, zarr, numpy pools
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 st = frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig())

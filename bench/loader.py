@@ -22,7 +22,7 @@ from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.testing.toy import make_toy_latents
-from ahriuwu_core.training import make_optimizer
+from ahriuwu_core.training.optim import make_optimizer
 
 
 def loader_rate(stores, cfg, in_memory: bool, seconds: float) -> float:

@@ -27,7 +27,7 @@ OUT = ROOT / "bench" / "out" / "long_video"
 _SCRIPT = """
 import resource, sys, shutil
 from pathlib import Path
-from ahriuwu_core import frames
+from ahriuwu_core.data import frames
 from ahriuwu_core.tokenizer import encode_video
 clip, warm, out, tok = map(Path, sys.argv[1:5])
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -72,9 +72,9 @@ def main() -> None:
     ap.add_argument("--minutes", type=float, default=120.0)
     args = ap.parse_args()
     OUT.mkdir(parents=True, exist_ok=True)
-    from ahriuwu_core.checkpoint import save_checkpoint
     from ahriuwu_core.presets import get_preset
     from ahriuwu_core.tokenizer import build_tokenizer
+    from ahriuwu_core.training.checkpoint import save_checkpoint
 
     tok_cfg = get_preset("demo").tokenizer_config("cnn")
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)  # untrained: the cost does not depend on the weights

@@ -10,7 +10,7 @@ from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.dynamics.train import DynamicsTrainConfig, load_world_model, train_dynamics
 from ahriuwu_core.eval.action_control import shuffled_actions
 from ahriuwu_core.testing.toy import make_toy_latents
-from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.training.optim import OptimConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -13,7 +13,6 @@ import pytest
 import torch
 import zarr
 
-from ahriuwu_core.checkpoint import read_checkpoint
 from ahriuwu_core.dynamics import train as train_mod
 from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
 from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
@@ -24,7 +23,8 @@ from ahriuwu_core.dynamics.train import (
     load_world_model,
     train_dynamics,
 )
-from ahriuwu_core.training import OptimConfig, WeightAverage
+from ahriuwu_core.training.checkpoint import read_checkpoint
+from ahriuwu_core.training.optim import OptimConfig, WeightAverage
 from tests._tensorboard import event_files, scalars
 from tests._trainers import kill_parent_of, wait_for_step
 
@@ -449,7 +449,7 @@ def test_trainer_stops_when_its_parent_is_killed(tmp_path):
 
 
 def test_one_trainer_per_run_folder_and_stale_locks_are_broken(tmp_path):
-    from ahriuwu_core.files import LockHeld
+    from ahriuwu_core.data.files import LockHeld
 
     stores = make_stores(tmp_path)
     out = tmp_path / "run"

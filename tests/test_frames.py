@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ahriuwu_core import frames
-from ahriuwu_core.conventions import HUD_LAYOUTS
-from ahriuwu_core.frames import FramesConfig, FramesError
+from ahriuwu_core.data import frames
+from ahriuwu_core.data.conventions import HUD_LAYOUTS
+from ahriuwu_core.data.frames import FramesConfig, FramesError
 from ahriuwu_core.testing import media
 
 
@@ -340,7 +340,7 @@ def test_4k_memory_stays_bounded(tmp_path):
     clip = media.make_clip(tmp_path / "4k.mp4", seconds=2.0, fps=10, width=3840, height=2160)
     script = textwrap.dedent("""
         import resource, sys
-        from ahriuwu_core import frames
+        from ahriuwu_core.data import frames
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         st = frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig(decode_threads=2))
         print(st["num_frames"], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)

@@ -21,8 +21,8 @@ import subprocess
 import sys
 import time
 
-from ..files import temp_path
-from ..run_control import ParentWatch
+from ..data.files import temp_path
+from ..training.run_control import ParentWatch
 
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
 

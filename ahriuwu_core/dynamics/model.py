@@ -2,7 +2,7 @@
 
 Each frame is a group of tokens: the tokenizer's latent tokens (optionally packed: p = s*s neighbouring grid
 cells, an s x s block, become one token, (N, D) -> (N/p, p*D)), learned registers, one token for the signal level
-tau and step size d, and one action token -- the action that led into this frame (`ahriuwu_core.conventions`).
+tau and step size d, and one action token -- the action that led into this frame (`ahriuwu_core.data.conventions`).
 Every layer attends within a frame (space; optionally with 2D RoPE over the token grid, so a shift looks the
 same at every position); every `time_every`-th layer also attends causally across frames per token position
 (time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
@@ -33,7 +33,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..norm import RMSNorm
+from ..layers.norm import RMSNorm
 from .prior import ActionKernelPrior
 
 

@@ -28,10 +28,9 @@ from typing import Callable
 import torch
 import torch.distributed as dist
 
-from ..checkpoint import read_checkpoint, resume_checkpoint, save_checkpoint
-from ..files import write_json
-from ..run_control import run_folder_lock, stop_guards
-from ..training import (
+from ..data.files import write_json
+from ..training.checkpoint import read_checkpoint, resume_checkpoint, save_checkpoint
+from ..training.optim import (
     OptimConfig,
     Progress,
     RunningRMS,
@@ -40,6 +39,7 @@ from ..training import (
     make_optimizer,
     make_scheduler,
 )
+from ..training.run_control import run_folder_lock, stop_guards
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel
 from .objective import ObjectiveConfig, shortcut_forcing_loss

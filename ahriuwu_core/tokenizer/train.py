@@ -23,13 +23,13 @@ import zarr
 from PIL import Image
 from torch import nn
 
-from ..checked_store import HashCheck
-from ..checked_store import read as read_checked
-from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..frames import open_frames
-from ..report import small_png_bytes
-from ..run_control import run_folder_lock, stop_guards
-from ..training import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
+from ..data.checked_store import HashCheck
+from ..data.checked_store import read as read_checked
+from ..data.frames import open_frames
+from ..images.pictures import small_png_bytes
+from ..training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
+from ..training.optim import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
+from ..training.run_control import run_folder_lock, stop_guards
 from .cnn import CNNTokenizer, CNNTokenizerConfig
 from .losses import ReconstructionLoss, build_lpips
 from .quality import attention_entropy, collapse_check, heldout_metrics, recon_strip, reconstruct

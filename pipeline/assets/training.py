@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from ahriuwu_core import manifest as manifest_lib
+from ahriuwu_core.data import manifest as manifest_lib
 from pipeline.assets.common import (
     AFTER_NEW_TOKENIZER, CODE_VERSIONS, FOLLOW_INPUTS, OWNER, check_result, publish_if_passed,
     require_published, scalars, training_run_dir, video_partitions,

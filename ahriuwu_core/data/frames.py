@@ -38,10 +38,10 @@ import av.video.reformatter
 import numpy as np
 import zarr
 
-from ahriuwu_core.checked_store import create_array, open_checked
-from ahriuwu_core.conventions import DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS
-from ahriuwu_core.files import atomic_path
-from ahriuwu_core.sidecar import SidecarError, align_actions, load_actions
+from ahriuwu_core.data.checked_store import create_array, open_checked
+from ahriuwu_core.data.conventions import DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS
+from ahriuwu_core.data.files import atomic_path
+from ahriuwu_core.data.sidecar import SidecarError, align_actions, load_actions
 
 _INTERPOLATIONS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "fast_bilinear": "FAST_BILINEAR"}
 
