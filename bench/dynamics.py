@@ -27,7 +27,7 @@ from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.dynamics.train import load_world_model, train_dynamics
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.testing.toy import make_toy_latents
-from ahriuwu_core.training.optim import autocast_context
+from ahriuwu_core.training.precision import autocast_context
 
 # Latent shapes per preset (num_tokens, token_dim): demo = the demo CNN tokenizer's 16x16 grid x 16 (the model
 # `make demo` trains); seed/medium = a transformer tokenizer's 256 x 32.

@@ -17,7 +17,7 @@ from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.presets import get_preset
-from ahriuwu_core.training.optim import autocast_context
+from ahriuwu_core.training.precision import autocast_context
 peak = float(sys.argv[1]) * 1e12
 dev = torch.device("cuda")
 torch.backends.cuda.matmul.allow_tf32 = True

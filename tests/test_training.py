@@ -10,15 +10,9 @@ import torch
 from torch import nn
 
 from ahriuwu_core.training.checkpoint import load_checkpoint, save_checkpoint
-from ahriuwu_core.training.optim import (
-    OptimConfig,
-    Progress,
-    RunningRMS,
-    format_seconds,
-    lr_multiplier,
-    make_optimizer,
-    make_scheduler,
-)
+from ahriuwu_core.training.loss_norm import RunningRMS
+from ahriuwu_core.training.optim import OptimConfig, lr_multiplier, make_optimizer, make_scheduler
+from ahriuwu_core.training.progress import Progress, format_seconds
 from ahriuwu_core.training.run_control import StopRequested
 
 

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import torch
 
-from ..training.optim import autocast_context
+from ..training.precision import autocast_context
 from .model import KVCache, shift_previous
 from .objective import add_noise, flow_step
 

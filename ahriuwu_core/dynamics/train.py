@@ -30,15 +30,10 @@ import torch.distributed as dist
 
 from ..data.files import write_json
 from ..training.checkpoint import read_checkpoint, resume_checkpoint, save_checkpoint
-from ..training.optim import (
-    OptimConfig,
-    Progress,
-    RunningRMS,
-    WeightAverage,
-    autocast_context,
-    make_optimizer,
-    make_scheduler,
-)
+from ..training.loss_norm import RunningRMS
+from ..training.optim import OptimConfig, WeightAverage, make_optimizer, make_scheduler
+from ..training.precision import autocast_context
+from ..training.progress import Progress
 from ..training.run_control import run_folder_lock, stop_guards
 from .data import OBJECTIVE_STREAM, LatentWindows, example_seed
 from .model import DynamicsConfig, WorldModel

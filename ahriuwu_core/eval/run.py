@@ -157,7 +157,7 @@ def evaluate_split(
     camera_track=None,
 ) -> tuple[dict, dict]:
     """Score one split's videos. Returns (its metrics.json section, {"strips": [...], "gifs": [...]})."""
-    from ahriuwu_core.training.optim import autocast_context
+    from ahriuwu_core.training.precision import autocast_context
 
     cfg = plan.cfg
     horizons = list(range(1, cfg.horizon + 1))

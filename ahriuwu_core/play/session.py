@@ -153,7 +153,7 @@ class PlayWorld:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(1,1,N,D) latents -> uint8 (H,W,3)."""
-        from ..training.optim import autocast_context
+        from ..training.precision import autocast_context
 
         with autocast_context(self.device):
             x = self.tokenizer.decode(latents)

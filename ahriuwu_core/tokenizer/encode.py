@@ -18,7 +18,7 @@ from ..data.checked_store import read as read_checked
 from ..data.files import atomic_path
 from ..data.frames import open_frames
 from ..data.manifest import file_sha256
-from ..training.optim import autocast_context
+from ..training.precision import autocast_context
 from .train import code_version as tokenizer_code_version
 from .train import load_tokenizer
 

@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..training.optim import RunningRMS
+from ..training.loss_norm import RunningRMS
 
 
 def masked_mse(recon: torch.Tensor, target: torch.Tensor, game: torch.Tensor | None = None) -> torch.Tensor:

@@ -28,7 +28,10 @@ from ..data.checked_store import read as read_checked
 from ..data.frames import open_frames
 from ..images.pictures import small_png_bytes
 from ..training.checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..training.optim import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
+from ..training.loss_norm import RunningRMS
+from ..training.optim import OptimConfig, make_optimizer, make_scheduler
+from ..training.precision import autocast_context
+from ..training.progress import Progress
 from ..training.run_control import run_folder_lock, stop_guards
 from .cnn import CNNTokenizer, CNNTokenizerConfig
 from .losses import ReconstructionLoss, build_lpips

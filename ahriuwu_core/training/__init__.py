@@ -1,8 +1,9 @@
 """What the tokenizer and dynamics trainers share.
 
-Modules: `optim` (AdamW, the learning-rate schedule, bf16 autocast, the weight average, loss terms scaled by their
-running RMS, progress logging), `checkpoint` (exact resume), `run_control` (graceful stop, exit with the parent,
-one trainer per folder), `devices` (which GPU a step leases). A trainer's loop::
+Modules: `optim` (AdamW, the learning-rate schedule, the weight average), `loss_norm` (loss terms scaled by their
+running RMS), `progress` (log lines, JSON lines, TensorBoard scalars), `precision` (bf16 autocast on CUDA),
+`checkpoint` (exact resume), `run_control` (graceful stop, exit with the parent, one trainer per folder), `devices`
+(which GPU a step leases). A trainer's loop::
 
     opt = make_optimizer(model, cfg.optim)
     sched = make_scheduler(opt, cfg.optim, total_steps)
