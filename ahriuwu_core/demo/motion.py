@@ -43,7 +43,8 @@ def camera_track(sidecar_path, frames_store) -> np.ndarray | None:
     import json
     from pathlib import Path
 
-    from ahriuwu_core.data.frames import open_frames, resize_geometry
+    from ahriuwu_core.data.frame_geometry import resize_geometry
+    from ahriuwu_core.data.frames import open_frames
 
     if not Path(sidecar_path).exists():
         return None
