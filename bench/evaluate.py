@@ -27,7 +27,7 @@ from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.presets import get_preset
-from ahriuwu_core.tokenizer.train import build_tokenizer
+from ahriuwu_core.tokenizer.build import build_tokenizer
 from ahriuwu_core.training.checkpoint import save_checkpoint
 
 OUT = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "out" / "evaluate"))

@@ -13,7 +13,8 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 "$PY" - "$PEAK" <<'PYEOF'
 import sys, time, torch
 sys.path.insert(0, ".")
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.presets import get_preset

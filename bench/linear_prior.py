@@ -26,7 +26,7 @@ from ahriuwu_core.data.manifest import read_manifest, stores_by_split
 from ahriuwu_core.dynamics.prior import neighbourhoods
 from ahriuwu_core.eval.rollouts import clip_starts
 from ahriuwu_core.images import metrics as M
-from ahriuwu_core.tokenizer.train import load_tokenizer
+from ahriuwu_core.tokenizer.build import load_tokenizer
 
 HORIZONS = (1, 2, 4, 8, 16)
 

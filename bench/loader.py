@@ -17,8 +17,9 @@ from pathlib import Path
 
 import torch
 
+from ahriuwu_core.dynamics.config import DynamicsConfig
 from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.testing.toy import make_toy_latents

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import (
     ObjectiveConfig,
     add_noise,

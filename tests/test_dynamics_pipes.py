@@ -13,7 +13,7 @@ import time
 from pathlib import Path
 
 from ahriuwu_core.data.layout import DataLayout
-from ahriuwu_core.dynamics.train import DynamicsTrainConfig
+from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
 from ahriuwu_core.training.checkpoint import read_checkpoint
 from ahriuwu_core.training.optim import OptimConfig
 from tests._trainers import REPO, running, wait_for_step

@@ -8,7 +8,8 @@ import pytest
 import torch
 import zarr
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.prior import fit_least_squares
 from ahriuwu_core.eval import baselines as B
 from ahriuwu_core.eval.rollouts import Clips

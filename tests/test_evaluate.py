@@ -15,7 +15,8 @@ from PIL import Image
 from ahriuwu_core.data import split as S
 from ahriuwu_core.data.checked_store import create_array
 from ahriuwu_core.data.split import split_score
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.eval import __main__ as EM
 from ahriuwu_core.eval import action_control as EA
 from ahriuwu_core.eval import checks as EK

@@ -111,7 +111,7 @@ def test_files_shapes_and_metadata(graph):
     dyn = latest_metadata(instance, "dynamics")
     assert dyn["params"] > 0 and np.isfinite(dyn["loss_last"])
     # The published world model is the preset's, on the latents' shape, trained for the preset's steps.
-    from ahriuwu_core.dynamics.train import load_world_model
+    from ahriuwu_core.dynamics.load import load_world_model
 
     model = load_world_model(data_root / "dynamics" / "dynamics.pt")
     assert (model.cfg.num_tokens, model.cfg.token_dim) == tuple(lat["latents"].shape[1:])

@@ -25,7 +25,8 @@ from __future__ import annotations
 import torch
 
 from ..training.precision import autocast_context
-from .model import KVCache, shift_previous
+from .blocks import KVCache
+from .model import shift_previous
 from .objective import add_noise, flow_step
 
 

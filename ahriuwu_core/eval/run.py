@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ahriuwu_core.dynamics import rollout
-from ahriuwu_core.dynamics.train import load_dynamics
+from ahriuwu_core.dynamics.load import load_dynamics
 from ahriuwu_core.eval import action_control, baselines, report, rollouts, scoring
 from ahriuwu_core.eval.config import EvalConfig, Plan, resolve_plan, split_plan, variant_name
 from ahriuwu_core.images.pictures import small_png_bytes

@@ -266,7 +266,7 @@ class PlaySession:
 def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig | None = None, device="cpu") -> PlayWorld:
     """Load a tokenizer / dynamics checkpoint pair onto `device` and open the frames stores to start from."""
     cfg = cfg or PlayConfig()
-    from ..dynamics.train import load_dynamics
+    from ..dynamics.load import load_dynamics
     from ..tokenizer import load_tokenizer
 
     for path in (tokenizer_path, dynamics_path):

@@ -19,8 +19,8 @@ from ..data.files import atomic_path
 from ..data.frames import open_frames
 from ..data.manifest import file_sha256
 from ..training.precision import autocast_context
-from .train import code_version as tokenizer_code_version
-from .train import load_tokenizer
+from .build import code_version as tokenizer_code_version
+from .build import load_tokenizer
 
 
 @torch.no_grad()
