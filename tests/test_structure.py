@@ -1,6 +1,6 @@
 """Structure rules, checked on the source: the library never imports dagster or its own testing support, its
-imports (late ones included) form no cycle, the demo game is reached only as a source, modules stay small, presets live
-in one registry, and the code location uses only Dagster's public API."""
+imports (late ones included) form no cycle, the demo game is reached only as a source, modules stay small, presets
+live in one registry that only the command lines import, and the code location uses only Dagster's public API."""
 
 from __future__ import annotations
 
