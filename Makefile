@@ -29,7 +29,7 @@ system-deps:
 	  { apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq ffmpeg chromium postgresql >/dev/null; }
 
 setup: $(STAMP) system-deps
-	@$(PY) -m ahriuwu_core.lpips_weights
+	@$(PY) -m ahriuwu_core.images.lpips_weights
 
 demo: setup
 	$(PY) -m pipeline.demo

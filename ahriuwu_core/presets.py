@@ -11,14 +11,14 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field, replace
 
+from ahriuwu_core.data.frames import FramesConfig
+from ahriuwu_core.data.split import SplitConfig
 from ahriuwu_core.demo.video import DemoConfig
-from ahriuwu_core.dynamics.model import DynamicsConfig
-from ahriuwu_core.dynamics.train import DynamicsTrainConfig
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
 from ahriuwu_core.eval.config import EvalConfig
-from ahriuwu_core.frames import FramesConfig
-from ahriuwu_core.split import SplitConfig
 from ahriuwu_core.tokenizer import CNNTokenizerConfig, TokenizerTrainConfig, TransformerTokenizerConfig
-from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.training.optim import OptimConfig
 
 
 @dataclass(frozen=True)

@@ -21,14 +21,16 @@ from pathlib import Path
 import numpy as np
 import torch
 
+from ahriuwu_core.dynamics.blocks import KVCache
 from ahriuwu_core.dynamics.data import write_latent_store
-from ahriuwu_core.dynamics.model import KVCache, WorldModel
+from ahriuwu_core.dynamics.load import load_world_model
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
-from ahriuwu_core.dynamics.train import load_world_model, train_dynamics
+from ahriuwu_core.dynamics.train import train_dynamics
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.testing.toy import make_toy_latents
-from ahriuwu_core.training import autocast_context
+from ahriuwu_core.training.precision import autocast_context
 
 # Latent shapes per preset (num_tokens, token_dim): demo = the demo CNN tokenizer's 16x16 grid x 16 (the model
 # `make demo` trains); seed/medium = a transformer tokenizer's 256 x 32.

@@ -27,13 +27,13 @@ from pathlib import Path
 
 import torch
 
-from ahriuwu_core.checkpoint import read_checkpoint
+from ahriuwu_core.data.manifest import read_manifest, stores_by_split
 from ahriuwu_core.demo.motion import estimate_scroll
 from ahriuwu_core.dynamics.train import train_dynamics
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.run import evaluate
-from ahriuwu_core.manifest import read_manifest, stores_by_split
 from ahriuwu_core.presets import get_preset
+from ahriuwu_core.training.checkpoint import read_checkpoint
 
 HORIZONS = (1, 4, 8, 16)
 

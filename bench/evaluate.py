@@ -22,21 +22,21 @@ from pathlib import Path
 
 import torch
 
-from ahriuwu_core.checkpoint import save_checkpoint
 from ahriuwu_core.demo.motion import estimate_scroll
 from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.run import evaluate
 from ahriuwu_core.presets import get_preset
-from ahriuwu_core.tokenizer.train import build_tokenizer
+from ahriuwu_core.tokenizer.build import build_tokenizer
+from ahriuwu_core.training.checkpoint import save_checkpoint
 
 OUT = Path(os.environ.get("BENCH_OUT", Path(__file__).parent / "out" / "evaluate"))
 
 
 def demo_stores(count: int) -> list[Path]:
     """`count` distinct 5 s demo videos, rendered and extracted once."""
+    from ahriuwu_core.data.frames import FramesConfig, extract_frames
     from ahriuwu_core.demo.video import DemoConfig, write_demo_videos
-    from ahriuwu_core.frames import FramesConfig, extract_frames
 
     stores = []
     for mp4 in write_demo_videos(OUT / "videos", DemoConfig(num_videos=count, duration_s=5.0), log=lambda m: None):
@@ -53,7 +53,7 @@ def split_stores(args) -> dict[str, list[Path]]:
     if args.frames:
         return {split: list(args.frames) for split in args.split}
     if args.assets:
-        from ahriuwu_core.manifest import read_manifest, stores_by_split
+        from ahriuwu_core.data.manifest import read_manifest, stores_by_split
 
         by_split = stores_by_split(args.assets, read_manifest(args.assets), "frames")
         return {split: by_split[split] for split in args.split}
@@ -67,8 +67,8 @@ def split_stores(args) -> dict[str, list[Path]]:
 
 def camera_tracks(args):
     """The demo's true camera track per store (the scroll oracle baseline), from the videos' sidecars."""
+    from ahriuwu_core.data.layout import DataLayout
     from ahriuwu_core.demo.motion import camera_track
-    from ahriuwu_core.layout import DataLayout
 
     if args.frames:
         return None
@@ -78,6 +78,7 @@ def camera_tracks(args):
 
 
 def main():
+    global OUT  # --out moves every generated file
     p = argparse.ArgumentParser()
     p.add_argument("--frames", nargs="*", type=Path)
     p.add_argument("--assets", type=Path, help="a data root: score the stores of --split from its manifest")
@@ -93,7 +94,6 @@ def main():
     p.add_argument("--no-compare", action="store_true", help="time the batched evaluation once, nothing else")
     p.add_argument("--out", type=Path, default=OUT, help="where the models, rendered videos and reports go")
     args = p.parse_args()
-    global OUT
     OUT = args.out
     if args.threads:
         torch.set_num_threads(args.threads)

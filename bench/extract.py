@@ -5,7 +5,7 @@
 
 Speed: one 720p 30 fps clip (8 s with --quick, else 60 s) (`media.make_clip`, pattern "textured": a scrolling
 noise texture so the codec works about as hard as on a panning game camera), extracted to 20 fps 64x64 by
-  ours:   ahriuwu_core.frames.extract_frames (decode, pick frames by timestamp, resize, zarr write, hash)
+  ours:   ahriuwu_core.data.frames.extract_frames (decode, pick frames by timestamp, resize, zarr write, hash)
   ffmpeg: ffmpeg -i clip -vf fps=20,scale=64:64 -f rawvideo -pix_fmt rgb24 -   (read through a pipe)
 alternately, `repeats` times each; the best time of each counts (the machine is shared). Each tool's fixed cost
 per call (ffmpeg's process start-up; our container open and store set-up), its best time on a 0.2 s clip, is
@@ -34,7 +34,7 @@ import sys
 import time
 from pathlib import Path
 
-from ahriuwu_core import frames
+from ahriuwu_core.data import frames
 from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -43,7 +43,7 @@ OUT = ROOT / "bench" / "out"
 
 _RSS_SCRIPT = """
 import resource, sys
-from ahriuwu_core import frames
+from ahriuwu_core.data import frames
 frames.extract_frames(sys.argv[3], sys.argv[2], frames.FramesConfig())  # warm-up: codecs, zarr, numpy pools
 before = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
 st = frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig())
@@ -117,13 +117,13 @@ def peak_rss_mb(path: Path, warmup: Path) -> tuple[float, int]:
 
 
 def main() -> None:
+    global OUT  # --out moves every generated file
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("--quick", action="store_true", help="small clips, under a minute on 2 cores")
     ap.add_argument("--smoke", action="store_true", help="the suite's run: 1 s and tiny clips, 2 repeats")
     ap.add_argument("--repeats", type=int, default=None)
     ap.add_argument("--out", default=str(OUT), help="where the generated clips and stores go")
     args = ap.parse_args()
-    global OUT
     OUT = Path(args.out)
     OUT.mkdir(parents=True, exist_ok=True)
     ffmpeg = ffmpeg_binary()

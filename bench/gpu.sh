@@ -13,11 +13,12 @@ nvidia-smi --query-gpu=name,memory.total --format=csv,noheader || true
 "$PY" - "$PEAK" <<'PYEOF'
 import sys, time, torch
 sys.path.insert(0, ".")
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.presets import get_preset
-from ahriuwu_core.training import autocast_context
+from ahriuwu_core.training.precision import autocast_context
 peak = float(sys.argv[1]) * 1e12
 dev = torch.device("cuda")
 torch.backends.cuda.matmul.allow_tf32 = True

@@ -22,11 +22,11 @@ import numpy as np
 import torch
 import zarr
 
-from ahriuwu_core import metrics as M
+from ahriuwu_core.data.manifest import read_manifest, stores_by_split
 from ahriuwu_core.dynamics.prior import neighbourhoods
 from ahriuwu_core.eval.rollouts import clip_starts
-from ahriuwu_core.manifest import read_manifest, stores_by_split
-from ahriuwu_core.tokenizer.train import load_tokenizer
+from ahriuwu_core.images import metrics as M
+from ahriuwu_core.tokenizer.build import load_tokenizer
 
 HORIZONS = (1, 2, 4, 8, 16)
 

@@ -27,7 +27,7 @@ OUT = ROOT / "bench" / "out" / "long_video"
 _SCRIPT = """
 import resource, sys, shutil
 from pathlib import Path
-from ahriuwu_core import frames
+from ahriuwu_core.data import frames
 from ahriuwu_core.tokenizer import encode_video
 clip, warm, out, tok = map(Path, sys.argv[1:5])
 peak = lambda: resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
@@ -68,17 +68,17 @@ def measure(path: Path, warm: Path, tok: Path) -> tuple[int, float, float]:
 
 
 def main() -> None:
+    global OUT  # --out moves every generated file
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--minutes", type=float, default=120.0)
     ap.add_argument("--smoke", action="store_true", help="the suite's run: 20 s against 5 s instead of against 1 min")
     ap.add_argument("--out", default=str(OUT), help="where the generated clips and stores go")
     args = ap.parse_args()
-    global OUT
     OUT = Path(args.out)
     OUT.mkdir(parents=True, exist_ok=True)
-    from ahriuwu_core.checkpoint import save_checkpoint
     from ahriuwu_core.presets import get_preset
     from ahriuwu_core.tokenizer import build_tokenizer
+    from ahriuwu_core.training.checkpoint import save_checkpoint
 
     tok_cfg = get_preset("demo").tokenizer_config("cnn")
     tok = build_tokenizer(tok_cfg.kind, tok_cfg.model)  # untrained: the cost does not depend on the weights

@@ -73,7 +73,7 @@ def steer(world, frames: int = 40) -> None:
     """Hold each straight move from every clip; print the agreement and the scroll speed (pixels per frame)."""
     import numpy as np
 
-    from ahriuwu_core.conventions import MOVE_UNIT
+    from ahriuwu_core.data.conventions import MOVE_UNIT
     from ahriuwu_core.demo.motion import estimate_scroll
     from ahriuwu_core.play.session import PlaySession
 

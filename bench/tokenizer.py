@@ -22,7 +22,8 @@ import torch
 from ahriuwu_core.presets import get_preset
 from ahriuwu_core.tokenizer import build_tokenizer, count_params
 from ahriuwu_core.tokenizer.losses import ReconstructionLoss, build_lpips
-from ahriuwu_core.training import OptimConfig, autocast_context, make_optimizer
+from ahriuwu_core.training.optim import OptimConfig, make_optimizer
+from ahriuwu_core.training.precision import autocast_context
 
 
 def bench_preset(name: str, device: torch.device, reps: int, lpips: bool) -> dict:

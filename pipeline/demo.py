@@ -15,7 +15,7 @@ import time
 
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from ahriuwu_core import catalog
+from ahriuwu_core.data import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, video_partitions, videos
 from pipeline.definitions import ALL_ASSETS
 from pipeline.resources import resources_from_env

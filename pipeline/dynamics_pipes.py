@@ -48,8 +48,10 @@ def _main(argv) -> int:
     )
     spec = json.loads(Path(ap.parse_args(argv).spec).read_text())
 
-    from ahriuwu_core.dynamics.train import DynamicsTrainConfig, distributed, train_dynamics
-    from ahriuwu_core.manifest import file_sha256
+    from ahriuwu_core.data.manifest import file_sha256
+    from ahriuwu_core.dynamics.distributed import distributed
+    from ahriuwu_core.dynamics.train import train_dynamics
+    from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
 
     cfg = DynamicsTrainConfig.from_dict(spec["config"])
     stores = [Path(p) for p in spec["train_stores"]]

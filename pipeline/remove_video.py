@@ -19,8 +19,8 @@ import sys
 
 from dagster import DagsterInstance
 
-from ahriuwu_core import catalog
-from ahriuwu_core.layout import DataLayout
+from ahriuwu_core.data import catalog
+from ahriuwu_core.data.layout import DataLayout
 from pipeline.assets import frames, latents, video_partitions, videos
 from pipeline.resources import resources_from_env
 

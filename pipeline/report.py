@@ -14,7 +14,7 @@ def image_markdown(png: bytes, alt: str) -> str:
 
 def loss_curve_markdown(train_log) -> str | None:
     """The run's training loss against step as an inline picture; None before anything was logged."""
-    from ahriuwu_core.report import loss_curve_png
+    from ahriuwu_core.images.pictures import loss_curve_png
 
     png = loss_curve_png(train_log)
     return image_markdown(png, "training loss vs step") if png else None

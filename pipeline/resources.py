@@ -48,7 +48,7 @@ class StorageResource(ConfigurableResource):
 
     @property
     def layout(self):
-        from ahriuwu_core.layout import DataLayout
+        from ahriuwu_core.data.layout import DataLayout
 
         return DataLayout(self.path)
 
@@ -70,7 +70,7 @@ class ComputeResource(ConfigurableResource):
         """The device of one GPU step, held until the block ends. With `auto` or `cuda` each concurrent step
         leases its own GPU ("cuda:<i>", the first free one), so a `gpu` pool limit of N spreads N steps over N
         GPUs. distributed: a torchrun launch, whose ranks pick their GPUs by LOCAL_RANK, so it takes no lease."""
-        from ahriuwu_core.devices import leased_torch_device
+        from ahriuwu_core.training.devices import leased_torch_device
 
         if distributed:
             import torch
@@ -219,7 +219,7 @@ def _session_dir(base: Path) -> Iterator[Path]:
     """A Pipes session's own folder in `base`, the data root's tmp/ (not $TMPDIR), named with this process's pid
     like every temp of the project, so that files.sweep removes what a killed step process left; removed at
     close."""
-    from ahriuwu_core.files import sweep, temp_path
+    from ahriuwu_core.data.files import sweep, temp_path
 
     base.mkdir(parents=True, exist_ok=True)
     sweep(base)
@@ -235,7 +235,7 @@ class DataRootContextInjector(PipesContextInjector):
     """Dagster's file context injector, its file in a session folder under the data root."""
 
     def __init__(self, root: Path):
-        from ahriuwu_core.layout import DataLayout
+        from ahriuwu_core.data.layout import DataLayout
 
         self.folder = DataLayout(root).tmp_dir
 
@@ -253,7 +253,7 @@ class DataRootMessageReader(PipesMessageReader):
     """Dagster's file message reader, its file in a session folder under the data root."""
 
     def __init__(self, root: Path):
-        from ahriuwu_core.layout import DataLayout
+        from ahriuwu_core.data.layout import DataLayout
 
         self.folder = DataLayout(root).tmp_dir
 

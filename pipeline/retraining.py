@@ -18,7 +18,7 @@ from dagster import (
     define_asset_job,
 )
 
-from ahriuwu_core import manifest as manifest_lib
+from ahriuwu_core.data import manifest as manifest_lib
 from pipeline.assets import dataset_manifest, dynamics, evaluation, tokenizer
 from pipeline.resources import StorageResource
 

@@ -18,7 +18,7 @@ import time
 
 from dagster import DagsterEventType, DagsterInstance, DagsterRun, DagsterRunStatus, RunsFilter
 
-from ahriuwu_core.files import process_started
+from ahriuwu_core.data.files import process_started
 
 HOST_TAG = "ahriuwu/host"
 # A pid whose process started this long after the pid was recorded is a reused one. Generous: /proc's boot time

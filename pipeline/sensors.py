@@ -17,7 +17,7 @@ from dagster import (
     sensor,
 )
 
-from ahriuwu_core import catalog
+from ahriuwu_core.data import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, video_partitions, videos
 from pipeline.resources import ProjectResource, StorageResource
 

@@ -2,7 +2,8 @@
 
 import torch
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 
 TINY = dict(
     num_tokens=8,

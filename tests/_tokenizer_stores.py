@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from ahriuwu_core.checked_store import create_array
+from ahriuwu_core.data.checked_store import create_array
 
 
 def make_frames_store(

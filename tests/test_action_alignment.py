@@ -5,7 +5,7 @@ during all of it."""
 import numpy as np
 import pytest
 
-from ahriuwu_core.conventions import actions_leading_into
+from ahriuwu_core.data.conventions import actions_leading_into
 
 
 def labels(records, num_frames, fps=20, until=float("inf")):

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 from dagster import DagsterInstance
 
-from ahriuwu_core.checkpoint import read_checkpoint
+from ahriuwu_core.training.checkpoint import read_checkpoint
 from tests._instance import scratch_project
 from tests._other_game import write_other_game
 

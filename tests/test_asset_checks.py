@@ -68,7 +68,7 @@ def test_frames_checks_pass_on_good_video_and_fail_on_black_or_frozen(project):
 def test_frame_count_check_fails_on_a_short_decode(project, monkeypatch):
     """A decode that stops early (the container promises more) is recorded as a failed frame_count check."""
     instance, data_root, _ = project
-    from ahriuwu_core import frames as frames_lib
+    from ahriuwu_core.data import frames as frames_lib
     from pipeline.assets import frames
     from pipeline.definitions import ALL_ASSETS
     from pipeline.resources import resources_from_env

@@ -13,8 +13,8 @@ import pytest
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from ahriuwu_core import sources
-from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.sidecar import load_actions
+from ahriuwu_core.data.layout import DataLayout
+from ahriuwu_core.data.sidecar import load_actions
 from ahriuwu_core.sources import atari
 from tests._instance import scratch_project
 
@@ -172,7 +172,7 @@ def test_an_atari_video_goes_through_the_videos_and_frames_stages(tmp_path, monk
         assert {e.check_name: e.passed for e in done.get_asset_check_evaluations()}["frame_count"]
     meta = done.asset_materializations_for_node("videos")[0].metadata
     assert (meta["fps"].value, meta["width"].value, meta["height"].value) == (60, 160, 210)
-    from ahriuwu_core.frames import open_frames
+    from ahriuwu_core.data.frames import open_frames
 
     layout = DataLayout(data_root)
     store = open_frames(layout.frames_store("breakout_000"))

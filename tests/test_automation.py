@@ -88,7 +88,7 @@ def test_no_second_request_while_its_run_is_in_progress(project, started):
 
 
 def test_a_failed_stage_is_not_requested_again_until_its_input_changes(project, monkeypatch):
-    import ahriuwu_core.frames
+    import ahriuwu_core.data.frames
     from pipeline.assets import VideosConfig
     from pipeline.definitions import ALL_ASSETS
 
@@ -98,14 +98,14 @@ def test_a_failed_stage_is_not_requested_again_until_its_input_changes(project, 
     def broken(*a, **k):
         raise RuntimeError("decoder crashed")
 
-    real = ahriuwu_core.frames.extract_frames
-    monkeypatch.setattr(ahriuwu_core.frames, "extract_frames", broken)
+    real = ahriuwu_core.data.frames.extract_frames
+    monkeypatch.setattr(ahriuwu_core.data.frames, "extract_frames", broken)
     runs = daemon.sensor_tick() + daemon.automation_tick()
     assert not any(daemon.launch(runs))  # videos materialized, frames failed
     for _ in range(3):
         assert daemon.sensor_tick() == [] and daemon.automation_tick() == []
     assert daemon.requested == Counter({("videos", "clip_a"): 1, ("frames", "clip_a"): 1})
-    monkeypatch.setattr(ahriuwu_core.frames, "extract_frames", real)
+    monkeypatch.setattr(ahriuwu_core.data.frames, "extract_frames", real)
     # The input changes: the video is fetched again (by hand); frames follows, once.
     assert materialize(
         ALL_ASSETS,

@@ -95,8 +95,8 @@ def test_the_launcher_is_configured_from_the_environment(monkeypatch):
 
 
 def test_the_pods_command_runs_through_the_real_entry_point_with_pipes(tmp_path):
+    from ahriuwu_core.data.manifest import file_sha256
     from ahriuwu_core.dynamics.data import write_latent_store
-    from ahriuwu_core.manifest import file_sha256
     from tests.test_dynamics_train import tiny_cfg
 
     data_root = tmp_path / "data"

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from ahriuwu_core.conventions import MOVE_VECTORS, move_from_vector
+from ahriuwu_core.data.conventions import MOVE_VECTORS, move_from_vector
 from ahriuwu_core.demo.__main__ import main
 from ahriuwu_core.demo.game import DemoGame
 from ahriuwu_core.demo.hud import (
@@ -255,8 +255,8 @@ def test_cli_writes_videos_and_changed_settings_rewrite(tmp_path):
 def test_stored_action_of_frame_t_predicts_the_scroll_from_t_minus_1_to_t(clip, tmp_path):
     """The convention end to end on demo data: through the frames stage (40 fps -> 20 fps, 64x64), the action a
     frame carries is the move that scrolled the view into it -- and the previous frame's action is worse."""
-    from ahriuwu_core.conventions import MOVE_UNIT
-    from ahriuwu_core.frames import FramesConfig, extract_frames, open_frames
+    from ahriuwu_core.data.conventions import MOVE_UNIT
+    from ahriuwu_core.data.frames import FramesConfig, extract_frames, open_frames
 
     sidecar = clip["mp4"].with_name("demo_000.actions.json")
     stats = extract_frames(clip["mp4"], tmp_path / "f.zarr", FramesConfig(hud_layout="demo"), actions_path=sidecar)
@@ -285,7 +285,7 @@ def test_stored_action_of_frame_t_predicts_the_scroll_from_t_minus_1_to_t(clip, 
 def test_every_cast_is_labelled_on_the_first_stored_frame_that_shows_it(clip, tmp_path):
     """Through the frames stage (40 -> 20 fps), a cast logged on either source frame of an output frame's interval
     lands on that output frame, and that frame is the first to show the icon greyed."""
-    from ahriuwu_core.frames import FramesConfig, extract_frames, open_frames
+    from ahriuwu_core.data.frames import FramesConfig, extract_frames, open_frames
 
     sidecar = clip["mp4"].with_name("demo_000.actions.json")
     cfg = FramesConfig(width=CLIP.width, height=CLIP.height, hud_layout="demo")  # full size: icons readable

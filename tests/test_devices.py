@@ -11,13 +11,13 @@ import sys
 
 import pytest
 
-from ahriuwu_core.devices import lease_device, leased_torch_device
+from ahriuwu_core.training.devices import lease_device, leased_torch_device
 from tests._instance import ROOT
 
 # Holds a lease of argv[2] devices under argv[1]: prints its index, releases it when a line arrives on stdin.
 HOLDER = """
 import sys
-from ahriuwu_core.devices import lease_device
+from ahriuwu_core.training.devices import lease_device
 with lease_device(sys.argv[1], int(sys.argv[2]), poll_s=0.05) as index:
     print(index, flush=True)
     sys.stdin.readline()

@@ -6,11 +6,13 @@ import pytest
 import torch
 
 from ahriuwu_core.dynamics.data import write_latent_store
+from ahriuwu_core.dynamics.load import load_world_model
 from ahriuwu_core.dynamics.sampler import rollout
-from ahriuwu_core.dynamics.train import DynamicsTrainConfig, load_world_model, train_dynamics
+from ahriuwu_core.dynamics.train import train_dynamics
+from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
 from ahriuwu_core.eval.action_control import shuffled_actions
 from ahriuwu_core.testing.toy import make_toy_latents
-from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.training.optim import OptimConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 

@@ -5,7 +5,9 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, KVCache, WorldModel
+from ahriuwu_core.dynamics.blocks import KVCache
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.presets import get_preset
 from tests._dynamics import TINY, tiny

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import (
     ObjectiveConfig,
     add_noise,
@@ -185,7 +186,7 @@ def test_loss_finite_and_bounded_in_bf16_with_real_model():
 
 
 def test_rms_normalization_shares_the_flow_scale():
-    from ahriuwu_core.training import RunningRMS
+    from ahriuwu_core.training.loss_norm import RunningRMS
 
     clean = torch.rand(16, 5, 2, 3) * 2 - 1
     model = Recorder(scale=0.5)
@@ -202,7 +203,7 @@ def test_rms_normalization_shares_the_flow_scale():
 def test_split_batch_with_summed_terms_has_the_full_batch_gradient():
     """Two halves (as two data-parallel ranks) with per-example generators and `reduce_sum`: the mean of their
     gradients and the RMS scale equal the full batch's, and their stats are the global-batch values."""
-    from ahriuwu_core.training import RunningRMS
+    from ahriuwu_core.training.loss_norm import RunningRMS
     from tests._dynamics import tiny
 
     clean = torch.rand(6, 4, 8, 4, generator=torch.Generator().manual_seed(0)) * 2 - 1

@@ -12,11 +12,11 @@ import sys
 import time
 from pathlib import Path
 
-from ahriuwu_core import files
-from ahriuwu_core.checkpoint import read_checkpoint
-from ahriuwu_core.dynamics.train import DynamicsTrainConfig
-from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.data import files
+from ahriuwu_core.data.layout import DataLayout
+from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
+from ahriuwu_core.training.checkpoint import read_checkpoint
+from ahriuwu_core.training.optim import OptimConfig
 from tests._trainers import REPO, running, wait_for_step
 from tests.test_dynamics_train import TINY_MODEL, make_stores
 

@@ -5,7 +5,8 @@ from dataclasses import replace
 import pytest
 import torch
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.dynamics.prior import ActionKernelPrior, fit_least_squares, prior_error
 

@@ -4,7 +4,8 @@ and more steps never worse on a model trained on a toy sequence."""
 import pytest
 import torch
 
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.objective import ObjectiveConfig, shortcut_forcing_loss
 from ahriuwu_core.dynamics.sampler import denoise, rollout, sample_frames
 from tests._dynamics import TINY
@@ -178,7 +179,7 @@ def test_rollout_takes_and_returns_tokenizer_scale_latents():
 def test_windowed_cache_keeps_the_last_frames_and_sees_only_them():
     """KVCache(window=W): the cache never holds more than W frames, and (one layer, so a key is a function of its
     own frame) a peek equals the model run on just the last W frames -- RoPE makes positions relative."""
-    from ahriuwu_core.dynamics.model import KVCache
+    from ahriuwu_core.dynamics.blocks import KVCache
     from ahriuwu_core.dynamics.sampler import Dreamer
 
     W, T = 3, 9

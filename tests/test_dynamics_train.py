@@ -13,18 +13,16 @@ import pytest
 import torch
 import zarr
 
-from ahriuwu_core.checkpoint import read_checkpoint
+from ahriuwu_core.cli.train_dynamics import config_from_json
 from ahriuwu_core.dynamics import train as train_mod
+from ahriuwu_core.dynamics.config import DynamicsConfig
 from ahriuwu_core.dynamics.data import LatentWindows, write_latent_store
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
-from ahriuwu_core.dynamics.train import (
-    DynamicsTrainConfig,
-    NonFiniteLossError,
-    config_from_json,
-    load_world_model,
-    train_dynamics,
-)
-from ahriuwu_core.training import OptimConfig, WeightAverage
+from ahriuwu_core.dynamics.load import load_world_model
+from ahriuwu_core.dynamics.model import WorldModel
+from ahriuwu_core.dynamics.train import NonFiniteLossError, train_dynamics
+from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
+from ahriuwu_core.training.checkpoint import read_checkpoint
+from ahriuwu_core.training.optim import OptimConfig, WeightAverage
 from tests._tensorboard import event_files, scalars
 from tests._trainers import kill_parent_of, wait_for_step
 
@@ -205,7 +203,7 @@ def test_nonfinite_losses_are_skipped_then_fatal(tmp_path, monkeypatch):
 
 def run_cli(config: dict, out: Path, **popen):
     return subprocess.Popen(
-        [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(config), "--out", str(out)],
+        [sys.executable, "-m", "ahriuwu_core.cli.train_dynamics", "--config", json.dumps(config), "--out", str(out)],
         cwd=REPO,
         env={**os.environ, "OMP_NUM_THREADS": "1"},
         stdout=subprocess.PIPE,
@@ -313,7 +311,7 @@ def test_torchrun_two_processes_match_one_process_on_the_global_batch(tmp_path, 
         "--nproc_per_node",
         "2",
         "-m",
-        "ahriuwu_core.dynamics.train",
+        "ahriuwu_core.cli.train_dynamics",
         "--config",
         json.dumps(cfg),
         "--out",
@@ -341,7 +339,7 @@ def test_two_nodes_on_loopback_match_one_process(tmp_path):
         open_pipes_session,
     )
 
-    from ahriuwu_core.dynamics.train import DynamicsTrainConfig
+    from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
     from pipeline.cluster import dynamics_command
     from tests._servers import free_port
 
@@ -432,7 +430,7 @@ def test_trainer_stops_when_its_parent_is_killed(tmp_path):
     cmd = [
         sys.executable,
         "-m",
-        "ahriuwu_core.dynamics.train",
+        "ahriuwu_core.cli.train_dynamics",
         "--config",
         json.dumps(cli_config(stores, steps=100000, ckpt_every=1000)),
         "--out",
@@ -449,7 +447,7 @@ def test_trainer_stops_when_its_parent_is_killed(tmp_path):
 
 
 def test_one_trainer_per_run_folder_and_stale_locks_are_broken(tmp_path):
-    from ahriuwu_core.files import LockHeld
+    from ahriuwu_core.data.files import LockHeld
 
     stores = make_stores(tmp_path)
     out = tmp_path / "run"

@@ -8,11 +8,12 @@ import pytest
 import torch
 import zarr
 
-from ahriuwu_core import metrics as M
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.dynamics.prior import fit_least_squares
 from ahriuwu_core.eval import baselines as B
 from ahriuwu_core.eval.rollouts import Clips
+from ahriuwu_core.images import metrics as M
 
 pytestmark = pytest.mark.usefixtures("one_thread")
 
@@ -111,10 +112,10 @@ def test_scroll_oracle_moves_the_last_frame_against_the_camera():
 def test_the_demo_camera_track_is_the_scroll_its_frames_show(tmp_path):
     """Rendered demo frames, 20 fps at 64x64: the camera track's step between frames is the scroll phase
     correlation measures, and reaches the evaluation through the project resource (the demo only)."""
+    from ahriuwu_core.data.frames import FramesConfig, extract_frames
+    from ahriuwu_core.data.layout import DataLayout
     from ahriuwu_core.demo.motion import estimate_scroll
     from ahriuwu_core.demo.video import DemoConfig, write_demo_videos
-    from ahriuwu_core.frames import FramesConfig, extract_frames
-    from ahriuwu_core.layout import DataLayout
     from pipeline.resources import ProjectResource
 
     layout = DataLayout(tmp_path)

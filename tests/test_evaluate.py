@@ -12,12 +12,11 @@ import torch
 import zarr
 from PIL import Image
 
-from ahriuwu_core import metrics as M
-from ahriuwu_core import report as R
-from ahriuwu_core import split as S
-from ahriuwu_core.checked_store import create_array
-from ahriuwu_core.checkpoint import save_checkpoint
-from ahriuwu_core.dynamics.model import DynamicsConfig, WorldModel
+from ahriuwu_core.data import split as S
+from ahriuwu_core.data.checked_store import create_array
+from ahriuwu_core.data.split import split_score
+from ahriuwu_core.dynamics.config import DynamicsConfig
+from ahriuwu_core.dynamics.model import WorldModel
 from ahriuwu_core.eval import __main__ as EM
 from ahriuwu_core.eval import action_control as EA
 from ahriuwu_core.eval import checks as EK
@@ -25,8 +24,10 @@ from ahriuwu_core.eval import config as EC
 from ahriuwu_core.eval import report as EP
 from ahriuwu_core.eval import rollouts as ER
 from ahriuwu_core.eval import run as EV
-from ahriuwu_core.split import split_score
+from ahriuwu_core.images import metrics as M
+from ahriuwu_core.images import pictures as R
 from ahriuwu_core.tokenizer.cnn import CNNTokenizer, CNNTokenizerConfig
+from ahriuwu_core.training.checkpoint import save_checkpoint
 
 pytestmark = pytest.mark.usefixtures("one_thread_module")
 

@@ -1,11 +1,11 @@
-"""Atomic writes and the leftover sweep (ahriuwu_core/files.py), on real files and folders."""
+"""Atomic writes and the leftover sweep (ahriuwu_core/data/files.py), on real files and folders."""
 
 import os
 import subprocess
 
 import pytest
 
-from ahriuwu_core import files
+from ahriuwu_core.data import files
 
 
 def test_a_write_lands_whole_or_not_at_all(tmp_path):
@@ -88,7 +88,7 @@ def test_a_full_disk_is_named_with_the_path_by_every_writer(full_disk):
     import torch
     import zarr
 
-    from ahriuwu_core.checkpoint import save_checkpoint
+    from ahriuwu_core.training.checkpoint import save_checkpoint
 
     big = np.random.default_rng(0).integers(0, 255, 1 << 20, dtype=np.uint8)  # 1 MiB that does not compress
 
@@ -111,7 +111,7 @@ def test_a_full_disk_is_named_with_the_path_by_every_writer(full_disk):
 
 def test_rotate_keeps_both_names_readable(tmp_path):
     """The current file stays in place while its previous copy is made; the rewrite then replaces only it."""
-    from ahriuwu_core.files import rotate, write_bytes
+    from ahriuwu_core.data.files import rotate, write_bytes
 
     last, prev = tmp_path / "last.pt", tmp_path / "last.prev.pt"
     assert rotate(last, prev) is False and not prev.exists()
@@ -126,7 +126,7 @@ def test_old_run_folders_are_pruned_but_never_the_current_or_a_live_one(tmp_path
     import socket
     import time
 
-    from ahriuwu_core.files import prune_runs
+    from ahriuwu_core.data.files import prune_runs
 
     runs = tmp_path / "runs"
     for name in ["a", "b", "c", "d", "e"]:

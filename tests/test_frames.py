@@ -11,9 +11,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from ahriuwu_core import files, frames
-from ahriuwu_core.conventions import HUD_LAYOUTS
-from ahriuwu_core.frames import FramesConfig, FramesError
+from ahriuwu_core.data import files, frame_geometry, frame_stream, frames
+from ahriuwu_core.data.conventions import HUD_LAYOUTS
+from ahriuwu_core.data.frames import FramesConfig, FramesError
 from ahriuwu_core.testing import media
 
 
@@ -117,14 +117,14 @@ def test_store_layout_and_attrs(tmp_path):
 
 
 def test_resize_geometry_by_hand():
-    g = frames.resize_geometry(160, 90, 64, 64, "letterbox")  # scale 0.4 -> 64x36, 14 px bars
+    g = frame_geometry.resize_geometry(160, 90, 64, 64, "letterbox")  # scale 0.4 -> 64x36, 14 px bars
     assert (g.rw, g.rh, g.ox, g.oy) == (64, 36, 0, 14)
-    g = frames.resize_geometry(160, 90, 64, 64, "crop")  # scale 64/90 -> 113.8 -> 114 x 64, 25 px cut left
+    g = frame_geometry.resize_geometry(160, 90, 64, 64, "crop")  # scale 64/90 -> 113.8 -> 114 x 64, 25 px cut left
     assert (g.rw, g.rh, g.ox, g.oy) == (114, 64, -25, 0)
-    g = frames.resize_geometry(160, 90, 64, 64, "squash")
+    g = frame_geometry.resize_geometry(160, 90, 64, 64, "squash")
     assert (g.rw, g.rh, g.ox, g.oy) == (64, 64, 0, 0)
     with pytest.raises(ValueError):
-        frames.resize_geometry(160, 90, 64, 64, "stretch")
+        frame_geometry.resize_geometry(160, 90, 64, 64, "stretch")
 
 
 def test_letterbox_bars_are_masked_and_image_kept(tmp_path):
@@ -167,8 +167,8 @@ def brute_force_mask(layout, src_w, src_h, out_w, out_h):
 
 
 def test_replay_hud_mask_by_hand():
-    g = frames.resize_geometry(1920, 1080, 64, 64, "squash")
-    mask = frames.hud_mask(g, "replay")
+    g = frame_geometry.resize_geometry(1920, 1080, 64, 64, "squash")
+    mask = frame_geometry.hud_mask(g, "replay")
     # minimap (1650, 810, 270, 270) -> x 55..64, y 48..64 exactly
     assert mask[48:, 55:].all() and not mask[47, 30]
     # top scoreboard (385, 0, 1150, 100) -> x 12.83..51.17, y 0..5.93
@@ -176,10 +176,12 @@ def test_replay_hud_mask_by_hand():
     assert not mask[20:40, 10:50].any()  # the middle of the screen is game
     np.testing.assert_array_equal(mask, brute_force_mask("replay", 1920, 1080, 64, 64))
     # a 720p replay gets the same mask (boxes scale with the source)
-    np.testing.assert_array_equal(frames.hud_mask(frames.resize_geometry(1280, 720, 64, 64, "squash"), "replay"), mask)
-    assert not frames.hud_mask(g, "none").any()
+    np.testing.assert_array_equal(
+        frame_geometry.hud_mask(frame_geometry.resize_geometry(1280, 720, 64, 64, "squash"), "replay"), mask
+    )
+    assert not frame_geometry.hud_mask(g, "none").any()
     with pytest.raises(ValueError, match="hud_layout"):
-        frames.hud_mask(g, "nope")
+        frame_geometry.hud_mask(g, "nope")
 
 
 def test_demo_hud_mask_stored_and_pixels_untouched(tmp_path):
@@ -346,7 +348,7 @@ def test_4k_memory_stays_bounded(tmp_path):
     clip = media.make_clip(tmp_path / "4k.mp4", seconds=2.0, fps=10, width=3840, height=2160)
     script = textwrap.dedent("""
         import resource, sys
-        from ahriuwu_core import frames
+        from ahriuwu_core.data import frames
         base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
         st = frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig(decode_threads=2))
         print(st["num_frames"], (resource.getrusage(resource.RUSAGE_SELF).ru_maxrss - base) / 1024)
@@ -400,7 +402,7 @@ def test_disk_full_names_the_output_not_the_video(tmp_path, monkeypatch):
         calls.append(n)
         raise OSError(errno.ENOSPC, "No space left on device", str(store))
 
-    monkeypatch.setattr(frames._ChunkWriter, "_write", full)
+    monkeypatch.setattr(frame_stream.ChunkWriter, "_write", full)
     with pytest.raises(FramesError) as err:
         frames.extract_frames(video, store, FramesConfig())
     msg = str(err.value)

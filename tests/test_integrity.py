@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 
-from ahriuwu_core import frames
-from ahriuwu_core.checked_store import StoreDamaged
-from ahriuwu_core.checkpoint import save_checkpoint
+from ahriuwu_core.data import frames
+from ahriuwu_core.data.checked_store import StoreDamaged
+from ahriuwu_core.data.frames import FramesConfig
 from ahriuwu_core.dynamics.data import open_latent_video
-from ahriuwu_core.frames import FramesConfig
 from ahriuwu_core.testing import media
 from ahriuwu_core.tokenizer import build_tokenizer, encode_video
+from ahriuwu_core.training.checkpoint import save_checkpoint
 
 TINY_CNN = dict(image_size=16, channels=(8,), latent_dim=4)
 

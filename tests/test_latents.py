@@ -5,9 +5,9 @@ import pytest
 import torch
 import zarr
 
-from ahriuwu_core.checkpoint import save_checkpoint
 from ahriuwu_core.tokenizer import build_tokenizer, encode_video
 from ahriuwu_core.tokenizer.encode import file_sha256
+from ahriuwu_core.training.checkpoint import save_checkpoint
 
 from ._tokenizer_stores import make_frames_store
 

@@ -6,7 +6,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
-from ahriuwu_core import lpips_weights
+from ahriuwu_core.images import lpips_weights
 
 
 def natural_image(size=128, seed=0):

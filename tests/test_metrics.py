@@ -6,7 +6,7 @@ import pytest
 import torch
 from skimage.metrics import structural_similarity
 
-from ahriuwu_core import metrics
+from ahriuwu_core.images import metrics
 
 
 def test_psnr_of_known_mse_float_and_uint8():

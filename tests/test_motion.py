@@ -3,7 +3,7 @@
 import numpy as np
 import pytest
 
-from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights, shift_image
+from ahriuwu_core.images.motion import constant_velocity_rollout, estimate_shift, motion_weights, shift_image
 
 
 def _texture(seed=0, size=64):

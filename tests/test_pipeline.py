@@ -22,7 +22,7 @@ import zarr
 from dagster import AssetKey, AssetRecordsFilter, DagsterInstance
 
 from ahriuwu_core.eval.rollouts import clip_starts
-from ahriuwu_core.metrics import psnr
+from ahriuwu_core.images.metrics import psnr
 from tests._checks import recorded
 from tests._servers import free_port, stop_group
 
@@ -111,7 +111,7 @@ def test_files_shapes_and_metadata(graph):
     dyn = latest_metadata(instance, "dynamics")
     assert dyn["params"] > 0 and np.isfinite(dyn["loss_last"])
     # The published world model is the preset's, on the latents' shape, trained for the preset's steps.
-    from ahriuwu_core.dynamics.train import load_world_model
+    from ahriuwu_core.dynamics.load import load_world_model
 
     model = load_world_model(data_root / "dynamics" / "dynamics.pt")
     assert (model.cfg.num_tokens, model.cfg.token_dim) == tuple(lat["latents"].shape[1:])
@@ -175,8 +175,8 @@ def test_links_tables_checkpoints_and_curves(graph):
     loss curve as a picture, and TensorBoard event files in the run folder holding the logged losses."""
     from dagster import MarkdownMetadataValue, PathMetadataValue, TableMetadataValue, UrlMetadataValue
 
-    from ahriuwu_core.catalog import catalog_entry
-    from ahriuwu_core.manifest import file_sha256
+    from ahriuwu_core.data.catalog import catalog_entry
+    from ahriuwu_core.data.manifest import file_sha256
     from tests._tensorboard import scalars
 
     instance, _, data_root, _, _ = graph

@@ -24,7 +24,7 @@ import pytest
 import zarr
 from dagster import AssetSelection, DagsterInstance, materialize
 
-from ahriuwu_core import catalog
+from ahriuwu_core.data import catalog
 from ahriuwu_core.testing import media
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -236,7 +236,7 @@ def _scroll_agreement(log, move):
     champion), by the demo's motion estimate; and the mean scroll (dx, dy)."""
     import base64
 
-    from ahriuwu_core.conventions import MOVE_UNIT
+    from ahriuwu_core.data.conventions import MOVE_UNIT
     from ahriuwu_core.demo.motion import estimate_scroll
 
     def pixels(entry):

@@ -16,7 +16,7 @@ from dagster import (
     materialize,
 )
 
-from ahriuwu_core import catalog
+from ahriuwu_core.data import catalog
 from ahriuwu_core.testing import media
 from tests._instance import scratch_project
 

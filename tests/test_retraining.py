@@ -20,7 +20,7 @@ from dagster import (
     build_schedule_context,
 )
 
-from ahriuwu_core import manifest as manifest_lib
+from ahriuwu_core.data import manifest as manifest_lib
 from ahriuwu_core.testing import media
 from tests._daemon import Daemon, shape
 from tests._instance import scratch_project

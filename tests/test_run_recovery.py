@@ -18,8 +18,8 @@ from dagster import AssetKey, DagsterEventType, DagsterInstance, DagsterRunStatu
 from dagster._core.launcher import WorkerStatus
 from dagster._core.storage.tags import WILL_RETRY_TAG
 
-from ahriuwu_core.files import process_started
-from ahriuwu_core.layout import DataLayout
+from ahriuwu_core.data.files import process_started
+from ahriuwu_core.data.layout import DataLayout
 from tests._instance import scratch_project
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -13,7 +13,7 @@ import av
 import pytest
 
 from ahriuwu_core import sources
-from ahriuwu_core.layout import DataLayout
+from ahriuwu_core.data.layout import DataLayout
 from ahriuwu_core.sources import SourceConfig, SourceEntry, VideoFetchError
 from ahriuwu_core.sources.ytdlp import ydl_params
 from ahriuwu_core.testing import media
@@ -355,7 +355,7 @@ def _feed(root: Path, base: str, links: list[str]) -> str:
 
 
 def test_filelist_repeats_are_one_video_and_same_stems_get_distinct_stable_ids(tmp_path, http_server):
-    from ahriuwu_core import catalog
+    from ahriuwu_core.data import catalog
 
     root, base, _ = http_server
     for sub in ("sub1", "sub2"):
@@ -524,7 +524,7 @@ def test_too_long_videos_and_live_streams_are_refused(tmp_path):
 def test_the_catalog_tells_videos_of_the_configured_source_from_the_others(tmp_path):
     """One dataset per source: the manifest keeps the videos registered from the configured source (and those
     that record none) and leaves out the others, e.g. the demo's after switching to a channel."""
-    from ahriuwu_core import catalog
+    from ahriuwu_core.data import catalog
 
     root = tmp_path / "data"
     catalog.register_videos(root, [{"video_id": "demo_000", "url": "file:///d.mp4"}], "demo")

@@ -6,8 +6,8 @@ import numpy as np
 import pytest
 import torch
 
-from ahriuwu_core.frames import open_frames
-from ahriuwu_core.metrics import psnr
+from ahriuwu_core.data.frames import open_frames
+from ahriuwu_core.images.metrics import psnr
 from ahriuwu_core.tokenizer import (
     FrameWindowSampler,
     TokenizerTrainConfig,
@@ -15,7 +15,7 @@ from ahriuwu_core.tokenizer import (
     train_tokenizer,
 )
 from ahriuwu_core.tokenizer.quality import collapse_check, heldout_metrics
-from ahriuwu_core.training import OptimConfig
+from ahriuwu_core.training.optim import OptimConfig
 
 from ._tensorboard import scalars
 from ._tokenizer_stores import make_frames_store
@@ -164,8 +164,8 @@ def test_trainer_stops_when_its_parent_is_killed_and_holds_its_folder(tmp_path, 
     import subprocess
     import sys
 
-    from ahriuwu_core.checkpoint import read_checkpoint
-    from ahriuwu_core.files import LockHeld
+    from ahriuwu_core.data.files import LockHeld
+    from ahriuwu_core.training.checkpoint import read_checkpoint
 
     from ._trainers import kill_parent_of
 

@@ -9,17 +9,11 @@ import pytest
 import torch
 from torch import nn
 
-from ahriuwu_core.checkpoint import load_checkpoint, save_checkpoint
-from ahriuwu_core.run_control import StopRequested
-from ahriuwu_core.training import (
-    OptimConfig,
-    Progress,
-    RunningRMS,
-    format_seconds,
-    lr_multiplier,
-    make_optimizer,
-    make_scheduler,
-)
+from ahriuwu_core.training.checkpoint import load_checkpoint, save_checkpoint
+from ahriuwu_core.training.loss_norm import RunningRMS
+from ahriuwu_core.training.optim import OptimConfig, lr_multiplier, make_optimizer, make_scheduler
+from ahriuwu_core.training.progress import Progress, format_seconds
+from ahriuwu_core.training.run_control import StopRequested
 
 
 class Tiny(nn.Module):
@@ -210,7 +204,7 @@ def test_train_curve_keeps_the_last_record_of_a_step_and_draws_it(tmp_path):
 
     from PIL import Image
 
-    from ahriuwu_core.report import loss_curve_png, train_curve
+    from ahriuwu_core.images.pictures import loss_curve_png, train_curve
 
     log = tmp_path / "train_log.jsonl"
     assert train_curve(log) == ([], []) and loss_curve_png(log) is None  # nothing logged yet
@@ -228,7 +222,7 @@ def test_train_curve_keeps_the_last_record_of_a_step_and_draws_it(tmp_path):
 
 
 def test_weight_average_is_the_bias_corrected_moving_average():
-    from ahriuwu_core.training import WeightAverage
+    from ahriuwu_core.training.optim import WeightAverage
 
     model = nn.Linear(2, 1, bias=False)
     average = WeightAverage(model, decay=0.9)

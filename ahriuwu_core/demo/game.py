@@ -7,7 +7,7 @@ abilities with visible effects and cooldowns, while minion waves walk and fight 
 (`hud`) shows a minimap, health/mana bars and 4 ability icons (greyed while on cooldown). The seed makes
 everything reproducible (same seed -> byte-identical frames and actions).
 
-Action timing (the sidecar side of `ahriuwu_core.conventions`): the action recorded at time i/fps is chosen
+Action timing (the sidecar side of `ahriuwu_core.data.conventions`): the action recorded at time i/fps is chosen
 from the state frame i shows and acts between frame i and frame i+1, so frame i+1 is the first to show it:
   - frame i shows the player at position p_i, with the facing and the casts of the actions before i;
   - the move: p_{i+1} = p_i + speed/fps * dir(move_i) (diagonals normalised, so every non-zero move covers
@@ -29,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ahriuwu_core.conventions import MOVE_VECTORS
+from ahriuwu_core.data.conventions import MOVE_VECTORS
 from ahriuwu_core.demo.hud import ABILITY_COLORS, hud_regions
 from ahriuwu_core.demo.map import WORLD_PAD, WORLD_SIZE, clamp, get_world
 from ahriuwu_core.demo.render import render_frame

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ahriuwu_core.conventions import HUD_LAYOUTS
+from ahriuwu_core.data.conventions import HUD_LAYOUTS
 from ahriuwu_core.demo.map import (
     TEAM_COLORS,
     WORLD_SIZE,

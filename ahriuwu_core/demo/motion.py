@@ -7,7 +7,7 @@ from __future__ import annotations
 import numpy as np
 
 from ahriuwu_core.demo.hud import HUD_REFERENCE_SIZE, hud_regions
-from ahriuwu_core.motion import estimate_shift, motion_weights
+from ahriuwu_core.images.motion import estimate_shift, motion_weights
 
 _WEIGHTS: dict = {}
 
@@ -43,7 +43,8 @@ def camera_track(sidecar_path, frames_store) -> np.ndarray | None:
     import json
     from pathlib import Path
 
-    from ahriuwu_core.frames import open_frames, resize_geometry
+    from ahriuwu_core.data.frame_geometry import resize_geometry
+    from ahriuwu_core.data.frames import open_frames
 
     if not Path(sidecar_path).exists():
         return None

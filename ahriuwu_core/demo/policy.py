@@ -6,7 +6,7 @@ import math
 
 import numpy as np
 
-from ahriuwu_core.conventions import move_from_vector
+from ahriuwu_core.data.conventions import move_from_vector
 from ahriuwu_core.demo.game import DemoGame
 from ahriuwu_core.demo.map import BLUE_BASE, clamp
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ahriuwu_core.conventions import MOVE_VECTORS
+from ahriuwu_core.data.conventions import MOVE_VECTORS
 from ahriuwu_core.demo.hud import (
     bar_layout,
     draw_marker,

@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
 
+from ahriuwu_core.data.files import atomic_path, write_json
 from ahriuwu_core.demo.game import ACTION_COMPONENTS, ACTION_NUM_CLASSES, DEMO_GAME_VERSION
 from ahriuwu_core.demo.policy import play_demo
-from ahriuwu_core.files import atomic_path, write_json
 
 
 @dataclass

@@ -17,8 +17,8 @@ import numpy as np
 import torch
 import zarr
 
-from ..checked_store import HashCheck, create_array, open_checked
-from ..checked_store import read as read_checked
+from ..data.checked_store import HashCheck, create_array, open_checked
+from ..data.checked_store import read as read_checked
 
 
 def example_seed(seed: int, step: int, index: int, stream: int) -> int:

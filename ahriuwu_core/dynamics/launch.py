@@ -3,8 +3,8 @@
     python -m ahriuwu_core.dynamics.launch --nproc N --store-dir DIR -- python -m pipeline.dynamics_pipes --spec S
 
 torchrun's rendezvous and worker stores (TCPStore) listen on every interface whatever address they are given.
-Here the ranks meet through a FileStore in DIR instead (`AHRIUWU_DIST_INIT`, read by `train.distributed`), and
-gloo and NCCL bind their own sockets to the loopback interface (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME = lo).
+Here the ranks meet through a FileStore in DIR instead (`AHRIUWU_DIST_INIT`, read by `distributed.distributed`),
+and gloo and NCCL bind their own sockets to the loopback interface (GLOO_SOCKET_IFNAME, NCCL_SOCKET_IFNAME = lo).
 
 Like torchrun, it sets RANK, LOCAL_RANK, WORLD_SIZE and LOCAL_WORLD_SIZE, forwards SIGTERM and SIGUSR1 to the
 ranks, and stops the others when one fails. When its own parent dies it exits, so each rank's ParentWatch stops
@@ -21,8 +21,8 @@ import subprocess
 import sys
 import time
 
-from ..files import temp_path
-from ..run_control import ParentWatch
+from ..data.files import temp_path
+from ..training.run_control import ParentWatch
 
 LOOPBACK = {"GLOO_SOCKET_IFNAME": "lo", "NCCL_SOCKET_IFNAME": "lo"}
 

@@ -2,7 +2,7 @@
 
 Each frame is a group of tokens: the tokenizer's latent tokens (optionally packed: p = s*s neighbouring grid
 cells, an s x s block, become one token, (N, D) -> (N/p, p*D)), learned registers, one token for the signal level
-tau and step size d, and one action token -- the action that led into this frame (`ahriuwu_core.conventions`).
+tau and step size d, and one action token -- the action that led into this frame (`ahriuwu_core.data.conventions`).
 Every layer attends within a frame (space; optionally with 2D RoPE over the token grid, so a shift looks the
 same at every position); every `time_every`-th layer also attends causally across frames per token position
 (time, RoPE over frame index). Paper convention: tau=0 pure noise, tau=1 clean.
@@ -27,73 +27,14 @@ costs the same whatever the context length (apart from the tiny attention over c
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from ..norm import RMSNorm
+from ..layers.norm import RMSNorm
+from .blocks import Block, KVCache, rope_table
+from .config import DynamicsConfig
 from .prior import ActionKernelPrior
-
-
-@dataclass
-class DynamicsConfig:
-    num_tokens: int = 64  # N latent tokens per frame (from the tokenizer)
-    token_dim: int = 16  # D channels per latent token
-    pack: int = 1  # p: (N, D) -> (N/p, p*D) tokens fed to the transformer
-    d_model: int = 256
-    n_layers: int = 8
-    n_heads: int = 4
-    n_kv_heads: int = 2  # grouped-query attention: n_heads / n_kv_heads query heads share a K/V head
-    time_every: int = 4  # layer i has time attention iff i % time_every == time_every - 1
-    n_registers: int = 4
-    action_num_classes: tuple = (9, 5)
-    k_max: int = 64  # finest step size 1/k_max (a power of two)
-    max_frames: int = 64  # longest sequence the model is meant for (RoPE handles any length)
-    mlp_ratio: float = 8 / 3  # SwiGLU hidden = mlp_ratio * d_model (rounded up to a multiple of 16)
-    attn_softcap: float = 50.0  # attention logit soft-capping cap*tanh(s/cap); 0 disables (fused SDPA)
-    rope_base: float = 10000.0
-    space_rope: bool = False  # 2D RoPE over the latent token grid in space attention
-    space_rope_base: float = 100.0
-    persistence_prior: bool = False  # x_hat(t) = clean(t-1) + output; clean(t-1) is also an input
-    prior_kernel: int = 0  # > 0 (with persistence_prior): clean(t-1) through a k x k action-chosen filter
-    action_to_latents: bool = False  # also add the frame's action embedding to each of its latent tokens
-    mean_first_step: bool = False  # the sampler's first step (from pure noise) predicts at the finest step
-    # size: the conditional mean, which the prior reads (`sampler`)
-    precondition: bool = False  # (with persistence_prior) output = the best linear guess from the noisy input
-    # and the prior, plus the network's scaled correction (`skip_coefficients`)
-
-    def __post_init__(self):
-        self.action_num_classes = tuple(int(c) for c in self.action_num_classes)
-        if self.prior_kernel and not self.persistence_prior:
-            raise ValueError("DynamicsConfig: prior_kernel needs persistence_prior=True")
-        if self.precondition and not self.persistence_prior:
-            raise ValueError("DynamicsConfig: precondition needs persistence_prior=True")
-        if self.num_tokens % self.pack:
-            raise ValueError(f"DynamicsConfig: num_tokens={self.num_tokens} not divisible by pack={self.pack}")
-        if self.d_model % self.n_heads or self.n_heads % self.n_kv_heads:
-            raise ValueError(
-                f"DynamicsConfig: need d_model % n_heads == 0 and n_heads % n_kv_heads == 0 "
-                f"(d_model={self.d_model}, n_heads={self.n_heads}, n_kv_heads={self.n_kv_heads})"
-            )
-        if self.k_max < 1 or self.k_max & (self.k_max - 1):
-            raise ValueError(f"DynamicsConfig: k_max={self.k_max} must be a power of two")
-        if (self.d_model // self.n_heads) % 2:
-            raise ValueError("DynamicsConfig: head dim must be even for RoPE")
-
-    @property
-    def tokens_per_frame(self) -> int:
-        return self.num_tokens // self.pack + self.n_registers + 2
-
-    def is_time_layer(self, i: int) -> bool:
-        return i % self.time_every == self.time_every - 1
-
-    @property
-    def block_side(self) -> int:
-        """s when tokens form a square g x g grid and pack = s*s divides it into blocks; 0 = raster packing."""
-        g, s = math.isqrt(self.num_tokens), math.isqrt(self.pack)
-        return s if g * g == self.num_tokens and s * s == self.pack and g % s == 0 else 0
 
 
 def pack_tokens(z: torch.Tensor, cfg: DynamicsConfig) -> torch.Tensor:
@@ -131,146 +72,6 @@ def token_grid_positions(cfg: DynamicsConfig) -> torch.Tensor:
     if g * g != cfg.num_tokens:
         return torch.stack([first.float() / cfg.pack, torch.zeros(n)], 1)
     return torch.stack([(first // g).float(), (first % g).float() / cfg.pack], 1)
-
-
-def rope_table(pos: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (L, dim/2) of angles pos (L,) * base^(-i/(dim/2)): computed once per forward, used by every layer."""
-    half = dim // 2
-    freqs = base ** (-torch.arange(half, device=pos.device, dtype=torch.float32) / half)
-    ang = pos.float()[:, None] * freqs[None]
-    return ang.cos(), ang.sin()
-
-
-def apply_rope(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate (..., L, dim) by a `rope_table` (half-split layout)."""
-    cos, sin = table
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).to(x.dtype)
-
-
-def apply_rope_2d(x: torch.Tensor, rows, cols) -> torch.Tensor:
-    """Rotate the first n tokens of (..., L, hd), n = the tables' length: half the head dim by row, half by column."""
-    n, half = rows[0].shape[0], x.shape[-1] // 2
-    head = torch.cat([apply_rope(x[..., :n, :half], rows), apply_rope(x[..., :n, half:], cols)], -1)
-    return torch.cat([head, x[..., n:, :]], -2)
-
-
-def attend(q, k, v, mask, softcap: float):
-    """q (M,h,L,hd), k/v (M,kvh,Lk,hd), mask bool broadcastable to (M,1,L,Lk) (True = may attend)."""
-    if softcap <= 0:
-        return F.scaled_dot_product_attention(q, k, v, attn_mask=mask, enable_gqa=True)
-    M, h, L, hd = q.shape
-    rep = h // k.shape[1]
-    # grouped queries without copying K/V: the `rep` query heads sharing a K/V head become `rep` blocks of rows
-    q = q.reshape(M, k.shape[1], rep * L, hd)
-    scores = (q @ k.transpose(-1, -2)) * hd**-0.5
-    scores = softcap * torch.tanh(scores.float() / softcap)
-    if mask is not None:
-        scores = scores.masked_fill(~(mask.repeat(1, 1, rep, 1) if rep > 1 else mask), float("-inf"))
-    return (torch.softmax(scores, -1).to(v.dtype) @ v).view(M, h, L, hd)
-
-
-class Attention(nn.Module):
-    """Multi-head attention with grouped-query K/V, QK-norm and logit soft-capping."""
-
-    def __init__(self, cfg: DynamicsConfig):
-        super().__init__()
-        self.h, self.kvh, self.hd = cfg.n_heads, cfg.n_kv_heads, cfg.d_model // cfg.n_heads
-        self.softcap = cfg.attn_softcap
-        self.q = nn.Linear(cfg.d_model, self.h * self.hd, bias=False)
-        self.kv = nn.Linear(cfg.d_model, 2 * self.kvh * self.hd, bias=False)
-        self.out = nn.Linear(self.h * self.hd, cfg.d_model, bias=False)
-        self.q_norm, self.k_norm = RMSNorm(self.hd), RMSNorm(self.hd)
-
-    def qkv(self, x):  # x (M, L, d) -> q (M,h,L,hd), k, v (M,kvh,L,hd)
-        M, L, _ = x.shape
-        q = self.q_norm(self.q(x).view(M, L, self.h, self.hd)).transpose(1, 2)
-        k, v = self.kv(x).view(M, L, 2, self.kvh, self.hd).unbind(2)
-        return q, self.k_norm(k).transpose(1, 2), v.transpose(1, 2)
-
-    def merge(self, y):  # (M,h,L,hd) -> (M,L,d)
-        M, _, L, _ = y.shape
-        return self.out(y.transpose(1, 2).reshape(M, L, self.h * self.hd))
-
-
-class SwiGLU(nn.Module):
-    def __init__(self, cfg: DynamicsConfig):
-        super().__init__()
-        hidden = 16 * math.ceil(cfg.mlp_ratio * cfg.d_model / 16)
-        self.gate_up = nn.Linear(cfg.d_model, 2 * hidden, bias=False)
-        self.out = nn.Linear(hidden, cfg.d_model, bias=False)
-
-    def forward(self, x):
-        gate, up = self.gate_up(x).chunk(2, -1)
-        return self.out(F.silu(gate) * up)
-
-
-class KVCache:
-    """Time-attention keys/values of committed past frames, per time layer: (B*S, kvh, T_kept, hd).
-
-    `window` > 0 keeps only the last `window` frames (a sliding context of the length the model was trained
-    on): memory and per-frame cost stay flat however long a rollout runs. RoPE makes attention depend only on
-    frame distances, so the kept keys keep their absolute positions and nothing is re-rotated."""
-
-    def __init__(self, window: int = 0):
-        self.layers: dict[int, tuple[torch.Tensor, torch.Tensor]] = {}
-        self.length = 0  # number of frames committed so far (the next frame's position)
-        self.window = int(window)
-
-    def kept(self, index: int) -> int:
-        """Frames held for time layer `index`."""
-        return self.layers[index][0].shape[2] if index in self.layers else 0
-
-    def store(self, index: int, k: torch.Tensor, v: torch.Tensor) -> None:
-        if self.window > 0 and k.shape[2] > self.window:
-            k, v = k[:, :, -self.window :].contiguous(), v[:, :, -self.window :].contiguous()
-        self.layers[index] = (k, v)
-
-
-class Block(nn.Module):
-    def __init__(self, cfg: DynamicsConfig, index: int):
-        super().__init__()
-        self.cfg, self.index = cfg, index
-        self.has_time = cfg.is_time_layer(index)
-        if self.has_time:
-            self.time_norm, self.time_attn = RMSNorm(cfg.d_model), Attention(cfg)
-        self.space_norm, self.space_attn = RMSNorm(cfg.d_model), Attention(cfg)
-        self.mlp_norm, self.mlp = RMSNorm(cfg.d_model), SwiGLU(cfg)
-
-    def time_attention(self, x, isolated, cache: KVCache | None, commit: int, time_table):
-        B, T, S, d = x.shape
-        h = self.time_norm(x).permute(0, 2, 1, 3).reshape(B * S, T, d)
-        q, k, v = self.time_attn.qkv(h)
-        past = cache.length if cache is not None else 0
-        kept = cache.kept(self.index) if cache is not None else 0
-        pos = torch.arange(past, past + T, device=x.device)
-        q, k = apply_rope(q, time_table), apply_rope(k, time_table)
-        if kept:
-            pk, pv = cache.layers[self.index]
-            k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
-        if cache is not None and commit:
-            cache.store(self.index, k[:, :, : kept + commit], v[:, :, : kept + commit])
-        qi = pos[:, None]
-        ki = torch.arange(past - kept, past + T, device=x.device)[None, :]
-        mask = (ki <= qi)[None, None]  # causal over frames
-        if isolated is not None and isolated.any():  # single-image examples see only their own frame
-            own = (ki == qi)[None, None]
-            L = kept + T
-            mask = torch.where(isolated.view(B, 1, 1, 1, 1), own, mask[None]).expand(B, S, 1, T, L)
-            mask = mask.reshape(B * S, 1, T, L)
-        y = self.time_attn.merge(attend(q, k, v, mask, self.time_attn.softcap))
-        return x + y.view(B, S, T, d).permute(0, 2, 1, 3)
-
-    def forward(self, x, time_table, isolated=None, cache=None, commit=0, space_tables=None):
-        if self.has_time:
-            x = self.time_attention(x, isolated, cache, commit, time_table)
-        B, T, S, d = x.shape
-        q, k, v = self.space_attn.qkv(self.space_norm(x).reshape(B * T, S, d))
-        if space_tables is not None:
-            q, k = apply_rope_2d(q, *space_tables), apply_rope_2d(k, *space_tables)
-        x = x + self.space_attn.merge(attend(q, k, v, None, self.space_attn.softcap)).view(B, T, S, d)
-        return x + self.mlp(self.mlp_norm(x))
 
 
 def shift_previous(frames: torch.Tensor, first: torch.Tensor | None = None) -> torch.Tensor:

@@ -24,8 +24,9 @@ from __future__ import annotations
 
 import torch
 
-from ..training import autocast_context
-from .model import KVCache, shift_previous
+from ..training.precision import autocast_context
+from .blocks import KVCache
+from .model import shift_previous
 from .objective import add_noise, flow_step
 
 

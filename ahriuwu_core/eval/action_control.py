@@ -9,10 +9,10 @@ import time
 import numpy as np
 import torch
 
-from ahriuwu_core import metrics as M
-from ahriuwu_core.conventions import MOVE_UNIT, has_move_component
+from ahriuwu_core.data.conventions import MOVE_UNIT, has_move_component
 from ahriuwu_core.eval.config import Plan
 from ahriuwu_core.eval.rollouts import BatchRollout, Clips, Timer, to_uint8
+from ahriuwu_core.images import metrics as M
 
 
 def shuffled_actions(actions: torch.Tensor, context: int, seed: int) -> torch.Tensor:

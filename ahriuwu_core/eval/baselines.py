@@ -20,10 +20,10 @@ import time
 import numpy as np
 import torch
 
-from ahriuwu_core import metrics as M
 from ahriuwu_core.eval.config import Plan
 from ahriuwu_core.eval.rollouts import BatchRollout, Clips, Timer, to_uint8
-from ahriuwu_core.motion import constant_velocity_rollout, estimate_shift, motion_weights, shift_image
+from ahriuwu_core.images import metrics as M
+from ahriuwu_core.images.motion import constant_velocity_rollout, estimate_shift, motion_weights, shift_image
 
 BLUR_NOTE = (
     "sigma chosen per horizon from the grid by mean PSNR on the evaluated clips themselves, which favours this baseline"

@@ -7,8 +7,8 @@ import math
 
 import numpy as np
 
-from ahriuwu_core import metrics as M
 from ahriuwu_core.eval.config import variant_name
+from ahriuwu_core.images import metrics as M
 
 
 def check_beats_persistence(

@@ -10,11 +10,11 @@ from pathlib import Path
 
 import numpy as np
 
-from ahriuwu_core import report as R
+from ahriuwu_core.data.files import write_text
 from ahriuwu_core.eval.checks import judged_split, run_checks
 from ahriuwu_core.eval.config import EvalConfig
 from ahriuwu_core.eval.scoring import jsonable
-from ahriuwu_core.files import write_text
+from ahriuwu_core.images import pictures as R
 
 SPLIT_TITLES = {"test": "Test videos (the score)", "validation": "Validation videos (for choosing designs)"}
 

@@ -11,9 +11,9 @@ from typing import Callable
 import numpy as np
 import torch
 
-from ahriuwu_core import metrics as M
 from ahriuwu_core.dynamics.model import shift_previous
 from ahriuwu_core.eval.config import EvalConfig, Plan, variant_name
+from ahriuwu_core.images import metrics as M
 from ahriuwu_core.tokenizer.encode import encode_frames
 
 # ------------------------------------------------------------------------------------------- clips
@@ -49,7 +49,7 @@ def clip_starts(num_frames: int, length: int, count: int) -> list[int]:
 def read_clips(store: Path, cfg: EvalConfig, camera_track=None) -> Clips:
     """The video's evenly spaced clips. camera_track(store) -> (T, 2) or None: the camera's position per frame
     (pixels), for a source that knows it (the scroll oracle baseline)."""
-    from ahriuwu_core.frames import open_frames
+    from ahriuwu_core.data.frames import open_frames
 
     store = Path(store)
     group = open_frames(store, require=("frames", "actions", "has_actions"))

@@ -10,10 +10,10 @@ import numpy as np
 import torch
 
 from ahriuwu_core.dynamics import rollout
-from ahriuwu_core.dynamics.train import load_dynamics
+from ahriuwu_core.dynamics.load import load_dynamics
 from ahriuwu_core.eval import action_control, baselines, report, rollouts, scoring
 from ahriuwu_core.eval.config import EvalConfig, Plan, resolve_plan, split_plan, variant_name
-from ahriuwu_core.report import small_png_bytes
+from ahriuwu_core.images.pictures import small_png_bytes
 from ahriuwu_core.tokenizer import load_tokenizer
 
 EVAL_SPLITS = ("test", "validation")  # what an evaluation scores, in the order it reports them
@@ -157,7 +157,7 @@ def evaluate_split(
     camera_track=None,
 ) -> tuple[dict, dict]:
     """Score one split's videos. Returns (its metrics.json section, {"strips": [...], "gifs": [...]})."""
-    from ahriuwu_core.training import autocast_context
+    from ahriuwu_core.training.precision import autocast_context
 
     cfg = plan.cfg
     horizons = list(range(1, cfg.horizon + 1))

@@ -9,10 +9,10 @@ from pathlib import Path
 
 import numpy as np
 
-from ahriuwu_core import metrics as M
 from ahriuwu_core.eval.baselines import BLUR_NOTE
 from ahriuwu_core.eval.config import Plan, variant_name
 from ahriuwu_core.eval.rollouts import BatchRollout
+from ahriuwu_core.images import metrics as M
 
 # The baselines in the order the tables show them (those that apply: prior_only needs a model with a prior,
 # scroll_oracle a source that knows its camera).

@@ -289,7 +289,7 @@ def world_from_args(args) -> PlayWorld:
 def data_root_inputs(root: Path) -> tuple[Path, Path, list[Path]]:
     """The published checkpoints and the frames stores of the videos no model trained on (test, then validation)
     under a data root (`make demo`'s)."""
-    from ..layout import DataLayout
+    from ..data.layout import DataLayout
 
     layout = DataLayout(root)
     if not layout.manifest.exists():

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from ..conventions import has_move_component
+from ..data.conventions import has_move_component
 
 
 @dataclass
@@ -62,7 +62,7 @@ class PlayWorld:
         device="cpu",
     ):
         cfg = cfg or PlayConfig()
-        from ..frames import open_frames
+        from ..data.frames import open_frames
 
         self.tokenizer, self.model, self.cfg = tokenizer, world_model, cfg
         self.device = torch.device(device)
@@ -153,7 +153,7 @@ class PlayWorld:
     @torch.no_grad()
     def decode(self, latents: torch.Tensor) -> np.ndarray:
         """(1,1,N,D) latents -> uint8 (H,W,3)."""
-        from ..training import autocast_context
+        from ..training.precision import autocast_context
 
         with autocast_context(self.device):
             x = self.tokenizer.decode(latents)
@@ -266,7 +266,7 @@ class PlaySession:
 def load_world(tokenizer_path, dynamics_path, stores, cfg: PlayConfig | None = None, device="cpu") -> PlayWorld:
     """Load a tokenizer / dynamics checkpoint pair onto `device` and open the frames stores to start from."""
     cfg = cfg or PlayConfig()
-    from ..dynamics.train import load_dynamics
+    from ..dynamics.load import load_dynamics
     from ..tokenizer import load_tokenizer
 
     for path in (tokenizer_path, dynamics_path):

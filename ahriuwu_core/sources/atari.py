@@ -17,7 +17,7 @@ from typing import Iterable, Iterator
 
 import numpy as np
 
-from ahriuwu_core.files import atomic_path, write_json
+from ahriuwu_core.data.files import atomic_path, write_json
 
 FPS = 60  # the console's frame rate; with frame_skip 1 every emulator frame is a video frame
 RECORDER_VERSION = 1  # bump when a change here changes what a recording holds

@@ -10,9 +10,9 @@ import urllib.request
 from dataclasses import asdict
 from pathlib import Path
 
-from ahriuwu_core.conventions import SIDECAR_SUFFIXES, fetched_sidecar_name
-from ahriuwu_core.files import atomic_path
-from ahriuwu_core.manifest import file_sha256
+from ahriuwu_core.data.conventions import SIDECAR_SUFFIXES, fetched_sidecar_name
+from ahriuwu_core.data.files import atomic_path
+from ahriuwu_core.data.manifest import file_sha256
 from ahriuwu_core.sources.config import SourceConfig, VideoFetchError
 from ahriuwu_core.sources.metadata import parse_replay_metadata
 from ahriuwu_core.sources.ytdlp import disk_full, with_retries, ydl_params

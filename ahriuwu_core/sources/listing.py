@@ -77,7 +77,7 @@ def list_source(cfg: SourceConfig, data_root, log=print) -> Listing:
     One bad entry (a missing file, a URL that cannot be listed, an id that cannot name a folder) is skipped and
     reported in `skipped`, so the others are still listed; only when nothing could be listed is it an error.
     The same file or URL listed twice is one video; two files with the same stem get distinct ids."""
-    from ahriuwu_core.catalog import invalid_id_reason, removed_ids
+    from ahriuwu_core.data.catalog import invalid_id_reason, removed_ids
 
     removed = removed_ids(data_root)
     listing = _list_source(cfg, Path(data_root), log)
@@ -123,14 +123,14 @@ def _disambiguate(entries: list[SourceEntry], log) -> list[SourceEntry]:
 def _list_source(cfg: SourceConfig, data_root: Path, log) -> Listing:
     if cfg.kind == "demo":
         # Listed without rendering (a sensor tick must stay short); each video is rendered when it is fetched.
+        from ahriuwu_core.data.layout import DataLayout
         from ahriuwu_core.demo.video import DemoConfig, demo_video_paths, discard_stale_demo_videos
-        from ahriuwu_core.layout import DataLayout
 
         demo_dir, demo = DataLayout(data_root).demo_source, cfg.demo if cfg.demo is not None else DemoConfig()
         discard_stale_demo_videos(demo_dir, demo, log)
         return Listing(_local_entries(demo_video_paths(demo_dir, demo), "demo"))
     if cfg.kind == "atari":  # like the demo: listed without recording, recorded when fetched
-        from ahriuwu_core.layout import DataLayout
+        from ahriuwu_core.data.layout import DataLayout
         from ahriuwu_core.sources.atari import AtariConfig, atari_video_paths, discard_stale_atari_videos
 
         atari_dir, atari = DataLayout(data_root).atari_source, cfg.atari if cfg.atari is not None else AtariConfig()

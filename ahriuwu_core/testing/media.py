@@ -16,7 +16,7 @@ from typing import Sequence
 import av
 import numpy as np
 
-from ahriuwu_core.files import atomic_path
+from ahriuwu_core.data.files import atomic_path
 
 BARCODE_BITS = 10  # 1024 distinct frame indices; bands stay >= 6 px wide at 64 px output width
 VFR_TIME_BASE = Fraction(1, 90000)

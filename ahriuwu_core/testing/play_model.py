@@ -11,11 +11,11 @@ import dataclasses
 import time
 from pathlib import Path
 
-from ahriuwu_core import files
+from ahriuwu_core.data import files
+from ahriuwu_core.data.frames import extract_frames
+from ahriuwu_core.data.layout import DataLayout
+from ahriuwu_core.data.manifest import build_manifest, read_manifest, write_manifest
 from ahriuwu_core.demo.video import write_demo_videos
-from ahriuwu_core.frames import extract_frames
-from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.manifest import build_manifest, read_manifest, write_manifest
 from ahriuwu_core.presets import get_preset
 
 

@@ -2,7 +2,7 @@
 
 Tokens sit on a g x g grid (N = g*g) with D channels. Each frame is a fixed background pattern plus a blob
 feature vector at the blob's cell; the move `actions[t]` (moves and their alignment as in
-`ahriuwu_core.conventions`: it led into frame t) moves the blob one cell (wrapping) between frame t-1 and frame t,
+`ahriuwu_core.data.conventions`: it led into frame t) moves the blob one cell (wrapping) between frame t-1 and frame t,
 so the true next frame depends on the action. Values lie in [-1, 1] like the tokenizer's tanh bottleneck.
 """
 

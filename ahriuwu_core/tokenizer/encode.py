@@ -13,14 +13,14 @@ import numpy as np
 import torch
 import zarr
 
-from ..checked_store import HashCheck, create_array
-from ..checked_store import read as read_checked
-from ..files import atomic_path
-from ..frames import open_frames
-from ..manifest import file_sha256
-from ..training import autocast_context
-from .train import code_version as tokenizer_code_version
-from .train import load_tokenizer
+from ..data.checked_store import HashCheck, create_array
+from ..data.checked_store import read as read_checked
+from ..data.files import atomic_path
+from ..data.frames import open_frames
+from ..data.manifest import file_sha256
+from ..training.precision import autocast_context
+from .build import code_version as tokenizer_code_version
+from .build import load_tokenizer
 
 
 @torch.no_grad()

@@ -9,7 +9,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from ..norm import RMSNorm  # noqa: F401  (re-exported for the tokenizer modules)
+from ..layers.norm import RMSNorm  # noqa: F401  (re-exported for the tokenizer modules)
 
 
 class SwiGLU(nn.Module):

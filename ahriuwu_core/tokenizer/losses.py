@@ -11,7 +11,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from ..training import RunningRMS
+from ..training.loss_norm import RunningRMS
 
 
 def masked_mse(recon: torch.Tensor, target: torch.Tensor, game: torch.Tensor | None = None) -> torch.Tensor:
@@ -26,9 +26,9 @@ def masked_mse(recon: torch.Tensor, target: torch.Tensor, game: torch.Tensor | N
 def build_lpips(net: str = "alex", pretrained_backbone: bool = True, device="cpu") -> nn.Module:
     """LPIPS with a spatial map output and frozen weights. `pretrained_backbone=False` gives a randomly
     initialised backbone (tests only; never downloads). The real backbone comes from torch's hub cache,
-    provisioned offline by `python -m ahriuwu_core.lpips_weights`."""
+    provisioned offline by `python -m ahriuwu_core.images.lpips_weights`."""
     if pretrained_backbone:
-        from ..metrics import get_lpips_model
+        from ..images.metrics import get_lpips_model
 
         return get_lpips_model(net, device)
     import lpips

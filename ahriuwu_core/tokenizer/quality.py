@@ -130,7 +130,7 @@ def heldout_metrics(
 ) -> dict:
     """frames_uint8 (N,H,W,3) of one store, its hud_mask (H,W) (1 = HUD) or None -> per-frame PSNR/SSIM/LPIPS
     on game pixels (numpy arrays) and the reconstructions (N,3,H,W)."""
-    from .. import metrics as M
+    from ..images import metrics as M
 
     _, rec = reconstruct(tokenizer, frames_uint8)
     rec_hwc = rec.permute(0, 2, 3, 1).numpy().astype(np.float64)

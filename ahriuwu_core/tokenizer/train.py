@@ -1,16 +1,11 @@
-"""Tokenizer training: presets, build/load, frame-window sampling from zarr frames stores, the training loop
-(AdamW + warmup/cosine, grad clipping, bf16 autocast on CUDA, exact resume from out_dir/last.pt, graceful
-stop on SIGTERM/SIGUSR1 and when the launching process dies, one trainer per folder via out_dir/trainer.lock),
-held-out evaluation and the collapse guard.
-
-CLI: python -m ahriuwu_core.tokenizer.train --preset demo --frames A.zarr B.zarr --heldout C.zarr --out DIR
+"""Tokenizer training: the training loop (AdamW + warmup/cosine, grad clipping, bf16 autocast on CUDA, exact resume
+from out_dir/last.pt, graceful stop on SIGTERM/SIGUSR1 and when the launching process dies, one trainer per folder
+via out_dir/trainer.lock), held-out evaluation and the collapse guard. The command line is
+`ahriuwu_core.cli.train_tokenizer`.
 """
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
-import hashlib
 import json
 import math
 import time
@@ -19,26 +14,22 @@ from pathlib import Path
 
 import numpy as np
 import torch
-import zarr
 from PIL import Image
 from torch import nn
 
-from ..checked_store import HashCheck
-from ..checked_store import read as read_checked
-from ..checkpoint import load_checkpoint, read_checkpoint, save_checkpoint
-from ..frames import open_frames
-from ..report import small_png_bytes
-from ..run_control import run_folder_lock, stop_guards
-from ..training import OptimConfig, Progress, RunningRMS, autocast_context, make_optimizer, make_scheduler
-from .cnn import CNNTokenizer, CNNTokenizerConfig
+from ..images.pictures import small_png_bytes
+from ..training.checkpoint import load_checkpoint, save_checkpoint
+from ..training.loss_norm import RunningRMS
+from ..training.optim import OptimConfig, make_optimizer, make_scheduler
+from ..training.precision import autocast_context
+from ..training.progress import Progress
+from ..training.run_control import run_folder_lock, stop_guards
+from .build import MODEL_CLASSES, build_tokenizer, code_version, count_params, model_config
+from .cnn import CNNTokenizerConfig
+from .data import FrameWindowSampler, heldout_frames
 from .losses import ReconstructionLoss, build_lpips
 from .quality import attention_entropy, collapse_check, heldout_metrics, recon_strip, reconstruct
-from .transformer import TransformerTokenizer, TransformerTokenizerConfig
-
-MODEL_CLASSES = {
-    "cnn": (CNNTokenizer, CNNTokenizerConfig),
-    "transformer": (TransformerTokenizer, TransformerTokenizerConfig),
-}
+from .transformer import TransformerTokenizerConfig
 
 
 @dataclass
@@ -71,145 +62,6 @@ class TokenizerTrainConfig:
         if self.kind not in MODEL_CLASSES:
             raise ValueError(f"unknown tokenizer kind {self.kind!r} (expected one of {sorted(MODEL_CLASSES)})")
         self.model = model_config(self.kind, self.model)  # a dict (from JSON) becomes the kind's typed config
-
-
-def model_config(kind: str, model_cfg=None):
-    """The typed model config of a tokenizer kind: its defaults, a dict of its fields, or the config itself."""
-    cfg_cls = MODEL_CLASSES[kind][1]
-    if model_cfg is None:
-        return cfg_cls()
-    if isinstance(model_cfg, dict):
-        unknown = set(model_cfg) - {f.name for f in dataclasses.fields(cfg_cls)}
-        if unknown:
-            raise ValueError(f"unknown {kind} tokenizer config fields {sorted(unknown)}")
-        return cfg_cls(**model_cfg)
-    if not isinstance(model_cfg, cfg_cls):
-        raise ValueError(f"a {kind} tokenizer needs a {cfg_cls.__name__}, got {type(model_cfg).__name__}")
-    return model_cfg
-
-
-def code_version() -> str:
-    """sha256 (first 16 hex) of the tokenizer package sources: changes whenever the model code changes."""
-    h = hashlib.sha256()
-    for p in sorted(Path(__file__).parent.glob("*.py")):
-        h.update(p.name.encode())
-        h.update(p.read_bytes())
-    return h.hexdigest()[:16]
-
-
-def build_tokenizer(kind: str, model_cfg=None) -> nn.Module:
-    if kind not in MODEL_CLASSES:
-        raise ValueError(f"unknown tokenizer kind {kind!r} (expected one of {sorted(MODEL_CLASSES)})")
-    return MODEL_CLASSES[kind][0](model_config(kind, model_cfg))
-
-
-def count_params(model: nn.Module) -> int:
-    return sum(p.numel() for p in model.parameters())
-
-
-def load_tokenizer(path, device="cpu") -> nn.Module:
-    ckpt = read_checkpoint(path)
-    if ckpt.get("kind") not in MODEL_CLASSES or ckpt.get("config") is None:
-        raise ValueError(f"{path} is not a tokenizer checkpoint (kind={ckpt.get('kind')!r})")
-    model = build_tokenizer(ckpt["kind"], ckpt["config"])
-    model.load_state_dict(ckpt["model"])
-    return model.to(device).eval()
-
-
-# ---------------------------------------------------------------------------- data
-
-
-def _game_mask(g: zarr.Group, path, H: int, W: int) -> np.ndarray:
-    if "hud_mask" not in g:
-        return np.ones((H, W), np.float32)
-    m = np.asarray(g["hud_mask"][:])
-    if m.shape != (H, W):
-        raise ValueError(f"{path}: hud_mask shape {m.shape} != frame size {(H, W)}")
-    return (m == 0).astype(np.float32)
-
-
-class FrameWindowSampler:
-    """Random windows of T consecutive frames from frames stores, chosen uniformly over all windows.
-    Stores smaller than `memory_limit_bytes` in total are loaded into RAM once; otherwise windows are read
-    from zarr. Its position is the numpy generator state (`state()` / `set_state()`), so resume is exact."""
-
-    def __init__(self, stores, T: int, image_size: int, seed: int = 0, memory_limit_bytes: float = 2e9):
-        if not stores:
-            raise ValueError("no training frames stores given")
-        self.T = T
-        self.paths = [Path(p) for p in stores]
-        self.groups = [open_frames(p) for p in self.paths]
-        self.games, self.lengths = [], []
-        for p, g in zip(self.paths, self.groups):
-            shape = g["frames"].shape
-            if len(shape) != 4 or shape[1:] != (image_size, image_size, 3):
-                raise ValueError(
-                    f"{p}: frames shape {shape} does not match the tokenizer's (T, {image_size}, {image_size}, 3)"
-                )
-            if shape[0] < T:
-                raise ValueError(f"{p}: only {shape[0]} frames, fewer than frames_per_sample={T}")
-            self.lengths.append(shape[0] - T + 1)
-            self.games.append(_game_mask(g, p, image_size, image_size))
-        total = sum(g["frames"].nbytes for g in self.groups)
-        self.arrays = (
-            [load_frames(p, g) for p, g in zip(self.paths, self.groups)]
-            if total <= memory_limit_bytes
-            else [g["frames"] for g in self.groups]
-        )
-        self.weights = np.array(self.lengths, np.float64) / sum(self.lengths)
-        self.rng = np.random.default_rng(seed)
-
-    def state(self):
-        return self.rng.bit_generator.state
-
-    def set_state(self, state):
-        self.rng.bit_generator.state = state
-
-    def random_frames(self, n: int, seed: int) -> torch.Tensor:
-        """n single frames drawn with their own generator (not the sampler's) -> float (n,3,H,W)."""
-        rng = np.random.default_rng(seed)
-        vids = rng.choice(len(self.arrays), size=n, p=self.weights)
-        x = np.stack([np.asarray(self.arrays[v][int(rng.integers(0, self.lengths[v]))]) for v in vids])
-        return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
-
-    def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
-        """-> frames float (B,T,3,H,W) in [0,1], game weights (B,1,1,H,W)."""
-        vids = self.rng.choice(len(self.arrays), size=batch_size, p=self.weights)
-        starts = [int(self.rng.integers(0, self.lengths[v])) for v in vids]
-        x = np.stack([np.asarray(self.arrays[v][s : s + self.T]) for v, s in zip(vids, starts)])
-        game = np.stack([self.games[v] for v in vids])
-        frames = torch.from_numpy(x).permute(0, 1, 4, 2, 3).float() / 255.0
-        return frames, torch.from_numpy(game)[:, None, None]
-
-
-def load_frames(path: Path, group) -> np.ndarray:
-    """A whole frames array, read and verified against the store's content_hash."""
-    frames = read_checked(path, group["frames"])
-    check = HashCheck(path, group.attrs.get("content_hash"))
-    check.update(frames)
-    check.verify()
-    return frames
-
-
-def heldout_frames(frames_stores, n: int, image_size: int) -> list[tuple[Path, np.ndarray, np.ndarray | None]]:
-    """n frames evenly spaced over the held-out stores -> [(path, frames (k,H,W,3) uint8, hud_mask)]."""
-    if not frames_stores or n <= 0:
-        return []
-    groups = [(Path(p), open_frames(p)) for p in frames_stores]
-    per = max(1, math.ceil(n / len(groups)))
-    out = []
-    for p, g in groups:
-        arr = g["frames"]
-        if tuple(arr.shape[1:]) != (image_size, image_size, 3):
-            raise ValueError(f"{p}: held-out frames shape {arr.shape} does not match image_size {image_size}")
-        idx = np.unique(np.linspace(0, arr.shape[0] - 1, per).round().astype(int))
-        frames = np.stack([np.asarray(arr[int(i)]) for i in idx])
-        hud = np.asarray(g["hud_mask"][:]) if "hud_mask" in g else None
-        out.append((p, frames, hud))
-    return out
-
-
-# ---------------------------------------------------------------------------- training
 
 
 def evaluate_tokenizer(model: nn.Module, held, cfg: TokenizerTrainConfig, lpips: bool = True) -> dict:
@@ -426,34 +278,3 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
 
 def _jsonable(x):
     return json.loads(json.dumps(x, default=lambda o: list(o) if isinstance(o, tuple) else str(o)))
-
-
-def main(argv=None):
-    ap = argparse.ArgumentParser(description="Train a tokenizer on frames stores.")
-    ap.add_argument("--preset", default="demo", help="a preset of ahriuwu_core.presets")
-    ap.add_argument("--kind", default="", help="cnn or transformer (default: the preset's first)")
-    ap.add_argument("--frames", nargs="+", required=True, help="training frames stores (.zarr)")
-    ap.add_argument("--heldout", nargs="*", default=[], help="held-out frames stores (.zarr)")
-    ap.add_argument("--out", required=True)
-    ap.add_argument("--steps", type=int, default=None)
-    ap.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    ap.add_argument(
-        "--outlive-parent",
-        action="store_true",
-        help="keep training when the launching process dies (default: checkpoint and stop)",
-    )
-    args = ap.parse_args(argv)
-    from ..presets import get_preset  # the one registry (it imports this module: imported late)
-
-    cfg = dataclasses.replace(get_preset(args.preset).tokenizer_config(args.kind))
-    if args.steps:
-        cfg.steps = args.steps
-    res = train_tokenizer(
-        args.frames, args.heldout, cfg, Path(args.out), device=args.device, exit_with_parent=not args.outlive_parent
-    )
-    res.pop("strip_png", None)
-    print(json.dumps(res, indent=1, default=str))
-
-
-if __name__ == "__main__":
-    main()

@@ -18,7 +18,7 @@ from dagster import (
     MetadataValue,
 )
 
-from ahriuwu_core.files import copy_file, prune_runs
+from ahriuwu_core.data.files import copy_file, prune_runs
 from pipeline.resources import ProjectResource, StorageResource
 
 video_partitions = DynamicPartitionsDefinition(name="videos")

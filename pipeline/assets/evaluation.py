@@ -12,7 +12,7 @@ from dagster import (
     asset,
 )
 
-from ahriuwu_core import manifest as manifest_lib
+from ahriuwu_core.data import manifest as manifest_lib
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from pipeline.assets.common import (
     AFTER_NEW_WORLD_MODEL,
@@ -62,9 +62,9 @@ def evaluation(
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
+    from ahriuwu_core.data.split import check_split_disjoint
     from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
     from ahriuwu_core.eval.run import evaluate
-    from ahriuwu_core.split import check_split_disjoint
 
     preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)

@@ -14,9 +14,9 @@ from dagster import (
     asset,
 )
 
-from ahriuwu_core import catalog
-from ahriuwu_core import manifest as manifest_lib
-from ahriuwu_core.conventions import FETCHED_SIDECARS
+from ahriuwu_core.data import catalog
+from ahriuwu_core.data import manifest as manifest_lib
+from ahriuwu_core.data.conventions import FETCHED_SIDECARS
 from pipeline.assets.common import (
     CODE_VERSIONS,
     DEPLOYMENT_PROJECT,
@@ -86,7 +86,7 @@ def videos(
     "uint8 zarr array (T, H, W, 3) with the 20 fps actions, a no-action mask and the HUD mask.",
 )
 def frames(context: AssetExecutionContext, storage: StorageResource, project: ProjectResource) -> MaterializeResult:
-    from ahriuwu_core.frames import check_frame_count, check_not_black_or_frozen, extract_frames
+    from ahriuwu_core.data.frames import check_frame_count, check_not_black_or_frozen, extract_frames
 
     video_id = context.partition_key
     video_dir = storage.layout.video_dir(video_id)
@@ -144,7 +144,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
 def dataset_manifest(
     context: AssetExecutionContext, storage: StorageResource, project: ProjectResource
 ) -> MaterializeResult:
-    from ahriuwu_core.split import check_split_disjoint
+    from ahriuwu_core.data.split import check_split_disjoint
 
     # One dataset per source: partitions registered from another source (say, the demo's, before switching to a
     # channel) stay in the instance but never reach training.

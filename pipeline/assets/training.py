@@ -16,7 +16,7 @@ from dagster import (
     asset,
 )
 
-from ahriuwu_core import manifest as manifest_lib
+from ahriuwu_core.data import manifest as manifest_lib
 from pipeline.assets.common import (
     AFTER_NEW_TOKENIZER,
     CODE_VERSIONS,
@@ -257,7 +257,7 @@ def dynamics(
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
     """The dynamics asset's blocking checks on its run folder: name -> (passed, metadata)."""
     from ahriuwu_core.dynamics.checks import check_action_alive, check_finite_loss, check_loss_improved, logged_losses
-    from ahriuwu_core.dynamics.train import load_world_model
+    from ahriuwu_core.dynamics.load import load_world_model
 
     losses = logged_losses(out_dir / "train_log.jsonl")
     trained = json.loads((out_dir / "result.json").read_text())

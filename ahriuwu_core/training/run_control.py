@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 from typing import Callable
 
-from .files import pid_lock
+from ..data.files import pid_lock
 
 
 class StopRequested:

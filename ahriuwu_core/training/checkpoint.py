@@ -12,7 +12,7 @@ import numpy as np
 import torch
 from torch import nn
 
-from .files import replace, rotate, save_torch
+from ..data.files import replace, rotate, save_torch
 
 
 def rng_state() -> dict:

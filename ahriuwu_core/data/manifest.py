@@ -13,9 +13,9 @@ from pathlib import Path
 import numpy as np
 import zarr
 
-from ahriuwu_core.files import write_json
-from ahriuwu_core.layout import DataLayout
-from ahriuwu_core.split import SPLITS, split_videos
+from ahriuwu_core.data.files import write_json
+from ahriuwu_core.data.layout import DataLayout
+from ahriuwu_core.data.split import SPLITS, split_videos
 
 
 def file_sha256(path: Path, chunk: int = 1 << 20) -> str:

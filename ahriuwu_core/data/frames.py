@@ -4,18 +4,8 @@ Timestamp rule: output frame k has time k/fps (seconds after the first frame's p
 frame whose pts <= k/fps. The count is floor(duration * fps), duration = last pts + last frame's duration, both
 relative to the first pts. Times are exact Fractions (pts * time_base), so 29.97 fps sources don't drift.
 Only source frames that are emitted get converted and resized; the others are decoded and dropped.
-
-Resize modes (`FramesConfig.resize_mode`):
-  squash     scale the whole display to (width, height), ignoring aspect ratio. DEFAULT: it keeps the whole
-             screen, including the minimap and HUD at the edges, which crop would cut off.
-  crop       scale to cover (width, height), keep the centre.
-  letterbox  scale to fit inside, pad with zero bars; bars are marked in the HUD mask.
-Rotation metadata (display matrix) is applied, so phone videos come out upright.
-
-HUD: boxes per layout (`conventions.HUD_LAYOUTS`) in its reference pixel size, scaled to the source size and
-mapped through the same resize into a (height, width) uint8 mask (1 = HUD). Pixels are never painted over: later
-stages leave masked pixels out of the losses and metrics. An output pixel is HUD if it overlaps a box at all
-(conservative).
+Rotation metadata (display matrix) is applied, so phone videos come out upright. The resize modes and the HUD mask
+are `frame_geometry`'s; chunked writing and the time-step statistics `frame_stream`'s.
 
 Output (see the design contract): frames uint8 (T, H, W, 3) chunked (chunk_frames, H, W, 3) so the training
 reader fetches a window of consecutive frames with one or two chunk reads; actions int16 (T, C); has_actions
@@ -26,7 +16,6 @@ a temp store beside it (`files.atomic_path`) then renamed, so the final path onl
 from __future__ import annotations
 
 import errno
-import hashlib
 import math
 import time
 from dataclasses import dataclass
@@ -38,10 +27,12 @@ import av.video.reformatter
 import numpy as np
 import zarr
 
-from ahriuwu_core.checked_store import create_array, open_checked
-from ahriuwu_core.conventions import DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS
-from ahriuwu_core.files import atomic_path
-from ahriuwu_core.sidecar import SidecarError, align_actions, load_actions
+from ahriuwu_core.data.checked_store import create_array, open_checked
+from ahriuwu_core.data.conventions import DEFAULT_ACTION_COMPONENTS, DEFAULT_ACTION_NUM_CLASSES, HUD_LAYOUTS
+from ahriuwu_core.data.files import atomic_path
+from ahriuwu_core.data.frame_geometry import hud_mask, resize_geometry
+from ahriuwu_core.data.frame_stream import ChunkWriter, StepJitter
+from ahriuwu_core.data.sidecar import SidecarError, align_actions, load_actions
 
 _INTERPOLATIONS = {"area": "AREA", "bilinear": "BILINEAR", "bicubic": "BICUBIC", "fast_bilinear": "FAST_BILINEAR"}
 
@@ -61,133 +52,6 @@ class FramesConfig:
     interpolation: str = "area"  # swscale filter for the downscale
     min_source_side: int = 32  # smaller sources are rejected: upscaled thumbnails teach the model nothing
     decode_threads: int = 0  # 0 = FFmpeg's choice
-
-
-@dataclass
-class Geometry:
-    """Display-space source (sw, sh) -> output: resize to (rw, rh), paste at (ox, oy) on a (W, H) canvas."""
-
-    sw: int
-    sh: int
-    rw: int
-    rh: int
-    ox: int
-    oy: int
-    width: int
-    height: int
-
-
-def resize_geometry(sw: int, sh: int, width: int, height: int, mode: str) -> Geometry:
-    if mode == "squash":
-        return Geometry(sw, sh, width, height, 0, 0, width, height)
-    if mode == "crop":
-        s = max(width / sw, height / sh)
-    elif mode == "letterbox":
-        s = min(width / sw, height / sh)
-    else:
-        raise ValueError(f"unknown resize_mode {mode!r} (squash, crop, letterbox)")
-    rw, rh = max(1, round(sw * s)), max(1, round(sh * s))
-    return Geometry(sw, sh, rw, rh, (width - rw) // 2, (height - rh) // 2, width, height)
-
-
-def hud_mask(geometry: Geometry, layout: str) -> np.ndarray:
-    """(H, W) uint8 mask: 1 where an output pixel overlaps a HUD box or a letterbox bar."""
-    if layout not in HUD_LAYOUTS:
-        raise ValueError(f"unknown hud_layout {layout!r}; known: {sorted(HUD_LAYOUTS)}")
-    g = geometry
-    hud = HUD_LAYOUTS[layout]
-    mask = np.ones((g.height, g.width), np.uint8)
-    # the pasted image area is game (0) except where boxes cover it; everything else is bar (1)
-    x0, y0 = max(g.ox, 0), max(g.oy, 0)
-    mask[y0 : min(g.oy + g.rh, g.height), x0 : min(g.ox + g.rw, g.width)] = 0
-    ref_w, ref_h = hud.reference_size
-    sx, sy = g.rw / ref_w, g.rh / ref_h  # layout px -> source px -> output px (boxes scale with the source)
-    eps = 1e-6
-    for x, y, w, h in hud.boxes.values():
-        a, b = x * sx + g.ox, (x + w) * sx + g.ox
-        c, d = y * sy + g.oy, (y + h) * sy + g.oy
-        cols = slice(max(0, math.floor(a + eps)), max(0, min(g.width, math.ceil(b - eps))))
-        rows = slice(max(0, math.floor(c + eps)), max(0, min(g.height, math.ceil(d - eps))))
-        mask[rows, cols] = 1
-    return mask
-
-
-class _StepJitter:
-    """How unevenly the shown source frames are spaced in time: an output step is 1/fps, but it shows source
-    frames whose times differ by whole source intervals (30 fps -> 20 fps alternates 33 and 67 ms steps, so motion
-    per output frame alternates too). Streams the statistics: O(1) memory for any video length."""
-
-    def __init__(self, fps: int):
-        self.fps, self.prev, self.n, self.sum, self.sq = fps, None, 0, 0.0, 0.0
-        self.lo, self.hi = math.inf, -math.inf
-
-    def add(self, shown_t: Fraction, copies: int) -> None:
-        steps = ([float(shown_t - self.prev)] if self.prev is not None else []) + [0.0] * (copies - 1)
-        for s in steps:  # repeated copies of one source frame are steps of 0 s
-            self.n, self.sum, self.sq = self.n + 1, self.sum + s, self.sq + s * s
-            self.lo, self.hi = min(self.lo, s), max(self.hi, s)
-        self.prev = shown_t
-
-    def stats(self) -> dict:
-        if self.n == 0:
-            return {"time_step_jitter_ms": 0.0, "time_step_range_ms": [1000.0 / self.fps] * 2}
-        mean = self.sum / self.n
-        std = math.sqrt(max(self.sq / self.n - mean * mean, 0.0))
-        return {
-            "time_step_jitter_ms": round(1000 * std, 3),
-            "time_step_range_ms": [round(1000 * self.lo, 3), round(1000 * self.hi, 3)],
-        }
-
-
-class _ChunkWriter:
-    """Buffers output frames and writes whole time chunks, hashing the bytes as they go (bounded memory).
-
-    It keeps one frame back after each full chunk, so the caller can still drop the final frame (`drop_last`):
-    the exact count is only known at the end of the stream."""
-
-    def __init__(self, array, chunk: int, height: int, width: int):
-        self.array, self.chunk = array, chunk
-        self.buf = np.empty((chunk + 1, height, width, 3), np.uint8)
-        self.n_buf = self.n_written = 0
-        self.sha = hashlib.sha256()
-        self.sum = 0.0
-        self.frozen_pairs = 0
-        self.prev = None
-
-    def add(self, img: np.ndarray, copies: int) -> None:
-        for _ in range(copies):
-            if self.n_buf == self.chunk + 1:
-                self._write(self.chunk)
-            self.buf[self.n_buf] = img
-            self.n_buf += 1
-
-    @property
-    def total(self) -> int:
-        return self.n_written + self.n_buf
-
-    def drop_last(self, n: int) -> None:
-        if n > self.n_buf:
-            raise AssertionError("cannot drop frames already written")
-        self.n_buf -= n
-
-    def _write(self, n: int) -> None:
-        data = self.buf[:n]
-        end = self.n_written + n
-        self.array.resize((end,) + self.array.shape[1:])
-        self.array[self.n_written : end] = data
-        self.sha.update(data.tobytes())
-        self.sum += float(data.mean(dtype=np.float64)) * n
-        seq = data.astype(np.int16)
-        if self.prev is not None:
-            seq = np.concatenate([self.prev[None], seq])
-        self.frozen_pairs += int((np.abs(np.diff(seq, axis=0)).mean(axis=(1, 2, 3)) < 1.0).sum())
-        self.prev = seq[-1]
-        self.buf[: self.n_buf - n] = self.buf[n : self.n_buf]
-        self.n_written, self.n_buf = end, self.n_buf - n
-
-    def flush(self) -> None:
-        if self.n_buf:
-            self._write(self.n_buf)
 
 
 def _open_video(path: Path):
@@ -278,7 +142,7 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     tmp.mkdir(parents=True)
     group = zarr.open_group(str(tmp), mode="w")
     frames_arr = create_array(group, "frames", shape=(0, H, W, 3), chunks=(cfg.chunk_frames, H, W, 3), dtype="uint8")
-    writer = _ChunkWriter(frames_arr, cfg.chunk_frames, H, W)
+    writer = ChunkWriter(frames_arr, cfg.chunk_frames, H, W)
 
     t0 = first.pts
     if t0 is None:
@@ -287,7 +151,7 @@ def _decode_into(container, video_path: Path, tmp: Path, cfg: FramesConfig, acti
     prev_t = None
     next_k = 0
     n_source = 1
-    jitter = _StepJitter(fps)
+    jitter = StepJitter(fps)
 
     def emit_until(limit: Fraction) -> None:
         # emit `pending` for every output time k/fps < limit

@@ -15,7 +15,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image, ImageDraw, ImageFont
 
-from .files import atomic_path
+from ..data.files import atomic_path
 
 BACKGROUND = (255, 255, 255)
 TEXT = (20, 20, 20)

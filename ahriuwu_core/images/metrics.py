@@ -121,7 +121,7 @@ _LPIPS_LOCK = threading.Lock()
 def get_lpips_model(net: str = "alex", device: str | torch.device = "cpu") -> torch.nn.Module:
     """A cached lpips.LPIPS(spatial=True) with the offline-provisioned backbone.
 
-    The backbone weights are provisioned once by `python -m ahriuwu_core.lpips_weights`; this function never
+    The backbone weights are provisioned once by `python -m ahriuwu_core.images.lpips_weights`; this function never
     downloads (a missing backbone raises a RuntimeError naming that command).
     """
     key = (net, str(device))
@@ -134,7 +134,7 @@ def get_lpips_model(net: str = "alex", device: str | torch.device = "cpu") -> to
 def _build_lpips(net: str) -> torch.nn.Module:
     import lpips
 
-    from ahriuwu_core import lpips_weights
+    from ahriuwu_core.images import lpips_weights
 
     backbone = {"alex": "alexnet", "vgg": "vgg16", "vgg16": "vgg16"}.get(net)
     if backbone is None:
@@ -143,7 +143,7 @@ def _build_lpips(net: str) -> torch.nn.Module:
     if not weights_file.exists():
         raise RuntimeError(
             f"LPIPS backbone {backbone!r} is not provisioned at {weights_file}; "
-            "run `python -m ahriuwu_core.lpips_weights` (never downloaded at evaluation time)"
+            "run `python -m ahriuwu_core.images.lpips_weights` (never downloaded at evaluation time)"
         )
     model = lpips.LPIPS(net=net, spatial=True, verbose=False)
     for p in model.parameters():

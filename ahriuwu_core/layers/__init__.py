@@ -1,0 +1,1 @@
+"""Network layers shared by the tokenizer and the world model (`norm`: RMSNorm)."""
