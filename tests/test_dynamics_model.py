@@ -284,3 +284,36 @@ def test_preconditioned_model_starts_as_the_skip_and_its_network_still_adds():
     with torch.no_grad():
         after = model(torch.randn(2, 3, 8, 4, generator=g), zero, step, actions, has, previous=prev)
     assert (after - target).pow(2).mean() < 0.25 * (prev - target).pow(2).mean()
+
+
+def _rotate_half_split(x, cos, sin):
+    """The textbook RoPE rotation, half-split layout: [a, b] -> [a cos - b sin, a sin + b cos]."""
+    a, b = x[..., : x.shape[-1] // 2], x[..., x.shape[-1] // 2 :]
+    return torch.cat([a * cos - b * sin, a * sin + b * cos], -1)
+
+
+def test_rotary_matches_the_textbook_rotation_over_frames_and_over_the_grid():
+    from ahriuwu_core.dynamics.blocks import Rotary, rope_table
+
+    torch.manual_seed(0)
+    hd, n, extra = 16, 6, 3
+    x = torch.randn(2, 4, n + extra, hd)
+    frames = rope_table(torch.arange(n + extra), hd, 10_000.0)
+    assert torch.allclose(Rotary([frames])(x), _rotate_half_split(x, *frames), atol=1e-6)
+    # 2D: half the head dim by row, half by column, on the first n tokens; the tokens after them are untouched
+    rows, cols = rope_table(torch.arange(n) // 3, hd // 2, 100.0), rope_table(torch.arange(n) % 3, hd // 2, 100.0)
+    got = Rotary([rows, cols], length=n + extra)(x)
+    want = torch.cat(
+        [_rotate_half_split(x[..., :n, : hd // 2], *rows), _rotate_half_split(x[..., :n, hd // 2 :], *cols)], -1
+    )
+    assert torch.allclose(got[..., :n, :], want, atol=1e-6)
+    assert torch.equal(got[..., n:, :], x[..., n:, :])
+    # what RoPE is for: a query-key product depends on the positions' difference only
+    q, k = torch.randn(hd), torch.randn(hd)
+
+    def score(i, j):
+        table = Rotary([rope_table(torch.tensor([float(i), float(j)]), hd, 10_000.0)])
+        rq, rk = table(torch.stack([q, q])), table(torch.stack([k, k]))
+        return float(rq[0] @ rk[1])
+
+    assert score(3, 1) == pytest.approx(score(10, 8), rel=1e-5) and score(3, 1) != pytest.approx(score(3, 2), rel=1e-3)

@@ -15,26 +15,36 @@ from .config import DynamicsConfig
 
 
 def rope_table(pos: torch.Tensor, dim: int, base: float) -> tuple[torch.Tensor, torch.Tensor]:
-    """cos, sin (L, dim/2) of angles pos (L,) * base^(-i/(dim/2)): computed once per forward, used by every layer."""
+    """cos, sin (L, dim/2) of angles pos (L,) * base^(-i/(dim/2))."""
     half = dim // 2
     freqs = base ** (-torch.arange(half, device=pos.device, dtype=torch.float32) / half)
     ang = pos.float()[:, None] * freqs[None]
     return ang.cos(), ang.sin()
 
 
-def apply_rope(x: torch.Tensor, table: tuple[torch.Tensor, torch.Tensor]) -> torch.Tensor:
-    """Rotate (..., L, dim) by a `rope_table` (half-split layout)."""
-    cos, sin = table
-    half = x.shape[-1] // 2
-    x1, x2 = x[..., :half].float(), x[..., half:].float()
-    return torch.cat([x1 * cos - x2 * sin, x1 * sin + x2 * cos], -1).to(x.dtype)
+class Rotary:
+    """A RoPE rotation of the last dim of (..., L, dim), built once per forward and used by every layer.
 
+    The dim is `groups` blocks, each rotated in half-split layout ([a, b] -> [a cos - b sin, a sin + b cos]) by
+    its own table: one group over frames, two over the token grid (half the head dim by row, half by column).
+    Written as x * cos + swap(x) * sin over the whole dim, a few kernels per call: on CPU, play's per-frame cost
+    is mostly the dispatch of small ops. Positions past the tables' length (register and other tokens) are left
+    as they are."""
 
-def apply_rope_2d(x: torch.Tensor, rows, cols) -> torch.Tensor:
-    """Rotate the first n tokens of (..., L, hd), n = the tables' length: half the head dim by row, half by column."""
-    n, half = rows[0].shape[0], x.shape[-1] // 2
-    head = torch.cat([apply_rope(x[..., :n, :half], rows), apply_rope(x[..., :n, half:], cols)], -1)
-    return torch.cat([head, x[..., n:, :]], -2)
+    def __init__(self, tables: list[tuple[torch.Tensor, torch.Tensor]], length: int | None = None):
+        self.groups = len(tables)
+        cos = torch.cat([torch.cat([c, c], -1) for c, _ in tables], -1)
+        sin = torch.cat([torch.cat([-s, s], -1) for _, s in tables], -1)
+        n = cos.shape[0]
+        if length is not None and length > n:  # identity rows: cos 1, sin 0
+            cos = torch.cat([cos, cos.new_ones(length - n, cos.shape[1])])
+            sin = torch.cat([sin, sin.new_zeros(length - n, sin.shape[1])])
+        self.cos, self.sin = cos, sin
+
+    def __call__(self, x: torch.Tensor) -> torch.Tensor:
+        xf = x.float()
+        swapped = xf.unflatten(-1, (self.groups, 2, -1)).flip(-2).flatten(-3)
+        return (xf * self.cos + swapped * self.sin).to(x.dtype)
 
 
 def attend(q, k, v, mask, softcap: float):
@@ -125,17 +135,20 @@ class Block(nn.Module):
         q, k, v = self.time_attn.qkv(h)
         past = cache.length if cache is not None else 0
         kept = cache.kept(self.index) if cache is not None else 0
-        pos = torch.arange(past, past + T, device=x.device)
-        q, k = apply_rope(q, time_table), apply_rope(k, time_table)
+        q, k = time_table(q), time_table(k)
         if kept:
             pk, pv = cache.layers[self.index]
             k, v = torch.cat([pk, k], 2), torch.cat([pv, v], 2)
         if cache is not None and commit:
             cache.store(self.index, k[:, :, : kept + commit], v[:, :, : kept + commit])
-        qi = pos[:, None]
+        one_example = isolated is None or not isolated.any()
+        if T == 1 and one_example:  # one new frame sees every kept frame and itself: nothing to mask
+            y = self.time_attn.merge(attend(q, k, v, None, self.time_attn.softcap))
+            return x + y.view(B, S, T, d).permute(0, 2, 1, 3)
+        qi = torch.arange(past, past + T, device=x.device)[:, None]
         ki = torch.arange(past - kept, past + T, device=x.device)[None, :]
         mask = (ki <= qi)[None, None]  # causal over frames
-        if isolated is not None and isolated.any():  # single-image examples see only their own frame
+        if not one_example:  # single-image examples see only their own frame
             own = (ki == qi)[None, None]
             L = kept + T
             mask = torch.where(isolated.view(B, 1, 1, 1, 1), own, mask[None]).expand(B, S, 1, T, L)
@@ -149,6 +162,6 @@ class Block(nn.Module):
         B, T, S, d = x.shape
         q, k, v = self.space_attn.qkv(self.space_norm(x).reshape(B * T, S, d))
         if space_tables is not None:
-            q, k = apply_rope_2d(q, *space_tables), apply_rope_2d(k, *space_tables)
+            q, k = space_tables(q), space_tables(k)
         x = x + self.space_attn.merge(attend(q, k, v, None, self.space_attn.softcap)).view(B, T, S, d)
         return x + self.mlp(self.mlp_norm(x))

@@ -32,7 +32,7 @@ import torch
 from torch import nn
 
 from ..layers.norm import RMSNorm
-from .blocks import Block, KVCache, rope_table
+from .blocks import Block, KVCache, Rotary, rope_table
 from .config import DynamicsConfig
 from .prior import ActionKernelPrior
 
@@ -248,10 +248,11 @@ class WorldModel(nn.Module):
         x = self.embed(packed, prev, tau, step, actions, has_actions)
         hd = cfg.d_model // cfg.n_heads
         past = cache.length if cache is not None else 0
-        time_table = rope_table(torch.arange(past, past + T, device=z.device), hd, cfg.rope_base)
+        time_table = Rotary([rope_table(torch.arange(past, past + T, device=z.device), hd, cfg.rope_base)])
         space_tables = None
-        if cfg.space_rope:
-            space_tables = tuple(rope_table(self.space_pos[:, i], hd // 2, cfg.space_rope_base) for i in (0, 1))
+        if cfg.space_rope:  # the grid's tokens rotate by row and column; registers and the rest stay as they are
+            grid = [rope_table(self.space_pos[:, i], hd // 2, cfg.space_rope_base) for i in (0, 1)]
+            space_tables = Rotary(grid, length=x.shape[2])
         for blk in self.blocks:
             x = blk(x, time_table, isolated, cache, commit, space_tables)
         if cache is not None and commit:

@@ -1,6 +1,7 @@
 """RMSNorm, shared by the tokenizer and the world model (computed in fp32, returned in the input's dtype)."""
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 
@@ -11,5 +12,5 @@ class RMSNorm(nn.Module):
         self.weight = nn.Parameter(torch.ones(dim))
 
     def forward(self, x):
-        xf = x.float()
-        return (xf * torch.rsqrt(xf.pow(2).mean(-1, keepdim=True) + self.eps) * self.weight).to(x.dtype)
+        # one fused kernel: on CPU the six elementwise ops it replaces cost more in dispatch than in arithmetic
+        return F.rms_norm(x.float(), self.weight.shape, self.weight, self.eps).to(x.dtype)
