@@ -20,13 +20,11 @@ DYNAMICS_CHECKS = ("finite_loss", "loss_improved", "action_alive")
 
 
 @pytest.fixture(scope="module")
-def graph(tmp_path_factory):
+def graph(one_thread_module, tmp_path_factory):
     tmp = tmp_path_factory.mktemp("protect")
     mp = pytest.MonkeyPatch()
     _, data_root = scratch_project(tmp, tmp / "unused", mp)
     mp.setenv("AHRIUWU_SOURCE", "demo")  # labelled videos: the action check needs actions
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
     from pipeline.demo import run_all
     from pipeline.resources import resources_from_env
 
@@ -34,7 +32,6 @@ def graph(tmp_path_factory):
     outcome = run_all(instance, resources_from_env())
     yield instance, data_root, outcome, mp
     instance.dispose()
-    torch.set_num_threads(threads)
     mp.undo()
 
 
@@ -49,35 +46,38 @@ def test_dynamics_checks_pass_on_a_normal_tiny_run_and_it_is_published(graph):
     for name in DYNAMICS_CHECKS:
         passed, md = recorded(instance, "dynamics", name)
         assert passed and md["published"], (name, md)
-    # The tiny run logs 2 losses: too few to tell a drop from batch noise, so not judged (and says so).
+    # The tiny run logs 2 losses: too few to tell a drop from batch noise, so not judged (and says so). Logged
+    # every step its 12 losses are batch noise still (measured: a drop of 0.02 where 2 standard errors are 0.036):
+    # the next test judges it on such a run.
     assert recorded(instance, "dynamics", "loss_improved")[1]["judged"] is False
-    assert recorded(instance, "dynamics", "action_alive")[1]["relative_change"] > 1e-4
+    md = recorded(instance, "dynamics", "action_alive")[1]
+    assert md["judged"] and md["relative_change"] > 1e-4 and md["embedding_change"] > 1e-5, md
     md = _metadata(instance, "dynamics")
     published = data_root / "dynamics" / "dynamics.pt"
     assert md["published_checkpoint"] == str(published)
     assert published.read_bytes() == Path(md["checkpoint"]).read_bytes()
 
 
-def test_a_world_model_that_learns_nothing_fails_its_checks_and_stays_unpublished(graph):
-    """lr=0, no least-squares start for the prior, and a loss logged every step: the loss cannot drop beyond
-    noise, and the persistence prior's zero-initialized filters and output never move, so the prediction ignores
-    actions. Both blocking checks fail, the published world model stays byte-identical, the failed one stays in
-    its run folder, evaluation is skipped."""
+def test_a_world_model_whose_loss_does_not_improve_is_blocked_by_loss_improved_alone(graph):
+    """A loss logged every step, so loss_improved is judged, and a learning rate too small to lower it in 12
+    steps (3e-4 under the 30-step warmup: its losses are batch noise): loss_improved fails, judged, while
+    finite_loss and action_alive (its action path trained a little) pass. That one failed check keeps the
+    published world model byte-identical and skips evaluation; the failed one stays in its run folder."""
     instance, data_root, _, mp = graph
     from ahriuwu_core import presets
     from pipeline.demo import run_all
     from pipeline.resources import resources_from_env
 
     tiny = presets.get_preset("tiny")
-    still = dataclasses.replace(
+    slow = dataclasses.replace(
         tiny,
-        name="tiny_still",
+        name="tiny_slow",
         dynamics=dataclasses.replace(
-            tiny.dynamics, log_every=1, prior_fit_windows=0, optim=dataclasses.replace(tiny.dynamics.optim, lr=0.0)
+            tiny.dynamics, log_every=1, optim=dataclasses.replace(tiny.dynamics.optim, lr=3e-4)
         ),
     )
-    mp.setitem(presets.PRESETS, "tiny_still", still)
-    mp.setenv("AHRIUWU_PRESET", "tiny_still")
+    mp.setitem(presets.PRESETS, "tiny_slow", slow)
+    mp.setenv("AHRIUWU_PRESET", "tiny_slow")
     published = data_root / "dynamics" / "dynamics.pt"
     before = published.read_bytes()
     try:
@@ -86,10 +86,11 @@ def test_a_world_model_that_learns_nothing_fails_its_checks_and_stays_unpublishe
         mp.setenv("AHRIUWU_PRESET", "tiny")
     assert outcome["tokenizer"] and not outcome["dynamics"] and not outcome["evaluation"], outcome
     assert recorded(instance, "dynamics", "finite_loss")[0]
-    passed, md = recorded(instance, "dynamics", "loss_improved")
-    assert not passed and md["judged"] and md["logged_losses"] == still.dynamics.steps
     passed, md = recorded(instance, "dynamics", "action_alive")
-    assert not passed and md["relative_change"] == 0.0 and md["published"] is False
+    assert passed and md["judged"], md
+    passed, md = recorded(instance, "dynamics", "loss_improved")
+    assert md["judged"] and md["logged_losses"] == slow.dynamics.steps and md["window"] == 5, md
+    assert not passed and md["drop"] < 2 * md["drop_stderr"] and md["published"] is False, md
     assert md["kept_published_checkpoint"] == str(published)
     failed = Path(md["checkpoint"])
     assert failed.parent.parent == data_root / "dynamics" / "runs" and failed.exists()
@@ -143,3 +144,77 @@ def test_loss_improved_needs_a_drop_beyond_batch_noise():
     assert passed and md["window"] == 5 and md["drop"] > 2 * md["drop_stderr"]
     assert not check_loss_improved(list(reversed(drop)))[0]
     assert check_loss_improved([0.3, 0.4])[1]["judged"] is False
+
+
+def _toy_stores(root: Path, labelled: bool = True) -> list[Path]:
+    """Two short toy videos whose blob moves by the action (`ahriuwu_core.testing.toy`), on a 4x4 token grid."""
+    from ahriuwu_core.dynamics.data import write_latent_store
+    from ahriuwu_core.testing.toy import make_toy_latents
+
+    stores = []
+    for i in range(2):
+        lat, act, has = make_toy_latents(48, grid=4, dim=4, seed=i, hold=1)
+        stores.append(write_latent_store(root / f"v{i}.zarr", lat, *((act, has) if labelled else ())))
+    return stores
+
+
+def _train_tiny(stores, out: Path, **over):
+    """The demo's world-model design at toy size: the clean persistence prior through an action-chosen 3x3 filter
+    fitted by least squares before training (so the prior alone answers to the actions), the action on every
+    latent token; 6 steps."""
+    from ahriuwu_core.dynamics.load import load_dynamics
+    from ahriuwu_core.dynamics.train import DynamicsTrainConfig, train_dynamics
+    from ahriuwu_core.training.optim import OptimConfig
+
+    model = dict(pack=1, d_model=16, n_layers=2, n_heads=2, n_kv_heads=1, time_every=1, n_registers=1, k_max=4)
+    model.update(persistence_prior=True, prior_kernel=3, action_to_latents=True)
+    cfg = DynamicsTrainConfig(
+        model=model,
+        steps=6,
+        batch_size=4,
+        seq_len=4,
+        long_ratio=0.0,
+        stride=1,
+        prior_fit_windows=16,
+        optim=OptimConfig(lr=float(over.pop("lr", 2e-3)), warmup_steps=1),
+        ckpt_every=100,
+        log_every=100,
+        **over,
+    )
+    result = train_dynamics(stores, cfg, out, log=lambda s: None)
+    return load_dynamics(result["checkpoint"])
+
+
+@pytest.mark.usefixtures("one_thread")
+def test_action_alive_judges_what_training_did_to_the_action_path_not_the_fitted_prior(tmp_path, monkeypatch):
+    """The least-squares prior answers to the actions before any training step: a run that trained nothing, or
+    whose network never got the action labels (its action embeddings got no gradient), must fail; a normal run
+    passes; a dataset without labels is not judged."""
+    from ahriuwu_core.dynamics.checks import check_action_alive
+    from ahriuwu_core.dynamics.model import WorldModel
+
+    stores = _toy_stores(tmp_path / "data")
+    model, cfg = _train_tiny(stores, tmp_path / "normal")
+    passed, md = check_action_alive(model, stores, train_seed=cfg.seed)
+    assert passed and md["judged"], md
+    assert md["relative_change"] > 1e-3 and md["embedding_change"] > 1e-4, md
+
+    model, cfg = _train_tiny(stores, tmp_path / "lr0", lr=0.0)
+    passed, md = check_action_alive(model, stores, train_seed=cfg.seed)
+    assert md["relative_change_with_prior"] > 1e-2, md  # the fitted prior alone moves the prediction ...
+    assert not passed and md["relative_change"] == 0.0 and md["embedding_change"] < 1e-6, md  # ... training did not
+
+    embed = WorldModel.embed  # training whose network never sees a label: the labels are dropped on the way in
+    with monkeypatch.context() as m:
+        m.setattr(WorldModel, "embed", lambda self, p, v, t, s, a, h: embed(self, p, v, t, s, a, torch.zeros_like(h)))
+        model, cfg = _train_tiny(stores, tmp_path / "no_labels")
+    passed, md = check_action_alive(model, stores, train_seed=cfg.seed)
+    assert md["relative_change"] > 1e-3, md  # its untrained embeddings still perturb the trained network ...
+    assert not passed and md["embedding_change"] < 1e-6, md  # ... but they never learnt anything
+
+    unlabelled = _toy_stores(tmp_path / "unlabelled", labelled=False)
+    model, cfg = _train_tiny(unlabelled, tmp_path / "unlabelled_run")
+    assert check_action_alive(model, unlabelled, train_seed=cfg.seed) == (
+        True,
+        {"judged": False, "reason": "no training frame is labelled with an action"},
+    )

@@ -1,5 +1,6 @@
 """The world model learns: on toy latents with a strong action effect, a short training run lowers the loss,
-beats copy-last-frame, and follows its actions (true actions beat shuffled ones by a wide margin)."""
+beats copy-last-frame and every predictor that ignores the actions, and follows its actions (true actions beat
+shuffled ones by a wide margin)."""
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from ahriuwu_core.dynamics.sampler import rollout
 from ahriuwu_core.dynamics.train import train_dynamics
 from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
 from ahriuwu_core.eval.action_control import shuffled_actions
-from ahriuwu_core.testing.toy import make_toy_latents
+from ahriuwu_core.testing.toy import MOVES, make_toy_latents
 from ahriuwu_core.training.optim import OptimConfig
 
 pytestmark = pytest.mark.usefixtures("one_thread")
@@ -47,8 +48,8 @@ def test_short_training_beats_copy_last_and_follows_actions(tmp_path):
         stride=1,
         single_image_fraction=0.0,
         context_prefix_prob=0.8,
-        shortcut_fraction=0.25,
-        optim=OptimConfig(lr=2e-3, warmup_steps=10),
+        shortcut_fraction=0.0,  # every example on the finest step: the first dreamed frame is what is judged
+        optim=OptimConfig(lr=4e-3, warmup_steps=10),
         ckpt_every=1000,
         log_every=1000,
     )
@@ -57,26 +58,51 @@ def test_short_training_beats_copy_last_and_follows_actions(tmp_path):
 
     model = load_world_model(result["checkpoint"])
     _, (lat, act, has) = _toy_store(tmp_path / "heldout.zarr", seed=99, frames=200)
-    C, H = 6, 3
-    starts = range(0, 200 - C - H, 6)
-    clips = torch.from_numpy(np.stack([lat[s : s + C + H] for s in starts]))
-    acts = torch.from_numpy(np.stack([act[s : s + C + H] for s in starts]).astype(np.int64))
-    labelled = torch.from_numpy(np.stack([has[s : s + C + H] for s in starts]))
-    gen = torch.Generator().manual_seed(0)
-    pred = rollout(model, clips[:, :C], acts, labelled, H, sampling_steps=4, context_noise=0.1, generator=gen)
-    gen = torch.Generator().manual_seed(0)
-    shuffled = rollout(
-        model,
-        clips[:, :C],
-        shuffled_actions(acts, C, seed=0),
-        labelled,
-        H,
-        sampling_steps=4,
-        context_noise=0.1,
-        generator=gen,
-    )
-    target = clips[:, C : C + 1]  # the first dreamed frame: later ones compound the first one's error
+    C = 6
+    starts = range(0, 200 - C - 1, 6)
+    clips = torch.from_numpy(np.stack([lat[s : s + C + 1] for s in starts]))
+    acts = torch.from_numpy(np.stack([act[s : s + C + 1] for s in starts]).astype(np.int64))
+    labelled = torch.from_numpy(np.stack([has[s : s + C + 1] for s in starts]))
+
+    def dream(shuffle: bool) -> float:
+        """MSE of the first dreamed frame (later ones compound its error), averaged over 8 noise draws: one
+        draw's figure moves by +-0.15x the action-blind score below."""
+        errors = []
+        for seed in range(8):
+            actions = shuffled_actions(acts, C, seed=seed) if shuffle else acts
+            gen = torch.Generator().manual_seed(seed)
+            pred = rollout(
+                model, clips[:, :C], actions, labelled, 1, sampling_steps=4, context_noise=0.1, generator=gen
+            )
+            errors.append(mse(pred))
+        return float(np.mean(errors))
+
+    target = clips[:, C : C + 1]
     mse = lambda a: float((a[:, :1] - target).pow(2).mean())  # noqa: E731
+    pred, shuffled = dream(False), dream(True)
     copy_last = mse(clips[:, C - 1 : C])
-    assert mse(pred) < 0.6 * copy_last, (mse(pred), copy_last)
-    assert mse(shuffled) > 1.2 * mse(pred), (mse(shuffled), mse(pred))
+    # No predictor that ignores the actions scores below `blind` on average (the background alone scores 1.1x
+    # it, copy-last 2.1x). Measured: this run scores 0.68x blind. With a quarter of the examples on coarse
+    # steps and lr 2e-3 it scored 0.95x: it beat copy-last by the 0.6x bar, and shuffled actions by 1.2x, while
+    # using its actions hardly at all.
+    blind = mse(_best_action_blind_guess(lat, clips[:, C - 1]))
+    assert pred < 0.85 * blind, (pred, blind)
+    assert pred < 0.6 * copy_last, (pred, copy_last)
+    assert shuffled > 1.2 * pred, (shuffled, pred)
+
+
+def _best_action_blind_guess(video: np.ndarray, last: torch.Tensor) -> torch.Tensor:
+    """The lowest-MSE next frame for a predictor that ignores the action: the background with the blob's vector
+    spread evenly over the 9 cells it can move to (every move is equally likely). last (B, N, D) -> (B, 1, N, D)."""
+    grid = int(round(video.shape[1] ** 0.5))
+    background = np.median(video, axis=0)  # the blob covers any one cell in few frames
+    guesses = []
+    for frame in last.numpy():
+        cell = int(np.abs(frame - background).sum(-1).argmax())
+        y, x = divmod(cell, grid)
+        guess = background.copy()
+        for dx, dy in MOVES:
+            to = ((y + dy) % grid) * grid + (x + dx) % grid
+            guess[to] += (frame[cell] - background[to]) / len(MOVES)
+        guesses.append(guess)
+    return torch.from_numpy(np.stack(guesses))[:, None].float()

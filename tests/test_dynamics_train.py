@@ -512,11 +512,15 @@ def test_stores_over_the_memory_threshold_are_read_window_by_window(tmp_path, mo
 
     small = make_stores(tmp_path / "small")  # latents 24 x 4 x 3 float16: 576 bytes each
     big = make_stores(tmp_path / "big", n=1, frames=40)  # 960 bytes
-    read = []
+    read = []  # whole arrays read
     real_read = data_mod.read_checked
-    monkeypatch.setattr(
-        data_mod, "read_checked", lambda path, arr: read.append((Path(path), arr.name)) or real_read(path, arr)
-    )
+
+    def spy(path, arr, selection=slice(None)):
+        if selection == slice(None):
+            read.append((Path(path), arr.name))
+        return real_read(path, arr, selection)
+
+    monkeypatch.setattr(data_mod, "read_checked", spy)
     data = LatentWindows(small + big, stride=2, in_memory=True, in_memory_max_bytes=600)
     assert [v.in_memory for v in data.videos] == [True, True, False]
     assert isinstance(data.videos[2].latents, zarr.Array)

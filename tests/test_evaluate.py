@@ -468,24 +468,53 @@ def test_short_video_is_skipped_and_named(setup, tmp_path):
         )
 
 
-def test_quick_eval_latents_matches_direct_call(setup, tmp_path):
-    wm = setup["wm"]
+def test_quick_eval_latents_scores_evenly_spaced_windows_of_every_store(tmp_path):
+    """A model that x-predicts each frame as the clean frame before it (zeros for a window's first) makes the quick
+    eval copy-last in latent space, computable by hand: per frame 10 log10(4 / MSE), averaged over each window's
+    frames, then over every window of every store. Windows of 6 frames: a 10-frame store gives the two at frames
+    0 and 4; a 4-frame store one window of all 4."""
+
+    class CopyPrevious(torch.nn.Module):  # unit-scale latents; records the labels it was given
+        def __init__(self):
+            super().__init__()
+            self.seen = []
+
+        def standardize(self, z):
+            return z.float()
+
+        def unstandardize(self, z):
+            return z.float()
+
+        def forward(self, z, tau, step, actions, has_actions, previous=None):
+            self.seen.append((actions.clone(), has_actions.clone()))
+            return previous
+
     rng = np.random.default_rng(3)
-    lat = np.tanh(rng.standard_normal((10, wm.cfg.num_tokens, wm.cfg.token_dim))).astype(np.float16)
-    group = zarr.open_group(str(tmp_path / "v.zarr"), mode="w")
-    create_array(group, "latents", data=lat)
-    create_array(group, "actions", data=np.ones((10, 2), np.int16))
-    create_array(group, "has_actions", data=np.ones(10, bool))
-    value = ER.quick_eval_latents(wm, [tmp_path / "v.zarr"], window=6, windows_per_video=1, seed=5)
-    start = ER.clip_starts(10, 6, 1)[0]
-    direct = ER.quick_latent_psnr(
-        wm,
-        torch.from_numpy(lat[None, start : start + 6].astype(np.float32)),
-        torch.ones(1, 6, 2, dtype=torch.long),
-        torch.ones(1, 6, dtype=torch.bool),
-        seed=5,
-    )
-    assert value == pytest.approx(direct) and math.isfinite(value)
+    videos = []
+    for name, n in (("long", 10), ("short", 4)):
+        lat = np.tanh(rng.standard_normal((n, 4, 3))).astype(np.float16)
+        act = rng.integers(0, 5, (n, 2)).astype(np.int16)
+        has = rng.random(n) < 0.7
+        group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w")
+        create_array(group, "latents", data=lat)
+        create_array(group, "actions", data=act)
+        create_array(group, "has_actions", data=has)
+        videos.append((tmp_path / f"{name}.zarr", lat.astype(np.float64), act, has))
+
+    def by_hand(window):  # (T, N, D) -> mean over frames of the PSNR of the frame before (zeros for the first)
+        before = np.concatenate([np.zeros_like(window[:1]), window[:-1]])
+        return np.mean(10 * np.log10(4 / ((before - window) ** 2).mean(axis=(1, 2))))
+
+    (_, long_lat, long_act, long_has), (_, short_lat, short_act, short_has) = videos
+    expected = np.mean([by_hand(long_lat[0:6]), by_hand(long_lat[4:10]), by_hand(short_lat)])
+    model = CopyPrevious()
+    value = ER.quick_eval_latents(model, [v[0] for v in videos], window=6, windows_per_video=2, seed=5)
+    assert value == pytest.approx(expected, rel=1e-6)
+    # Each window's own labels reached the model.
+    windows = [(long_act[0:6], long_has[0:6]), (long_act[4:10], long_has[4:10]), (short_act, short_has)]
+    assert len(model.seen) == 3
+    for (actions, has), (want_actions, want_has) in zip(model.seen, windows):
+        assert actions.tolist() == [want_actions.tolist()] and has.tolist() == [want_has.tolist()]
 
 
 def test_quick_latent_psnr_is_one_step_from_tau_half_by_hand():

@@ -141,3 +141,81 @@ def test_old_run_folders_are_pruned_but_never_the_current_or_a_live_one(tmp_path
     assert sorted(p.name for p in removed) == ["c"]
     assert sorted(p.name for p in runs.iterdir()) == ["a", "b", "d", "e"]
     assert prune_runs(runs, keep=0, current=runs / "e") == []  # 0 keeps all
+
+
+# A frames writer slowed to about 1 s per 8-frame chunk so that a kill lands mid-write (the writing is the real
+# extract_frames; only its frame buffering sleeps).
+SLOW_WRITER = """
+import sys, time
+from ahriuwu_core.data import frames
+
+real_add = frames._ChunkWriter.add
+frames._ChunkWriter.add = lambda self, img, copies: (time.sleep(0.12), real_add(self, img, copies))
+frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig(width=16, height=16, chunk_frames=8))
+"""
+
+
+def _kill_mid_write(clip, store):
+    """Start a writer of `store` and SIGKILL it once a store in its folder holds a written frames chunk but not
+    yet its actions array (written last); return that half-written store and the writer's pid."""
+    import signal
+    import sys
+    import time
+
+    def half_written():
+        return [p for p in store.parent.iterdir() if (p / "frames/c/0/0/0/0").exists() and not (p / "actions").exists()]
+
+    proc = subprocess.Popen([sys.executable, "-c", SLOW_WRITER, str(clip), str(store)], start_new_session=True)
+    try:
+        deadline = time.time() + 60
+        while not half_written():
+            assert proc.poll() is None, f"the writer exited ({proc.returncode}) before its first chunk"
+            assert time.time() < deadline, "no chunk written in 60 s"
+            time.sleep(0.01)
+    finally:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait()
+    [half] = half_written()
+    return half, proc.pid
+
+
+def test_a_store_writer_killed_mid_write_leaves_the_previous_store_or_none_and_its_temp_is_swept(tmp_path):
+    """kill -9 while extract_frames writes: a reader finds the previous complete store (its content matching its
+    hash) or no store, never the half-written one; the dead writer's temp is swept, by `sweep` or by the next
+    write into the folder."""
+    import hashlib
+
+    import numpy as np
+
+    from ahriuwu_core.data.frames import FramesConfig, extract_frames, open_frames
+    from ahriuwu_core.testing.media import make_clip
+
+    old_clip = make_clip(tmp_path / "old.mp4", seconds=1.0, fps=20, width=32, height=32, pattern="textured")
+    new_clip = make_clip(tmp_path / "new.mp4", seconds=3.0, fps=20, width=32, height=32, pattern="moving")
+    folder = tmp_path / "frames"
+
+    def whole(store):  # (frames, recorded hash), read as training does: every frame, hash compared
+        group = open_frames(store, require=("frames", "actions", "has_actions", "hud_mask"))
+        frames = np.asarray(group["frames"])
+        assert hashlib.sha256(frames.tobytes()).hexdigest() == group.attrs["content_hash"]
+        return frames
+
+    # A store being replaced: readers keep the previous one.
+    store = folder / "v.zarr"
+    extract_frames(old_clip.path, store, FramesConfig(width=16, height=16, chunk_frames=8))
+    before = whole(store)
+    temp, pid = _kill_mid_write(new_clip.path, store)
+    assert temp.name.startswith(f".v.tmp-{pid}-")  # written under a temp name beside the store
+    assert np.array_equal(whole(store), before) and len(before) == 20
+    assert files.sweep(folder) == [temp] and not temp.exists()
+    assert sorted(p.name for p in folder.iterdir()) == ["v.zarr"] and np.array_equal(whole(store), before)
+
+    # A first write: no store at all, and the next write of the folder sweeps the dead one's temp.
+    fresh = folder / "w.zarr"
+    temp, pid = _kill_mid_write(new_clip.path, fresh)
+    assert temp.name.startswith(f".w.tmp-{pid}-")
+    with pytest.raises(FileNotFoundError, match="frames store not found"):
+        open_frames(fresh)
+    extract_frames(old_clip.path, fresh, FramesConfig(width=16, height=16, chunk_frames=8))
+    assert not temp.exists() and sorted(p.name for p in folder.iterdir()) == ["v.zarr", "w.zarr"]
+    assert np.array_equal(whole(fresh), before)

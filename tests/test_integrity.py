@@ -11,9 +11,10 @@ import torch
 from ahriuwu_core.data import frames
 from ahriuwu_core.data.checked_store import StoreDamaged
 from ahriuwu_core.data.frames import FramesConfig
-from ahriuwu_core.dynamics.data import open_latent_video
+from ahriuwu_core.dynamics.data import LatentWindows, open_latent_video
 from ahriuwu_core.testing import media
 from ahriuwu_core.tokenizer import build_tokenizer, encode_video
+from ahriuwu_core.tokenizer.data import FrameWindowSampler, heldout_frames
 from ahriuwu_core.training.checkpoint import save_checkpoint
 
 TINY_CNN = dict(image_size=16, channels=(8,), latent_dim=4)
@@ -69,3 +70,47 @@ def test_a_damaged_latents_chunk_is_named_and_never_trained_on(stores, how):
     assert str(latents) in str(err.value)
     if how == "deleted":
         assert "latents/c/0/0/0" in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "flipped"])
+def test_a_damaged_latents_chunk_read_window_by_window_is_named(stores, how):
+    """Stores too big for memory are read from zarr window by window during training (no whole-store hash):
+    each window's read must still fail on a damaged chunk, naming the store."""
+    _, _, latents = stores
+    _damage(latents / "latents" / "c" / "0" / "0" / "0", how)  # the store's one time chunk: every window
+    with pytest.raises(StoreDamaged) as err:
+        data = LatentWindows([latents], stride=1, in_memory=False)
+        assert not data.videos[0].in_memory
+        data.batch(4, 8, seed=0, step=1)
+    assert str(latents) in str(err.value) and "damaged" in str(err.value)
+
+
+@pytest.mark.parametrize("how", ["deleted", "truncated", "flipped"])
+@pytest.mark.parametrize("where", ["in_memory", "window_by_window"])
+def test_a_damaged_frames_chunk_is_named_when_the_tokenizer_reads_it(stores, how, where):
+    """The tokenizer's training reads (the sampler's windows and its PCA frames, whole-store loads or reads
+    from zarr) and its held-out frames: a damaged chunk is an error naming the store."""
+    store, _, _ = stores
+    _damage(store / "frames" / "c" / "3" / "0" / "0" / "0", how)  # frames 24..31 of 60
+    limit = 2e9 if where == "in_memory" else 0  # 0: too big for memory, read from zarr
+    with pytest.raises(StoreDamaged) as err:
+        sampler = FrameWindowSampler([store], T=4, image_size=16, seed=0, memory_limit_bytes=limit)
+        for _ in range(8):  # 256 windows of the 57: some cover the damaged chunk
+            sampler.sample(32)
+    assert str(store) in str(err.value) and "damaged" in str(err.value)
+    if where == "window_by_window" and how != "deleted":  # a sampler opened before the damage
+        with pytest.raises(StoreDamaged, match=str(store)):
+            sampler.random_frames(64, seed=1)
+    with pytest.raises(StoreDamaged, match=str(store)):
+        heldout_frames([store], 60, 16)  # every frame
+
+
+def test_a_rewritten_frames_chunk_fails_the_content_hash_of_a_whole_store_load(stores):
+    """A chunk rewritten with other valid pixels passes its checksum: loading the whole store for training
+    checks the content hash and names the store."""
+    import zarr
+
+    store, _, _ = stores
+    zarr.open_group(str(store), mode="r+")["frames"][24:32] = 7  # one whole chunk, validly re-encoded
+    with pytest.raises(StoreDamaged, match=f"{store}: content does not match its content_hash"):
+        FrameWindowSampler([store], T=4, image_size=16, seed=0)

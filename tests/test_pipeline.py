@@ -71,7 +71,7 @@ def test_every_step_succeeded(graph):
     assert outcome and all(outcome.values()), outcome
 
 
-def test_files_shapes_and_metadata(graph):
+def test_files_shapes_and_metadata(graph, tmp_path):
     instance, resources, data_root, _, _ = graph
     from ahriuwu_core.presets import get_preset
 
@@ -108,6 +108,14 @@ def test_files_shapes_and_metadata(graph):
     )
     mean_psnr = float(np.mean(psnr(np.broadcast_to(mean_image, held.shape), held)))
     assert tok["params"] > 0 and tok["heldout_psnr"] > mean_psnr + 3.0, (tok["heldout_psnr"], mean_psnr)
+    # ... and better than its start: the same tokenizer at step 0, its linear path PCA-initialised, which alone
+    # beats the mean image by far (measured: 33.4 dB at step 0, 34.9 dB after the preset's 16 steps).
+    from ahriuwu_core.tokenizer import train_tokenizer
+
+    stores = {s: [data_root / "frames" / f"{v}.zarr" for v in manifest[s]] for s in ("train", "validation")}
+    start_cfg = dataclasses.replace(preset.tokenizer_config(), steps=0)
+    start = train_tokenizer(stores["train"], stores["validation"], start_cfg, tmp_path / "start", log=lambda s: None)
+    assert tok["heldout_psnr"] > start["heldout_psnr"] + 0.75, (tok["heldout_psnr"], start["heldout_psnr"])
     dyn = latest_metadata(instance, "dynamics")
     assert dyn["params"] > 0 and np.isfinite(dyn["loss_last"])
     # The published world model is the preset's, on the latents' shape, trained for the preset's steps.
@@ -212,23 +220,157 @@ def test_links_tables_checkpoints_and_curves(graph):
             assert all(record.data[n] == pytest.approx(m["psnr"][n][i]) for n in names)
 
 
-def test_recorded_checks_match_their_inputs(graph):
-    """Every check of the graph run, read back from the instance, says what its inputs say."""
+def test_recorded_checks_match_their_inputs(graph, tmp_path):
+    """Every check of the graph run, read back from the instance, against figures this test computes itself from
+    the stores, the videos, the manifest and the published models; and each check function, given a doctored
+    copy of its input, flips. A check that always passes, or reads another figure than its own, fails here."""
+    import copy
+    import math
+
+    import av
+    import torch
+
+    from ahriuwu_core.data.checked_store import create_array
+    from ahriuwu_core.data.frames import check_frame_count, check_not_black_or_frozen
+    from ahriuwu_core.data.split import check_split_disjoint
+    from ahriuwu_core.dynamics.checks import (
+        check_action_alive,
+        check_finite_loss,
+        check_loss_improved,
+        initial_action_embeddings,
+    )
+    from ahriuwu_core.dynamics.load import load_dynamics
     from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
+    from ahriuwu_core.presets import get_preset
+    from ahriuwu_core.tokenizer import load_tokenizer
+    from ahriuwu_core.tokenizer.quality import collapse_check
 
     instance, _, data_root, _, _ = graph
+    preset = get_preset("tiny")
+    manifest = json.loads((data_root / "manifest.json").read_text())
+
+    # frames: the frame count against the container's duration (read here with PyAV), and the brightness and
+    # stillness of the stored frames, computed here over the whole array.
     for vid in instance.get_dynamic_partitions("videos"):
-        assert recorded(instance, "frames", "frame_count", vid)[0]
-        assert recorded(instance, "frames", "not_black_or_frozen", vid)[0]
-    assert recorded(instance, "dataset_manifest", "split_disjoint")[0]
+        group = zarr.open_group(str(data_root / "frames" / f"{vid}.zarr"), mode="r")
+        frames = np.asarray(group["frames"])
+        [video] = (data_root / "videos" / vid).glob("video.*")
+        with av.open(str(video)) as container:
+            stream = container.streams.video[0]
+            duration = float(stream.duration * stream.time_base)
+        expected = math.floor(duration * preset.frames.fps)
+        passed, md = recorded(instance, "frames", "frame_count", vid)
+        assert (md["num_frames"], md["expected"]) == (len(frames), expected)
+        assert passed == (abs(len(frames) - expected) <= 1)
+        stats = {"num_frames": expected + 2, "container_duration_s": duration, "fps": preset.frames.fps}
+        assert not check_frame_count(stats)[0] and check_frame_count({**stats, "num_frames": expected})[0]
+
+        mean = frames.mean() / 255
+        steps = np.abs(np.diff(frames.astype(np.int16), axis=0)).mean(axis=(1, 2, 3))
+        frozen = float((steps < 1.0).mean())
+        passed, md = recorded(instance, "frames", "not_black_or_frozen", vid)
+        assert md["mean_intensity"] == pytest.approx(mean, abs=1e-4)
+        assert md["frozen_fraction"] == pytest.approx(frozen, abs=1e-4)
+        assert passed == (mean >= 4 / 255 and frozen <= 0.95)
+    for name, doctored in {"black": np.zeros_like(frames), "frozen": np.repeat(frames[:1], len(frames), 0)}.items():
+        group = zarr.open_group(str(tmp_path / f"{name}.zarr"), mode="w")
+        create_array(group, "frames", data=doctored, chunks=(8, *frames.shape[1:]))
+        assert not check_not_black_or_frozen(tmp_path / f"{name}.zarr")[0], name
+
+    # The manifest's split, and the evaluated videos, against the manifest's training videos.
+    train, evaluated = set(manifest["train"]), manifest["validation"] + manifest["test"]
+    assert recorded(instance, "dataset_manifest", "split_disjoint")[0] == (not train & set(evaluated))
+    assert not check_split_disjoint(manifest["train"], manifest["train"][:1])[0]
+
+    # The tokenizer: distinct validation frames (16 evenly spaced, as its evaluation takes them) through the
+    # published tokenizer, here; and a decoder that draws one picture for every frame fails.
     passed, md = recorded(instance, "tokenizer", "not_collapsed")
-    assert passed and md["collapse_recon_ratio"] > 0.5  # the tiny run reconstructs distinct frames distinctly
+    [held] = manifest["validation"]
+    frames = np.asarray(zarr.open_group(str(data_root / "frames" / f"{held}.zarr"), mode="r")["frames"])
+    frames = frames[np.unique(np.linspace(0, len(frames) - 1, 16).round().astype(int))]
+    tok = load_tokenizer(data_root / "tokenizer" / "tokenizer.pt")
+    again = collapse_check(tok, frames)[1]
+    assert md["collapse_recon_ratio"] == pytest.approx(again["recon_ratio"], rel=1e-4)
+    assert md["collapse_latent_ratio"] == pytest.approx(again["latent_ratio"], rel=1e-4)
+    assert passed and again["recon_ratio"] >= 0.5 and again["latent_ratio"] >= 0.05
+    tok.decode = lambda latents: torch.full((*latents.shape[:2], 3, *frames.shape[1:3]), 0.5)
+    assert not collapse_check(tok, frames)[0]
+
+    # The world model: the losses of its run folder's log, read here; the action check on the published model
+    # and the training videos, and on that model with its action embeddings put back to where training began.
+    run_dir = Path(latest_metadata(instance, "dynamics")["checkpoint"]).parent
+    losses = [json.loads(line)["loss"] for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
+    passed, md = recorded(instance, "dynamics", "finite_loss")
+    assert passed == all(math.isfinite(v) for v in losses) and md["logged_losses"] == len(losses)
+    assert not check_finite_loss([*losses, math.nan], losses[-1])[0]
+    passed, md = recorded(instance, "dynamics", "loss_improved")
+    assert passed and md["judged"] is (len(losses) >= 6) and md["logged_losses"] == len(losses)
+    assert not check_loss_improved([0.3, 0.31, 0.3, 0.29, 0.31, 0.3])[0]
+    passed, md = recorded(instance, "dynamics", "action_alive")
+    model, trained_with = load_dynamics(data_root / "dynamics" / "dynamics.pt")
+    stores = [data_root / "latents" / f"{v}.zarr" for v in manifest["train"]]
+    alive, again = check_action_alive(model, stores, train_seed=trained_with.seed)
+    assert passed and alive and md["relative_change"] == pytest.approx(again["relative_change"], rel=1e-4)
+    assert md["embedding_change"] == pytest.approx(again["embedding_change"], rel=1e-4)
+    with torch.no_grad():
+        for table, start in zip(model.action_embed, initial_action_embeddings(model, trained_with.seed)):
+            table.weight.copy_(start)
+    assert not check_action_alive(model, stores, train_seed=trained_with.seed)[0]
+
+    # The evaluation. Persistence at h=1 on the one test clip, computed here from the frames: the clip sits in
+    # the middle of the video; with one clip the margin's interval is that clip's margin itself.
     ev = latest_metadata(instance, "evaluation")
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
-    assert recorded(instance, "evaluation", "beats_persistence_h1")[0] == check_beats_persistence(metrics, 1)[0]
-    assert recorded(instance, "evaluation", "few_steps_close")[0] == check_few_steps_close(metrics)[0]
-    assert recorded(instance, "evaluation", "no_nan")[0] and check_no_nan(metrics)[0]
-    assert recorded(instance, "evaluation", "split_disjoint")[0]
+    [vid] = manifest["test"]
+    group = zarr.open_group(str(data_root / "frames" / f"{vid}.zarr"), mode="r")
+    C, H = preset.evaluation.context, preset.evaluation.horizon
+    start = (group["frames"].shape[0] - (C + H)) // 2
+    clip = np.asarray(group["frames"][start : start + C + 1])
+    persistence = float(psnr(clip[C - 1], clip[C], np.asarray(group["hud_mask"])))
+    assert metrics["test"]["clips"] == 1
+    passed, md = recorded(instance, "evaluation", "beats_persistence_h1")
+    fast, slow = (f"model_k{k}" for k in (min(preset.evaluation.sampling_steps), max(preset.evaluation.sampling_steps)))
+    assert (md["series"], md["horizon"], md["split"]) == (fast, 1, "test")
+    assert md["persistence_psnr"] == pytest.approx(persistence, abs=1e-6)
+    assert md["model_psnr"] == pytest.approx(metrics["test"]["psnr"][fast][0])
+    assert md["margin_ci95_low"] == pytest.approx(md["model_psnr"] - persistence, abs=1e-6)
+    assert passed == (md["model_psnr"] - persistence > 0)
+    for low, verdict in ((-0.01, False), (0.01, True)):  # h=1 of the first variant only
+        doctored = copy.deepcopy(metrics)
+        doctored["test"]["psnr_margin_ci95_low"][fast][0] = low
+        doctored["test"]["psnr_margin_ci95_low"][fast][1:] = [-low] * (len(metrics["test"]["horizons"]) - 1)
+        for other in doctored["test"]["psnr_margin_ci95_low"]:
+            if other != fast:
+                doctored["test"]["psnr_margin_ci95_low"][other] = [-low] * len(metrics["test"]["horizons"])
+        doctored["validation"]["psnr_margin_ci95_low"][fast] = [-low] * len(metrics["validation"]["horizons"])
+        assert check_beats_persistence(doctored, 1)[0] is verdict, low
+
+    # K=4 within 0.5 dB of K=64 at every horizon: the two series of the test split (same clips: one per video).
+    passed, md = recorded(instance, "evaluation", "few_steps_close")
+    a, b = metrics["test"]["psnr"][fast], metrics["test"]["psnr"][slow]
+    worst = max(abs(y - x) for x, y in zip(a, b))
+    assert (md["fast"], md["slow"]) == (fast, slow) and md["max_abs_diff_db"] == pytest.approx(worst)
+    assert passed == (worst <= 0.5)
+    for shift, verdict in ((0.6, False), (0.0, True)):  # the last horizon's K=64 figure moved
+        doctored = copy.deepcopy(metrics)
+        doctored["test"]["psnr"][slow] = list(a[:-1]) + [a[-1] + shift]
+        doctored["test"]["psnr_same_clips"] = {}
+        assert check_few_steps_close(doctored)[0] is verdict, shift
+
+    # No NaN: walked here; a NaN planted deep in a copy is found.
+    def finite(obj):
+        if isinstance(obj, dict):
+            return all(finite(v) for v in obj.values())
+        if isinstance(obj, list):
+            return all(finite(v) for v in obj)
+        return not isinstance(obj, float) or math.isfinite(obj)
+
+    assert recorded(instance, "evaluation", "no_nan")[0] == finite({k: v for k, v in metrics.items() if k != "config"})
+    doctored = copy.deepcopy(metrics)
+    doctored["validation"]["ssim"]["persistence"][-1] = math.nan
+    assert not check_no_nan(doctored)[0]
+    evaluated = metrics["test"]["videos"] + metrics["validation"]["videos"]
+    assert recorded(instance, "evaluation", "split_disjoint")[0] == (not train & set(evaluated))
 
 
 def _graphql(port: int, query: str, variables: dict | None = None) -> dict:

@@ -5,21 +5,25 @@
   batch's (random windows, signal levels and noise), so on short runs the batch-to-batch spread exceeds what
   training changed; the check asks for a drop of `z` standard errors of the difference of the two means, and
   with fewer than `min_per_end` logged losses at each end it does not judge (recorded as judged=False).
-- action conditioning alive: the model's prediction changes when the actions change, on fixed latent windows.
-  This says the action path reaches the output, not that the model uses actions well (the evaluation's
-  controllability measures that).
+- action conditioning alive: training taught the network its actions. The action-kernel prior answers to the
+  actions by itself once its least-squares fit is set before training, so the check looks past it: the action
+  embeddings moved from their initial values (they got gradient), and the network's own prediction changes when the
+  actions change, with the prior's guess held at the true actions. This says the trained action path reaches the
+  output, not that the model uses actions well (the evaluation's controllability measures that).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
 from pathlib import Path
 
 import torch
+from torch import nn
 
 from .data import LatentWindows
-from .model import shift_previous
+from .model import WorldModel, shift_previous
 from .objective import add_noise
 
 
@@ -74,16 +78,69 @@ def check_loss_improved(
     }
 
 
+class _PriorAt(nn.Module):
+    """The model's prior, reading fixed actions whatever it is given."""
+
+    def __init__(self, prior, actions, has_actions):
+        super().__init__()
+        self.inner, self.actions, self.has_actions = prior, actions, has_actions
+
+    def forward(self, previous, actions=None, has_actions=None):
+        return self.inner(previous, self.actions, self.has_actions)
+
+
+@contextlib.contextmanager
+def _prior_held_at(model, actions, has_actions):
+    prior = model.prior
+    if prior is not None:
+        model.prior = _PriorAt(prior, actions, has_actions)
+    try:
+        yield
+    finally:
+        if prior is not None:
+            model.prior = prior
+
+
+def initial_action_embeddings(model, train_seed: int) -> list[torch.Tensor]:
+    """The action embedding tables the model started training with: training builds the model right after
+    torch.manual_seed(train_seed), so the same construction gives the same initial weights."""
+    with torch.random.fork_rng(devices=[]):
+        torch.manual_seed(train_seed)
+        start = WorldModel(model.cfg)
+    return [e.weight.detach().float() for e in start.action_embed]
+
+
 @torch.no_grad()
 def check_action_alive(
-    model, stores, windows: int = 8, length: int = 4, tau: float = 0.5, seed: int = 0, min_relative_change: float = 1e-4
+    model,
+    stores,
+    train_seed: int = 0,
+    windows: int = 8,
+    length: int = 4,
+    tau: float = 0.5,
+    seed: int = 0,
+    min_relative_change: float = 1e-4,
+    min_embedding_change: float = 1e-5,
 ) -> tuple[bool, dict]:
-    """On `windows` training windows (clean context, the last frame noised to `tau`), the mean absolute change
-    of the last frame's prediction when every action component moves to the next class, relative to the
-    prediction's mean magnitude. A model that ignores actions changes it by float rounding only (~1e-7)."""
+    """Two conditions, both on what training made of the action path:
+    - each action component's embedding table moved from its initial value (rebuilt from `train_seed`) by more
+      than `min_embedding_change` of its norm. Embeddings take no weight decay: without gradient they stay put
+      (float rounding of the weight average moves them ~1e-7); a short tiny run moves them ~5e-4.
+    - on `windows` training windows (clean context, the last frame noised to `tau`), the mean absolute change of
+      the last frame's prediction when every action component moves to the next class, with the prior's guess
+      held at the true actions, relative to the prediction's mean magnitude, is above `min_relative_change`. A
+      network that ignores actions changes it by float rounding only (~1e-7).
+    Not judged (passes, judged=False) when no training frame is labelled: there was no action to learn."""
     model.eval()
     device = next(model.parameters()).device
     data = LatentWindows(stores, model.cfg.action_num_classes)
+    if not any(v.has_actions.any() for v in data.videos):
+        return True, {"judged": False, "reason": "no training frame is labelled with an action"}
+    start = initial_action_embeddings(model, train_seed)
+    moved = [
+        float((e.weight.detach().float().cpu() - w0).norm() / w0.norm().clamp_min(1e-12))
+        for e, w0 in zip(model.action_embed, start)
+    ]
     batch = data.batch(windows, length, seed, 0, device, first=0)
     clean = model.standardize(batch["latents"])
     B, T = clean.shape[:2]
@@ -99,15 +156,20 @@ def check_action_alive(
     other = (actions + 1) % classes
     previous = shift_previous(clean)
     pred = model(z, levels, step, actions, has, previous=previous)[:, -1].float()
-    moved = model(z, levels, step, other, has, previous=previous)[:, -1].float()
-    change = float((pred - moved).abs().mean())
-    scale = float(pred.abs().mean())
-    relative = change / max(scale, 1e-12)
-    passed = math.isfinite(relative) and relative > min_relative_change
+    with_prior = model(z, levels, step, other, has, previous=previous)[:, -1].float()
+    with _prior_held_at(model, actions, has):
+        moved_net = model(z, levels, step, other, has, previous=previous)[:, -1].float()
+    scale = max(float(pred.abs().mean()), 1e-12)
+    relative = float((pred - moved_net).abs().mean()) / scale
+    passed = math.isfinite(relative) and relative > min_relative_change and min(moved) > min_embedding_change
     return passed, {
+        "judged": True,
         "relative_change": relative,
-        "mean_abs_change": change,
         "threshold": min_relative_change,
+        "embedding_change": min(moved),
+        "embedding_change_per_component": moved,
+        "embedding_threshold": min_embedding_change,
+        "relative_change_with_prior": float((pred - with_prior).abs().mean()) / scale,
         "windows": B,
         "frames_per_window": T,
     }

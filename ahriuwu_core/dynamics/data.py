@@ -181,7 +181,10 @@ class LatentWindows:
                 for g in range(first, first + batch_size)
             ]
         ]
-        lat = np.stack([self.videos[i].latents[s : s + length] for i, s in pick])
+        # read_checked: a window read from zarr names the store when a chunk is damaged
+        lat = np.stack(
+            [read_checked(self.videos[i].path, self.videos[i].latents, slice(s, s + length)) for i, s in pick]
+        )
         act = np.stack([self.videos[i].actions[s : s + length] for i, s in pick])
         has = np.stack([self.videos[i].has_actions[s : s + length] for i, s in pick])
         return {

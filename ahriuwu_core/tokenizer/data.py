@@ -65,14 +65,14 @@ class FrameWindowSampler:
         """n single frames drawn with their own generator (not the sampler's) -> float (n,3,H,W)."""
         rng = np.random.default_rng(seed)
         vids = rng.choice(len(self.arrays), size=n, p=self.weights)
-        x = np.stack([np.asarray(self.arrays[v][int(rng.integers(0, self.lengths[v]))]) for v in vids])
+        x = np.stack([read_checked(self.paths[v], self.arrays[v], int(rng.integers(0, self.lengths[v]))) for v in vids])
         return torch.from_numpy(x).permute(0, 3, 1, 2).float() / 255.0
 
     def sample(self, batch_size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """-> frames float (B,T,3,H,W) in [0,1], game weights (B,1,1,H,W)."""
         vids = self.rng.choice(len(self.arrays), size=batch_size, p=self.weights)
         starts = [int(self.rng.integers(0, self.lengths[v])) for v in vids]
-        x = np.stack([np.asarray(self.arrays[v][s : s + self.T]) for v, s in zip(vids, starts)])
+        x = np.stack([read_checked(self.paths[v], self.arrays[v], slice(s, s + self.T)) for v, s in zip(vids, starts)])
         game = np.stack([self.games[v] for v in vids])
         frames = torch.from_numpy(x).permute(0, 1, 4, 2, 3).float() / 255.0
         return frames, torch.from_numpy(game)[:, None, None]
@@ -99,7 +99,7 @@ def heldout_frames(frames_stores, n: int, image_size: int) -> list[tuple[Path, n
         if tuple(arr.shape[1:]) != (image_size, image_size, 3):
             raise ValueError(f"{p}: held-out frames shape {arr.shape} does not match image_size {image_size}")
         idx = np.unique(np.linspace(0, arr.shape[0] - 1, per).round().astype(int))
-        frames = np.stack([np.asarray(arr[int(i)]) for i in idx])
+        frames = np.stack([read_checked(p, arr, int(i)) for i in idx])
         hud = np.asarray(g["hud_mask"][:]) if "hud_mask" in g else None
         out.append((p, frames, hud))
     return out

@@ -183,7 +183,8 @@ def latents(
             "action_alive",
             asset="dynamics",
             blocking=True,
-            description="the prediction changes when the actions change, on fixed training windows",
+            description="training moved the action embeddings, and the network's prediction (the "
+            "action prior held fixed) changes when the actions change, on fixed training windows",
         ),
     ],
     description="The world model: a space/time factorized transformer over latent tokens trained with flow "
@@ -257,12 +258,13 @@ def dynamics(
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
     """The dynamics asset's blocking checks on its run folder: name -> (passed, metadata)."""
     from ahriuwu_core.dynamics.checks import check_action_alive, check_finite_loss, check_loss_improved, logged_losses
-    from ahriuwu_core.dynamics.load import load_world_model
+    from ahriuwu_core.dynamics.load import load_dynamics
 
     losses = logged_losses(out_dir / "train_log.jsonl")
     trained = json.loads((out_dir / "result.json").read_text())
+    model, train_cfg = load_dynamics(checkpoint, device)
     return {
         "finite_loss": check_finite_loss(losses, trained.get("loss_last")),
         "loss_improved": check_loss_improved(losses),
-        "action_alive": check_action_alive(load_world_model(checkpoint, device), train_stores),
+        "action_alive": check_action_alive(model, train_stores, train_seed=train_cfg.seed),
     }
