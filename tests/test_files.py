@@ -147,10 +147,10 @@ def test_old_run_folders_are_pruned_but_never_the_current_or_a_live_one(tmp_path
 # extract_frames; only its frame buffering sleeps).
 SLOW_WRITER = """
 import sys, time
-from ahriuwu_core.data import frames
+from ahriuwu_core.data import frame_stream, frames
 
-real_add = frames._ChunkWriter.add
-frames._ChunkWriter.add = lambda self, img, copies: (time.sleep(0.12), real_add(self, img, copies))
+real_add = frame_stream.ChunkWriter.add
+frame_stream.ChunkWriter.add = lambda self, img, copies: (time.sleep(0.12), real_add(self, img, copies))
 frames.extract_frames(sys.argv[1], sys.argv[2], frames.FramesConfig(width=16, height=16, chunk_frames=8))
 """
 
@@ -205,7 +205,7 @@ def test_a_store_writer_killed_mid_write_leaves_the_previous_store_or_none_and_i
     extract_frames(old_clip.path, store, FramesConfig(width=16, height=16, chunk_frames=8))
     before = whole(store)
     temp, pid = _kill_mid_write(new_clip.path, store)
-    assert temp.name.startswith(f".v.tmp-{pid}-")  # written under a temp name beside the store
+    assert temp.name.startswith(f".v.tmp-{files.host_tag()}-{pid}-")  # written under a temp name beside the store
     assert np.array_equal(whole(store), before) and len(before) == 20
     assert files.sweep(folder) == [temp] and not temp.exists()
     assert sorted(p.name for p in folder.iterdir()) == ["v.zarr"] and np.array_equal(whole(store), before)
@@ -213,7 +213,7 @@ def test_a_store_writer_killed_mid_write_leaves_the_previous_store_or_none_and_i
     # A first write: no store at all, and the next write of the folder sweeps the dead one's temp.
     fresh = folder / "w.zarr"
     temp, pid = _kill_mid_write(new_clip.path, fresh)
-    assert temp.name.startswith(f".w.tmp-{pid}-")
+    assert temp.name.startswith(f".w.tmp-{files.host_tag()}-{pid}-")
     with pytest.raises(FileNotFoundError, match="frames store not found"):
         open_frames(fresh)
     extract_frames(old_clip.path, fresh, FramesConfig(width=16, height=16, chunk_frames=8))
