@@ -100,7 +100,7 @@ def test_a_failing_rank_stops_the_others(tmp_path):
 
 def _launcher(nproc: int, config: dict, out: Path, **popen) -> subprocess.Popen:
     """The default launcher (`python -m ahriuwu_core.dynamics.launch`) running the trainer's CLI as `nproc` ranks."""
-    train = [sys.executable, "-m", "ahriuwu_core.dynamics.train", "--config", json.dumps(config), "--out", str(out)]
+    train = [sys.executable, "-m", "ahriuwu_core.cli.train_dynamics", "--config", json.dumps(config), "--out", str(out)]
     return subprocess.Popen(
         [sys.executable, "-m", "ahriuwu_core.dynamics.launch", "--nproc", str(nproc), "--store-dir", str(out)]
         + ["--", *train],
