@@ -14,32 +14,14 @@ from pathlib import Path
 
 from ahriuwu_core.data import files
 from ahriuwu_core.data.layout import DataLayout
-from ahriuwu_core.dynamics.train_config import DynamicsTrainConfig
 from ahriuwu_core.training.checkpoint import read_checkpoint
-from ahriuwu_core.training.optim import OptimConfig
 from tests._trainers import REPO, running, wait_for_step
-from tests.test_dynamics_train import TINY_MODEL, make_stores
+from tests.test_dynamics_train import make_stores, tiny_cfg
 
 
 def _spec(tmp_path: Path, out: Path, **over) -> Path:
-    cfg = DynamicsTrainConfig(
-        **{
-            **dict(
-                model=TINY_MODEL,
-                steps=100000,
-                batch_size=2,
-                seq_len=4,
-                long_seq_len=8,
-                long_ratio=0.5,
-                stride=2,
-                optim=OptimConfig(lr=1e-3, warmup_steps=2),
-                ckpt_every=1000,
-                log_every=1,
-                num_threads=1,
-            ),
-            **over,
-        }
-    )
+    # the train tests' tiny config, run long (the test stops it) and checkpointed rarely
+    cfg = tiny_cfg(**{"steps": 100000, "ckpt_every": 1000, "num_threads": 1, **over})
     spec = tmp_path / f"{out.name}.json"
     spec.write_text(
         json.dumps(
