@@ -38,8 +38,10 @@ lint: setup
 	$(VENV)/bin/ruff check .
 	$(VENV)/bin/ruff format --check .
 
+# The suite in TEST_WORKERS processes (tests/conftest.py groups the tests so each costly fixture is built once).
+TEST_WORKERS ?= 2
 test: setup lint
-	$(PY) -m pytest -q -p no:cacheprovider
+	$(PY) -m pytest -q -p no:cacheprovider -n $(TEST_WORKERS) --dist loadgroup --durations 30
 
 # The play page for the model `make demo` trained. DATA_ROOT: another data root; PLAY_PORT: another port;
 # PLAY_ARGS: more options (python -m ahriuwu_core.play --help), e.g. --device cuda.

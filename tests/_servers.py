@@ -1,4 +1,4 @@
-"""Servers the tests start on 127.0.0.1 (dagster dev, make play): a free port, and a clean stop."""
+"""Servers the tests start on 127.0.0.1 (dg dev, make play): a free port, and a clean stop."""
 
 from __future__ import annotations
 

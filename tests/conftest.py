@@ -8,7 +8,7 @@ import torch
 # The code location's code versions include the deployment's settings (frame settings, source: see
 # pipeline/assets/common.py), read from the environment when the definitions are first imported. Import them
 # now, before any test changes the environment, so that the versions a test's in-process runs record match those
-# of a `dagster dev` the test starts with the default source (the tiny preset's frame settings are the demo's).
+# of a `dg dev` the test starts with the default source (the tiny preset's frame settings are the demo's).
 import pipeline.definitions  # noqa: F401
 
 
@@ -37,14 +37,25 @@ def one_thread_module():
         yield
 
 
+def pytest_collection_modifyitems(config, items):
+    """`make test` runs the suite in xdist workers with `--dist loadgroup`. Each file is one unit of work, so its
+    module fixtures are built once; every test that reads the trained demo model is one unit too, scheduled first,
+    so that model is trained once and its long unit starts while the other workers take the rest."""
+    for item in items:
+        group = "demo_model" if "demo_model_root" in item.fixturenames else item.nodeid.split("::")[0]
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: "demo_model_root" not in item.fixturenames)  # a stable sort: file order stays
+
+
 @pytest.fixture(scope="session")
 def demo_model_root(tmp_path_factory):
     """A data root as `make demo` leaves it: the demo preset's tokenizer and world model trained from scratch here,
-    the world model on half the preset's schedule. Shared by the play tests and the benches' smoke runs. The
-    steering test needs a model that has learnt its actions: 180 steps on a `make demo`'s latents steered the way
-    they were told in 99-100% of frames in each of the four directions (bench/play.py --steer)."""
+    on 15 s videos and with the world model on 30 steps (about 3 minutes). Shared by the play tests and the
+    benches' smoke runs. The steering test needs a model that follows its actions: this one, whose prior starts at
+    its least-squares fit, steered the way it was told in 99.5-100% of frames in each of the four directions
+    (bench/play.py --smoke --steer)."""
     from ahriuwu_core.testing.play_model import train_demo_model
 
     root = tmp_path_factory.mktemp("demo_model")
-    train_demo_model(root, dynamics_steps=180)
+    train_demo_model(root, dynamics_steps=30, video_seconds=15.0)
     return root

@@ -394,7 +394,7 @@ STATUS = "query($id: ID!) { runOrError(runId: $id) { ... on Run { status } } }"
 
 
 def test_ui_in_a_real_browser(graph):
-    """dagster dev on 127.0.0.1, driven by Playwright with Debian's chromium."""
+    """`dg dev` on 127.0.0.1 as `make ui` starts it, driven by Playwright with Debian's chromium."""
     from playwright.sync_api import sync_playwright
 
     instance, _, data_root, home, _ = graph
@@ -408,10 +408,10 @@ def test_ui_in_a_real_browser(graph):
         "AHRIUWU_AUTOMATION": "off",
         "AHRIUWU_DEVICE": "cpu",
     }
-    log = open(ARTIFACTS / "dagster-dev.log", "w")
+    log = open(ARTIFACTS / "dg-dev.log", "w")
     server = subprocess.Popen(
         [
-            str(Path(sys.executable).with_name("dagster")),
+            str(Path(sys.executable).with_name("dg")),
             "dev",
             "-h",
             "127.0.0.1",
@@ -436,8 +436,8 @@ def test_ui_in_a_real_browser(graph):
                     break
             except OSError:
                 pass
-            assert server.poll() is None, "dagster dev exited; see test-artifacts/dagster-dev.log"
-            assert time.time() < deadline, "dagster dev did not come up in 120 s"
+            assert server.poll() is None, "dg dev exited; see test-artifacts/dg-dev.log"
+            assert time.time() < deadline, "dg dev did not come up in 120 s"
             time.sleep(1)
 
         # A partition materialization launched over GraphQL (what the UI's button sends) succeeds.

@@ -19,9 +19,11 @@ from ahriuwu_core.demo.video import write_demo_videos
 from ahriuwu_core.presets import get_preset
 
 
-def train_demo_model(root: Path, log=print, dynamics_steps: int | None = None) -> DataLayout:
+def train_demo_model(
+    root: Path, log=print, dynamics_steps: int | None = None, video_seconds: float | None = None
+) -> DataLayout:
     """Idempotent per stage: finished outputs under `root` are reused. `dynamics_steps`: a shorter world-model
-    schedule than the preset's (the learning-rate schedule follows it)."""
+    schedule than the preset's (the learning-rate schedule follows it); `video_seconds`: shorter demo videos."""
     import torch
 
     from ahriuwu_core.dynamics.train import train_dynamics
@@ -31,7 +33,8 @@ def train_demo_model(root: Path, log=print, dynamics_steps: int | None = None) -
     layout = DataLayout(root)
     preset = get_preset("demo")
     t0 = time.perf_counter()
-    videos = write_demo_videos(layout.demo_source, preset.demo, log=lambda m: None)
+    demo = dataclasses.replace(preset.demo, duration_s=video_seconds or preset.demo.duration_s)
+    videos = write_demo_videos(layout.demo_source, demo, log=lambda m: None)
     for mp4 in videos:
         if not layout.frames_store(mp4.stem).exists():
             extract_frames(
