@@ -37,6 +37,7 @@ def one_thread_module():
         yield
 
 
+@pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """`make test` runs the suite in xdist workers with `--dist loadgroup`. Each file is one unit of work, so its
     module fixtures are built once; every test that reads the trained demo model is one unit too, scheduled first,
