@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import ast
 import importlib
+import os
 from pathlib import Path
 
 import pytest
@@ -363,3 +364,13 @@ def test_only_the_files_module_renames():
             if renames:
                 offenders.append(f"{path.relative_to(ROOT)}:{node.lineno} .{attr}(...)")
     assert not offenders, offenders
+
+
+def test_make_test_keeps_each_file_on_one_worker(request):
+    """`make test`'s workers take one file (or the demo model's tests) at a time, so module fixtures are built
+    once: conftest marks the group, and xdist, where it runs, appends it to the node id. With pytest 9.2 it stopped
+    doing so without a word, and every module fixture was built on both workers."""
+    groups = [m.args[0] for m in request.node.iter_markers("xdist_group")]
+    assert groups == ["tests/test_structure.py"]
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        assert request.node.nodeid.endswith("@tests/test_structure.py"), request.node.nodeid
