@@ -137,6 +137,11 @@ class ProjectResource(ConfigurableResource):
         var, default = _PROJECT_ENV[name]
         return type(value)(os.environ.get(var) or default)
 
+    def overridden(self) -> dict:
+        """The fields set on this resource itself (in the launchpad), rather than read from the environment."""
+        unset = {name: type(getattr(self, name))(_UNSET.get(name, "")) for name in _PROJECT_ENV}
+        return {name: getattr(self, name) for name in _PROJECT_ENV if getattr(self, name) != unset[name]}
+
     # What depends on the source being the built-in demo, in one place: its HUD layout, its champion-aware scroll
     # estimate and its ground-truth camera track (which scores the demo, never trains a model) apply to the demo
     # only.

@@ -1,9 +1,16 @@
 """Fixtures shared by several test files. Helper code the tests import sits in tests/_*.py."""
 
 import contextlib
+import os
 
 import pytest
 import torch
+
+# `make test` runs one worker per core (TEST_WORKERS): more torch threads in a worker, or in the processes its tests
+# start, would only contend with the other workers.
+if os.environ.get("PYTEST_XDIST_WORKER"):
+    torch.set_num_threads(1)
+    os.environ.setdefault("OMP_NUM_THREADS", "1")
 
 # The code location's code versions include the deployment's settings (frame settings, source: see
 # pipeline/assets/common.py), read from the environment when the definitions are first imported. Import them
@@ -50,13 +57,13 @@ def pytest_collection_modifyitems(config, items):
 
 @pytest.fixture(scope="session")
 def demo_model_root(tmp_path_factory):
-    """A data root as `make demo` leaves it: the demo preset's tokenizer and world model trained from scratch here,
-    on 15 s videos and with the world model on 30 steps (about 3 minutes). Shared by the play tests and the
-    benches' smoke runs. The steering test needs a model that follows its actions: this one, whose prior starts at
-    its least-squares fit, steered the way it was told in 99.5-100% of frames in each of the four directions
-    (bench/play.py --smoke --steer)."""
+    """A data root as `make demo` leaves it: the demo preset's tokenizer and world model trained from scratch here
+    on shorter schedules (tokenizer 100 steps, world model 30) and 15 s videos: about 3 minutes on one thread.
+    Shared by the play tests and the benches' smoke runs. The steering test needs a model that follows its
+    actions: this one, whose prior starts at its least-squares fit, steered the way it was told in 99.6-100% of
+    frames in each of the four directions (bench/play.py --smoke --steer)."""
     from ahriuwu_core.testing.play_model import train_demo_model
 
     root = tmp_path_factory.mktemp("demo_model")
-    train_demo_model(root, dynamics_steps=30, video_seconds=15.0)
+    train_demo_model(root, dynamics_steps=30, video_seconds=15.0, tokenizer_steps=100)
     return root

@@ -589,7 +589,8 @@ def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(g
     """One dataset per identity: the resolved frame settings are part of `frames`' code version, the source is
     part of the manifest's; a different value stales that asset and what follows it, nothing else."""
     instance, resources, *_ = graph
-    from pipeline.assets.common import DEPLOYMENT_PROJECT, frames_code_version, manifest_code_version
+    from pipeline.assets.common import DEPLOYMENT_PROJECT
+    from pipeline.code_versions import code_version
     from pipeline.definitions import ALL_ASSETS
     from pipeline.resources import ProjectResource
     from tests._staleness import stale_partitions, unsynced_partitions
@@ -598,8 +599,9 @@ def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(g
     layout = "none" if here.preset_config().frames.hud_layout == "replay" else "replay"
     other_frames = ProjectResource(hud_layout=layout)  # the rest from the environment, as `here`
     other_source = ProjectResource(source="folder:/elsewhere")
-    assert frames_code_version(other_frames) != frames_code_version(here)
-    assert manifest_code_version(other_source) != manifest_code_version(here)
+    assert code_version("frames", other_frames) != code_version("frames", here)
+    assert code_version("dataset_manifest", other_source) != code_version("dataset_manifest", here)
+    assert code_version("tokenizer", other_frames) == code_version("tokenizer", here)  # it reads no frame setting
 
     def deployed(name, version):
         return [
@@ -609,11 +611,97 @@ def test_other_frame_settings_or_another_source_stale_exactly_what_they_change(g
 
     ids = instance.get_dynamic_partitions("videos")
     training = {("tokenizer", None), ("dynamics", None), ("evaluation", None)} | {("latents", v) for v in ids}
-    assets = deployed("frames", frames_code_version(other_frames))
+    assets = deployed("frames", code_version("frames", other_frames))
     assert stale_partitions(instance, assets) == sorted(("frames", v) for v in ids)
     assert (
         unsynced_partitions(instance, assets) == {("frames", v) for v in ids} | {("dataset_manifest", None)} | training
     )
-    assets = deployed("dataset_manifest", manifest_code_version(other_source))
+    assets = deployed("dataset_manifest", code_version("dataset_manifest", other_source))
     assert stale_partitions(instance, assets) == [("dataset_manifest", None)]
     assert unsynced_partitions(instance, assets) == {("dataset_manifest", None)} | training
+
+
+STALE_STATUS = """
+import json
+from dagster import DagsterInstance
+from dagster._utils.test.data_versions import get_stale_status_resolver
+from pipeline.definitions import ALL_ASSETS
+
+instance = DagsterInstance.get()
+resolver = get_stale_status_resolver(instance, ALL_ASSETS)
+out = {}
+for asset in ALL_ASSETS:
+    for pk in instance.get_dynamic_partitions("videos") if asset.partitions_def else [None]:
+        causes = [c.reason for c in resolver.get_stale_causes(asset.key, pk)]
+        out[asset.key.to_user_string() + (f"[{pk}]" if pk else "")] = [resolver.get_status(asset.key, pk).value, causes]
+print(json.dumps(out))
+"""
+
+
+def test_a_code_or_preset_change_in_a_copy_stales_what_depends_on_it_in_dagsters_judgement(graph, tmp_path):
+    """Code versions are derived (pipeline/code_versions.py), so no one bumps them. In a copy of the project:
+    code changed in a module only the world model's training runs, a preset field only the evaluation reads, and
+    only a docstring and a comment in the frame decoder every per-video stage runs. Dagster's own stale status, in
+    a process that loads the copy's definitions, then shows the world model and the evaluation stale, each for its
+    own code version, and nothing else (the frame decoder's stages stay fresh)."""
+    *_, home, _ = graph
+
+    def status(tree: Path) -> dict:
+        env = {k: v for k, v in os.environ.items() if k != "AHRIUWU_PRESET"}  # as the definitions were imported
+        env.update(DAGSTER_HOME=str(home), PYTHONPATH=str(tree))
+        run = subprocess.run([sys.executable, "-c", STALE_STATUS], cwd=tree, env=env, capture_output=True, text=True)
+        assert run.returncode == 0, run.stderr[-3000:]
+        return json.loads(run.stdout.splitlines()[-1])
+
+    def copy(name: str, edits: list[tuple[str, str, str]]) -> Path:
+        tree = tmp_path / name
+        for package in ("ahriuwu_core", "pipeline"):
+            shutil.copytree(ROOT / package, tree / package, ignore=shutil.ignore_patterns("__pycache__"))
+        for path, old, new in edits:
+            text = (tree / path).read_text()
+            assert text.count(old) == 1, (path, old)
+            (tree / path).write_text(text.replace(old, new))
+        return tree
+
+    before = status(copy("same", []))
+    assert {k for k, (s, _) in before.items() if s != "FRESH"} == set(), before
+    changed = [
+        ("ahriuwu_core/dynamics/objective.py", "\nimport math\n", "\nimport math\n\nOBJECTIVE_REVISION = 2\n"),
+        ("ahriuwu_core/presets.py", "many_steps_clips_per_video=2,", "many_steps_clips_per_video=3,"),
+        ("ahriuwu_core/data/frames.py", "resample it to exactly 20 fps", "resample it to 20 fps exactly"),
+        ("ahriuwu_core/data/frames.py", "\nimport errno\n", "\n# a comment\nimport errno\n"),
+    ]
+    after = status(copy("changed", changed))
+    stale = {k: causes for k, (s, causes) in after.items() if s != "FRESH"}
+    assert set(stale) == {"dynamics", "evaluation"}, after
+    assert stale == {"dynamics": ["has a new code version"], "evaluation": ["has a new code version"]}, stale
+
+
+def test_a_launchpad_override_records_the_runs_own_code_version_and_shows_stale(graph):
+    """A run whose project is overridden (the launchpad's resources section) records the code version of what it
+    computed, not the deployment's: here the tiny preset's split, where the deployment's is the demo preset's.
+    Dagster then shows the manifest stale against the deployed definitions until a plain run rewrites it."""
+    instance, resources, *_ = graph
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    from pipeline.code_versions import CODE_VERSION_TAG, code_version
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.resources import ProjectResource
+
+    def recorded_version():
+        records = instance.fetch_materializations(key, limit=1).records
+        return records[0].asset_materialization.tags[CODE_VERSION_TAG]
+
+    def status():
+        return get_stale_status_resolver(instance, ALL_ASSETS).get_status(key).value
+
+    key = AssetKey("dataset_manifest")
+    deployed = next(a for a in ALL_ASSETS if key in a.keys).code_versions_by_key[key]  # the environment at import
+    overridden = ProjectResource(preset="tiny", source="demo")
+    assert overridden.overridden() == {"preset": "tiny", "source": "demo"} and ProjectResource().overridden() == {}
+    assert code_version("dataset_manifest", overridden) != deployed
+    _materialize(instance, {**resources, "project": overridden}, ["dataset_manifest"])
+    assert recorded_version() == code_version("dataset_manifest", overridden)
+    assert status() == "STALE"
+    _materialize(instance, resources, ["dataset_manifest"])  # the environment's project: the deployed version
+    assert recorded_version() == deployed and status() == "FRESH"

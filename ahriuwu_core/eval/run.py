@@ -14,7 +14,7 @@ from ahriuwu_core.dynamics.load import load_dynamics
 from ahriuwu_core.eval import action_control, baselines, report, rollouts, scoring
 from ahriuwu_core.eval.config import EvalConfig, Plan, resolve_plan, split_plan, variant_name
 from ahriuwu_core.images.pictures import small_png_bytes
-from ahriuwu_core.tokenizer import load_tokenizer
+from ahriuwu_core.tokenizer.build import load_tokenizer
 
 EVAL_SPLITS = ("test", "validation")  # what an evaluation scores, in the order it reports them
 

@@ -20,10 +20,14 @@ from ahriuwu_core.presets import get_preset
 
 
 def train_demo_model(
-    root: Path, log=print, dynamics_steps: int | None = None, video_seconds: float | None = None
+    root: Path,
+    log=print,
+    dynamics_steps: int | None = None,
+    video_seconds: float | None = None,
+    tokenizer_steps: int | None = None,
 ) -> DataLayout:
-    """Idempotent per stage: finished outputs under `root` are reused. `dynamics_steps`: a shorter world-model
-    schedule than the preset's (the learning-rate schedule follows it); `video_seconds`: shorter demo videos."""
+    """Idempotent per stage: finished outputs under `root` are reused. `dynamics_steps`, `tokenizer_steps`: shorter
+    schedules than the preset's (the learning-rate schedules follow them); `video_seconds`: shorter demo videos."""
     import torch
 
     from ahriuwu_core.dynamics.train import train_dynamics
@@ -51,7 +55,9 @@ def train_demo_model(
     log(f"demo model: {len(videos)} videos in {time.perf_counter() - t0:.0f} s")
     if not layout.tokenizer_checkpoint.exists():
         run = layout.run_dir("tokenizer", "demo")
-        train_tokenizer(train, validation, preset.tokenizer_config("cnn"), run, log=lambda m: None, evaluate=False)
+        cfg = preset.tokenizer_config("cnn")
+        cfg = dataclasses.replace(cfg, steps=tokenizer_steps or cfg.steps)
+        train_tokenizer(train, validation, cfg, run, log=lambda m: None, evaluate=False)
         files.replace(run / "tokenizer.pt", layout.tokenizer_checkpoint)
     log(f"demo model: tokenizer at {time.perf_counter() - t0:.0f} s")
     for v in [mp4.stem for mp4 in videos]:  # every video's latents, as `make demo` leaves them (benches read them)

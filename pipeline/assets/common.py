@@ -1,7 +1,6 @@
-"""What every stage shares: the video partitions, the owner, the code versions, the automation conditions,
+"""What every stage shares: the video partitions, the owner, the deployment's project, the automation conditions,
 and the helpers that publish a training output and turn results into metadata and check results."""
 
-import dataclasses
 import hashlib
 import json
 import math
@@ -19,6 +18,7 @@ from dagster import (
 )
 
 from ahriuwu_core.data.files import copy_file, prune_runs
+from pipeline.code_versions import code_version
 from pipeline.resources import ProjectResource, StorageResource
 
 video_partitions = DynamicPartitionsDefinition(name="videos")
@@ -26,47 +26,14 @@ video_partitions = DynamicPartitionsDefinition(name="videos")
 # pool says) and `scope` (per_video: one partition per video; dataset: one over the whole dataset).
 OWNER = "team:ml"
 
-# Bump a stage's code version when its output for the same input changes; Dagster then marks it and its
-# downstream stale. Kept here, one place, so the UI and the tests agree.
-# frames 2: actions lead into their frame (conventions.py), time-step jitter recorded. dynamics 3: block packing,
-# persistence prior, 2D space RoPE, action on latent tokens. dynamics 4: each example's window, corruption and
-# noise drawn from (seed, step, example index), so N ranks train exactly what one process does on their union.
-# evaluation 2: 16 clips per video, bootstrap intervals, persistence_motion and mean-readout series, per-frame
-# encoding. frames 3, latents 2: every chunk written and zstd-checksummed (`checked_store`), so damage is an error.
-# dynamics 5: the action-kernel prior and the weight average. evaluation 3: in a rollout the persistence prior
-# reads each generated frame's conditional mean, not its sample (`dynamics/sampler.py`).
-CODE_VERSIONS = {
-    "videos": "1",
-    "frames": "3",
-    "dataset_manifest": "2",
-    "tokenizer": "2",
-    "latents": "2",
-    "dynamics": "5",
-    "evaluation": "4",
-}
-
-# One dataset per identity: the settings a per-video output depends on take part in its code version, so that
-# changing them (AHRIUWU_PRESET's frame size, AHRIUWU_HUD_LAYOUT, AHRIUWU_SOURCE) stales exactly what they change.
-# Read from the environment the definitions load with (`dagster dev`, `make demo`); a launchpad resource
-# override changes what a run computes but not these versions.
-
-
-def settings_version(value) -> str:
-    """A short hash of a configuration value, for a code version."""
-    return hashlib.sha256(json.dumps(value, sort_keys=True, default=str).encode()).hexdigest()[:8]
-
-
-def frames_code_version(project) -> str:
-    """frames: its code's version and the resolved frame settings (size, resize mode, HUD layout)."""
-    return f"{CODE_VERSIONS['frames']}.{settings_version(dataclasses.asdict(project.preset_config().frames))}"
-
-
-def manifest_code_version(project) -> str:
-    """dataset_manifest: its code's version and the source whose videos it lists."""
-    return f"{CODE_VERSIONS['dataset_manifest']}.{settings_version(project.setting('source'))}"
-
-
+# Code versions: pipeline/code_versions.py derives each stage's from the library source it runs and the settings it
+# reads. The definitions carry the deployment's (the environment `dagster dev` or `make demo` loads with).
 DEPLOYMENT_PROJECT = ProjectResource()  # every field from the environment, as resources_from_env builds it
+
+
+def deployed_code_version(stage: str) -> str:
+    """The stage's code version in the definitions: for the deployment's project."""
+    return code_version(stage, DEPLOYMENT_PROJECT)
 
 
 # Automation. The new_videos sensor only adds partitions; these conditions request every per-video run, so each

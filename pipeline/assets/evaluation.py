@@ -16,14 +16,15 @@ from ahriuwu_core.data import manifest as manifest_lib
 from ahriuwu_core.play.server import DEFAULT_PORT as PLAY_PORT
 from pipeline.assets.common import (
     AFTER_NEW_WORLD_MODEL,
-    CODE_VERSIONS,
     OWNER,
     check_result,
+    deployed_code_version,
     require_published,
     scalars,
 )
 from pipeline.assets.ingest import dataset_manifest
 from pipeline.assets.training import dynamics, tokenizer
+from pipeline.code_versions import STAGE_MODULES, code_version, run_tags
 from pipeline.report import image_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
@@ -31,7 +32,7 @@ from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, S
 @asset(
     deps=[dynamics, tokenizer, dataset_manifest],
     group_name="evaluation",
-    code_version=CODE_VERSIONS["evaluation"],
+    code_version=deployed_code_version("evaluation"),
     kinds={"pytorch"},
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
@@ -92,7 +93,7 @@ def evaluation(
         "train_videos": manifest["train"],
         "tokenizer_sha256": manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint),
         "dynamics_sha256": manifest_lib.file_sha256(storage.layout.dynamics_checkpoint),
-        "code_versions": CODE_VERSIONS,
+        "code_versions": {stage: code_version(stage, project) for stage in STAGE_MODULES},
         "run_id": context.run.run_id,
     }
     with compute.step_device(storage, context.log.info) as device:
@@ -136,6 +137,7 @@ def evaluation(
     return MaterializeResult(
         metadata=metadata,
         data_version=DataVersion(manifest_lib.file_sha256(result["metrics_path"])),
+        tags=run_tags("evaluation", project),
         check_results=[
             check_result("beats_persistence_h1", *check_beats_persistence(metrics, 1)),
             check_result("few_steps_close", *check_few_steps_close(metrics)),

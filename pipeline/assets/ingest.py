@@ -18,17 +18,15 @@ from ahriuwu_core.data import catalog
 from ahriuwu_core.data import manifest as manifest_lib
 from ahriuwu_core.data.conventions import FETCHED_SIDECARS
 from pipeline.assets.common import (
-    CODE_VERSIONS,
-    DEPLOYMENT_PROJECT,
     FETCH_NEW_VIDEO,
     FOLLOW_INPUTS,
     OWNER,
     check_result,
-    frames_code_version,
-    manifest_code_version,
+    deployed_code_version,
     scalars,
     video_partitions,
 )
+from pipeline.code_versions import run_tags
 from pipeline.resources import ProjectResource, StorageResource
 
 
@@ -41,7 +39,7 @@ class VideosConfig(Config):
 @asset(
     partitions_def=video_partitions,
     group_name="ingest",
-    code_version=CODE_VERSIONS["videos"],
+    code_version=deployed_code_version("videos"),
     kinds={"yt-dlp"},
     tags={"compute": "cpu", "scope": "per_video"},
     owners=[OWNER],
@@ -66,6 +64,7 @@ def videos(
     return MaterializeResult(
         metadata={**meta, "seconds": round(time.perf_counter() - start, 2)},
         data_version=DataVersion(info["sha256"]),
+        tags=run_tags("videos", project),
     )
 
 
@@ -73,7 +72,7 @@ def videos(
     partitions_def=video_partitions,
     deps=[videos],
     group_name="ingest",
-    code_version=frames_code_version(DEPLOYMENT_PROJECT),
+    code_version=deployed_code_version("frames"),
     kinds={"pyav", "zarr"},
     tags={"compute": "cpu", "scope": "per_video"},
     owners=[OWNER],
@@ -106,6 +105,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
     return MaterializeResult(
         metadata={**scalars(stats), "path": MetadataValue.path(str(store)), "preset": preset.name},
         data_version=DataVersion(stats["content_hash"]),
+        tags=run_tags("frames", project),
         check_results=[
             check_result("frame_count", *check_frame_count(stats)),
             check_result("not_black_or_frozen", *check_not_black_or_frozen(store)),
@@ -116,7 +116,7 @@ def frames(context: AssetExecutionContext, storage: StorageResource, project: Pr
 @asset(
     deps=[frames],
     group_name="dataset",
-    code_version=manifest_code_version(DEPLOYMENT_PROJECT),
+    code_version=deployed_code_version("dataset_manifest"),
     kinds={"json"},
     tags={"compute": "cpu", "scope": "dataset"},
     owners=[OWNER],
@@ -177,5 +177,6 @@ def dataset_manifest(
             "action_space": MetadataValue.json(manifest["action_space"] or {"components": [], "num_classes": []}),
         },
         data_version=DataVersion(manifest["version"]),
+        tags=run_tags("dataset_manifest", project),
         check_results=[check_result("split_disjoint", split_ok, split_details, AssetCheckSeverity.ERROR)],
     )

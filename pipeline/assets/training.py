@@ -19,10 +19,10 @@ from dagster import (
 from ahriuwu_core.data import manifest as manifest_lib
 from pipeline.assets.common import (
     AFTER_NEW_TOKENIZER,
-    CODE_VERSIONS,
     FOLLOW_INPUTS,
     OWNER,
     check_result,
+    deployed_code_version,
     publish_if_passed,
     require_published,
     scalars,
@@ -32,6 +32,7 @@ from pipeline.assets.common import (
 )
 from pipeline.assets.ingest import dataset_manifest, frames
 from pipeline.cluster import K8sLauncher, launch_dynamics
+from pipeline.code_versions import code_version, run_tags
 from pipeline.report import image_markdown, loss_curve_markdown
 from pipeline.resources import ComputeResource, ProjectResource, StorageResource
 
@@ -39,7 +40,7 @@ from pipeline.resources import ComputeResource, ProjectResource, StorageResource
 @asset(
     deps=[dataset_manifest],
     group_name="training",
-    code_version=CODE_VERSIONS["tokenizer"],
+    code_version=deployed_code_version("tokenizer"),
     kinds={"pytorch"},
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
@@ -74,7 +75,7 @@ def tokenizer(
         manifest["version"],
         preset.name,
         train_cfg,
-        CODE_VERSIONS["tokenizer"],
+        code_version("tokenizer", project),
         log=context.log.info,
     )
     # Training runs in this step's process. Under the multiprocess executor its parent is the run worker: when
@@ -117,6 +118,7 @@ def tokenizer(
     return MaterializeResult(
         metadata=metadata,
         data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
+        tags=run_tags("tokenizer", project),
         check_results=[check_result("not_collapsed", passed, {**collapse, **where}, AssetCheckSeverity.ERROR)],
     )
 
@@ -125,7 +127,7 @@ def tokenizer(
     partitions_def=video_partitions,
     deps=[frames, tokenizer],
     group_name="training",
-    code_version=CODE_VERSIONS["latents"],
+    code_version=deployed_code_version("latents"),
     kinds={"pytorch", "zarr"},
     tags={"compute": "gpu", "scope": "per_video"},
     owners=[OWNER],
@@ -148,18 +150,19 @@ def latents(
             storage.layout.tokenizer_checkpoint,
             out,
             device=device,
-            code_version=CODE_VERSIONS["tokenizer"],
+            code_version=code_version("tokenizer", project),
         )
     return MaterializeResult(
         metadata={**scalars(stats), "path": MetadataValue.path(str(out)), "preset": project.preset_config().name},
         data_version=DataVersion(stats["content_hash"]),
+        tags=run_tags("latents", project),
     )
 
 
 @asset(
     deps=[latents, dataset_manifest, tokenizer],
     group_name="training",
-    code_version=CODE_VERSIONS["dynamics"],
+    code_version=deployed_code_version("dynamics"),
     kinds={"pytorch"},
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
@@ -210,7 +213,7 @@ def dynamics(
         tokenizer_sha,
         preset.name,
         preset.dynamics,
-        CODE_VERSIONS["dynamics"],
+        code_version("dynamics", project),
         log=context.log.info,
     )
     spec = out_dir / "spec.json"
@@ -248,6 +251,7 @@ def dynamics(
             "manifest_version": manifest["version"],
         },
         data_version=result.data_version,
+        tags=run_tags("dynamics", project),
         check_results=[
             check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
             for name, (passed, details) in checks.items()
