@@ -6,7 +6,7 @@ STAMP  := $(VENV)/.installed-stamp
 export DAGSTER_HOME := $(CURDIR)/dagster_home
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup system-deps demo test lint lock ui play tensorboard clean-data
+.PHONY: setup system-deps demo test lint lock ui play tensorboard prune-models clean-data
 
 # Exact versions from requirements.lock (what the suite was run on), then the project itself without resolving again.
 $(STAMP): pyproject.toml requirements.lock
@@ -53,6 +53,12 @@ play: setup
 TB_PORT ?= 6006
 tensorboard: setup
 	$(VENV)/bin/tensorboard --logdir $(DATA_ROOT) --host 127.0.0.1 --port $(TB_PORT)
+
+# Published models stay under <data root>/<stage>/models/ (each materialization's `model` metadata names one) until
+# this removes all but the KEEP newest per stage; the current one is always kept.
+KEEP ?= 5
+prune-models: setup
+	$(PY) -m ahriuwu_core.cli.prune_models --data-root $(DATA_ROOT) --keep $(KEEP)
 
 ui: setup
 	$(VENV)/bin/dg dev -h 127.0.0.1 -p 3000 -w workspace.yaml

@@ -35,6 +35,11 @@ def graph(one_thread_module, tmp_path_factory):
     mp.undo()
 
 
+def _data_version(instance, key: str) -> str:
+    [record] = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(key)), limit=1).records
+    return record.asset_materialization.tags["dagster/data_version"]
+
+
 def _metadata(instance, key: str) -> dict:
     [record] = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(key)), limit=1).records
     return {k: v.value for k, v in record.asset_materialization.metadata.items()}
@@ -53,8 +58,12 @@ def test_dynamics_checks_pass_on_a_normal_tiny_run_and_it_is_published(graph):
     md = recorded(instance, "dynamics", "action_alive")[1]
     assert md["judged"] and md["relative_change"] > 1e-4 and md["embedding_change"] > 1e-5, md
     md = _metadata(instance, "dynamics")
-    published = data_root / "dynamics" / "dynamics.pt"
-    assert md["published_checkpoint"] == str(published)
+    published = data_root / "dynamics" / "dynamics.pt"  # a link to the content-addressed model
+    assert published.is_symlink() and published.resolve() == Path(md["model"])
+    assert (
+        Path(md["model"]).parent == data_root / "dynamics" / "models"
+        and Path(md["model"]).stem == md["model_sha256"][:16]
+    )
     assert published.read_bytes() == Path(md["checkpoint"]).read_bytes()
 
 
@@ -79,7 +88,8 @@ def test_a_world_model_whose_loss_does_not_improve_is_blocked_by_loss_improved_a
     mp.setitem(presets.PRESETS, "tiny_slow", slow)
     mp.setenv("AHRIUWU_PRESET", "tiny_slow")
     published = data_root / "dynamics" / "dynamics.pt"
-    before = published.read_bytes()
+    before, model = published.read_bytes(), published.resolve()
+    version_before = _data_version(instance, "dynamics")
     try:
         outcome = run_all(instance, resources_from_env())
     finally:
@@ -91,11 +101,13 @@ def test_a_world_model_whose_loss_does_not_improve_is_blocked_by_loss_improved_a
     passed, md = recorded(instance, "dynamics", "loss_improved")
     assert md["judged"] and md["logged_losses"] == slow.dynamics.steps and md["window"] == 5, md
     assert not passed and md["drop"] < 2 * md["drop_stderr"] and md["published"] is False, md
-    assert md["kept_published_checkpoint"] == str(published)
+    assert md["kept_model"] == str(model) and published.resolve() == model
     failed = Path(md["checkpoint"])
     assert failed.parent.parent == data_root / "dynamics" / "runs" and failed.exists()
     assert published.read_bytes() == before and failed.read_bytes() != before
     assert _metadata(instance, "dynamics")["checkpoint"] == str(failed)
+    # The failed run recorded the current model's data version, so nothing downstream follows it.
+    assert _data_version(instance, "dynamics") == version_before
 
 
 def test_a_collapsed_tokenizer_leaves_the_published_one_and_stops_its_dependents(graph, monkeypatch):
@@ -107,7 +119,8 @@ def test_a_collapsed_tokenizer_leaves_the_published_one_and_stops_its_dependents
     from pipeline.resources import resources_from_env
 
     published = data_root / "tokenizer" / "tokenizer.pt"
-    before = published.read_bytes()
+    before, model = published.read_bytes(), published.resolve()
+    version_before = _data_version(instance, "tokenizer")
     monkeypatch.setattr(
         CNNTokenizer,
         "decode",
@@ -122,11 +135,21 @@ def test_a_collapsed_tokenizer_leaves_the_published_one_and_stops_its_dependents
     assert not [k for k in outcome if k.startswith("latents")], outcome
     assert any("blocking check tokenizer:not_collapsed" in line for line in lines), lines
     passed, md = recorded(instance, "tokenizer", "not_collapsed")
-    assert not passed and md["published"] is False and md["kept_published_checkpoint"] == str(published)
+    assert not passed and md["published"] is False and md["kept_model"] == str(model)
     failed = Path(md["checkpoint"])
     assert failed.parent.parent == data_root / "tokenizer" / "runs" and failed.exists()
     assert published.read_bytes() == before and failed.read_bytes() != before
     assert _metadata(instance, "tokenizer")["published"] is False
+    # The failed run recorded the current model's data version: in Dagster's judgement no latents went stale.
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    from pipeline.definitions import ALL_ASSETS
+
+    assert _data_version(instance, "tokenizer") == version_before
+    resolver = get_stale_status_resolver(instance, ALL_ASSETS)
+    assert all(
+        resolver.get_status(AssetKey("latents"), v).value == "FRESH" for v in instance.get_dynamic_partitions("videos")
+    )
 
 
 def test_finite_loss_fails_on_a_nan_logged_loss_or_a_missing_final_loss():

@@ -136,7 +136,10 @@ def test_files_shapes_and_metadata(graph, tmp_path):
     from ahriuwu_core.play.server import DEFAULT_PORT
 
     assert (
-        ev["play"] == f"http://127.0.0.1:{DEFAULT_PORT}/" and ev["play_command"] == f"make play DATA_ROOT={data_root}"
+        ev["play"] == f"http://127.0.0.1:{DEFAULT_PORT}/"
+        and ev["play_command"]
+        == f'make play DATA_ROOT={data_root} PLAY_ARGS="--tokenizer {ev["tokenizer_sha256"][:16]} '
+        f'--dynamics {ev["dynamics_sha256"][:16]}"'
     )
     metrics = json.loads(Path(ev["report"]).with_name("metrics.json").read_text())
     assert metrics["splits"] == ["test", "validation"]
@@ -193,12 +196,15 @@ def test_links_tables_checkpoints_and_curves(graph):
         assert isinstance(url, UrlMetadataValue) and url.url == catalog_entry(data_root, vid)["url"] != ""
     for stage in ("tokenizer", "dynamics"):
         md, tags = _recorded_metadata(instance, stage)
-        ckpt, published = md["checkpoint"], md["published_checkpoint"]
-        assert isinstance(ckpt, PathMetadataValue) and isinstance(published, PathMetadataValue)
+        ckpt, model = md["checkpoint"], md["model"]
+        assert isinstance(ckpt, PathMetadataValue) and isinstance(model, PathMetadataValue)
         run_dir = Path(ckpt.path).parent
         assert run_dir.parent == data_root / stage / "runs" and Path(ckpt.path).name == f"{stage}.pt"
-        assert Path(published.path) == data_root / stage / f"{stage}.pt"
-        assert tags["dagster/data_version"] == file_sha256(ckpt.path) == file_sha256(published.path)
+        # published content-addressed, with <stage>.pt a link to it
+        sha = md["model_sha256"].value
+        assert Path(model.path) == data_root / stage / "models" / f"{sha[:16]}.pt"
+        assert (data_root / stage / f"{stage}.pt").resolve() == Path(model.path)
+        assert tags["dagster/data_version"] == file_sha256(ckpt.path) == file_sha256(model.path) == sha
         curve = md["loss_curve"]
         assert isinstance(curve, MarkdownMetadataValue) and "data:image/png;base64," in curve.md_str
         logged = [json.loads(line) for line in (run_dir / "train_log.jsonl").read_text().splitlines()]
@@ -705,3 +711,45 @@ def test_a_launchpad_override_records_the_runs_own_code_version_and_shows_stale(
     assert status() == "STALE"
     _materialize(instance, resources, ["dataset_manifest"])  # the environment's project: the deployed version
     assert recorded_version() == deployed and status() == "FRESH"
+
+
+def test_evaluation_scores_a_past_model_by_its_sha_and_refuses_one_that_trained_on_a_test_video(graph, tmp_path):
+    """Published models stay: the evaluation's launchpad config picks one by its sha256 prefix. This one's
+    checkpoint says it trained on a test video, so the blocking leak check (against the checkpoint's own training
+    list, not the manifest's) refuses it before any rollout, naming the model; the current model stays current."""
+    import torch
+
+    from ahriuwu_core.data import models
+    from ahriuwu_core.data.layout import DataLayout
+
+    instance, resources, data_root, *_ = graph
+    layout = DataLayout(data_root)
+    current, current_sha = models.current(layout, "dynamics")
+    manifest = json.loads((data_root / "manifest.json").read_text())
+    ckpt = torch.load(current, map_location="cpu", weights_only=False)
+    assert ckpt["extra"]["train_videos"] == manifest["train"]  # what the world model recorded it learnt from
+    ckpt["extra"]["train_videos"] = manifest["train"] + manifest["test"][:1]
+    torch.save(ckpt, tmp_path / "leaky.pt")
+    leaky, leaky_sha = models.publish(layout, "dynamics", tmp_path / "leaky.pt")
+    models.publish(layout, "dynamics", current)  # the current one again; the leaky one stays in models/
+    assert models.current(layout, "dynamics") == (current, current_sha) and leaky.exists()
+
+    from dagster import AssetSelection, materialize
+
+    from pipeline.definitions import ALL_ASSETS
+
+    config = {"ops": {"evaluation": {"config": {"dynamics_model": leaky_sha[:12]}}}}
+    result = materialize(
+        ALL_ASSETS,
+        selection=AssetSelection.assets("evaluation"),
+        instance=instance,
+        resources=resources,
+        run_config=config,
+        raise_on_error=False,
+    )
+    assert not result.success  # a failed blocking check of ERROR severity fails its step
+    passed, md = recorded(instance, "evaluation", "split_disjoint")
+    assert not passed and manifest["test"][0] in str(md), md
+    status = latest_metadata(instance, "evaluation")["status"]
+    assert status.startswith(f"not evaluated: the world model {leaky.name} trained on test videos"), status
+    assert models.current(layout, "dynamics") == (current, current_sha)

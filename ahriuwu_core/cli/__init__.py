@@ -1,3 +1,3 @@
-"""Command lines that start from a named preset: `python -m ahriuwu_core.cli.train_tokenizer`,
-`python -m ahriuwu_core.cli.train_dynamics`. They sit above `presets`, which imports the components they run, so
-no component imports the preset registry."""
+"""Command lines: `python -m ahriuwu_core.cli.train_tokenizer` and `python -m ahriuwu_core.cli.train_dynamics` start
+from a named preset (they sit above `presets`, which imports the components they run, so no component imports the
+preset registry); `python -m ahriuwu_core.cli.prune_models` removes older published models."""

@@ -273,7 +273,8 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
             step=step,
             config=dataclasses.asdict(model_cfg),
             kind=KIND,
-            extra={"train_config": dataclasses.asdict(cfg)},
+            # the videos it learnt from, for the evaluation's leak check against what it scores
+            extra={"train_config": dataclasses.asdict(cfg), "train_videos": [Path(s).stem for s in train_stores]},
         )
     tail = losses[-10:]
     result = {

@@ -278,7 +278,7 @@ def world_from_args(args) -> PlayWorld:
     cfg = PlayConfig(context=args.context, sampling_steps=args.steps, max_sessions=args.max_sessions)
     device = args.device if args.device != "auto" else ("cuda" if torch.cuda.is_available() else "cpu")
     if args.data_root:
-        tokenizer, dynamics, stores = data_root_inputs(Path(args.data_root))
+        tokenizer, dynamics, stores = data_root_inputs(Path(args.data_root), args.tokenizer or "", args.dynamics or "")
     else:
         if not (args.tokenizer and args.dynamics and args.frames):
             raise SystemExit("play: give --data-root, or --tokenizer, --dynamics and --frames")
@@ -286,9 +286,10 @@ def world_from_args(args) -> PlayWorld:
     return load_world(tokenizer, dynamics, stores, cfg, device=device)
 
 
-def data_root_inputs(root: Path) -> tuple[Path, Path, list[Path]]:
-    """The published checkpoints and the frames stores of the videos no model trained on (test, then validation)
-    under a data root (`make demo`'s)."""
+def data_root_inputs(root: Path, tokenizer: str = "", dynamics: str = "") -> tuple[Path, Path, list[Path]]:
+    """The current models, or the published ones `tokenizer` and `dynamics` name (a sha256 prefix or a path), and
+    the frames stores of the videos no model trained on (test, then validation) under a data root (`make demo`'s)."""
+    from ..data import models
     from ..data.layout import DataLayout
 
     layout = DataLayout(root)
@@ -303,14 +304,17 @@ def data_root_inputs(root: Path) -> tuple[Path, Path, list[Path]]:
         raise SystemExit(
             f"play: no frames store of a test or validation video ({', '.join(ids) or 'none listed'}) under {root}"
         )
-    return layout.tokenizer_checkpoint, layout.dynamics_checkpoint, stores
+    try:
+        return models.find(layout, "tokenizer", tokenizer)[0], models.find(layout, "dynamics", dynamics)[0], stores
+    except (FileNotFoundError, ValueError) as e:
+        raise SystemExit(f"play: {e}") from None
 
 
 def main(argv=None) -> int:
     p = argparse.ArgumentParser(prog="python -m ahriuwu_core.play", description=__doc__.split("\n\n")[0])
     p.add_argument("--data-root", default="", help="take the checkpoints and held-out videos from this data root")
-    p.add_argument("--tokenizer")
-    p.add_argument("--dynamics")
+    p.add_argument("--tokenizer", help="a checkpoint; with --data-root, a published one by sha256 prefix or path")
+    p.add_argument("--dynamics", help="a checkpoint; with --data-root, a published one by sha256 prefix or path")
     p.add_argument("--frames", nargs="*", default=[], help="frames stores (zarr) whose clips a dream starts from")
     p.add_argument("--host", default="127.0.0.1", help="listen address (loopback by default)")
     p.add_argument("--port", type=int, default=DEFAULT_PORT)

@@ -1,7 +1,8 @@
 """Encode a frames store into a latents store (float16, (T, N, D)), streaming `batch_frames` frames at a time
 so memory is bounded whatever the video length. Each frame is encoded on its own (T=1 context), the same
 way every training window's first frame is seen. Written to a temp store beside the target, then renamed
-(`files.atomic_path`)."""
+(`files.atomic_path`). The store records the sha256 of the tokenizer file that encoded it, read before the model
+is loaded from that same file (a link to the current model is resolved first), and `encoded_by` reads it back."""
 
 from __future__ import annotations
 
@@ -44,7 +45,9 @@ def encode_video(
     code_version: str = "",
     tokenizer=None,
 ) -> dict:
-    frames_store, tokenizer_path, out_store = Path(frames_store), Path(tokenizer_path), Path(out_store)
+    frames_store, out_store = Path(frames_store), Path(out_store)
+    tokenizer_path = Path(tokenizer_path).resolve()  # the model file itself, never a link a publish may switch
+    tokenizer_sha = file_sha256(tokenizer_path) if tokenizer_path.is_file() else ""
     t0 = time.monotonic()
     src = open_frames(frames_store)
     frames = src["frames"]
@@ -89,7 +92,7 @@ def encode_video(
         g.attrs.update(
             {
                 "video_id": src.attrs.get("video_id", frames_store.stem),
-                "tokenizer_sha256": file_sha256(tokenizer_path) if tokenizer_path.is_file() else "",
+                "tokenizer_sha256": tokenizer_sha,
                 "tokenizer_code_version": code_version or tokenizer_code_version(),
                 "tokenizer_kind": getattr(model, "kind", ""),
                 "num_frames": int(T),
@@ -108,3 +111,18 @@ def encode_video(
         "content_hash": content_hash,
         "seconds": time.monotonic() - t0,
     }
+
+
+def encoded_by(stores) -> str:
+    """The sha256 of the tokenizer that encoded every one of the latent `stores`; a ValueError naming the stores of
+    each tokenizer when they were not all encoded by the same one."""
+    by_sha: dict[str, list[str]] = {}
+    for store in stores:
+        sha = zarr.open_group(str(store), mode="r").attrs.get("tokenizer_sha256", "")
+        by_sha.setdefault(sha, []).append(Path(store).name)
+    if len(by_sha) > 1:
+        raise ValueError(
+            "the latent stores were encoded by different tokenizers; re-encode them with one (materialize `latents`): "
+            + "; ".join(f"{sha[:16] or 'unknown'}: {', '.join(names)}" for sha, names in sorted(by_sha.items()))
+        )
+    return next(iter(by_sha), "")

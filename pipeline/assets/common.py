@@ -13,11 +13,13 @@ from dagster import (
     AssetExecutionContext,
     AssetSelection,
     AutomationCondition,
+    DataVersion,
     DynamicPartitionsDefinition,
     MetadataValue,
 )
 
-from ahriuwu_core.data.files import copy_file, prune_runs
+from ahriuwu_core.data import models
+from ahriuwu_core.data.files import prune_runs
 from pipeline.code_versions import code_version
 from pipeline.resources import ProjectResource, StorageResource
 
@@ -113,25 +115,26 @@ def training_run_dir(storage: StorageResource, stage: str, *inputs, log=print) -
     return path
 
 
-def publish_if_passed(passed: bool, src: Path, dst: Path, context: AssetExecutionContext) -> dict:
-    """Publish a training run's output only when its blocking checks passed; otherwise the previous published
-    one stays, and the failed one stays in its run folder. Returns metadata saying where each is."""
+def publish_if_passed(
+    passed: bool, src: Path, storage: StorageResource, stage: str, context: AssetExecutionContext
+) -> tuple[dict, DataVersion]:
+    """Publish a training run's output (content-addressed, ahriuwu_core/data/models.py) only when its blocking
+    checks passed; otherwise the current model stays, and the failed one stays in its run folder.
+
+    Returns metadata saying where each is, and the data version to record: the published model's sha256, or, after
+    a failed check, the current model's, so that nothing downstream changes ("none" before any was published)."""
     where = {"checkpoint": MetadataValue.path(str(src)), "published": bool(passed)}
     if passed:
-        where["published_checkpoint"] = MetadataValue.path(str(_publish(src, dst)))
-        return where
-    kept = MetadataValue.path(str(dst)) if dst.exists() else "none (never published)"
-    where["kept_published_checkpoint"] = kept
+        path, sha = models.publish(storage.layout, stage, src)
+        where.update(model=MetadataValue.path(str(path)), model_sha256=sha)
+        return where, DataVersion(sha)
+    now = models.current(storage.layout, stage)
+    where["kept_model"] = MetadataValue.path(str(now[0])) if now else "none (never published)"
     context.log.warning(
-        f"a blocking check failed: {src} is not published; {dst} "
-        f"{'keeps the previous one' if dst.exists() else 'stays absent'}"
+        f"a blocking check failed: {src} is not published; "
+        + (f"{now[0]} stays the current model" if now else "no model is published")
     )
-    return where
-
-
-def _publish(src: Path, dst: Path) -> Path:
-    """Copy a finished checkpoint to the stage's well-known path atomically (readers never see half a file)."""
-    return copy_file(src, dst)
+    return where, DataVersion(now[1] if now else "none")
 
 
 def check_result(name: str, passed: bool, details: dict, severity=AssetCheckSeverity.WARN) -> AssetCheckResult:

@@ -4,8 +4,10 @@ and the validation videos (shown beside them), scored against baselines."""
 import time
 
 from dagster import (
+    AssetCheckSeverity,
     AssetCheckSpec,
     AssetExecutionContext,
+    Config,
     DataVersion,
     MaterializeResult,
     MetadataValue,
@@ -27,6 +29,14 @@ from pipeline.assets.training import dynamics, tokenizer
 from pipeline.code_versions import STAGE_MODULES, code_version, run_tags
 from pipeline.report import image_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
+
+
+class EvaluationConfig(Config):
+    """Which models to score: the current ones (empty), or a past one by its `model_sha256` (8 or more leading
+    characters, from a tokenizer or dynamics materialization's metadata) or by its path."""
+
+    tokenizer_model: str = ""
+    dynamics_model: str = ""
 
 
 @asset(
@@ -51,7 +61,13 @@ from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, S
             description="on the test videos, K=4 within 0.5 dB of K=64 at every horizon, on the clips both score",
         ),
         AssetCheckSpec("no_nan", asset="evaluation", description="no NaN or inf in any metric"),
-        AssetCheckSpec("split_disjoint", asset="evaluation", description="evaluated videos never reached training"),
+        AssetCheckSpec(
+            "split_disjoint",
+            asset="evaluation",
+            blocking=True,
+            description="no evaluated video is one the world model trained on (the training list its checkpoint "
+            "records), and none is in two evaluated splits; a leak is refused before any rollout",
+        ),
     ],
     description="Rollouts on the test videos (the score) and the validation videos (beside it): C context frames, "
     "then H frames predicted autoregressively; PSNR/SSIM/LPIPS per horizon against copy-last-frame, the tokenizer's "
@@ -59,11 +75,14 @@ from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, S
 )
 def evaluation(
     context: AssetExecutionContext,
+    config: EvaluationConfig,
     storage: StorageResource,
     compute: ComputeResource,
     project: ProjectResource,
 ) -> MaterializeResult:
+    from ahriuwu_core.data import models
     from ahriuwu_core.data.split import check_split_disjoint
+    from ahriuwu_core.dynamics.load import trained_videos
     from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
     from ahriuwu_core.eval.run import evaluate
 
@@ -85,21 +104,41 @@ def evaluation(
                 for name in ("beats_persistence_h1", "few_steps_close", "no_nan", "split_disjoint")
             ],
         )
+    # The model files themselves (content-addressed, never rewritten): what is scored is what is recorded.
+    tokenizer_path, tokenizer_sha = models.find(storage.layout, "tokenizer", config.tokenizer_model)
+    dynamics_path, dynamics_sha = models.find(storage.layout, "dynamics", config.dynamics_model)
+    trained_on = trained_videos(dynamics_path)
+    leak = check_split_disjoint(manifest["train"] if trained_on is None else trained_on, manifest["test"])
+    if not leak[0]:
+        reason = f"not evaluated: the world model {dynamics_path.name} trained on test videos ({leak[1]})"
+        context.log.error(reason)
+        return MaterializeResult(
+            metadata={"status": reason, "manifest_version": manifest["version"]},
+            check_results=[
+                check_result("split_disjoint", False, leak[1], AssetCheckSeverity.ERROR),
+                *(check_result(n, False, {"reason": reason}) for n in ("beats_persistence_h1", "few_steps_close")),
+                check_result("no_nan", False, {"reason": reason}),
+            ],
+        )
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
+    trained = manifest["train"] if trained_on is None else trained_on
     lineage = {
         "manifest_version": manifest["version"],
         "test_videos": manifest["test"],
         "validation_videos": manifest["validation"],
         "train_videos": manifest["train"],
-        "tokenizer_sha256": manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint),
-        "dynamics_sha256": manifest_lib.file_sha256(storage.layout.dynamics_checkpoint),
+        "tokenizer_sha256": tokenizer_sha,
+        "dynamics_sha256": dynamics_sha,
+        "tokenizer_model": str(tokenizer_path),
+        "dynamics_model": str(dynamics_path),
+        "dynamics_train_videos": trained_on,
         "code_versions": {stage: code_version(stage, project) for stage in STAGE_MODULES},
         "run_id": context.run.run_id,
     }
     with compute.step_device(storage, context.log.info) as device:
         result = evaluate(
-            storage.layout.tokenizer_checkpoint,
-            storage.layout.dynamics_checkpoint,
+            tokenizer_path,
+            dynamics_path,
             {"test": stores["test"], "validation": stores["validation"]},
             preset.evaluation,
             storage.layout.report_dir(run_name),
@@ -125,11 +164,16 @@ def evaluation(
         },
         **{f"{s}_videos": ", ".join(metrics[s]["videos"]) for s in splits},
         "manifest_version": manifest["version"],
+        "tokenizer_model": MetadataValue.path(str(tokenizer_path)),
+        "dynamics_model": MetadataValue.path(str(dynamics_path)),
+        "tokenizer_sha256": tokenizer_sha,
+        "dynamics_sha256": dynamics_sha,
         # the play page for this model pair: `make play` serves it (on the machine that holds the data root);
         # AHRIUWU_PLAY_URL says where users reach it when that is not this machine's loopback
         "play": MetadataValue.url(project.setting("play_url") or f"http://127.0.0.1:{PLAY_PORT}/"),
-        "play_command": MetadataValue.text(
-            "make play" if storage.path == PROJECT_ROOT / "assets" else f"make play DATA_ROOT={storage.path}"
+        "play_command": MetadataValue.text(  # these very models, even after newer ones are published
+            ("make play" if storage.path == PROJECT_ROOT / "assets" else f"make play DATA_ROOT={storage.path}")
+            + f' PLAY_ARGS="--tokenizer {tokenizer_sha[:16]} --dynamics {dynamics_sha[:16]}"'
         ),
         **scalars(result["flat"]),
     }
@@ -142,6 +186,10 @@ def evaluation(
             check_result("beats_persistence_h1", *check_beats_persistence(metrics, 1)),
             check_result("few_steps_close", *check_few_steps_close(metrics)),
             check_result("no_nan", *check_no_nan(metrics)),
-            check_result("split_disjoint", *check_split_disjoint(manifest["train"] + manifest["missing"], evaluated)),
+            check_result(
+                "split_disjoint",
+                *check_split_disjoint(trained + manifest["missing"], evaluated),
+                AssetCheckSeverity.ERROR,
+            ),
         ],
     )

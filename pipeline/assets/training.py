@@ -102,7 +102,7 @@ def tokenizer(
     result["checkpoint"] = Path(result["checkpoint"])
     collapse = {k: v for k, v in result.items() if k.startswith("collapse_")}
     passed = bool(result["collapse_passed"])
-    where = publish_if_passed(passed, result["checkpoint"], storage.layout.tokenizer_checkpoint, context)
+    where, data_version = publish_if_passed(passed, result["checkpoint"], storage, "tokenizer", context)
     strip = result.pop("strip_png", None)
     metadata = {
         **scalars(result),
@@ -117,7 +117,7 @@ def tokenizer(
         metadata["loss_curve"] = MetadataValue.md(curve)
     return MaterializeResult(
         metadata=metadata,
-        data_version=DataVersion(manifest_lib.file_sha256(result["checkpoint"])),
+        data_version=data_version,
         tags=run_tags("tokenizer", project),
         check_results=[check_result("not_collapsed", passed, {**collapse, **where}, AssetCheckSeverity.ERROR)],
     )
@@ -205,7 +205,7 @@ def dynamics(
     manifest = manifest_lib.read_manifest(storage.path)
     stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
     require_published(context, storage, "tokenizer")
-    tokenizer_sha = manifest_lib.file_sha256(storage.layout.tokenizer_checkpoint)
+    tokenizer_sha = _trained_tokenizer(storage, stores["train"])
     out_dir = training_run_dir(
         storage,
         "dynamics",
@@ -238,8 +238,8 @@ def dynamics(
         ).get_materialize_result()
         checkpoint = out_dir / "dynamics.pt"
         checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
-    where = publish_if_passed(
-        all(passed for passed, _ in checks.values()), checkpoint, storage.layout.dynamics_checkpoint, context
+    where, data_version = publish_if_passed(
+        all(passed for passed, _ in checks.values()), checkpoint, storage, "dynamics", context
     )
     curve = loss_curve_markdown(out_dir / "train_log.jsonl")
     return MaterializeResult(
@@ -249,14 +249,31 @@ def dynamics(
             **({"loss_curve": MetadataValue.md(curve)} if curve else {}),
             **tensorboard_metadata(project, storage, out_dir),
             "manifest_version": manifest["version"],
+            "tokenizer_sha256": tokenizer_sha,
         },
-        data_version=result.data_version,
+        data_version=data_version,
         tags=run_tags("dynamics", project),
         check_results=[
             check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
             for name, (passed, details) in checks.items()
         ],
     )
+
+
+def _trained_tokenizer(storage: StorageResource, train_stores: list) -> str:
+    """The sha256 of the tokenizer that encoded every training latent store, which must be the current one (the
+    evaluation and play decode with it): a clear error otherwise, naming the stores."""
+    from ahriuwu_core.data import models
+    from ahriuwu_core.tokenizer.encode import encoded_by
+
+    sha = encoded_by(train_stores)
+    now = models.current(storage.layout, "tokenizer")
+    if now is not None and sha != now[1]:
+        raise ValueError(
+            f"the training latents were encoded by tokenizer {sha[:16] or 'unknown'}, not by the current one "
+            f"{now[1][:16]} ({now[0]}): materialize `latents` for every video first"
+        )
+    return sha
 
 
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
