@@ -138,7 +138,8 @@ def test_a_collapsed_tokenizer_leaves_the_published_one_and_stops_its_dependents
     assert not passed and md["published"] is False and md["kept_model"] == str(model)
     failed = Path(md["checkpoint"])
     assert failed.parent.parent == data_root / "tokenizer" / "runs" and failed.exists()
-    assert published.read_bytes() == before and failed.read_bytes() != before
+    # (Its weights may equal the published ones: the forced decoder is the check's view, not training's.)
+    assert published.read_bytes() == before and published.resolve() == model
     assert _metadata(instance, "tokenizer")["published"] is False
     # The failed run recorded the current model's data version: in Dagster's judgement no latents went stale.
     from dagster._utils.test.data_versions import get_stale_status_resolver

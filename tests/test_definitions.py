@@ -66,7 +66,8 @@ def test_instance_retries_only_crashed_runs(tmp_path, monkeypatch):
 
 def test_the_project_resource_is_the_only_configuration():
     """No asset has a config field that could disagree with the run's resolved preset (only `videos`' operation
-    flag `refetch`), and every stage reads the preset through the project resource."""
+    flag `refetch`, and which published models `evaluation` scores), and every stage reads the preset through the
+    project resource."""
     from pipeline.definitions import ALL_ASSETS
 
     fields = {}
@@ -80,7 +81,7 @@ def test_the_project_resource_is_the_only_configuration():
         "tokenizer": [],
         "latents": [],
         "dynamics": [],
-        "evaluation": [],
+        "evaluation": ["dynamics_model", "tokenizer_model"],
     }
     for asset in ALL_ASSETS:
         if asset.key.to_user_string() != "videos":

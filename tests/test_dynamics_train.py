@@ -536,3 +536,19 @@ def test_stores_over_the_memory_threshold_are_read_window_by_window(tmp_path, mo
     assert any("3 videos (3 read from zarr window by window)" in s for s in lines), lines
     a, b = (load_world_model(r["checkpoint"]).state_dict() for r in (streamed, loaded))
     assert all(torch.equal(a[k], b[k]) for k in a)
+
+
+@pytest.mark.parametrize("limit", [0.0, 1e-9])
+def test_a_rerun_of_a_finished_run_trains_nothing_and_writes_the_same_bytes(tmp_path, limit):
+    """Whether the run completed or stopped at its time limit: a rerun on the same folder trains no step and writes
+    dynamics.pt byte for byte as before (its data version does not change)."""
+    stores = make_stores(tmp_path)
+    out = tmp_path / "run"
+    first = train_dynamics(stores, tiny_cfg(steps=4, time_limit_s=limit), out, log=lambda s: None)
+    before = (out / "dynamics.pt").read_bytes()
+    assert first["steps"] == (1 if limit else 4)
+    lines = []
+    again = train_dynamics(stores, tiny_cfg(steps=4, time_limit_s=limit), out, log=lines.append)
+    assert again["steps"] == first["steps"] and again["stopped_by"] == first["stopped_by"]
+    assert any("no step to train" in line for line in lines), lines
+    assert (out / "dynamics.pt").read_bytes() == before

@@ -16,7 +16,7 @@ import zarr
 from ahriuwu_core.data import models
 from ahriuwu_core.data.layout import DataLayout
 from ahriuwu_core.data.manifest import file_sha256
-from ahriuwu_core.tokenizer.encode import encoded_by
+from ahriuwu_core.tokenizer.encode import encoded_by, encoded_with
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -98,3 +98,12 @@ def test_a_mix_of_tokenizers_is_refused_naming_the_stores(tmp_path):
         ValueError, match=r"different tokenizers.*aaaaaaaaaaaaaaaa: v0.zarr, v1.zarr; bbbbbbbbbbbbbbbb: v2.zarr"
     ):
         encoded_by(mixed)
+
+
+def test_training_takes_the_current_tokenizers_latents_and_names_the_others(tmp_path):
+    a, b = "a" * 64, "b" * 64
+    current = _latents(tmp_path / "v0.zarr", a)
+    stale = _latents(tmp_path / "v1.zarr", b)
+    used, left_out = encoded_with([current, stale, tmp_path / "v2.zarr"], a)
+    assert used == [current]
+    assert left_out == {"v1": "encoded by tokenizer bbbbbbbbbbbbbbbb, not aaaaaaaaaaaaaaaa", "v2": "no latents"}

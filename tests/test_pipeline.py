@@ -753,3 +753,28 @@ def test_evaluation_scores_a_past_model_by_its_sha_and_refuses_one_that_trained_
     status = latest_metadata(instance, "evaluation")["status"]
     assert status.startswith(f"not evaluated: the world model {leaky.name} trained on test videos"), status
     assert models.current(layout, "dynamics") == (current, current_sha)
+
+
+def test_a_second_run_on_unchanged_inputs_trains_no_step_and_changes_no_model(graph):
+    """`make demo` again with nothing changed: both trainers find their finished run folders, train no step and
+    write the same bytes, so the models' data versions stay and nothing downstream goes stale."""
+    instance, resources, data_root, *_ = graph
+    from pipeline.demo import run_all
+
+    def versions():
+        out = {}
+        for stage in ("tokenizer", "dynamics"):
+            [record] = instance.fetch_materializations(AssetKey(stage), limit=1).records
+            out[stage] = record.asset_materialization.tags["dagster/data_version"]
+        return out
+
+    def logged_steps():
+        runs = {s: (data_root / s / "runs").glob("*/train_log.jsonl") for s in ("tokenizer", "dynamics")}
+        return {s: sum(len(p.read_text().splitlines()) for p in paths) for s, paths in runs.items()}
+
+    steps = logged_steps()
+    before = versions()
+    outcome = run_all(instance, resources, log=lambda m: None)
+    assert outcome["tokenizer"] and outcome["dynamics"], outcome
+    assert versions() == before
+    assert logged_steps() == steps  # not one training step logged

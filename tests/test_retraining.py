@@ -43,11 +43,13 @@ def stub_tokenizer() -> MaterializeResult:
     return MaterializeResult(check_results=[AssetCheckResult(check_name="not_collapsed", passed=True)])
 
 
-def _stub_latents():
+def _stub_latents(failing=()):
     from pipeline.assets import video_partitions
 
     @asset(key="latents", deps=["frames", "tokenizer"], partitions_def=video_partitions)
-    def stub_latents() -> MaterializeResult:
+    def stub_latents(context) -> MaterializeResult:
+        if context.partition_key in failing:
+            raise RuntimeError(f"{context.partition_key}: a damaged frames store")
         return MaterializeResult()
 
     return stub_latents
@@ -164,6 +166,30 @@ def test_a_new_tokenizer_is_followed_by_latents_then_dynamics_then_evaluation(pr
     assert not any(e.passed for e in evaluations.values())
     assert "the dataset changed" in evaluations["dynamics"].metadata["reason"].value
     assert daemon.automation_tick() == [] and daemon.requested[("dynamics", None)] == 1
+
+
+def test_a_video_whose_re_encode_fails_does_not_stall_retraining(project):
+    """One video's latents fail after a new tokenizer: the world model is requested once the other is re-encoded
+    (it leaves the failed one out and names it), and the failed one is not requested again until it changes."""
+    from pipeline.definitions import ALL_ASSETS
+
+    daemon, _ = project
+    stubs = [a for a in ALL_ASSETS if a.key.to_user_string() in ("videos", "frames", "dataset_manifest")]
+    stubs += [stub_tokenizer, _stub_latents(failing={"clip_a"}), stub_dynamics, stub_evaluation]
+    run = lambda requests: daemon.launch(requests, assets=stubs)  # noqa: E731
+
+    daemon.automation_tick()
+    assert all(run(daemon.sensor_tick() + daemon.automation_tick()))
+    assert all(run(daemon.automation_tick()))  # the manifest
+    assert all(run([_schedule_tick(daemon.instance)]))
+    runs = daemon.automation_tick()
+    assert shape(runs) == [("clip_a", ["latents"]), ("clip_b", ["latents"])]
+    assert run(runs) == [False, True]
+    runs = daemon.automation_tick()
+    assert shape(runs) == [(None, ["dynamics"])]
+    assert all(run(runs))
+    assert shape(daemon.automation_tick()) == [(None, ["evaluation"])]
+    assert daemon.requested[("latents", "clip_a")] == 1
 
 
 def _run_checks(daemon, check_keys):

@@ -207,3 +207,20 @@ def test_trainer_stops_when_its_parent_is_killed_and_holds_its_folder(tmp_path, 
     assert res["completed"] and res["stopped_by"] is None and not (out / "trainer.lock").exists()
     assert any(f"removed stale lock {out / 'trainer.lock'} of process {sleeper.pid}" in s for s in lines), lines
     assert any(f"resumed tokenizer training from {out / 'last.pt'} at step {result['steps']}" in s for s in lines)
+
+
+@pytest.mark.parametrize("limit", [0.0, 1e-9])
+def test_a_rerun_of_a_finished_run_trains_nothing_and_writes_the_same_bytes(tmp_path, stores, limit):
+    """Whether the run ended at its last step or at max_train_seconds: a rerun on the same folder trains no step
+    and writes tokenizer.pt byte for byte as before, so its data version (the file's sha256) does not change."""
+    train, held = stores
+    out = tmp_path / "out"
+    first = train_tokenizer(train, held, _cfg(max_train_seconds=limit), out, log=lambda m: None)
+    before = (out / "tokenizer.pt").read_bytes()
+    assert first["completed"] and first["steps"] == (1 if limit else 4)
+    lines = []
+    again = train_tokenizer(train, held, _cfg(max_train_seconds=limit), out, log=lines.append)
+    assert again["completed"] and again["steps"] == first["steps"]
+    assert any("no step to train" in line for line in lines), lines
+    assert (out / "tokenizer.pt").read_bytes() == before
+    assert again["heldout_psnr"] == pytest.approx(first["heldout_psnr"])

@@ -10,7 +10,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from .files import copy_file, temp_path
+from .files import copy_file, replace, temp_path
 from .layout import DataLayout
 from .manifest import file_sha256
 
@@ -32,7 +32,7 @@ def publish(layout: DataLayout, stage: str, checkpoint: Path) -> tuple[Path, str
     current = layout.checkpoint(stage)
     link = temp_path(current)
     os.symlink(os.path.relpath(path, current.parent), link)  # relative: the data root may move or be mounted
-    os.replace(link, current)  # readers see the old model or the new one, never neither
+    replace(link, current)  # readers see the old model or the new one, never neither
     return path, sha
 
 

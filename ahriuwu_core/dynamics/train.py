@@ -169,15 +169,23 @@ def _train(train_stores, cfg, out_dir, device, say, report, exit_with_parent) ->
                     "loss_first": loss_first,
                     "loss_min": loss_min,
                     "nonfinite_skipped": skipped_total,
+                    "time_limited": hit_time_limit,  # a time-boxed run that ended here: a rerun trains no further
                     **({"ema": average.state_dict()} if average is not None else {}),
                 },
             )
         if distributed:
             dist.barrier()
 
+    # A finished run (its folder's key covers every input), time-boxed or not, trains no further step, so a rerun
+    # on unchanged inputs writes the same dynamics.pt, byte for byte.
+    finished = resumed_path is not None and (start >= cfg.steps or bool(extra.get("time_limited")))
+    if finished:
+        say(f"the run in {out_dir} finished at step {start}; no step to train")
+        if start < cfg.steps:
+            stopped_by, hit_time_limit = "time_limit", True
     step = start
     with stop_guards(say, exit_with_parent) as (stop, watch):
-        for step in range(start + 1, cfg.steps + 1):
+        for step in range(start + 1, (start if finished else cfg.steps) + 1):
             B, T = cfg.batch_shape(step)
             # This rank's slice of the global batch: examples [rank*B, (rank+1)*B), each drawn (window,
             # corruption, noise) from (seed, step, example) alone, so any world size sees the same global batch.

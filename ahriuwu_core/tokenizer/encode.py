@@ -126,3 +126,19 @@ def encoded_by(stores) -> str:
             + "; ".join(f"{sha[:16] or 'unknown'}: {', '.join(names)}" for sha, names in sorted(by_sha.items()))
         )
     return next(iter(by_sha), "")
+
+
+def encoded_with(stores, tokenizer_sha: str) -> tuple[list[Path], dict[str, str]]:
+    """The latent `stores` the tokenizer `tokenizer_sha` encoded, and every other one by video with why it is not
+    (no latents yet, or another tokenizer's: a re-encode that failed or has not run)."""
+    used, left_out = [], {}
+    for store in map(Path, stores):
+        if not store.exists():
+            left_out[store.stem] = "no latents"
+            continue
+        sha = encoded_by([store])
+        if sha == tokenizer_sha:
+            used.append(store)
+        else:
+            left_out[store.stem] = f"encoded by tokenizer {sha[:16] or 'unknown'}, not {tokenizer_sha[:16]}"
+    return used, left_out

@@ -165,6 +165,11 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
         sampler.set_state(info["data_position"])
         prior_seconds = float(info["extra"].get("train_seconds", 0.0))
         log(f"resumed tokenizer training from {last} at step {start}")
+    # A finished run (its folder's key covers every input) trains no further step, so a rerun on unchanged inputs
+    # writes the same tokenizer.pt, byte for byte: same data version, nothing downstream goes stale.
+    finished = start >= cfg.steps or (cfg.max_train_seconds > 0 and prior_seconds >= cfg.max_train_seconds)
+    if start and finished:
+        log(f"tokenizer: the run in {out_dir} finished at step {start}; no step to train")
     log(
         f"tokenizer {cfg.kind}: {n_params:,} parameters, {model.num_tokens} tokens x {model.token_dim}, "
         f"{cfg.steps} steps of {cfg.batch_size}x{cfg.frames_per_sample} frames on {device}"
@@ -198,8 +203,9 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
             **ckpt_meta,
         )
 
+    step = start
     with stop_guards(log, exit_with_parent) as (stop, watch):
-        for step in range(start + 1, cfg.steps + 1):
+        for step in range(start + 1, (start if finished else cfg.steps) + 1):
             x, game = sampler.sample(cfg.batch_size)
             x, game = x.to(device, non_blocking=True), game.to(device)
             with autocast_context(device):
@@ -253,7 +259,7 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
         final,
         model=model,
         step=step,
-        extra={"train_config": _jsonable(asdict(cfg)), "code_version": code_version(), "train_seconds": train_seconds},
+        extra={"train_config": _jsonable(asdict(cfg)), "code_version": code_version()},  # no timing: same bytes
         **ckpt_meta,
     )
     result["checkpoint"] = str(final)

@@ -57,16 +57,20 @@ FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_bloc
 )
 
 # Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow the new tokenizer
-# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it, and the evaluation
+# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it (or failed), and the evaluation
 # follows the world model. New videos alone (new latents, a new manifest) retrain nothing.
 _TOKENIZER_UPDATED = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
     AssetSelection.assets("tokenizer")
 )
 # No latents partition left that has not been updated since the tokenizer was (all_deps_match would be satisfied by
 # any one partition of a partitioned dep).
-_REENCODED = ~AutomationCondition.any_deps_match(~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)).allow(
-    AssetSelection.assets("latents")
-)
+# A partition whose re-encode failed, or that cannot be encoded (its frames are missing: they failed), does not
+# hold training back: the world model leaves it out and names it (its `all_training_videos_used` check).
+_REENCODED = ~AutomationCondition.any_deps_match(
+    ~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)
+    & ~AutomationCondition.execution_failed()
+    & ~(AutomationCondition.missing() & AutomationCondition.any_deps_missing())
+).allow(AssetSelection.assets("latents"))
 AFTER_NEW_TOKENIZER = (
     _TOKENIZER_UPDATED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
     & _REENCODED

@@ -189,6 +189,12 @@ def latents(
             description="training moved the action embeddings, and the network's prediction (the "
             "action prior held fixed) changes when the actions change, on fixed training windows",
         ),
+        AssetCheckSpec(
+            "all_training_videos_used",
+            asset="dynamics",
+            description="every training video's latents are the current tokenizer's; a video whose re-encode "
+            "failed or has not run is left out of training and named here",
+        ),
     ],
     description="The world model: a space/time factorized transformer over latent tokens trained with flow "
     "matching (x-prediction), diffusion forcing and shortcut forcing, conditioned on actions.",
@@ -203,9 +209,10 @@ def dynamics(
 ):
     preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)
-    stores = manifest_lib.stores_by_split(storage.path, manifest, "latents")
     require_published(context, storage, "tokenizer")
-    tokenizer_sha = _trained_tokenizer(storage, stores["train"])
+    tokenizer_sha, train, left_out = _training_latents(storage, manifest["train"])
+    for video_id, why in left_out.items():
+        context.log.warning(f"training video {video_id} left out: {why}")
     out_dir = training_run_dir(
         storage,
         "dynamics",
@@ -213,6 +220,7 @@ def dynamics(
         tokenizer_sha,
         preset.name,
         preset.dynamics,
+        [p.stem for p in train],
         code_version("dynamics", project),
         log=context.log.info,
     )
@@ -226,7 +234,7 @@ def dynamics(
                 {
                     "preset": preset.name,
                     "config": dataclasses.asdict(preset.dynamics),
-                    "train_stores": [str(p) for p in stores["train"]],
+                    "train_stores": [str(p) for p in train],
                     "out_dir": str(out_dir),
                     "device": compute.device if remote else device,
                 },
@@ -237,7 +245,7 @@ def dynamics(
             context, compute, spec, storage.path, pipes_subprocess_client, k8s
         ).get_materialize_result()
         checkpoint = out_dir / "dynamics.pt"
-        checks = _dynamics_checks(checkpoint, out_dir, stores["train"], device)
+        checks = _dynamics_checks(checkpoint, out_dir, train, device)
     where, data_version = publish_if_passed(
         all(passed for passed, _ in checks.values()), checkpoint, storage, "dynamics", context
     )
@@ -250,30 +258,38 @@ def dynamics(
             **tensorboard_metadata(project, storage, out_dir),
             "manifest_version": manifest["version"],
             "tokenizer_sha256": tokenizer_sha,
+            "train_videos": len(train),
+            "left_out_videos": ", ".join(f"{v} ({why})" for v, why in left_out.items()) or "none",
         },
         data_version=data_version,
         tags=run_tags("dynamics", project),
         check_results=[
-            check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
-            for name, (passed, details) in checks.items()
+            *(
+                check_result(name, passed, {**details, **where}, AssetCheckSeverity.ERROR)
+                for name, (passed, details) in checks.items()
+            ),
+            check_result("all_training_videos_used", not left_out, {"left_out": left_out or "none"}),
         ],
     )
 
 
-def _trained_tokenizer(storage: StorageResource, train_stores: list) -> str:
-    """The sha256 of the tokenizer that encoded every training latent store, which must be the current one (the
-    evaluation and play decode with it): a clear error otherwise, naming the stores."""
+def _training_latents(storage: StorageResource, train_videos: list) -> tuple[str, list, dict]:
+    """(the current tokenizer's sha256, the training latent stores it encoded, the videos left out and why). The
+    world model never mixes tokenizers, and it is decoded with the current one: a video whose latents are missing
+    or another tokenizer's (its re-encode failed, or has not run) is left out, named, rather than stall training;
+    none left is a clear error."""
     from ahriuwu_core.data import models
-    from ahriuwu_core.tokenizer.encode import encoded_by
+    from ahriuwu_core.tokenizer.encode import encoded_with
 
-    sha = encoded_by(train_stores)
-    now = models.current(storage.layout, "tokenizer")
-    if now is not None and sha != now[1]:
+    path, sha = models.current(storage.layout, "tokenizer")
+    train, left_out = encoded_with([storage.layout.latents_store(v) for v in train_videos], sha)
+    if not train:
         raise ValueError(
-            f"the training latents were encoded by tokenizer {sha[:16] or 'unknown'}, not by the current one "
-            f"{now[1][:16]} ({now[0]}): materialize `latents` for every video first"
+            f"no training video has latents from the current tokenizer {sha[:16]} ({path}): "
+            + "; ".join(f"{v}: {why}" for v, why in left_out.items())
+            + ". Materialize `latents` first."
         )
-    return sha
+    return sha, train, left_out
 
 
 def _dynamics_checks(checkpoint: Path, out_dir: Path, train_stores: list, device: str) -> dict:
