@@ -27,15 +27,27 @@ LIBRARY = "ahriuwu_core"
 LIBRARY_DIR = Path(ahriuwu_core.__file__).parent
 CODE_VERSION_TAG = "dagster/code_version"  # where Dagster records a materialization's code version
 
-# The library modules each stage calls (pipeline/assets/); their imports are followed from there.
+# The library modules each stage calls (pipeline/assets/; tests/test_code_versions.py checks the list against them);
+# their imports are followed from there.
 STAGE_MODULES = {
     "videos": ("ahriuwu_core.sources",),
     "frames": ("ahriuwu_core.data.frames",),
     "dataset_manifest": ("ahriuwu_core.data.catalog", "ahriuwu_core.data.manifest", "ahriuwu_core.data.split"),
-    "tokenizer": ("ahriuwu_core.tokenizer.train",),
+    "tokenizer": ("ahriuwu_core.tokenizer.train", "ahriuwu_core.data.models"),
     "latents": ("ahriuwu_core.tokenizer.encode",),
-    "dynamics": ("ahriuwu_core.dynamics.train", "ahriuwu_core.dynamics.checks", "ahriuwu_core.dynamics.load"),
-    "evaluation": ("ahriuwu_core.eval.run", "ahriuwu_core.eval.checks", "ahriuwu_core.demo.motion"),
+    "dynamics": (
+        "ahriuwu_core.dynamics.train",
+        "ahriuwu_core.dynamics.checks",
+        "ahriuwu_core.dynamics.load",
+        "ahriuwu_core.tokenizer.encode",  # which latents it trains on
+        "ahriuwu_core.data.models",
+    ),
+    "evaluation": (
+        "ahriuwu_core.eval.run",
+        "ahriuwu_core.eval.checks",
+        "ahriuwu_core.demo.motion",
+        "ahriuwu_core.data.models",
+    ),
 }
 
 

@@ -72,3 +72,32 @@ def test_run_tags_only_under_an_override(monkeypatch):
     overridden = ProjectResource(preset="demo")
     assert cv.run_tags("dynamics", overridden) == {cv.CODE_VERSION_TAG: cv.code_version("dynamics", overridden)}
     assert cv.code_version("dynamics", overridden) != cv.code_version("dynamics", ProjectResource())
+
+
+def test_every_library_module_an_asset_imports_is_in_its_stages_closure():
+    """STAGE_MODULES names what each stage runs: a library import added to an asset's function (or to a helper of
+    its file) without adding it there would leave that code out of the stage's version."""
+    import ast
+    from pathlib import Path
+
+    assets_dir = Path(cv.__file__).parent / "assets"
+    missing = []
+    for path in sorted(assets_dir.glob("*.py")):
+        tree = ast.parse(path.read_text())
+        functions = {f.name: f for f in tree.body if isinstance(f, ast.FunctionDef)}
+        for stage in cv.STAGE_MODULES:
+            if stage not in functions:
+                continue
+            closure = cv.source_closure(cv.STAGE_MODULES[stage])
+            # the stage's own function and the private helpers of its file it calls (e.g. _dynamics_checks)
+            called = {n.id for n in ast.walk(functions[stage]) if isinstance(n, ast.Name)}
+            bodies = [
+                functions[stage],
+                *(f for name, f in functions.items() if name.startswith("_") and name in called),
+            ]
+            for node in (n for body in bodies for n in ast.walk(body)):
+                if isinstance(node, ast.ImportFrom) and (node.module or "").startswith("ahriuwu_core"):
+                    names = [f"{node.module}.{a.name}" for a in node.names]
+                    found = [n for n in names if cv.module_file(n)] or [node.module]
+                    missing += [f"{path.name}:{stage}: {m}" for m in found if m not in closure]
+    assert not missing, missing
