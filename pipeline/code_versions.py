@@ -85,8 +85,8 @@ def _imported(name: str, tree: ast.AST) -> tuple[set[str], set[str]]:
     return followed, parents - followed
 
 
-def _code_tree(path: Path) -> tuple[str, ast.AST]:
-    """The file's syntax tree dumped without docstrings (they document; they do not run)."""
+def _code_tree(path: Path) -> ast.AST:
+    """The file's syntax tree without docstrings (they document; they do not run)."""
     tree = ast.parse(path.read_text(), str(path))
     for node in ast.walk(tree):
         body = getattr(node, "body", None)
@@ -98,12 +98,28 @@ def _code_tree(path: Path) -> tuple[str, ast.AST]:
             and isinstance(body[0].value.value, str)
         ):
             node.body = body[1:] or [ast.Pass()]
-    return ast.dump(tree), tree
+    return tree
+
+
+@functools.cache
+def _module(name: str, path: Path, stamp: tuple[int, int]) -> tuple[str, set[str], set[str]]:
+    """(a hash of the module's code, the modules it imports, their parent packages): each file parsed once, and
+    again only when it changes (`stamp`: its mtime and size)."""
+    tree = _code_tree(path)
+    return hashlib.sha256(ast.dump(tree).encode()).hexdigest(), *_imported(name, tree)
+
+
+def _module_code(name: str) -> tuple[str, set[str], set[str]]:
+    path = module_file(name)
+    if path is None:
+        raise ValueError(f"{name!r} is not a module of {LIBRARY} ({LIBRARY_DIR})")
+    stat = path.stat()
+    return _module(name, path, (stat.st_mtime_ns, stat.st_size))
 
 
 @functools.cache
 def source_closure(modules: tuple[str, ...]) -> dict[str, str]:
-    """Library module -> its code's dump, for `modules` and every library module they import, transitively."""
+    """Library module -> a hash of its code, for `modules` and every library module they import, transitively."""
     out: dict[str, str] = {}
     followed: set[str] = set()
     todo = list(modules)
@@ -111,15 +127,11 @@ def source_closure(modules: tuple[str, ...]) -> dict[str, str]:
         name = todo.pop()
         if name in followed:
             continue
-        path = module_file(name)
-        if path is None:
-            raise ValueError(f"{name!r} is not a module of {LIBRARY} ({LIBRARY_DIR})")
         followed.add(name)
-        out[name], tree = _code_tree(path)
-        imports, parents = _imported(name, tree)
+        out[name], imports, parents = _module_code(name)
         todo.extend(imports - followed)
         for parent in parents - out.keys():
-            out[parent] = _code_tree(module_file(parent))[0]
+            out[parent] = _module_code(parent)[0]
     return out
 
 

@@ -16,7 +16,7 @@ import zarr
 from ahriuwu_core.data import models
 from ahriuwu_core.data.layout import DataLayout
 from ahriuwu_core.data.manifest import file_sha256
-from ahriuwu_core.tokenizer.encode import encoded_by, encoded_with
+from ahriuwu_core.tokenizer.encode import encoded_with
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -87,17 +87,6 @@ def _latents(path: Path, sha: str) -> Path:
     group.create_array("latents", data=np.zeros((2, 1, 1), np.float16))
     group.attrs["tokenizer_sha256"] = sha
     return path
-
-
-def test_a_mix_of_tokenizers_is_refused_naming_the_stores(tmp_path):
-    a, b = "a" * 64, "b" * 64
-    same = [_latents(tmp_path / f"v{i}.zarr", a) for i in range(2)]
-    assert encoded_by(same) == a
-    mixed = [*same, _latents(tmp_path / "v2.zarr", b)]
-    with pytest.raises(
-        ValueError, match=r"different tokenizers.*aaaaaaaaaaaaaaaa: v0.zarr, v1.zarr; bbbbbbbbbbbbbbbb: v2.zarr"
-    ):
-        encoded_by(mixed)
 
 
 def test_training_takes_the_current_tokenizers_latents_and_names_the_others(tmp_path):

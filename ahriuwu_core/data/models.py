@@ -51,7 +51,7 @@ def prune(layout: DataLayout, stage: str, keep: int) -> list[Path]:
     folder = layout.stage_dir(stage) / "models"
     now = current(layout, stage)
     models = sorted(folder.glob("*.pt"), key=lambda p: p.stat().st_mtime, reverse=True) if folder.exists() else []
-    removed = [p for p in models[keep:] if now is None or p != now[0]]
+    removed = [p for p in models[keep:] if now is None or p.resolve() != now[0]]
     for p in removed:
         p.unlink()
     return removed

@@ -2,7 +2,7 @@
 so memory is bounded whatever the video length. Each frame is encoded on its own (T=1 context), the same
 way every training window's first frame is seen. Written to a temp store beside the target, then renamed
 (`files.atomic_path`). The store records the sha256 of the tokenizer file that encoded it, read before the model
-is loaded from that same file (a link to the current model is resolved first), and `encoded_by` reads it back."""
+is loaded from that same file (a link to the current model is resolved first), and `encoded_with` reads it back."""
 
 from __future__ import annotations
 
@@ -113,21 +113,6 @@ def encode_video(
     }
 
 
-def encoded_by(stores) -> str:
-    """The sha256 of the tokenizer that encoded every one of the latent `stores`; a ValueError naming the stores of
-    each tokenizer when they were not all encoded by the same one."""
-    by_sha: dict[str, list[str]] = {}
-    for store in stores:
-        sha = zarr.open_group(str(store), mode="r").attrs.get("tokenizer_sha256", "")
-        by_sha.setdefault(sha, []).append(Path(store).name)
-    if len(by_sha) > 1:
-        raise ValueError(
-            "the latent stores were encoded by different tokenizers; re-encode them with one (materialize `latents`): "
-            + "; ".join(f"{sha[:16] or 'unknown'}: {', '.join(names)}" for sha, names in sorted(by_sha.items()))
-        )
-    return next(iter(by_sha), "")
-
-
 def encoded_with(stores, tokenizer_sha: str) -> tuple[list[Path], dict[str, str]]:
     """The latent `stores` the tokenizer `tokenizer_sha` encoded, and every other one by video with why it is not
     (no latents yet, or another tokenizer's: a re-encode that failed or has not run)."""
@@ -136,7 +121,7 @@ def encoded_with(stores, tokenizer_sha: str) -> tuple[list[Path], dict[str, str]
         if not store.exists():
             left_out[store.stem] = "no latents"
             continue
-        sha = encoded_by([store])
+        sha = zarr.open_group(str(store), mode="r").attrs.get("tokenizer_sha256", "")
         if sha == tokenizer_sha:
             used.append(store)
         else:
