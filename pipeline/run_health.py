@@ -6,6 +6,8 @@ STARTED and keeps its `gpu` pool slot forever otherwise: Dagster frees a step's 
 
 - The daemon's run monitoring asks the run launcher (pipeline/launcher.py) and marks a dead run failed; it
   frees a failed run's slots `free_slots_after_run_end_seconds` later (dagster_home/dagster.yaml).
+- Every run of the code location's executor (pipeline/executor.py), however started, tags itself with its host
+  and, while a step waits for a pool slot, applies the same check and names the run holding the slot.
 - `make demo` runs in-process without the daemon: before each GPU stage, `wait_for_pool` marks dead runs failed,
   frees the slots of finished runs none of whose processes is left, then waits, sleeping, for a free slot.
 """
@@ -87,6 +89,19 @@ def reap_dead_runs(instance: DagsterInstance, log=print) -> list[str]:
     return freed
 
 
+def slot_holders(info) -> list[tuple[str, str]]:
+    """(run id, step key) of every step holding a slot of a pool (its ConcurrencyKeyInfo): those that claimed one,
+    and those Dagster assigned one to that have not claimed it yet (a run killed while waiting can hold a slot so)."""
+    assigned = [(s.run_id, s.step_key) for s in info.pending_steps if s.assigned_timestamp is not None]
+    return sorted({(s.run_id, s.step_key) for s in info.claimed_slots} | set(assigned))
+
+
+def describe_wait(pool: str, limit: int, holders: list[tuple[str, str]]) -> str:
+    """What a step waiting on `pool` is told: the limit and which runs' steps hold the slots."""
+    named = ", ".join(f"run {run_id} (step {step_key})" for run_id, step_key in holders)
+    return f"waiting for a `{pool}` pool slot ({limit} in all), held by {named}"
+
+
 def wait_for_pool(instance: DagsterInstance, pool: str, log=print, interval_s: float = 1.0) -> None:
     """Block, sleeping `interval_s` between checks, until `pool` has a free slot, reaping dead runs meanwhile.
 
@@ -96,10 +111,9 @@ def wait_for_pool(instance: DagsterInstance, pool: str, log=print, interval_s: f
     while True:
         reap_dead_runs(instance, log)
         info = instance.event_log_storage.get_concurrency_info(pool)
-        if info.limit is None or len(info.claimed_slots) < info.limit:
+        if info.limit is None or len(slot_holders(info)) < info.limit:
             return
         if not said:
-            holders = ", ".join(f"run {s.run_id} (step {s.step_key})" for s in info.claimed_slots)
-            log(f"waiting for a `{pool}` pool slot ({info.limit} in all), held by {holders}")
+            log(describe_wait(pool, info.limit, slot_holders(info)))
             said = True
         time.sleep(interval_s)

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from collections import Counter
 
-from dagster import AssetKey, DagsterRunStatus, build_sensor_context, evaluate_automation_conditions, materialize
+from dagster import AssetKey, DagsterRunStatus, build_sensor_context, materialize
 
 
 class Daemon:
@@ -16,13 +16,15 @@ class Daemon:
         from pipeline.definitions import defs
 
         self.instance, self.resources, self.defs = instance, resources, defs
-        self.cursor = None
+        self.cursors: dict = {}
+        self.evaluation_id = 0
         self.requested: Counter = Counter()
 
     def _count(self, run_requests):
         for req in run_requests:
-            for key in _keys(req):
-                self.requested[(key.to_user_string(), req.partition_key)] += 1
+            for partition, keys in _requested(req):
+                for key in keys:
+                    self.requested[(key.to_user_string(), partition)] += 1
         return run_requests
 
     def sensor_tick(self) -> list:
@@ -38,22 +40,65 @@ class Daemon:
         return self._count(list(getattr(result, "run_requests", None) or []))
 
     def automation_tick(self) -> list:
-        """One evaluation of the assets' conditions; returns its run requests, grouped as the daemon groups them."""
-        from dagster._core.definitions.automation_tick_evaluation_context import build_run_requests
+        """One tick of each of the project's automation sensors, evaluated as the asset daemon evaluates them: its
+        own target and cursor, and its own `emit_backfills` (production keeps Dagster's default, on: a tick that
+        requests several partitions of an asset requests one backfill). Returns their requests."""
+        import logging
 
-        result = evaluate_automation_conditions(defs=self.defs, instance=self.instance, cursor=self.cursor)
-        self.cursor = result.cursor
-        return self._count(
-            build_run_requests(
-                entity_subsets=result._requested_subsets,  # noqa: SLF001
-                asset_graph=self.defs.resolve_asset_graph(),
-                run_tags=None,
-                emit_backfills=False,
-            )
-        )
+        from dagster import AssetCheckKey, AssetSelection, AutomationConditionSensorDefinition
+        from dagster._core.definitions.asset_daemon_cursor import AssetDaemonCursor
+        from dagster._core.definitions.automation_tick_evaluation_context import AutomationTickEvaluationContext
+
+        graph = self.defs.resolve_asset_graph()
+        requests = []
+        for sensor in self.defs.sensors:
+            if not isinstance(sensor, AutomationConditionSensorDefinition):
+                continue
+            keys = sensor.asset_selection.resolve(graph) | sensor.asset_selection.resolve_checks(graph)
+            selection = AssetSelection.assets(*(k for k in keys if isinstance(k, AssetKey))).without_checks()
+            selection |= AssetSelection.checks(*(k for k in keys if isinstance(k, AssetCheckKey)))
+            cursor = self.cursors.get(sensor.name) or AssetDaemonCursor.empty()
+            self.evaluation_id += 1
+            tick_requests, self.cursors[sensor.name], _ = AutomationTickEvaluationContext(
+                evaluation_id=self.evaluation_id,
+                instance=self.instance,
+                asset_graph=graph,
+                cursor=cursor,
+                materialize_run_tags={},
+                observe_run_tags={},
+                auto_observe_asset_keys=set(),
+                asset_selection=selection,
+                logger=logging.getLogger("automation"),
+                emit_backfills=sensor.emit_backfills,
+            ).evaluate()
+            requests += tick_requests
+        return self._count(requests)
+
+    def runs_of(self, run_requests) -> list:
+        """The runs the requests become: a run request is one run; a backfill request becomes what Dagster's backfill
+        daemon launches for these assets (no backfill policy): one run per partition with that partition's
+        requested assets, and one for the unpartitioned ones, parents before children."""
+        from dagster import RunRequest
+
+        graph = self.defs.resolve_asset_graph()
+        order = {key: i for i, key in enumerate(graph.toposorted_asset_keys)}
+        runs = []
+        for req in run_requests:
+            if req.asset_graph_subset is None:
+                runs.append(req)
+                continue
+            by_partition: dict = {}
+            for ap in req.asset_graph_subset.iterate_asset_partitions():
+                by_partition.setdefault(ap.partition_key, []).append(ap.asset_key)
+            expanded = [
+                RunRequest(asset_selection=sorted(keys, key=order.get), partition_key=partition)
+                for partition, keys in by_partition.items()
+            ]
+            runs += sorted(expanded, key=lambda r: (min(order[k] for k in r.asset_selection), r.partition_key or ""))
+        return runs
 
     def launch(self, run_requests, assets=None) -> list[bool]:
-        """Execute the run requests in process (success per run; failures are recorded, not raised). assets: the
+        """Execute the requests' runs in process (success per run; failures are recorded, not raised). assets: the
         definitions to execute them with (default: the project's)."""
         from dagster import AssetSelection
 
@@ -69,7 +114,7 @@ class Daemon:
                 resources=self.resources,
                 raise_on_error=False,
             ).success
-            for req in run_requests
+            for req in self.runs_of(run_requests)
         ]
 
     def start_run(self, assets: list[str], partition: str) -> str:
@@ -82,15 +127,28 @@ class Daemon:
         return run.run_id
 
 
-def _keys(request) -> list:
-    """The assets a run request selects; for a request of checks alone, its checks (an asset's own checks run
-    with it)."""
-    return list(request.asset_selection or request.asset_check_keys or [])
+def _requested(request) -> list[tuple[str | None, list]]:
+    """(partition, keys) that a request asks for: its assets, or for a request of checks alone its checks (an
+    asset's own checks run with it); a backfill request asks for its partitions' assets."""
+    if request.asset_graph_subset is not None:
+        by_partition: dict = {}
+        for ap in request.asset_graph_subset.iterate_asset_partitions():
+            by_partition.setdefault(ap.partition_key, []).append(ap.asset_key)
+        return list(by_partition.items())
+    return [(request.partition_key, list(request.asset_selection or request.asset_check_keys or []))]
 
 
-def shape(run_requests) -> list[tuple[str | None, list[str]]]:
-    """(partition, sorted asset names, or check names for checks alone) per run request, sorted."""
-    return sorted(
-        ((r.partition_key, sorted(k.to_user_string() for k in _keys(r))) for r in run_requests),
-        key=lambda s: (s[0] or "", s[1]),
-    )
+def shape(run_requests) -> list:
+    """Per request, sorted: (partition, sorted asset names, or check names for checks alone); a backfill request is
+    ("backfill", its own shape)."""
+
+    def one(request):
+        if request.asset_graph_subset is not None:
+            return (
+                "backfill",
+                sorted((p, sorted(k.to_user_string() for k in keys)) for p, keys in _requested(request)),
+            )
+        [(partition, keys)] = _requested(request)
+        return (partition, sorted(k.to_user_string() for k in keys))
+
+    return sorted((one(r) for r in run_requests), key=lambda s: (s[0] or "", str(s[1])))

@@ -106,15 +106,23 @@ def test_a_failed_stage_is_not_requested_again_until_its_input_changes(project, 
         assert daemon.sensor_tick() == [] and daemon.automation_tick() == []
     assert daemon.requested == Counter({("videos", "clip_a"): 1, ("frames", "clip_a"): 1})
     monkeypatch.setattr(ahriuwu_core.data.frames, "extract_frames", real)
-    # The input changes: the video is fetched again (by hand); frames follows, once.
-    assert materialize(
-        ALL_ASSETS,
-        selection=[AssetKey("videos")],
-        partition_key="clip_a",
-        instance=daemon.instance,
-        resources=daemon.resources,
-        run_config=RunConfig({"videos": VideosConfig(refetch=True)}),
-    ).success
+
+    def refetch():
+        assert materialize(
+            ALL_ASSETS,
+            selection=[AssetKey("videos")],
+            partition_key="clip_a",
+            instance=daemon.instance,
+            resources=daemon.resources,
+            run_config=RunConfig({"videos": VideosConfig(refetch=True)}),
+        ).success
+
+    # Fetched again by hand, the same bytes: its data version is unchanged, so that is no change.
+    refetch()
+    assert daemon.automation_tick() == []
+    # The input changes (the source now holds another clip under that name): frames follows, once.
+    media.make_clip(src / "clip_a.mp4", seconds=2, width=96, height=64)
+    refetch()
     runs = daemon.automation_tick()
     assert shape(runs) == [("clip_a", ["frames"])]
     assert daemon.launch(runs) == [True]

@@ -153,6 +153,79 @@ def test_a_collapsed_tokenizer_leaves_the_published_one_and_stops_its_dependents
     )
 
 
+def _materializations(instance, key: str) -> int:
+    return len(instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(key)), limit=1000).records)
+
+
+def test_a_failed_check_inside_one_run_skips_what_it_guards_and_stales_nothing(graph, monkeypatch):
+    """As when the UI materializes a selection in one run: dynamics with its evaluation, then the tokenizer with a
+    video's latents. The guarded asset's blocking check fails; Dagster skips its dependent inside the same run,
+    and in Dagster's own judgement nothing downstream went stale (the failed run recorded the current model)."""
+    instance, data_root, _, mp = graph
+    from dagster import AssetSelection, materialize
+    from dagster._utils.test.data_versions import get_stale_status_resolver
+
+    from ahriuwu_core import presets
+    from ahriuwu_core.tokenizer.cnn import CNNTokenizer
+    from pipeline.definitions import ALL_ASSETS
+    from pipeline.resources import resources_from_env
+
+    def one_run(*keys, partition=None):
+        before = {k: _materializations(instance, k) for k in keys}
+        result = materialize(
+            ALL_ASSETS,
+            selection=AssetSelection.assets(*keys),
+            partition_key=partition,
+            instance=instance,
+            resources=resources_from_env(),
+            raise_on_error=False,
+        )
+        assert not result.success
+        return {k: _materializations(instance, k) - before[k] for k in keys}
+
+    def stale_from(key, dependency, partitions=(None,)):
+        """Whether Dagster judges `key` stale because of `dependency` (earlier tests left other causes)."""
+        resolver = get_stale_status_resolver(instance, ALL_ASSETS)
+        causes = [c for p in partitions for c in resolver.get_stale_causes(AssetKey(key), p)]
+        return any(c.dependency is not None and c.dependency.asset_key == AssetKey(dependency) for c in causes)
+
+    tiny = presets.get_preset("tiny")
+    slow = dataclasses.replace(
+        tiny,
+        name="tiny_slow2",
+        dynamics=dataclasses.replace(
+            tiny.dynamics, log_every=1, optim=dataclasses.replace(tiny.dynamics.optim, lr=3e-4)
+        ),
+    )
+    mp.setitem(presets.PRESETS, "tiny_slow2", slow)
+    mp.setenv("AHRIUWU_PRESET", "tiny_slow2")
+    version = _data_version(instance, "dynamics")
+    try:
+        made = one_run("dynamics", "evaluation")
+    finally:
+        mp.setenv("AHRIUWU_PRESET", "tiny")
+    assert not recorded(instance, "dynamics", "loss_improved")[0]
+    assert made == {"dynamics": 1, "evaluation": 0}  # the evaluation step never ran
+    assert _data_version(instance, "dynamics") == version and not stale_from("evaluation", "dynamics")
+
+    monkeypatch.setattr(
+        CNNTokenizer,
+        "decode",
+        lambda self, latents: torch.full((*latents.shape[:2], 3, self.cfg.image_size, self.cfg.image_size), 0.5),
+    )
+    for run in (data_root / "tokenizer" / "runs").iterdir():
+        for f in run.iterdir():
+            f.unlink()
+    video = instance.get_dynamic_partitions("videos")[0]
+    version = _data_version(instance, "tokenizer")
+    assert not stale_from("latents", "tokenizer", instance.get_dynamic_partitions("videos"))
+    made = one_run("tokenizer", "latents", partition=video)
+    assert not recorded(instance, "tokenizer", "not_collapsed")[0]
+    assert made == {"tokenizer": 1, "latents": 0}
+    assert _data_version(instance, "tokenizer") == version
+    assert not stale_from("latents", "tokenizer", instance.get_dynamic_partitions("videos"))
+
+
 def test_finite_loss_fails_on_a_nan_logged_loss_or_a_missing_final_loss():
     assert check_finite_loss([0.3, 0.2], 0.2)[0]
     passed, md = check_finite_loss([0.3, math.nan, 0.2], 0.2)

@@ -713,10 +713,14 @@ def test_a_launchpad_override_records_the_runs_own_code_version_and_shows_stale(
     assert recorded_version() == deployed and status() == "FRESH"
 
 
-def test_evaluation_scores_a_past_model_by_its_sha_and_refuses_one_that_trained_on_a_test_video(graph, tmp_path):
+@pytest.mark.parametrize("stage, called", [("dynamics", "world model"), ("tokenizer", "tokenizer")])
+def test_evaluation_scores_a_past_model_by_its_sha_and_refuses_one_that_trained_on_a_test_video(
+    graph, tmp_path, stage, called
+):
     """Published models stay: the evaluation's launchpad config picks one by its sha256 prefix. This one's
     checkpoint says it trained on a test video, so the blocking leak check (against the checkpoint's own training
-    list, not the manifest's) refuses it before any rollout, naming the model; the current model stays current."""
+    list, not the manifest's) refuses it before any rollout, naming the model; the current model stays current.
+    Both models are judged: a tokenizer that saw a test video leaks as a world model does."""
     import torch
 
     from ahriuwu_core.data import models
@@ -724,21 +728,21 @@ def test_evaluation_scores_a_past_model_by_its_sha_and_refuses_one_that_trained_
 
     instance, resources, data_root, *_ = graph
     layout = DataLayout(data_root)
-    current, current_sha = models.current(layout, "dynamics")
+    current, current_sha = models.current(layout, stage)
     manifest = json.loads((data_root / "manifest.json").read_text())
     ckpt = torch.load(current, map_location="cpu", weights_only=False)
-    assert ckpt["extra"]["train_videos"] == manifest["train"]  # what the world model recorded it learnt from
+    assert ckpt["extra"]["train_videos"] == manifest["train"]  # what the model recorded it learnt from
     ckpt["extra"]["train_videos"] = manifest["train"] + manifest["test"][:1]
     torch.save(ckpt, tmp_path / "leaky.pt")
-    leaky, leaky_sha = models.publish(layout, "dynamics", tmp_path / "leaky.pt")
-    models.publish(layout, "dynamics", current)  # the current one again; the leaky one stays in models/
-    assert models.current(layout, "dynamics") == (current, current_sha) and leaky.exists()
+    leaky, leaky_sha = models.publish(layout, stage, tmp_path / "leaky.pt")
+    models.publish(layout, stage, current)  # the current one again; the leaky one stays in models/
+    assert models.current(layout, stage) == (current, current_sha) and leaky.exists()
 
     from dagster import AssetSelection, materialize
 
     from pipeline.definitions import ALL_ASSETS
 
-    config = {"ops": {"evaluation": {"config": {"dynamics_model": leaky_sha[:12]}}}}
+    config = {"ops": {"evaluation": {"config": {f"{stage}_model": leaky_sha[:12]}}}}
     result = materialize(
         ALL_ASSETS,
         selection=AssetSelection.assets("evaluation"),
@@ -749,10 +753,10 @@ def test_evaluation_scores_a_past_model_by_its_sha_and_refuses_one_that_trained_
     )
     assert not result.success  # a failed blocking check of ERROR severity fails its step
     passed, md = recorded(instance, "evaluation", "split_disjoint")
-    assert not passed and manifest["test"][0] in str(md), md
+    assert not passed and manifest["test"][0] in str(md) and md["model"] == called, md
     status = latest_metadata(instance, "evaluation")["status"]
-    assert status.startswith(f"not evaluated: the world model {leaky.name} trained on test videos"), status
-    assert models.current(layout, "dynamics") == (current, current_sha)
+    assert status.startswith(f"not evaluated: the {called} {leaky.name} trained on test videos"), status
+    assert models.current(layout, stage) == (current, current_sha)
 
 
 def test_a_second_run_on_unchanged_inputs_trains_no_step_and_changes_no_model(graph):

@@ -16,6 +16,7 @@ from dagster import (
     DagsterInstance,
     DefaultScheduleStatus,
     MaterializeResult,
+    RunRequest,
     asset,
     build_schedule_context,
 )
@@ -131,7 +132,9 @@ def test_a_new_tokenizer_is_followed_by_latents_then_dynamics_then_evaluation(pr
 
     assert all(run([_schedule_tick(daemon.instance)]))  # the schedule's run: the tokenizer
     runs = daemon.automation_tick()
-    assert shape(runs) == [("clip_a", ["latents"]), ("clip_b", ["latents"])]  # every video, re-encoded
+    # Every video, re-encoded: one backfill (the sensor's production setting), one run per video.
+    assert shape(runs) == [("backfill", [("clip_a", ["latents"]), ("clip_b", ["latents"])])]
+    runs = daemon.runs_of(runs)
     assert all(run(runs[:1]))
     assert daemon.automation_tick() == []  # the world model waits for the other video's latents
     assert all(run(runs[1:]))
@@ -183,13 +186,84 @@ def test_a_video_whose_re_encode_fails_does_not_stall_retraining(project):
     assert all(run(daemon.automation_tick()))  # the manifest
     assert all(run([_schedule_tick(daemon.instance)]))
     runs = daemon.automation_tick()
-    assert shape(runs) == [("clip_a", ["latents"]), ("clip_b", ["latents"])]
+    assert shape(runs) == [("backfill", [("clip_a", ["latents"]), ("clip_b", ["latents"])])]
     assert run(runs) == [False, True]
     runs = daemon.automation_tick()
     assert shape(runs) == [(None, ["dynamics"])]
     assert all(run(runs))
     assert shape(daemon.automation_tick()) == [(None, ["evaluation"])]
     assert daemon.requested[("latents", "clip_a")] == 1
+
+
+def test_a_retrain_that_republishes_the_same_model_requests_nothing_downstream(project):
+    """Automation follows data versions, not updates: a tokenizer or world model materialized again with the same
+    data version (the same published sha: identical bytes) requests no GPU stage; a changed one does."""
+    from dagster import DataVersion
+
+    from pipeline.definitions import ALL_ASSETS
+
+    versions = {"tokenizer": "tok-1", "dynamics": "dyn-1"}
+
+    @asset(
+        key="tokenizer",
+        deps=["dataset_manifest"],
+        check_specs=[AssetCheckSpec("not_collapsed", asset="tokenizer", blocking=True)],
+    )
+    def tokenizer_with_version() -> MaterializeResult:
+        return MaterializeResult(
+            data_version=DataVersion(versions["tokenizer"]),
+            check_results=[AssetCheckResult(check_name="not_collapsed", passed=True)],
+        )
+
+    checks = ("finite_loss", "loss_improved", "action_alive")
+
+    @asset(
+        key="dynamics",
+        deps=["latents", "dataset_manifest", "tokenizer"],
+        check_specs=[AssetCheckSpec(n, asset="dynamics", blocking=True) for n in checks],
+    )
+    def dynamics_with_version(context) -> MaterializeResult:
+        return MaterializeResult(
+            data_version=DataVersion(versions["dynamics"]),
+            metadata={"manifest_version": _manifest_version(context)},
+            check_results=[AssetCheckResult(check_name=n, passed=True) for n in checks],
+        )
+
+    daemon, _ = project
+    stubs = [a for a in ALL_ASSETS if a.key.to_user_string() in ("videos", "frames", "dataset_manifest")]
+    stubs += [tokenizer_with_version, _stub_latents(), dynamics_with_version, stub_evaluation]
+    run = lambda requests: daemon.launch(requests, assets=stubs)  # noqa: E731
+
+    daemon.automation_tick()
+    assert all(run(daemon.sensor_tick() + daemon.automation_tick()))
+    assert all(run(daemon.automation_tick()))  # the manifest
+    assert all(run([_schedule_tick(daemon.instance)]))
+    for expected in (
+        [("backfill", [("clip_a", ["latents"]), ("clip_b", ["latents"])])],
+        [(None, ["dynamics"])],
+        [(None, ["evaluation"])],
+    ):
+        runs = daemon.automation_tick()
+        assert shape(runs) == expected
+        assert all(run(runs))
+    assert daemon.automation_tick() == []
+
+    # The retrain republishes the same models: updated, same data versions, nothing downstream is requested.
+    assert all(run([_schedule_tick(daemon.instance)]))
+    assert all(run([RunRequest(asset_selection=[AssetKey("dynamics")])]))
+    for _ in range(2):
+        assert daemon.automation_tick() == []
+    # A tokenizer that changed: its latents, and after them the world model, follow.
+    versions["tokenizer"] = "tok-2"
+    assert all(run([_schedule_tick(daemon.instance)]))
+    runs = daemon.automation_tick()
+    assert shape(runs) == [("backfill", [("clip_a", ["latents"]), ("clip_b", ["latents"])])]
+    assert all(run(runs))
+    runs = daemon.automation_tick()
+    assert shape(runs) == [(None, ["dynamics"])]
+    assert all(run(runs))  # the world model came out the same (dyn-1): its evaluation is not rerun
+    assert daemon.automation_tick() == []
+    assert daemon.requested[("evaluation", None)] == 1 and daemon.requested[("dynamics", None)] == 2
 
 
 def _run_checks(daemon, check_keys):

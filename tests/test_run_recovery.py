@@ -4,6 +4,7 @@ run holds sleeps, and stops at once on SIGTERM."""
 
 from __future__ import annotations
 
+import logging
 import os
 import shutil
 import signal
@@ -20,6 +21,7 @@ from dagster._core.storage.tags import WILL_RETRY_TAG
 
 from ahriuwu_core.data.files import process_started
 from ahriuwu_core.data.layout import DataLayout
+from pipeline.run_health import slot_holders
 from tests._instance import scratch_project
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -299,3 +301,58 @@ def test_sigterm_stops_a_demo_started_with_sigint_ignored(tmp_path, demo_videos,
     finally:
         if demo.poll() is None:
             os.killpg(demo.pid, signal.SIGKILL)
+
+
+def _cli(select: str, log: Path, env: dict) -> subprocess.Popen:
+    """`dagster asset materialize` as a user types it, on the project's executor."""
+    cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "tests._pool_location"]
+    with open(log, "w") as out:
+        return subprocess.Popen(
+            [*cmd, "--select", select], cwd=ROOT, env=env, stdout=out, stderr=subprocess.STDOUT, start_new_session=True
+        )
+
+
+def _stop(proc: subprocess.Popen) -> None:
+    if proc.poll() is None:
+        os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+
+
+def test_a_cli_run_killed_while_waiting_for_the_slot_never_holds_it_and_waiters_name_the_holder(tmp_path, monkeypatch):
+    """A CLI run waits on a live holder and says so at INFO; it is killed; the holder ends, so Dagster hands the slot
+    to the dead run. The next CLI run, with no daemon, fails the dead run, frees the slot and completes."""
+    scratch_project(tmp_path, tmp_path / "no_videos", monkeypatch)
+    env = {**os.environ, "POOL_TEST_RELEASE": str(tmp_path / "release")}
+    instance = DagsterInstance.get()
+    holder = _cli("holder", tmp_path / "holder.log", env)
+    waiter = third = None
+    try:
+        _wait_for(tmp_path / "holder.log", "holding the gpu slot", holder, 120)
+        holder_run = instance.get_runs(limit=1)[0]
+        waiter = _cli("quick", tmp_path / "waiter.log", env)
+        said = f"step quick waiting for a `gpu` pool slot (1 in all), held by run {holder_run.run_id} (step holder)"
+        _wait_for(tmp_path / "waiter.log", said, waiter, 120)
+        waiter_run = instance.get_runs(limit=1)[0]
+        assert waiter_run.tags["ahriuwu/host"] == socket.gethostname()  # tagged by the executor, not by a launcher
+        info = [e for e in instance.all_logs(waiter_run.run_id) if e.user_message == said]
+        assert info and info[0].level == logging.INFO
+        _stop(waiter)
+        (tmp_path / "release").touch()
+        assert holder.wait(timeout=120) == 0, (tmp_path / "holder.log").read_text()[-3000:]
+        # What used to wedge the pool: the slot went to the killed run's pending step.
+        gpu = instance.event_log_storage.get_concurrency_info("gpu")
+        assert slot_holders(gpu) == [(waiter_run.run_id, "quick")]
+
+        third = _cli("quick", tmp_path / "third.log", env)
+        assert third.wait(timeout=120) == 0, (tmp_path / "third.log").read_text()[-3000:]
+        text = (tmp_path / "third.log").read_text()
+        assert f"held by run {waiter_run.run_id} (step quick)" in text
+        assert f"run {waiter_run.run_id}: the run's process" in text and "died (killed?): marked failed" in text
+        assert "quick ran" in text
+    finally:
+        for proc in (holder, waiter, third):
+            if proc is not None:
+                _stop(proc)
+    assert instance.get_run_by_id(waiter_run.run_id).status == DagsterRunStatus.FAILURE
+    assert slot_holders(instance.event_log_storage.get_concurrency_info("gpu")) == []
+    instance.dispose()

@@ -37,10 +37,3 @@ def load_dynamics(path, device="cpu") -> tuple[WorldModel, DynamicsTrainConfig]:
     if bad:
         raise ValueError(f"{path}: dynamics checkpoint does not match its config (keys {bad})")
     return model.to(device).eval(), DynamicsTrainConfig.from_dict(train_config)
-
-
-def trained_videos(path) -> list[str] | None:
-    """The videos a world model checkpoint was trained on (ids, as the manifest names them), or None for one saved
-    before checkpoints recorded them."""
-    videos = (read_checkpoint(path).get("extra") or {}).get("train_videos")
-    return list(videos) if videos is not None else None

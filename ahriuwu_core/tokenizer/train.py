@@ -259,7 +259,11 @@ def _train(train_stores, heldout_stores, cfg, out_dir, device, log, lpips_model,
         final,
         model=model,
         step=step,
-        extra={"train_config": _jsonable(asdict(cfg)), "code_version": code_version()},  # no timing: same bytes
+        extra={  # no timing: a rerun republishes the same bytes
+            "train_config": _jsonable(asdict(cfg)),
+            "code_version": code_version(),
+            "train_videos": [Path(s).stem for s in train_stores],
+        },
         **ckpt_meta,
     )
     result["checkpoint"] = str(final)

@@ -79,6 +79,13 @@ def read_checkpoint(path) -> dict:
         raise CheckpointUnreadable(f"cannot read checkpoint {path}: {e}") from e
 
 
+def trained_videos(path) -> list[str] | None:
+    """The videos a model checkpoint was trained on (ids, as the manifest names them), or None for one saved before
+    checkpoints recorded them."""
+    videos = (read_checkpoint(path).get("extra") or {}).get("train_videos")
+    return list(videos) if videos is not None else None
+
+
 def load_checkpoint(
     path,
     *,

@@ -50,36 +50,50 @@ FETCH_NEW_VIDEO = (
     & ~AutomationCondition.in_progress()
     & ~AutomationCondition.execution_failed()
 ).with_label("newly_missing_once")
-# eager(): once per new partition or input update (since_last_handled), not while it or an input is in progress;
-# and never past a failed blocking check upstream.
-FOLLOW_INPUTS = (AutomationCondition.eager() & AutomationCondition.all_deps_blocking_checks_passed()).with_label(
-    "eager_after_blocking_checks"
-)
+# An input changed: its data version differs from the one it had at the last tick (re-materializing identical
+# bytes is not a change, so GPU stages never rerun for a rewrite), or it is requested on this tick (a chain goes in
+# one run, as in eager()). Not when it was updated by a run of this very asset.
+_INPUT_CHANGED = AutomationCondition.any_deps_match(
+    (AutomationCondition.data_version_changed() & ~AutomationCondition.executed_with_root_target()).with_label(
+        "data_version_changed_without_root"
+    )
+    | AutomationCondition.will_be_requested()
+).with_label("any_input_changed")
+# eager() on data changes: once per new partition or input change, not while it or an input is in progress; and
+# never past a failed blocking check upstream.
+FOLLOW_INPUTS = (
+    (AutomationCondition.newly_missing() | _INPUT_CHANGED).since_last_handled()
+    & ~AutomationCondition.any_deps_missing()
+    & ~AutomationCondition.any_deps_in_progress()
+    & ~AutomationCondition.in_progress()
+    & AutomationCondition.all_deps_blocking_checks_passed()
+).with_label("on_new_partition_or_input_change")
 
-# Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow the new tokenizer
-# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it (or failed), and the evaluation
-# follows the world model. New videos alone (new latents, a new manifest) retrain nothing.
-_TOKENIZER_UPDATED = AutomationCondition.any_deps_match(AutomationCondition.newly_updated()).allow(
+# Retraining (the `weekly_retrain` schedule requests the tokenizer, or you do): latents follow a changed tokenizer
+# through FOLLOW_INPUTS; the world model retrains once every video is re-encoded with it (or failed), and the
+# evaluation follows a changed world model. New videos alone (new latents, a new manifest) retrain nothing, and a
+# retrain that republishes the same model (same sha, same data version) requests nothing downstream.
+_TOKENIZER_CHANGED = AutomationCondition.any_deps_match(AutomationCondition.data_version_changed()).allow(
     AssetSelection.assets("tokenizer")
 )
-# No latents partition left that has not been updated since the tokenizer was (all_deps_match would be satisfied by
-# any one partition of a partitioned dep).
+# No latents partition left that has not been updated since the tokenizer changed (all_deps_match would be satisfied
+# by any one partition of a partitioned dep).
 # A partition whose re-encode failed, or that cannot be encoded (its frames are missing: they failed), does not
 # hold training back: the world model leaves it out and names it (its `all_training_videos_used` check).
 _REENCODED = ~AutomationCondition.any_deps_match(
-    ~AutomationCondition.newly_updated().since(_TOKENIZER_UPDATED)
+    ~AutomationCondition.newly_updated().since(_TOKENIZER_CHANGED)
     & ~AutomationCondition.execution_failed()
     & ~(AutomationCondition.missing() & AutomationCondition.any_deps_missing())
 ).allow(AssetSelection.assets("latents"))
 AFTER_NEW_TOKENIZER = (
-    _TOKENIZER_UPDATED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
+    _TOKENIZER_CHANGED.since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
     & _REENCODED
     & ~AutomationCondition.any_deps_in_progress()
     & ~AutomationCondition.in_progress()
     & AutomationCondition.all_deps_blocking_checks_passed()
 ).with_label("after_new_tokenizer_and_its_latents")
 AFTER_NEW_WORLD_MODEL = (
-    AutomationCondition.any_deps_match(AutomationCondition.newly_updated())
+    AutomationCondition.any_deps_match(AutomationCondition.data_version_changed())
     .allow(AssetSelection.assets("dynamics"))
     .since(AutomationCondition.newly_requested() | AutomationCondition.newly_updated())
     & ~AutomationCondition.any_deps_in_progress()

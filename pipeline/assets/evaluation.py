@@ -82,9 +82,9 @@ def evaluation(
 ) -> MaterializeResult:
     from ahriuwu_core.data import models
     from ahriuwu_core.data.split import check_split_disjoint
-    from ahriuwu_core.dynamics.load import trained_videos
     from ahriuwu_core.eval.checks import check_beats_persistence, check_few_steps_close, check_no_nan
     from ahriuwu_core.eval.run import evaluate
+    from ahriuwu_core.training.checkpoint import trained_videos
 
     preset = project.preset_config()
     manifest = manifest_lib.read_manifest(storage.path)
@@ -107,19 +107,26 @@ def evaluation(
     # The model files themselves (content-addressed, never rewritten): what is scored is what is recorded.
     tokenizer_path, tokenizer_sha = models.find(storage.layout, "tokenizer", config.tokenizer_model)
     dynamics_path, dynamics_sha = models.find(storage.layout, "dynamics", config.dynamics_model)
-    trained_on = trained_videos(dynamics_path)
-    leak = check_split_disjoint(manifest["train"] if trained_on is None else trained_on, manifest["test"])
-    if not leak[0]:
-        reason = f"not evaluated: the world model {dynamics_path.name} trained on test videos ({leak[1]})"
-        context.log.error(reason)
-        return MaterializeResult(
-            metadata={"status": reason, "manifest_version": manifest["version"]},
-            check_results=[
-                check_result("split_disjoint", False, leak[1], AssetCheckSeverity.ERROR),
-                *(check_result(n, False, {"reason": reason}) for n in ("beats_persistence_h1", "few_steps_close")),
-                check_result("no_nan", False, {"reason": reason}),
-            ],
-        )
+    # Neither model may have seen a test video: each checkpoint's own training list (older checkpoints without
+    # one: the manifest's training split).
+    trained_by = {
+        "world model": (dynamics_path, trained_videos(dynamics_path)),
+        "tokenizer": (tokenizer_path, trained_videos(tokenizer_path)),
+    }
+    for what, (path, trained_on) in trained_by.items():
+        leak = check_split_disjoint(manifest["train"] if trained_on is None else trained_on, manifest["test"])
+        if not leak[0]:
+            reason = f"not evaluated: the {what} {path.name} trained on test videos ({leak[1]})"
+            context.log.error(reason)
+            return MaterializeResult(
+                metadata={"status": reason, "manifest_version": manifest["version"]},
+                check_results=[
+                    check_result("split_disjoint", False, {**leak[1], "model": what}, AssetCheckSeverity.ERROR),
+                    *(check_result(n, False, {"reason": reason}) for n in ("beats_persistence_h1", "few_steps_close")),
+                    check_result("no_nan", False, {"reason": reason}),
+                ],
+            )
+    trained_on = trained_by["world model"][1]
     run_name = time.strftime("%Y%m%d-%H%M%S") + f"-{context.run.run_id[:8]}"
     trained = manifest["train"] if trained_on is None else trained_on
     lineage = {
@@ -132,6 +139,7 @@ def evaluation(
         "tokenizer_model": str(tokenizer_path),
         "dynamics_model": str(dynamics_path),
         "dynamics_train_videos": trained_on,
+        "tokenizer_train_videos": trained_by["tokenizer"][1],
         "code_versions": {stage: code_version(stage, project) for stage in STAGE_MODULES},
         "run_id": context.run.run_id,
     }
