@@ -1,8 +1,8 @@
-"""Where the `dynamics` step's training process runs: a subprocess beside the Dagster step (the default), or a GPU
-pod on Kubernetes launched with Dagster Pipes (`AHRIUWU_LAUNCHER=k8s`, the `k8s` extra). Either way the process is
-`python -m pipeline.dynamics_pipes --spec SPEC` (N > 1 processes: under a launcher, `dynamics_command`), and the asset
-reads the
-same materialization back.
+"""Where the `dynamics` step's training process runs: a subprocess beside the Dagster step (the default), a GPU
+pod on Kubernetes launched with Dagster Pipes (`AHRIUWU_LAUNCHER=k8s`, the `k8s` extra), or Ray Train workers on a
+Ray cluster driven from that subprocess (`AHRIUWU_LAUNCHER=ray`, the default with AHRIUWU_RAY_ADDRESS). Either way
+the process is `python -m pipeline.dynamics_pipes --spec SPEC` (N > 1 processes: under a launcher,
+`dynamics_command`), and the asset reads the same materialization back.
 
 A pod sees the data root through a ReadWriteMany volume mounted at the same path as on the Dagster side, so the
 spec's absolute paths (latent stores, the run folder) mean the same files in both places.
@@ -94,7 +94,10 @@ class K8sLauncher(ConfigurableResource):
 
 
 def launch_dynamics(context, compute, spec: Path, data_root: Path, subprocess_client, k8s: K8sLauncher):
-    """Run the training process where `compute.launcher` says (AHRIUWU_LAUNCHER): "subprocess" or "k8s"."""
+    """Run the training process where `compute.launcher` says (AHRIUWU_LAUNCHER): "subprocess", "k8s", or "ray"
+    (the process drives Ray Train workers on the cluster, as its spec says)."""
+    if compute.launcher == "ray":
+        return subprocess_client.run(context=context, command=dynamics_command(spec, python=sys.executable))
     if compute.launcher == "subprocess":
         command = dynamics_command(spec, compute.nproc_per_node, sys.executable, compute.rdzv_endpoint, compute.nnodes)
         return subprocess_client.run(context=context, command=command)

@@ -3,7 +3,7 @@
 from dagster import Definitions
 
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, videos
-from pipeline.executor import pool_aware_executor
+from pipeline.executor import location_executor
 from pipeline.resources import resources_from_env
 from pipeline.retraining import FRESHNESS_CHECKS, weekly_retrain
 from pipeline.sensors import automation_sensor, new_videos_sensor, training_automation_sensor
@@ -16,5 +16,5 @@ defs = Definitions(
     schedules=[weekly_retrain],
     sensors=[new_videos_sensor, automation_sensor, training_automation_sensor],
     resources=resources_from_env(),
-    executor=pool_aware_executor,
+    executor=location_executor(),
 )

@@ -7,17 +7,22 @@ pictures. One bad video fails its own partition only; training uses the videos t
 from __future__ import annotations
 
 import argparse
+import json
 import os
 import signal
+import subprocess
 import sys
 import threading
 import time
+from pathlib import Path
 
 from dagster import AssetSelection, DagsterInstance, materialize
 
 from ahriuwu_core.data import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, video_partitions, videos
 from pipeline.definitions import ALL_ASSETS
+from pipeline.retraining import FRESHNESS_CHECKS
+from pipeline.ray_cluster import ray_address
 from pipeline.resources import resources_from_env
 from pipeline.run_health import host_tags, wait_for_pool
 
@@ -79,7 +84,7 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
     start = time.perf_counter()
     with PeakRSS() as rss:
         result = materialize(
-            ALL_ASSETS,
+            [*ALL_ASSETS, *FRESHNESS_CHECKS],  # every check the UI would run with the selection
             selection=keys,
             instance=instance,
             resources=resources,
@@ -106,6 +111,35 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
     return result.success
 
 
+def _run_on_ray(stage, partitions: list, log=print, run_config=None) -> dict:
+    """Runs of `stage` (one per partition, or one run for None), all at once, each started as `dagster asset
+    materialize` starts it: the code location's executor then submits its steps to the Ray cluster. Returns
+    success per partition."""
+    name = stage.key.to_user_string()
+    dagster = str(Path(sys.executable).parent / "dagster")
+    procs = {}
+    start = time.perf_counter()
+    try:
+        for key in partitions:
+            cmd = [dagster, "asset", "materialize", "-m", "pipeline.definitions", "--select", name]
+            cmd += ["--partition", key] if key else []
+            cmd += ["--config-json", json.dumps(run_config)] if run_config else []
+            procs[key] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        done = {}
+        for key, proc in procs.items():
+            output, _ = proc.communicate()
+            done[key] = proc.returncode == 0
+            where = f"[{key}]" if key else ""
+            status = "ok" if done[key] else "FAILED\n" + output[-3000:]
+            log(f"{name}{where}: {status} in {time.perf_counter() - start:.1f}s (on the Ray cluster)")
+        return done
+    finally:
+        for proc in procs.values():
+            if proc.poll() is None:
+                proc.terminate()
+                proc.wait()
+
+
 def _interrupted(result) -> bool:
     for event in result.all_events:
         error = (
@@ -122,6 +156,8 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
     outcome = {}
 
     def run(selection, partition_key=None) -> bool:
+        if ray_address():
+            return _run_on_ray(selection[0], [partition_key], log, run_config)[partition_key]
         return _run_stage(selection, instance, resources, partition_key, log, run_config)
 
     start = time.perf_counter()
@@ -130,10 +166,18 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
         f"source listed ({len(ids)} videos; the demo source renders its videos on first listing) in "
         f"{time.perf_counter() - start:.1f}s"
     )
-    for vid in ids:
-        outcome[f"videos[{vid}]"] = run([videos], vid)
-        if outcome[f"videos[{vid}]"]:
-            outcome[f"frames[{vid}]"] = run([frames], vid)
+
+    def per_video(stage, only) -> None:
+        keys = [vid for vid in ids if only(vid)]
+        name = stage.key.to_user_string()
+        if ray_address():  # each video's run at once: the cluster spreads their steps over its nodes
+            done = _run_on_ray(stage, keys, log, run_config)
+        else:
+            done = {vid: run([stage], vid) for vid in keys}
+        outcome.update({f"{name}[{vid}]": ok for vid, ok in done.items()})
+
+    per_video(videos, lambda vid: True)
+    per_video(frames, lambda vid: outcome.get(f"videos[{vid}]"))
     failed = None  # the first failed shared stage: what depends on it is not run (and counts as failed)
 
     def shared(stage):
@@ -149,9 +193,7 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
     for stage in (dataset_manifest, tokenizer):
         shared(stage)
     if not failed:
-        for vid in ids:
-            if outcome.get(f"frames[{vid}]"):
-                outcome[f"latents[{vid}]"] = run([latents], vid)
+        per_video(latents, lambda vid: outcome.get(f"frames[{vid}]"))
     for stage in (dynamics, evaluation):
         shared(stage)
     return outcome

@@ -55,6 +55,8 @@ def _main(argv) -> int:
 
     cfg = DynamicsTrainConfig.from_dict(spec["config"])
     stores = [Path(p) for p in spec["train_stores"]]
+    if spec.get("ray"):
+        return _train_on_ray(spec, cfg, stores)
     with distributed(spec["device"]) as device:
         if int(os.environ.get("RANK", "0")) != 0:
             result = train_dynamics(stores, cfg, spec["out_dir"], device=device, log=lambda _: None)
@@ -70,6 +72,37 @@ def _main(argv) -> int:
             metadata["world_size"] = int(os.environ.get("WORLD_SIZE", "1"))
             pipes.report_asset_materialization(metadata=metadata, data_version=file_sha256(result["checkpoint"]))
     return 0
+
+
+def _train_on_ray(spec: dict, cfg, stores) -> int:
+    """Ray Train workers on the cluster train; this process relays rank 0's lines and reports the result."""
+    from dagster_pipes import open_dagster_pipes
+
+    from ahriuwu_core.data.manifest import file_sha256
+    from ahriuwu_core.dynamics.ray_train import train_dynamics_on_ray
+
+    ray = spec["ray"]
+    with open_dagster_pipes() as pipes:
+        result = train_dynamics_on_ray(
+            stores,
+            cfg,
+            spec["out_dir"],
+            address=_bootstrap_address(ray["address"]),
+            workers=int(ray["workers"]),
+            use_gpu=str(spec["device"]).startswith("cuda"),
+            log=pipes.log.info,
+        )
+        _check_usable(result)
+        metadata = {k: v for k, v in result.items() if isinstance(v, (int, float, str)) and not isinstance(v, bool)}
+        metadata["preset"] = spec["preset"]
+        metadata["ray_train_workers"] = int(ray["workers"])
+        pipes.report_asset_materialization(metadata=metadata, data_version=file_sha256(result["checkpoint"]))
+    return 0
+
+
+def _bootstrap_address(address: str) -> str:
+    """What `ray.init` takes: inside a Ray job the cluster's own address ("auto"); a job server URL is not one."""
+    return "auto" if address.startswith(("http://", "https://")) or os.environ.get("RAY_ADDRESS") else address
 
 
 def _check_usable(result: dict) -> None:

@@ -13,6 +13,7 @@ import threading
 
 from dagster import executor, multi_or_in_process_executor
 from dagster._core.executor.base import Executor
+from dagster._core.executor.init import InitExecutorContext
 
 from pipeline.run_health import HOST_TAG, describe_wait, host_tags, reap_dead_runs, slot_holders
 
@@ -84,12 +85,37 @@ class PoolAwareExecutor(Executor):
             yield from self._inner.execute(plan_context, execution_plan)
 
 
-@executor(
-    name="ahriuwu",
-    config_schema=multi_or_in_process_executor.config_schema,
-    requirements=multi_or_in_process_executor.get_requirements,
-)
-def pool_aware_executor(init_context):
-    """Dagster's default executor (multiprocess unless configured in-process) that tags the run with its host and
-    frees pool slots that dead runs hold while a step of this run waits for one."""
-    return PoolAwareExecutor(multi_or_in_process_executor.executor_creation_fn(init_context))
+def pool_aware(inner, name: str, config: dict | None = None):
+    """`inner` (an executor definition) wrapped so that every run tags itself with its host and watches the pools
+    its steps wait on. config: `inner`'s fixed config (its schema then takes none in the launchpad)."""
+
+    @executor(
+        name=name,
+        config_schema=None if config is not None else inner.config_schema,
+        requirements=inner.get_requirements if config is None else inner.get_requirements(config),
+    )
+    def wrapped(init_context):
+        if config is not None:
+            init_context = InitExecutorContext(
+                job=init_context.job, executor_def=inner, executor_config=config, instance=init_context.instance
+            )
+        return PoolAwareExecutor(inner.executor_creation_fn(init_context))
+
+    return wrapped
+
+
+# Dagster's default executor (multiprocess unless configured in-process), pool-aware.
+pool_aware_executor = pool_aware(multi_or_in_process_executor, "ahriuwu")
+
+
+def location_executor():
+    """The code location's executor: on a Ray cluster when AHRIUWU_RAY_ADDRESS is set (pipeline/ray_cluster.py),
+    else Dagster's default on this machine; pool-aware either way."""
+    from pipeline.ray_cluster import ray_address, ray_step_executor_config
+
+    address = ray_address()
+    if not address:
+        return pool_aware_executor
+    from dagster_ray import ray_executor
+
+    return pool_aware(ray_executor, "ray", ray_step_executor_config(address))

@@ -63,7 +63,9 @@ class ComputeResource(ConfigurableResource):
     # for `nnodes` nodes; empty: single node, nothing listening off loopback.
     rdzv_endpoint: str = ""
     nnodes: int = 1
-    launcher: str = "subprocess"  # where dynamics training runs: "subprocess" or "k8s" (pipeline/cluster.py)
+    launcher: str = "subprocess"  # where dynamics training runs: "subprocess", "k8s" or "ray" (pipeline/cluster.py)
+    ray_address: str = ""  # the Ray cluster (AHRIUWU_RAY_ADDRESS): set, steps and training run there
+    ray_train_workers: int = 1  # Ray Train workers of the world model (AHRIUWU_RAY_TRAIN_WORKERS)
 
     @contextmanager
     def step_device(self, storage: StorageResource, log=None, distributed: bool = False) -> Iterator[str]:
@@ -72,7 +74,7 @@ class ComputeResource(ConfigurableResource):
         GPUs. distributed: a torchrun launch, whose ranks pick their GPUs by LOCAL_RANK, so it takes no lease."""
         from ahriuwu_core.training.devices import leased_torch_device
 
-        if distributed:
+        if distributed or self.launcher == "ray":  # Ray assigns GPUs on a cluster: its devices are this step's
             import torch
 
             yield self.device if self.device != "auto" else "cuda" if torch.cuda.is_available() else "cpu"
@@ -282,7 +284,9 @@ def resources_from_env() -> dict:
             nproc_per_node=int(env("AHRIUWU_NPROC_PER_NODE", "1")),
             rdzv_endpoint=env("AHRIUWU_RDZV_ENDPOINT", ""),
             nnodes=int(env("AHRIUWU_NNODES", "1")),
-            launcher=env("AHRIUWU_LAUNCHER", "subprocess"),
+            launcher=env("AHRIUWU_LAUNCHER", "ray" if env("AHRIUWU_RAY_ADDRESS") else "subprocess"),
+            ray_address=env("AHRIUWU_RAY_ADDRESS", ""),
+            ray_train_workers=int(env("AHRIUWU_RAY_TRAIN_WORKERS", "1")),
         ),
         "pipes_subprocess_client": PipesSubprocessClient(
             cwd=str(PROJECT_ROOT),

@@ -27,6 +27,7 @@ from pipeline.assets.common import (
 from pipeline.assets.ingest import dataset_manifest
 from pipeline.assets.training import dynamics, tokenizer
 from pipeline.code_versions import STAGE_MODULES, code_version, run_tags
+from pipeline.ray_cluster import gpu_step_tags
 from pipeline.report import image_markdown, metrics_table, metrics_table_markdown
 from pipeline.resources import PROJECT_ROOT, ComputeResource, ProjectResource, StorageResource
 
@@ -47,6 +48,7 @@ class EvaluationConfig(Config):
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    op_tags=gpu_step_tags(),
     automation_condition=AFTER_NEW_WORLD_MODEL,
     check_specs=[
         AssetCheckSpec(

@@ -33,6 +33,7 @@ from pipeline.assets.common import (
 from pipeline.assets.ingest import dataset_manifest, frames
 from pipeline.cluster import K8sLauncher, launch_dynamics
 from pipeline.code_versions import code_version, run_tags
+from pipeline.ray_cluster import gpu_step_tags
 from pipeline.report import image_markdown, loss_curve_markdown
 from pipeline.resources import ComputeResource, ProjectResource, StorageResource
 
@@ -45,6 +46,7 @@ from pipeline.resources import ComputeResource, ProjectResource, StorageResource
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    op_tags=gpu_step_tags(),
     check_specs=[
         AssetCheckSpec(
             "not_collapsed",
@@ -132,6 +134,7 @@ def tokenizer(
     tags={"compute": "gpu", "scope": "per_video"},
     owners=[OWNER],
     pool="gpu",
+    op_tags=gpu_step_tags(),
     automation_condition=FOLLOW_INPUTS,  # waits for the tokenizer's not_collapsed check
     description="The video's frames encoded by the tokenizer into a float16 zarr latent store; its attributes "
     "name the tokenizer checkpoint that made it.",
@@ -167,6 +170,7 @@ def latents(
     tags={"compute": "gpu", "scope": "dataset"},
     owners=[OWNER],
     pool="gpu",
+    op_tags=gpu_step_tags(),
     automation_condition=AFTER_NEW_TOKENIZER,
     check_specs=[
         AssetCheckSpec(
@@ -237,6 +241,11 @@ def dynamics(
                     "train_stores": [str(p) for p in train],
                     "out_dir": str(out_dir),
                     "device": compute.device if remote else device,
+                    **(
+                        {"ray": {"address": compute.ray_address, "workers": compute.ray_train_workers}}
+                        if compute.launcher == "ray"
+                        else {}
+                    ),
                 },
                 indent=1,
             )
