@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -16,14 +17,14 @@ import threading
 import time
 from pathlib import Path
 
-from dagster import AssetSelection, DagsterInstance, materialize
+from dagster import AssetSelection, DagsterEventType, DagsterInstance, materialize
 
 from ahriuwu_core.data import catalog
 from pipeline.assets import dataset_manifest, dynamics, evaluation, frames, latents, tokenizer, video_partitions, videos
 from pipeline.definitions import ALL_ASSETS
-from pipeline.retraining import FRESHNESS_CHECKS
 from pipeline.ray_cluster import ray_address
 from pipeline.resources import resources_from_env
+from pipeline.retraining import FRESHNESS_CHECKS
 from pipeline.run_health import host_tags, wait_for_pool
 
 
@@ -111,33 +112,61 @@ def _run_stage(selection, instance, resources, partition_key=None, log=print, ru
     return result.success
 
 
-def _run_on_ray(stage, partitions: list, log=print, run_config=None) -> dict:
-    """Runs of `stage` (one per partition, or one run for None), all at once, each started as `dagster asset
-    materialize` starts it: the code location's executor then submits its steps to the Ray cluster. Returns
-    success per partition."""
-    name = stage.key.to_user_string()
+def _run_on_ray(stages, partitions: list, instance, log=print, run_config=None) -> dict:
+    """Runs of `stages` (one run per partition, or one run for None), all at once, each started as `dagster asset
+    materialize` starts it: the code location's executor then submits its steps to the Ray cluster, and a step
+    whose upstream failed in its run does not run. Returns {(stage name, partition): whether its step succeeded}."""
+    names = [stage.key.to_user_string() for stage in stages]
     dagster = str(Path(sys.executable).parent / "dagster")
     procs = {}
     start = time.perf_counter()
     try:
         for key in partitions:
-            cmd = [dagster, "asset", "materialize", "-m", "pipeline.definitions", "--select", name]
+            cmd = [dagster, "asset", "materialize", "-m", "pipeline.definitions", "--select", ",".join(names)]
             cmd += ["--partition", key] if key else []
             cmd += ["--config-json", json.dumps(run_config)] if run_config else []
             procs[key] = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
         done = {}
         for key, proc in procs.items():
             output, _ = proc.communicate()
-            done[key] = proc.returncode == 0
             where = f"[{key}]" if key else ""
-            status = "ok" if done[key] else "FAILED\n" + output[-3000:]
-            log(f"{name}{where}: {status} in {time.perf_counter() - start:.1f}s (on the Ray cluster)")
+            # The steps ran on the cluster: their outcome is in the run's event log, not in this output.
+            run_id = re.search(r" - ([0-9a-f-]{36}) - \d+ - RUN_START", output)
+            succeeded = {
+                e.step_key
+                for e in (instance.all_logs(run_id.group(1), of_type=DagsterEventType.STEP_SUCCESS) if run_id else [])
+            }
+            for name in names:
+                done[(name, key)] = name in succeeded
+                status = "ok" if done[(name, key)] else "FAILED"
+                log(f"{name}{where}: {status} in {time.perf_counter() - start:.1f}s (on the Ray cluster)")
+            if proc.returncode != 0:
+                log(output[-3000:])
         return done
     finally:
         for proc in procs.values():
             if proc.poll() is None:
                 proc.terminate()
                 proc.wait()
+
+
+def _run_all_on_ray(ids: list, instance, log=print, run_config=None) -> dict[str, bool]:
+    """run_all on a Ray cluster: each video's fetch and frames in one run, the videos at once; the manifest and
+    tokenizer in one run; the latents at once; the world model and its evaluation in one run (fewer runs: a
+    run's start costs more than its step here)."""
+    outcome = {}
+
+    def record(done):
+        outcome.update({f"{name}[{key}]" if key else name: ok for (name, key), ok in done.items()})
+        return all(done.values())
+
+    record(_run_on_ray([videos, frames], ids, instance, log, run_config))
+    if record(_run_on_ray([dataset_manifest, tokenizer], [None], instance, log, run_config)):
+        record(_run_on_ray([latents], [v for v in ids if outcome.get(f"frames[{v}]")], instance, log, run_config))
+        record(_run_on_ray([dynamics, evaluation], [None], instance, log, run_config))
+    for name in ("tokenizer", "dynamics", "evaluation"):
+        outcome.setdefault(name, False)
+    return outcome
 
 
 def _interrupted(result) -> bool:
@@ -151,13 +180,11 @@ def _interrupted(result) -> bool:
 
 
 def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=None) -> dict[str, bool]:
-    """Materialize the whole graph in dependency order, one stage per run; return success per step. run_config:
-    the same launchpad config for every run (e.g. a resource override)."""
+    """Materialize the whole graph in dependency order, one stage per run (on a Ray cluster, see _run_all_on_ray);
+    return success per step. run_config: the same launchpad config for every run (e.g. a resource override)."""
     outcome = {}
 
     def run(selection, partition_key=None) -> bool:
-        if ray_address():
-            return _run_on_ray(selection[0], [partition_key], log, run_config)[partition_key]
         return _run_stage(selection, instance, resources, partition_key, log, run_config)
 
     start = time.perf_counter()
@@ -167,17 +194,12 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
         f"{time.perf_counter() - start:.1f}s"
     )
 
-    def per_video(stage, only) -> None:
-        keys = [vid for vid in ids if only(vid)]
-        name = stage.key.to_user_string()
-        if ray_address():  # each video's run at once: the cluster spreads their steps over its nodes
-            done = _run_on_ray(stage, keys, log, run_config)
-        else:
-            done = {vid: run([stage], vid) for vid in keys}
-        outcome.update({f"{name}[{vid}]": ok for vid, ok in done.items()})
-
-    per_video(videos, lambda vid: True)
-    per_video(frames, lambda vid: outcome.get(f"videos[{vid}]"))
+    if ray_address():
+        return _run_all_on_ray(ids, instance, log, run_config)
+    for vid in ids:
+        outcome[f"videos[{vid}]"] = run([videos], vid)
+        if outcome[f"videos[{vid}]"]:
+            outcome[f"frames[{vid}]"] = run([frames], vid)
     failed = None  # the first failed shared stage: what depends on it is not run (and counts as failed)
 
     def shared(stage):
@@ -193,7 +215,9 @@ def run_all(instance: DagsterInstance, resources: dict, log=print, run_config=No
     for stage in (dataset_manifest, tokenizer):
         shared(stage)
     if not failed:
-        per_video(latents, lambda vid: outcome.get(f"frames[{vid}]"))
+        for vid in ids:
+            if outcome.get(f"frames[{vid}]"):
+                outcome[f"latents[{vid}]"] = run([latents], vid)
     for stage in (dynamics, evaluation):
         shared(stage)
     return outcome

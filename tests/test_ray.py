@@ -75,8 +75,9 @@ def _frames_nodes(cluster) -> set[str]:
 
 
 def _ui_state(instance: DagsterInstance) -> dict:
-    """What the UI shows of a whole-graph materialization: each run's status, each materialized (asset,
-    partition) and each check result."""
+    """What the UI shows of a whole-graph materialization: whether every run succeeded, each materialized (asset,
+    partition) and each check result. (On the cluster make demo starts fewer runs: a run holds a video's fetch and
+    frames, say, where one machine runs a stage per run.)"""
     runs = instance.get_runs()
     materialized, checks = set(), {}
     for run in runs:
@@ -87,7 +88,11 @@ def _ui_state(instance: DagsterInstance) -> dict:
             evaluation = entry.dagster_event.event_specific_data
             key = (evaluation.asset_key.to_user_string(), evaluation.check_name, run.tags.get("dagster/partition"))
             checks[key] = evaluation.passed
-    return {"statuses": sorted(r.status.value for r in runs), "materialized": materialized, "checks": checks}
+    return {
+        "all_succeeded": all(r.status == DagsterRunStatus.SUCCESS for r in runs),
+        "materialized": materialized,
+        "checks": checks,
+    }
 
 
 def test_the_tiny_demo_materializes_through_the_ray_executor_as_on_one_machine(cluster, tmp_path, monkeypatch):
@@ -121,13 +126,13 @@ def test_the_tiny_demo_materializes_through_the_ray_executor_as_on_one_machine(c
                 assert "(on the Ray cluster)" in proc.stdout
                 [dynamics] = instance.fetch_materializations(AssetKey("dynamics"), limit=1).records
                 assert dynamics.asset_materialization.metadata["ray_train_workers"].value == 1
-                assert all(r.status == DagsterRunStatus.SUCCESS for r in instance.get_runs())
             instance.dispose()
     nodes = _frames_nodes(cluster)
     assert len(nodes) == 2, f"the 3 videos' frames steps ran on {nodes}"
     ray, local = states["ray"], states["one_machine"]
     differ = {k: (ray["checks"].get(k), local["checks"].get(k)) for k in {*ray["checks"], *local["checks"]}}
     assert ray == local, {k: v for k, v in differ.items() if v[0] != v[1]}
+    assert ray["all_succeeded"] and len(ray["materialized"]) == 13 and len(ray["checks"]) >= 15
 
 
 def test_a_lost_worker_node_fails_training_clearly_and_the_rerun_resumes(cluster, tmp_path):
