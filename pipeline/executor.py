@@ -11,9 +11,7 @@ from __future__ import annotations
 
 import threading
 
-from dagster import executor, multi_or_in_process_executor
-from dagster._core.executor.base import Executor
-from dagster._core.executor.init import InitExecutorContext
+from dagster import Executor, InitExecutorContext, executor, multi_or_in_process_executor
 
 from pipeline.run_health import HOST_TAG, describe_wait, host_tags, reap_dead_runs, slot_holders
 
