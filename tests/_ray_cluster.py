@@ -16,7 +16,8 @@ import sys
 import time
 from pathlib import Path
 
-RAY = str(Path(sys.executable).parent / "ray")
+# The script a platform engineer starts nodes with: the test cluster is started the same way.
+NODE = str(Path(__file__).resolve().parents[1] / "deploy" / "ray-cluster.sh")
 
 
 def free_port() -> int:
@@ -61,7 +62,7 @@ class LoopbackCluster:
     def _start(self, name: str, args: list[str]) -> None:
         with open(self.logs / f"{name}.log", "w") as out:
             self.nodes[name] = subprocess.Popen(
-                [RAY, "start", "--block", *self._node_args(name), *args],
+                [NODE, *args, *self._node_args(name)],
                 env=self.env,
                 stdout=out,
                 stderr=subprocess.STDOUT,
@@ -69,18 +70,13 @@ class LoopbackCluster:
             )
 
     def start(self, timeout_s: float = 120) -> LoopbackCluster:
-        self._start(
-            "head",
-            [
-                "--head",
-                f"--port={self.gcs_port}",
-                "--num-cpus=0",
-                "--include-dashboard=true",
-                "--dashboard-host=127.0.0.1",
-                f"--dashboard-port={self.dashboard_port}",
-                f"--ray-client-server-port={free_port()}",
-            ],
+        self.env.update(
+            RAY_PORT=str(self.gcs_port),
+            DASHBOARD_HOST="127.0.0.1",
+            DASHBOARD_PORT=str(self.dashboard_port),
+            CLIENT_PORT=str(free_port()),
         )
+        self._start("head", ["head", "--num-cpus=0"])
         self._wait(lambda alive: "head" in alive, timeout_s)
         for name in self.worker_cpus:
             self.start_worker(name, timeout_s)
@@ -90,9 +86,7 @@ class LoopbackCluster:
         """A worker node with `worker_cpus[name]` CPUs and one unit of the custom resource `name`, so a task or job
         can be pinned to it."""
         resources = json.dumps({name: 1})
-        self._start(
-            name, [f"--address={self.address}", f"--num-cpus={self.worker_cpus[name]}", f"--resources={resources}"]
-        )
+        self._start(name, ["worker", "127.0.0.1", f"--num-cpus={self.worker_cpus[name]}", f"--resources={resources}"])
         self._wait(lambda alive: name in alive, timeout_s)
 
     def alive_nodes(self) -> dict[str, str]:

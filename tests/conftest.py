@@ -47,12 +47,19 @@ def one_thread_module():
 @pytest.hookimpl(tryfirst=True)  # before xdist's own hook reads the groups
 def pytest_collection_modifyitems(config, items):
     """`make test` runs the suite in xdist workers with `--dist loadgroup`. Each file is one unit of work, so its
-    module fixtures are built once; every test that reads the trained demo model is one unit too, scheduled first,
-    so that model is trained once and its long unit starts while the other workers take the rest."""
+    module fixtures are built once; every test that reads the trained demo model is one unit too, scheduled first
+    with the Ray cluster's file, so that model is trained once and the long units start while the other workers
+    take the rest."""
     for item in items:
         group = "demo_model" if "demo_model_root" in item.fixturenames else item.nodeid.split("::")[0]
         item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: "demo_model_root" not in item.fixturenames)  # a stable sort: file order stays
+    # The two long units first (a stable sort: file order stays): the demo model's, then the Ray cluster's file,
+    # so each takes a worker from the start while the other units fill in around them.
+    items.sort(key=lambda item: 0 if "demo_model_root" in item.fixturenames else 1 if _on_ray(item) else 2)
+
+
+def _on_ray(item) -> bool:
+    return item.nodeid.split("::")[0] == "tests/test_ray.py"
 
 
 @pytest.fixture(scope="session")

@@ -174,3 +174,56 @@ def test_a_lost_worker_node_fails_training_clearly_and_the_rerun_resumes(cluster
     # At most one checkpoint interval (2 steps) is trained again.
     assert result["completed"] and result["steps"] == config["steps"], result
     assert logged[-1] - 2 <= result["resumed_from_step"] <= logged[-1], (logged[-1], result)
+
+
+GPU_TAGS = """
+import json, sys
+from pipeline.definitions import defs
+graph = defs.resolve_asset_graph()
+out = {}
+for key in graph.get_all_asset_keys():
+    op_tags = defs.get_assets_def(key).node_def.tags
+    ray_config = json.loads(op_tags.get("dagster-ray/config", "{}"))
+    pools = sorted(graph.get(key).pools or [])
+    out[key.to_user_string()] = [ray_config.get("num_gpus"), pools[0] if pools else None]
+print(json.dumps({"executor": defs.executor.name, "assets": out}))
+"""
+
+
+@pytest.mark.parametrize("device, gpus", [("auto", 1.0), ("cpu", None)])
+def test_on_a_ray_cluster_gpu_stages_ask_ray_for_gpus_and_take_no_local_lease(tmp_path, monkeypatch, device, gpus):
+    """The code location on a Ray cluster: its executor is dagster-ray's, every stage in the `gpu` pool asks Ray
+    for a GPU (none on a CPU cluster: asking would wait forever), the others ask for none; and a GPU step on the
+    cluster takes the devices Ray gave its job, with no lock-file lease (that is for one machine)."""
+    import torch
+
+    from pipeline.resources import ComputeResource, StorageResource
+
+    env = {**os.environ, "AHRIUWU_RAY_ADDRESS": "http://127.0.0.1:1", "AHRIUWU_DEVICE": device}
+    proc = subprocess.run([sys.executable, "-c", GPU_TAGS], cwd=ROOT, env=env, capture_output=True, text=True)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    found = json.loads(proc.stdout.splitlines()[-1])
+    assert found["executor"] == "ray"
+    for asset, (num_gpus, pool) in found["assets"].items():
+        assert num_gpus == (gpus if pool == "gpu" else None), (asset, num_gpus, pool)
+    assert sum(pool == "gpu" for _, pool in found["assets"].values()) == 4
+
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: True)
+    monkeypatch.setattr(torch.cuda, "device_count", lambda: 2)
+    storage = StorageResource(root=str(tmp_path))
+    with ComputeResource(device="auto", launcher="ray").step_device(storage) as device_on_ray:
+        assert device_on_ray == "cuda"  # the job's own GPUs (Ray sets CUDA_VISIBLE_DEVICES)
+    assert not (tmp_path / "locks").exists()
+    with ComputeResource(device="auto").step_device(storage) as leased:
+        assert leased == "cuda:0" and (tmp_path / "locks").exists()
+
+
+def test_ray_scaling_bench_smoke():
+    """bench/ray_scaling.py in its smoke mode (its own 1-node cluster): it runs and prints its figures."""
+    proc = subprocess.run(
+        [sys.executable, "bench/ray_scaling.py", "--smoke"], cwd=ROOT, capture_output=True, text=True, timeout=600
+    )
+    assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
+    figures = dict(line.split("=", 1) for line in proc.stdout.splitlines() if "=" in line and " " not in line)
+    assert float(figures["frames_latents_videos_per_min_1node"]) > 0
+    assert float(figures["ray_step_overhead_s"]) > -5  # a Ray job costs at least what a local step does, roughly
