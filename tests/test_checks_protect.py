@@ -35,6 +35,19 @@ def graph(one_thread_module, tmp_path_factory):
     mp.undo()
 
 
+def _use_slow_preset(mp, name: str):
+    """The tiny preset under `name`, with a loss logged every step (so loss_improved is judged) and a learning
+    rate too small to lower it in 12 steps (3e-4 under the 30-step warmup); made the environment's preset."""
+    from ahriuwu_core import presets
+
+    tiny = presets.get_preset("tiny")
+    optim = dataclasses.replace(tiny.dynamics.optim, lr=3e-4)
+    slow = dataclasses.replace(tiny, name=name, dynamics=dataclasses.replace(tiny.dynamics, log_every=1, optim=optim))
+    mp.setitem(presets.PRESETS, name, slow)
+    mp.setenv("AHRIUWU_PRESET", name)
+    return slow
+
+
 def _data_version(instance, key: str) -> str:
     [record] = instance.fetch_materializations(AssetRecordsFilter(asset_key=AssetKey(key)), limit=1).records
     return record.asset_materialization.tags["dagster/data_version"]
@@ -73,20 +86,10 @@ def test_a_world_model_whose_loss_does_not_improve_is_blocked_by_loss_improved_a
     finite_loss and action_alive (its action path trained a little) pass. That one failed check keeps the
     published world model byte-identical and skips evaluation; the failed one stays in its run folder."""
     instance, data_root, _, mp = graph
-    from ahriuwu_core import presets
     from pipeline.demo import run_all
     from pipeline.resources import resources_from_env
 
-    tiny = presets.get_preset("tiny")
-    slow = dataclasses.replace(
-        tiny,
-        name="tiny_slow",
-        dynamics=dataclasses.replace(
-            tiny.dynamics, log_every=1, optim=dataclasses.replace(tiny.dynamics.optim, lr=3e-4)
-        ),
-    )
-    mp.setitem(presets.PRESETS, "tiny_slow", slow)
-    mp.setenv("AHRIUWU_PRESET", "tiny_slow")
+    slow = _use_slow_preset(mp, "tiny_slow")
     published = data_root / "dynamics" / "dynamics.pt"
     before, model = published.read_bytes(), published.resolve()
     version_before = _data_version(instance, "dynamics")
@@ -165,7 +168,6 @@ def test_a_failed_check_inside_one_run_skips_what_it_guards_and_stales_nothing(g
     from dagster import AssetSelection, materialize
     from dagster._utils.test.data_versions import get_stale_status_resolver
 
-    from ahriuwu_core import presets
     from ahriuwu_core.tokenizer.cnn import CNNTokenizer
     from pipeline.definitions import ALL_ASSETS
     from pipeline.resources import resources_from_env
@@ -189,16 +191,7 @@ def test_a_failed_check_inside_one_run_skips_what_it_guards_and_stales_nothing(g
         causes = [c for p in partitions for c in resolver.get_stale_causes(AssetKey(key), p)]
         return any(c.dependency is not None and c.dependency.asset_key == AssetKey(dependency) for c in causes)
 
-    tiny = presets.get_preset("tiny")
-    slow = dataclasses.replace(
-        tiny,
-        name="tiny_slow2",
-        dynamics=dataclasses.replace(
-            tiny.dynamics, log_every=1, optim=dataclasses.replace(tiny.dynamics.optim, lr=3e-4)
-        ),
-    )
-    mp.setitem(presets.PRESETS, "tiny_slow2", slow)
-    mp.setenv("AHRIUWU_PRESET", "tiny_slow2")
+    _use_slow_preset(mp, "tiny_slow2")
     version = _data_version(instance, "dynamics")
     try:
         made = one_run("dynamics", "evaluation")
