@@ -29,12 +29,16 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 
-def _materialize(select: str, partition: str | None, env: dict) -> float:
-    """Seconds for `dagster asset materialize` of `select`, as a user starts it."""
+def _materialize_command(select: str, partition: str | None) -> list[str]:
+    """`dagster asset materialize` of `select`, as a user starts it."""
     cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "pipeline.definitions"]
-    cmd += ["--select", select, *(["--partition", partition] if partition else [])]
+    return cmd + ["--select", select, *(["--partition", partition] if partition else [])]
+
+
+def _materialize(select: str, partition: str | None, env: dict) -> float:
+    """Seconds for `dagster asset materialize` of `select`."""
     start = time.perf_counter()
-    proc = subprocess.run(cmd, cwd=ROOT, env=env, capture_output=True, text=True)
+    proc = subprocess.run(_materialize_command(select, partition), cwd=ROOT, env=env, capture_output=True, text=True)
     if proc.returncode != 0:
         raise RuntimeError(f"{select}[{partition}] failed:\n{proc.stdout[-3000:]}{proc.stderr[-3000:]}")
     return time.perf_counter() - start
@@ -88,9 +92,14 @@ def main() -> None:
         try:
             ray_env = {**env, "AHRIUWU_RAY_ADDRESS": cluster.jobs_address}
             start = time.perf_counter()
+            # One run per video (its frames then latents), all at once, as make demo starts runs on a cluster.
             procs = [
                 subprocess.Popen(
-                    [sys.executable, "-c", _ONE_VIDEO, vid], cwd=ROOT, env=ray_env, stdout=subprocess.DEVNULL
+                    _materialize_command("frames,latents", vid),
+                    cwd=ROOT,
+                    env=ray_env,
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
                 )
                 for vid in ids
             ]
@@ -113,16 +122,6 @@ def main() -> None:
     if len(rates) == 2:
         print(f"two_node_speedup={rates[2] / rates[1]:.2f}")
     print(f"ray_step_overhead_s={statistics.median(ray_step) - statistics.median(local_step):.1f}")
-
-
-# One video's frames then latents, in one run through the Ray executor (as make demo starts runs on a cluster).
-_ONE_VIDEO = """
-import subprocess, sys
-from pathlib import Path
-cmd = [str(Path(sys.executable).parent / "dagster"), "asset", "materialize", "-m", "pipeline.definitions",
-       "--select", "frames,latents", "--partition", sys.argv[1]]
-sys.exit(subprocess.run(cmd, capture_output=True).returncode)
-"""
 
 
 if __name__ == "__main__":
